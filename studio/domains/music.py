@@ -1,0 +1,225 @@
+"""Music as MIDI-like events (see :mod:`studio.music.events` for the representation).
+
+The vocabulary is the event codebook, fixed by its options (grid, velocity bins, longest
+shift, program tokens), so it travels in the card and never depends on the corpus.
+Sampling hooks used by the generic generator: :meth:`MusicDomain.prime_ids` (continue a
+MIDI or score file), :meth:`~MusicDomain.logits_mask` (``--key``),
+:meth:`~MusicDomain.is_finished` (``--bars``) and :meth:`~MusicDomain.render` (MIDI, WAV,
+piano roll at ``--tempo``).  Torch-free; music21 loads only for score files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..corpus import corpus_files, warn_skipped
+from ..errors import StudioError
+from ..music.events import PITCH_COUNT, EventCodec, Piece
+from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, read_pieces
+from ..music.render import Rendered
+from ..music.scales import pitch_class_mask
+from .base import CategoricalDomain, Document
+
+DEFAULT_TEMPO = 120.0
+AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
+CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs")
+
+
+def read_music_file(path: Path) -> list[Piece]:
+    """Pieces of one file; StudioError naming the file when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudioError(f"music file not found: {path}")
+    try:
+        return read_pieces(path)
+    except Exception as error:  # mido/music21 raise many types on damaged files
+        raise StudioError(f"cannot read {path} as music ({type(error).__name__}: {error}); "
+                          "give a MIDI, MusicXML, ABC or Humdrum file") from None
+
+
+class MusicDomain(CategoricalDomain):
+    """Event-sequence domain for MIDI, MusicXML, ABC and Humdrum corpora."""
+
+    name: ClassVar[str] = "music"
+    suffixes: ClassVar[tuple[str, ...]] = MIDI_SUFFIXES + SCORE_SUFFIXES
+
+    def __init__(self, codec: EventCodec | None = None):
+        self.codec = codec or EventCodec()
+        self._primers: dict[str, Piece] = {}
+
+    # --- corpus -------------------------------------------------------------------
+    @classmethod
+    def read_corpus(cls, path: Path) -> list[Document]:
+        path = Path(path)
+        try:
+            files = corpus_files(path, cls.suffixes)
+        except StudioError:
+            if not path.exists():
+                raise
+            files = []
+        documents, skipped = [], []
+        for file in files:
+            try:
+                pieces = read_pieces(file)
+            except Exception:  # damaged or unsupported file: listed once below
+                skipped.append(file)
+                continue
+            for index, piece in enumerate(pieces):
+                name = str(file) if len(pieces) == 1 else f"{file}#{index + 1}"
+                documents.append(Document(name, piece))
+        warn_skipped(skipped, "unreadable music files")
+        if not documents:
+            raise StudioError(f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or "
+                              "Humdrum files with notes in them")
+        return documents
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[Document], **options: Any) -> "MusicDomain":
+        """The codebook does not depend on the corpus; ``options`` may set the codec's
+        fields (others, meant for other domains, are ignored)."""
+        return cls(EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS}))
+
+    def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
+        """Pieces in corpus order, each followed by the separator; with ``transpose`` the
+        stream also goes through :meth:`augment`.  The trainer asks for plain ids, splits
+        off the validation tail and augments only the training part."""
+        ids = super().corpus_ids(documents)
+        return self.augment(ids, transpose) if transpose else ids
+
+    def augment(self, ids: np.ndarray, semitones: int) -> np.ndarray:
+        """Transposition augmentation on an id stream: every piece (separator-delimited)
+        at every shift in ``-semitones..+semitones`` that keeps its pitches in 0..127, in
+        a fixed shuffled order so neighbouring windows differ in key."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if semitones <= 0 or ids.size == 0:
+            return ids
+        ends = np.flatnonzero(ids == self.separator_id)
+        starts = np.concatenate([[0], ends[:-1] + 1]) if ends.size else np.array([0])
+        ends = ends if ends.size else np.array([ids.size - 1])
+        codec = self.codec
+        copies: list[np.ndarray] = []
+        for start, end in zip(starts, ends):
+            piece = ids[start:end + 1]
+            on = (piece >= codec.note_on_offset) & (piece < codec.note_on_offset + PITCH_COUNT)
+            off = (piece >= codec.note_off_offset) & (piece < codec.note_off_offset + PITCH_COUNT)
+            notes = on | off
+            pitches = np.where(on, piece - codec.note_on_offset, piece - codec.note_off_offset)[notes]
+            for shift in range(-semitones, semitones + 1):
+                if pitches.size and (pitches.min() + shift < 0 or pitches.max() + shift >= PITCH_COUNT):
+                    continue
+                copies.append(np.where(notes, piece + shift, piece))
+        order = np.random.default_rng(AUGMENT_SEED).permutation(len(copies))
+        return np.concatenate([copies[i] for i in order])
+
+    # --- persistence ----------------------------------------------------------------
+    def to_config(self) -> dict:
+        return {"name": self.name, **self.codec.to_config()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "MusicDomain":
+        try:
+            return cls(EventCodec.from_config(config))
+        except (KeyError, TypeError, ValueError) as error:
+            raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
+
+    # --- vocabulary -----------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.codec.vocab_size
+
+    @property
+    def separator_id(self) -> int:
+        return self.codec.separator_id
+
+    @property
+    def bar_id(self) -> int:
+        return self.codec.bar_id
+
+    def encode(self, piece: Piece) -> list[int]:
+        return self.codec.encode(piece)
+
+    def decode(self, ids: Sequence[int]) -> Piece:
+        return self.codec.decode(ids)
+
+    def token_text(self, token_id: int) -> str:
+        return self.codec.token_text(int(token_id))
+
+    # --- sampling hooks ---------------------------------------------------------------
+    def _primer(self, settings: Any) -> Piece | None:
+        path = getattr(settings, "prime_file", None)
+        if not path:
+            return None
+        if path not in self._primers:
+            self._primers[path] = read_music_file(Path(path))[0]
+        return self._primers[path]
+
+    def prime_ids(self, settings: Any) -> list[int]:
+        """``[SEP]`` (start of a piece), then the primer file's events when given: the
+        sample begins with the primer's notes and continues from its last bar line."""
+        primer = self._primer(settings)
+        if primer is None:
+            if getattr(settings, "prime", None):
+                raise StudioError("music is primed with a file: use --prime-midi FILE (or --prime-file)")
+            return [self.separator_id]
+        return [self.separator_id] + self.encode(primer)
+
+    def logits_mask(self, settings: Any) -> np.ndarray | None:
+        """Bool [vocab_size]: with ``settings.key``, note-ons outside the scale are False.
+        Note-offs stay allowed, so notes of an out-of-scale primer can still end."""
+        key = getattr(settings, "key", None)
+        if not key:
+            return None
+        in_scale = pitch_class_mask(key)
+        mask = np.ones(self.vocab_size, dtype=bool)
+        pitches = np.arange(PITCH_COUNT)
+        mask[self.codec.note_on_offset + pitches] = in_scale[pitches % 12]
+        return mask
+
+    def is_finished(self, generated_ids: Sequence[int], settings: Any) -> bool:
+        """True on a separator (the model ended the piece) or once ``settings.bars`` bars
+        are complete: a bar completes at each bar marker, except an opening marker that
+        comes before any note or shift (a fresh piece starts with one)."""
+        if len(generated_ids) and int(generated_ids[-1]) == self.separator_id:
+            return True
+        bars = getattr(settings, "bars", None)
+        if not bars:
+            return False
+        return self.completed_bars(generated_ids) >= bars
+
+    def completed_bars(self, ids: Sequence[int]) -> int:
+        count, started = 0, False
+        program_start = self.codec.program_offset if self.codec.programs else self.vocab_size
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id == self.bar_id:
+                count += started
+                started = True
+            elif token_id != self.separator_id and token_id < program_start:
+                started = True
+        return count
+
+    def render(self, ids: Sequence[int], settings: Any = None) -> Rendered:
+        """The piece the ids spell (from the first event after the leading separators up
+        to the next separator), at ``settings.tempo``, else the primer's, else 120 bpm."""
+        ids = [int(i) for i in ids]
+        while ids and ids[0] == self.separator_id:
+            ids.pop(0)
+        if self.separator_id in ids:
+            ids = ids[:ids.index(self.separator_id)]
+        primer = self._primer(settings) if settings is not None else None
+        tempo = getattr(settings, "tempo", None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
+        return Rendered(self.decode(ids), float(tempo))
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluate_samples(self, generated: Sequence[Any], reference_docs: Sequence[Any]) -> dict:
+        """MusPy-style metrics of generated samples against corpus pieces
+        (see :mod:`studio.music.metrics`)."""
+        from ..music.metrics import evaluate_samples
+
+        return evaluate_samples(generated, reference_docs, decode=self.render_piece)
+
+    def render_piece(self, ids: Sequence[int]) -> Piece:
+        return self.render(ids).piece

@@ -1,0 +1,193 @@
+"""Reading pieces from MIDI (mido) and scores (music21), and writing MIDI.
+
+Times are converted to musical time (beats) and rounded to the grid, so tempo changes in
+a source file do not bend the grid.  Drum-channel notes (channel 10) are left out: pitch
+means something else there.  Same-pitch overlaps are resolved by
+:func:`~studio.music.events.normalize_notes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import mido
+
+from studio.music.events import (
+    DEFAULT_PROGRAM,
+    DEFAULT_VELOCITY,
+    TICKS_PER_BEAT,
+    Note,
+    Piece,
+    normalize_notes,
+)
+
+MIDI_SUFFIXES = (".mid", ".midi")
+SCORE_SUFFIXES = (".musicxml", ".mxl", ".xml", ".abc", ".krn")
+DRUM_CHANNEL = 9
+OUTPUT_TICKS_PER_BEAT = 480  # a multiple of 12: grid ticks land on whole MIDI ticks
+
+
+def read_pieces(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> list[Piece]:
+    """Every piece in one file (an ABC book holds many); raises on unreadable files."""
+    suffix = path.suffix.lower()
+    if suffix in MIDI_SUFFIXES:
+        return [read_midi(path, ticks_per_beat)]
+    if suffix in SCORE_SUFFIXES:
+        return read_score(path, ticks_per_beat)
+    raise ValueError(f"not a music file: {path}")
+
+
+def _to_grid(tick: int, source_ticks_per_beat: int, ticks_per_beat: int) -> int:
+    # exact integer round-half-up, so a file always quantizes the same way
+    return (2 * tick * ticks_per_beat + source_ticks_per_beat) // (2 * source_ticks_per_beat)
+
+
+def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
+    """One MIDI file as a piece on the grid (all tracks and channels merged)."""
+    midi = mido.MidiFile(str(path))
+    source = midi.ticks_per_beat
+    if source <= 0:
+        raise ValueError("SMPTE time division is not supported")
+    notes: list[Note] = []
+    signatures: dict[int, tuple[int, int]] = {}
+    tempo = None
+    program = None
+    end = 0
+    for track in midi.tracks:
+        tick = 0
+        sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for message in track:
+            tick += message.time
+            grid = _to_grid(tick, source, ticks_per_beat)
+            end = max(end, grid)
+            if message.type == "time_signature":
+                signatures[grid] = (message.numerator, message.denominator)
+            elif message.type == "set_tempo" and tempo is None:
+                tempo = round(mido.tempo2bpm(message.tempo), 3)
+            elif message.type == "program_change" and message.channel != DRUM_CHANNEL:
+                program = message.program if program is None else program
+            elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
+                key = (message.channel, message.note)
+                if message.type == "note_on" and message.velocity > 0:
+                    sounding.setdefault(key, []).append((grid, message.velocity))
+                elif sounding.get(key):
+                    start, velocity = sounding[key].pop(0)
+                    notes.append(Note(start, message.note, grid, velocity))
+        for (_, pitch), starts in sounding.items():  # never released: end with the track
+            notes.extend(Note(start, pitch, max(grid, start + 1), vel) for start, vel in starts)
+    if not notes:
+        raise ValueError("no notes")
+    return Piece(
+        notes=normalize_notes(notes),
+        time_signatures=_signature_list(signatures),
+        program=DEFAULT_PROGRAM if program is None else program,
+        tempo=tempo,
+        length=end,
+        ticks_per_beat=ticks_per_beat,
+    )
+
+
+def _signature_list(signatures: dict[int, tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
+    listed = [(tick, *signature) for tick, signature in sorted(signatures.items())]
+    if not listed or listed[0][0] != 0:
+        listed.insert(0, (0, 4, 4))
+    return tuple(listed)
+
+
+def read_score(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> list[Piece]:
+    """MusicXML / ABC / Humdrum through music21; an opus gives one piece per score."""
+    from music21 import converter, stream
+
+    parsed = converter.parse(str(path))
+    scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+    pieces = [score_to_piece(score, ticks_per_beat) for score in scores]
+    pieces = [piece for piece in pieces if piece.notes]
+    if not pieces:
+        raise ValueError("no notes")
+    return pieces
+
+
+def score_to_piece(score, ticks_per_beat: int = TICKS_PER_BEAT, program: int | None = None) -> Piece:
+    """A music21 score as a piece.  A pickup bar is padded at the front so that bar lines
+    fall where the score has them; ties between equal pitches are merged (music21's
+    ``stripTies`` also merges ties between different pitches, which ABC sources have);
+    unpitched notes are left out."""
+    from music21 import meter
+
+    offset = 0.0
+    first_measure = next(iter(score.recurse().getElementsByClass("Measure")), None)
+    if first_measure is not None and first_measure.paddingLeft:
+        offset = float(first_measure.paddingLeft)
+    parts = list(getattr(score, "parts", ())) or [score]
+    notes: list[Note] = []
+    for part in parts:
+        pending: dict[int, int] = {}  # pitch -> index in notes of a note tied onwards
+        for element in part.flatten().notes:
+            start = float(element.offset) + offset
+            on = round(start * ticks_per_beat)
+            off = round((start + float(element.quarterLength)) * ticks_per_beat)
+            velocity = element.volume.velocity or DEFAULT_VELOCITY
+            members = element.notes if element.isChord else [element]
+            for member in members:
+                pitch = getattr(member.pitch, "midi", None)
+                if pitch is None or not 0 <= pitch < 128 or off < on:
+                    continue
+                tie = member.tie.type if member.tie is not None else None
+                index = pending.pop(pitch, None)
+                if index is not None and tie in ("stop", "continue") and notes[index].end == on:
+                    notes[index] = replace(notes[index], end=off)
+                else:
+                    index = len(notes)
+                    notes.append(Note(on, int(pitch), off, int(velocity)))
+                if tie in ("start", "continue"):
+                    pending[pitch] = index
+    signatures: dict[int, tuple[int, int]] = {}
+    for signature in score.recurse().getElementsByClass(meter.TimeSignature):
+        at = float(signature.getOffsetInHierarchy(score))
+        tick = round((at + offset) * ticks_per_beat) if at else 0
+        signatures.setdefault(tick, (signature.numerator, signature.denominator))
+    tempo = None
+    for mark in score.recurse().getElementsByClass("MetronomeMark"):  # explicit marks only
+        bpm = mark.getQuarterBPM()
+        tempo = round(float(bpm), 3) if bpm else None
+        break
+    return Piece(
+        notes=normalize_notes(notes),
+        time_signatures=_signature_list(signatures),
+        program=DEFAULT_PROGRAM if program is None else program,
+        tempo=tempo,
+        length=round((float(score.highestTime) + offset) * ticks_per_beat),
+        ticks_per_beat=ticks_per_beat,
+    )
+
+
+def piece_to_midi(piece: Piece, tempo: float) -> mido.MidiFile:
+    """One-track MIDI file (channel 1) at ``tempo`` beats per minute."""
+    scale = OUTPUT_TICKS_PER_BEAT // piece.ticks_per_beat
+    timed: list[tuple[int, int, int, mido.Message]] = [
+        (0, 0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0)),
+        (0, 0, 1, mido.Message("program_change", program=piece.program, channel=0, time=0)),
+    ]
+    for tick, numerator, denominator in piece.time_signatures:
+        meta = mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator)
+        timed.append((tick * scale, 0, 0, meta))
+    for note in piece.notes:
+        on = mido.Message("note_on", note=note.pitch, velocity=note.velocity, channel=0)
+        off = mido.Message("note_off", note=note.pitch, velocity=0, channel=0)
+        timed.append((note.start * scale, 2, note.pitch, on))
+        timed.append((note.end * scale, 1, note.pitch, off))  # offs first at equal times
+    timed.sort(key=lambda item: item[:3])
+    track = mido.MidiTrack()
+    now = 0
+    for tick, _, _, message in timed:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(0, piece.end * scale - now)))
+    midi = mido.MidiFile(type=1, ticks_per_beat=OUTPUT_TICKS_PER_BEAT)
+    midi.tracks.append(track)
+    return midi
+
+
+def write_midi(piece: Piece, path: Path, tempo: float) -> None:
+    piece_to_midi(piece, tempo).save(str(path))
