@@ -31,6 +31,7 @@ def write_song(path: Path, *, pitches=(60, 64, 67), numerator=3, program=40, tem
     meta = mido.MidiTrack([
         mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo)),
         mido.MetaMessage("time_signature", numerator=numerator, denominator=4),
+        mido.MetaMessage("key_signature", key="Em"),
     ])
     music = mido.MidiTrack([mido.Message("program_change", program=program, channel=0)])
     for pitch in pitches:  # a chord on beat 1, one beat long
@@ -53,14 +54,14 @@ def test_real_file_round_trip(tmp_path: Path) -> None:
     piece = read_midi(write_song(tmp_path / "song.mid"))
     assert piece.notes == (Note(0, 60, 12, 100), Note(0, 64, 12, 100), Note(0, 67, 12, 100),
                            Note(12, 72, 16, 50), Note(16, 74, 20, 50), Note(20, 76, 24, 50))
-    assert (piece.time_signatures, piece.program, piece.tempo) == (((0, 3, 4),), 40, 90.0)
+    assert (piece.time_signatures, piece.program, piece.tempo, piece.key) == (((0, 3, 4),), 40, 90.0, (4, "minor"))
     ids = DOMAIN.encode(piece)
-    assert [DOMAIN.token_text(i) for i in ids[:4]] == ["PROGRAM 40", "BAR", "VELOCITY 6", "NOTE_ON 60"]
+    assert [DOMAIN.token_text(i) for i in ids[:5]] == ["KEY E minor", "PROGRAM 40", "BAR", "VELOCITY 6", "NOTE_ON 60"]
     rendered = DOMAIN.render([DOMAIN.separator_id, *ids], SampleSettings(tempo=75))
     out = rendered.save(tmp_path / "out.mid")
     again = read_midi(out)
     assert [(n.start, n.pitch, n.end) for n in again.notes] == [(n.start, n.pitch, n.end) for n in piece.notes]
-    assert (again.time_signatures, again.program, again.tempo) == (((0, 3, 4),), 40, 75.0)
+    assert (again.time_signatures, again.program, again.tempo, again.key) == (((0, 3, 4),), 40, 75.0, (4, "minor"))
     assert rendered.text.startswith("1 bars, 6 notes, 75 bpm, 3/4")
 
 
@@ -94,6 +95,8 @@ def test_priming_begins_with_the_primer(tmp_path: Path) -> None:
     prime = DOMAIN.prime_ids(settings)
     assert prime == [DOMAIN.separator_id] + DOMAIN.encode(read_midi(primer))
     assert DOMAIN.prime_ids(SampleSettings()) == [DOMAIN.separator_id]
+    assert [DOMAIN.token_text(i) for i in DOMAIN.prime_ids(SampleSettings(key="D dorian"))] == ["SEP", "KEY C major"]
+    assert DOMAIN.prime_ids(SampleSettings(key="D dorian", prime_file=str(primer))) == prime
     continuation = [ON + 79, SHIFT1 + 11, OFF + 79, SHIFT1 + 23, BAR]
     assert DOMAIN.is_finished(continuation, settings)
     rendered = DOMAIN.render(prime + continuation, settings)
@@ -101,6 +104,7 @@ def test_priming_begins_with_the_primer(tmp_path: Path) -> None:
     assert shape(rendered.piece.notes[:6]) == shape(read_midi(primer).notes)
     assert rendered.piece.notes[6] == Note(36, 79, 48, rendered.piece.notes[6].velocity)
     assert rendered.tempo == 90.0  # the primer's tempo when --tempo is not given
+    assert DOMAIN.render(continuation, settings).piece == rendered.piece  # continuation alone
     (tmp_path / "broken.mid").write_bytes(b"garbage")
     with pytest.raises(StudioError, match="broken.mid"):
         DOMAIN.prime_ids(SampleSettings(prime_file=str(tmp_path / "broken.mid")))
@@ -136,13 +140,14 @@ def test_bar_stopping() -> None:
 
 
 def test_augment_transposes_every_piece_within_range() -> None:
-    low = Piece((Note(0, 2, 12), Note(12, 5, 24)))
+    low = Piece((Note(0, 2, 12), Note(12, 5, 24)), key=(10, "minor"))
     high = Piece((Note(0, 60, 12, 100),))
     ids = DOMAIN.corpus_ids([Document("low", low), Document("high", high)])
     augmented = DOMAIN.augment(ids, 5)
     pieces = [DOMAIN.decode(p) for p in np.split(augmented, np.flatnonzero(augmented == 0)[:-1] + 1)]
     assert len(pieces) == 8 + 11  # the low piece cannot go down more than 2
     assert sorted(p.notes[0].pitch for p in pieces if len(p.notes) == 2) == list(range(0, 8))
+    assert all(p.key == ((p.notes[0].pitch + 8) % 12, "minor") for p in pieces if len(p.notes) == 2)
     assert sorted(p.notes[0].pitch for p in pieces if len(p.notes) == 1) == list(range(55, 66))
     assert np.array_equal(DOMAIN.augment(ids, 5), augmented)  # fixed order
     assert np.array_equal(DOMAIN.corpus_ids([Document("low", low), Document("high", high)], transpose=5),
@@ -156,6 +161,7 @@ def test_config_round_trip_and_damage() -> None:
     assert again.codec == DOMAIN.codec and again.vocab_size == DOMAIN.vocab_size
     small = MusicDomain.from_documents([], vocab_size=10_000, programs=False, velocity_bins=4)
     assert small.vocab_size == DOMAIN.vocab_size - 128 - 4
+    assert MusicDomain.from_documents([], keys=False).vocab_size == DOMAIN.vocab_size - 24
     with pytest.raises(StudioError, match="damaged"):
         MusicDomain.from_config({**config, "tokens": config["tokens"][:-1]})
 

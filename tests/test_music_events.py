@@ -43,8 +43,9 @@ def pieces(draw) -> Piece:
     signatures = [(0, *draw(SIGNATURES))]
     if draw(st.booleans()):  # a change of metre, on a bar line
         signatures.append((draw(st.integers(1, 8)) * bar_length(*signatures[0][1:]), *draw(SIGNATURES)))
+    key = draw(st.none() | st.tuples(st.integers(0, 11), st.sampled_from(["major", "minor"])))
     return Piece(notes=tuple(sorted(notes)), time_signatures=tuple(signatures),
-                 program=draw(st.integers(0, 127)))
+                 program=draw(st.integers(0, 127)), key=key)
 
 
 @settings(max_examples=150, deadline=None)
@@ -53,7 +54,7 @@ def test_round_trip_keeps_every_note(piece: Piece) -> None:
     assert normalize_notes(piece.notes) == piece.notes  # nothing to repair in these
     decoded = CODEC.decode(CODEC.encode(piece))
     assert decoded.notes == tuple(binned(note) for note in piece.notes)
-    assert decoded.program == piece.program
+    assert (decoded.program, decoded.key) == (piece.program, piece.key)
 
 
 @settings(max_examples=100, deadline=None)
@@ -61,7 +62,7 @@ def test_round_trip_keeps_every_note(piece: Piece) -> None:
 def test_encoding_is_canonical_and_bars_sit_on_bar_lines(piece: Piece) -> None:
     ids = CODEC.encode(piece)
     assert CODEC.encode(CODEC.decode(ids)) == CODEC.encode(
-        Piece(tuple(binned(n) for n in piece.notes), piece.time_signatures, piece.program))
+        Piece(tuple(binned(n) for n in piece.notes), piece.time_signatures, piece.program, key=piece.key))
     time, bars = 0, []
     for token in ids:
         if token == CODEC.bar_id:

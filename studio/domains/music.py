@@ -20,12 +20,12 @@ from ..errors import StudioError
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, read_pieces
 from ..music.render import Rendered
-from ..music.scales import pitch_class_mask
+from ..music.scales import major_or_minor, parse_key, pitch_class_mask
 from .base import CategoricalDomain, Document
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
-CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs")
+CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys")
 
 
 def read_music_file(path: Path) -> list[Piece]:
@@ -107,10 +107,13 @@ class MusicDomain(CategoricalDomain):
             off = (piece >= codec.note_off_offset) & (piece < codec.note_off_offset + PITCH_COUNT)
             notes = on | off
             pitches = np.where(on, piece - codec.note_on_offset, piece - codec.note_off_offset)[notes]
+            keys = piece >= codec.key_offset if codec.keys else np.zeros_like(notes)
+            key_index = piece - codec.key_offset
             for shift in range(-semitones, semitones + 1):
                 if pitches.size and (pitches.min() + shift < 0 or pitches.max() + shift >= PITCH_COUNT):
                     continue
-                copies.append(np.where(notes, piece + shift, piece))
+                moved_keys = codec.key_offset + key_index // 12 * 12 + (key_index + shift) % 12
+                copies.append(np.where(notes, piece + shift, np.where(keys, moved_keys, piece)))
         order = np.random.default_rng(AUGMENT_SEED).permutation(len(copies))
         return np.concatenate([copies[i] for i in order])
 
@@ -158,13 +161,20 @@ class MusicDomain(CategoricalDomain):
 
     def prime_ids(self, settings: Any) -> list[int]:
         """``[SEP]`` (start of a piece), then the primer file's events when given: the
-        sample begins with the primer's notes and continues from its last bar line."""
+        sample begins with the primer's notes and continues from its last bar line.
+        Without a primer, ``settings.key`` adds its KEY event (church modes as their
+        parent major key), so the model starts in that key."""
         primer = self._primer(settings)
-        if primer is None:
-            if getattr(settings, "prime", None):
-                raise StudioError("music is primed with a file: use --prime-midi FILE (or --prime-file)")
-            return [self.separator_id]
-        return [self.separator_id] + self.encode(primer)
+        if primer is not None:
+            return [self.separator_id] + self.encode(primer)
+        if getattr(settings, "prime", None):
+            raise StudioError("music is primed with a file: use --prime-midi FILE (or --prime-file)")
+        key = getattr(settings, "key", None)
+        if key and self.codec.keys:  # start the piece in that key, as the corpus's pieces do
+            stands_for = major_or_minor(*parse_key(key))
+            if stands_for:
+                return [self.separator_id, self.codec.key_id(*stands_for)]
+        return [self.separator_id]
 
     def logits_mask(self, settings: Any) -> np.ndarray | None:
         """Bool [vocab_size]: with ``settings.key``, note-ons outside the scale are False.
@@ -191,7 +201,7 @@ class MusicDomain(CategoricalDomain):
 
     def completed_bars(self, ids: Sequence[int]) -> int:
         count, started = 0, False
-        program_start = self.codec.program_offset if self.codec.programs else self.vocab_size
+        program_start = self.codec.program_offset  # PROGRAM and KEY tokens: a piece's header
         for token_id in ids:
             token_id = int(token_id)
             if token_id == self.bar_id:
@@ -210,6 +220,11 @@ class MusicDomain(CategoricalDomain):
         if self.separator_id in ids:
             ids = ids[:ids.index(self.separator_id)]
         primer = self._primer(settings) if settings is not None else None
+        if primer is not None:
+            # callers may hand over the continuation alone; the piece starts with the primer
+            primer_ids = self.encode(primer)
+            if ids[:len(primer_ids)] != primer_ids:
+                ids = primer_ids + ids
         tempo = getattr(settings, "tempo", None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
         return Rendered(self.decode(ids), float(tempo))
 

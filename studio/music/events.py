@@ -4,7 +4,9 @@ A :class:`Piece` holds notes in *grid ticks*: ``ticks_per_beat`` ticks per quart
 (12 by default, so sixteenths are 3 ticks and eighth-note triplets 4).  The
 :class:`EventCodec` turns a piece into the events a musician would write into a DAW:
 
-* ``PROGRAM p``  once, at the start (the General MIDI instrument), when enabled;
+* ``KEY k``      once, at the start, when the source states its key (24 major and minor
+  keys; church modes count as their parent major key), when enabled;
+* ``PROGRAM p``  once, after it (the General MIDI instrument), when enabled;
 * ``BAR``        at every bar line, from the first bar to the one that closes the piece;
 * ``NOTE_OFF p`` / ``NOTE_ON p`` per pitch, so polyphony is kept;
 * ``VELOCITY b`` before a note-on whose velocity bin differs from the previous one;
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Iterable, Sequence
 
+from studio.music.scales import key_name
+
 TICKS_PER_BEAT = 12  # 1/12 beat: sixteenths (3) and eighth-note triplets (4) both land on it
 VELOCITY_BINS = 8
 MAX_SHIFT_BEATS = 4
@@ -33,6 +37,7 @@ DEFAULT_TIME_SIGNATURE = (4, 4)
 DEFAULT_PROGRAM = 0
 
 SEPARATOR = "SEP"
+MODES = ("major", "minor")
 
 
 @dataclass(frozen=True, order=True)
@@ -57,6 +62,7 @@ class Piece:
     time_signatures: tuple[tuple[int, int, int], ...] = ((0, *DEFAULT_TIME_SIGNATURE),)
     program: int = DEFAULT_PROGRAM
     tempo: float | None = None  # beats per minute, when the source states one
+    key: tuple[int, str] | None = None  # (tonic pitch class, "major" | "minor")
     length: int = 0
     ticks_per_beat: int = TICKS_PER_BEAT
 
@@ -70,7 +76,8 @@ class Piece:
         if pitches and (min(pitches) < 0 or max(pitches) >= PITCH_COUNT):
             return None
         notes = tuple(replace(note, pitch=pitch) for note, pitch in zip(self.notes, pitches))
-        return replace(self, notes=notes)
+        key = ((self.key[0] + semitones) % 12, self.key[1]) if self.key else None
+        return replace(self, notes=notes, key=key)
 
     def bar_lines(self) -> list[int]:
         """Bar-line ticks from 0 up to and including the line that closes the piece."""
@@ -148,6 +155,7 @@ class EventCodec:
     velocity_bins: int = VELOCITY_BINS
     max_shift_beats: int = MAX_SHIFT_BEATS
     programs: bool = True
+    keys: bool = True
     tokens: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +166,8 @@ class EventCodec:
         tokens += [f"SHIFT {k}" for k in range(1, self.max_shift + 1)]
         if self.programs:
             tokens += [f"PROGRAM {p}" for p in range(128)]
+        if self.keys:
+            tokens += [f"KEY {key_name(tonic, mode)}" for mode in MODES for tonic in range(12)]
         object.__setattr__(self, "tokens", tuple(tokens))
 
     # --- layout of the id space ------------------------------------------------
@@ -183,6 +193,13 @@ class EventCodec:
     def program_offset(self) -> int:
         return self.shift_offset + self.max_shift
 
+    @property
+    def key_offset(self) -> int:  # id of KEY C major, then 11 more majors, then minors
+        return self.program_offset + (128 if self.programs else 0)
+
+    def key_id(self, tonic: int, mode: str) -> int:
+        return self.key_offset + MODES.index(mode) * 12 + tonic % 12
+
     def token_text(self, token_id: int) -> str:
         """``NOTE_ON 60``, ``SHIFT 1/4`` (in beats), ``BAR``, ``SEP`` ..."""
         text = self.tokens[token_id]
@@ -204,6 +221,8 @@ class EventCodec:
             offs.setdefault(note.end, []).append(note.pitch)
             ons.setdefault(note.start, []).append(note)
         ids: list[int] = []
+        if self.keys and piece.key:
+            ids.append(self.key_id(*piece.key))
         if self.programs:
             ids.append(self.program_offset + min(127, max(0, piece.program)))
         current_bin = None
@@ -240,6 +259,7 @@ class EventCodec:
         notes: list[Note] = []
         bars: list[int] = []
         program = None
+        key = None
 
         def close(pitch: int) -> None:
             start, velocity = sounding.pop(pitch)
@@ -264,8 +284,11 @@ class EventCodec:
                 level = token_id - self.velocity_offset
             elif self.shift_offset <= token_id < self.program_offset:
                 time += token_id - self.shift_offset + 1
-            elif self.programs and self.program_offset <= token_id < self.vocab_size:
+            elif self.programs and self.program_offset <= token_id < self.key_offset:
                 program = token_id - self.program_offset if program is None else program
+            elif self.keys and self.key_offset <= token_id < self.vocab_size and key is None:
+                mode, tonic = divmod(token_id - self.key_offset, 12)
+                key = (tonic, MODES[mode])
         time = max([time] + bars[-1:])
         for pitch in sorted(sounding):
             close(pitch)
@@ -273,6 +296,7 @@ class EventCodec:
             notes=tuple(sorted(notes)),
             time_signatures=self._signatures(bars),
             program=DEFAULT_PROGRAM if program is None else program,
+            key=key,
             length=time,
             ticks_per_beat=self.ticks_per_beat,
         )
@@ -295,6 +319,7 @@ class EventCodec:
             "velocity_bins": self.velocity_bins,
             "max_shift_beats": self.max_shift_beats,
             "programs": self.programs,
+            "keys": self.keys,
             "tokens": list(self.tokens),
         }
 
@@ -305,6 +330,7 @@ class EventCodec:
             velocity_bins=int(config["velocity_bins"]),
             max_shift_beats=int(config["max_shift_beats"]),
             programs=bool(config["programs"]),
+            keys=bool(config.get("keys", False)),
         )
         if "tokens" in config and list(config["tokens"]) != list(codec.tokens):
             raise ValueError("the event codebook in this config does not match its options")

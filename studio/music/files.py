@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mido
 
+from studio.music.scales import major_or_minor, midi_key_name, parse_key
 from studio.music.events import (
     DEFAULT_PROGRAM,
     DEFAULT_VELOCITY,
@@ -53,6 +54,7 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
     signatures: dict[int, tuple[int, int]] = {}
     tempo = None
     program = None
+    key = None
     end = 0
     for track in midi.tracks:
         tick = 0
@@ -63,16 +65,18 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
             end = max(end, grid)
             if message.type == "time_signature":
                 signatures[grid] = (message.numerator, message.denominator)
+            elif message.type == "key_signature" and key is None:
+                key = major_or_minor(*parse_key(message.key))
             elif message.type == "set_tempo" and tempo is None:
                 tempo = round(mido.tempo2bpm(message.tempo), 3)
             elif message.type == "program_change" and message.channel != DRUM_CHANNEL:
                 program = message.program if program is None else program
             elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
-                key = (message.channel, message.note)
+                voice = (message.channel, message.note)
                 if message.type == "note_on" and message.velocity > 0:
-                    sounding.setdefault(key, []).append((grid, message.velocity))
-                elif sounding.get(key):
-                    start, velocity = sounding[key].pop(0)
+                    sounding.setdefault(voice, []).append((grid, message.velocity))
+                elif sounding.get(voice):
+                    start, velocity = sounding[voice].pop(0)
                     notes.append(Note(start, message.note, grid, velocity))
         for (_, pitch), starts in sounding.items():  # never released: end with the track
             notes.extend(Note(start, pitch, max(grid, start + 1), vel) for start, vel in starts)
@@ -83,6 +87,7 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
         time_signatures=_signature_list(signatures),
         program=DEFAULT_PROGRAM if program is None else program,
         tempo=tempo,
+        key=key,
         length=end,
         ticks_per_beat=ticks_per_beat,
     )
@@ -147,6 +152,13 @@ def score_to_piece(score, ticks_per_beat: int = TICKS_PER_BEAT, program: int | N
         at = float(signature.getOffsetInHierarchy(score))
         tick = round((at + offset) * ticks_per_beat) if at else 0
         signatures.setdefault(tick, (signature.numerator, signature.denominator))
+    key = None
+    for found in score.recurse().getElementsByClass("KeySignature"):  # the first one
+        if not hasattr(found, "tonic"):  # a bare signature: let music21 judge the mode
+            analysed = score.analyze("key")
+            found = analysed if analysed.sharps == found.sharps else found.asKey("major")
+        key = major_or_minor(found.tonic.pitchClass, found.mode or "major")
+        break
     tempo = None
     for mark in score.recurse().getElementsByClass("MetronomeMark"):  # explicit marks only
         bpm = mark.getQuarterBPM()
@@ -157,6 +169,7 @@ def score_to_piece(score, ticks_per_beat: int = TICKS_PER_BEAT, program: int | N
         time_signatures=_signature_list(signatures),
         program=DEFAULT_PROGRAM if program is None else program,
         tempo=tempo,
+        key=key,
         length=round((float(score.highestTime) + offset) * ticks_per_beat),
         ticks_per_beat=ticks_per_beat,
     )
@@ -169,6 +182,8 @@ def piece_to_midi(piece: Piece, tempo: float) -> mido.MidiFile:
         (0, 0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0)),
         (0, 0, 1, mido.Message("program_change", program=piece.program, channel=0, time=0)),
     ]
+    if piece.key:
+        timed.append((0, 0, 0, mido.MetaMessage("key_signature", key=midi_key_name(*piece.key))))
     for tick, numerator, denominator in piece.time_signatures:
         meta = mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator)
         timed.append((tick * scale, 0, 0, meta))

@@ -57,3 +57,34 @@ def pitch_class_mask(text: str) -> np.ndarray:
     mask = np.zeros(12, dtype=bool)
     mask[[(tonic + step) % 12 for step in MODES[mode]]] = True
     return mask
+
+
+# a mode's tonic relative to the major scale with the same notes ("D dorian" is C major)
+_MAJOR_DEGREE = {"ionian": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7, "locrian": 11}
+_AS_MINOR = ("minor", "aeolian", "harmonic minor", "melodic minor", "minor pentatonic", "blues")
+MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MINOR_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+
+
+def major_or_minor(tonic: int, mode: str) -> tuple[int, str] | None:
+    """The major or minor key that best stands for ``tonic`` in ``mode`` (church modes by
+    their parent major scale), or None for the chromatic scale."""
+    mode = mode.lower()
+    if mode in ("major", "major pentatonic"):
+        return tonic % 12, "major"
+    if mode in _AS_MINOR:
+        return tonic % 12, "minor"
+    if mode in _MAJOR_DEGREE:
+        return (tonic - _MAJOR_DEGREE[mode]) % 12, "major"
+    return None
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """``"F# minor"``-style name of a major or minor key."""
+    return f"{(MAJOR_NAMES if mode == 'major' else MINOR_NAMES)[tonic % 12]} {mode}"
+
+
+def midi_key_name(tonic: int, mode: str) -> str:
+    """The spelling MIDI key-signature events use: ``"Bb"``, ``"F#m"``."""
+    name = (MAJOR_NAMES if mode == "major" else MINOR_NAMES)[tonic % 12]
+    return name + ("m" if mode == "minor" else "")
