@@ -1,0 +1,306 @@
+"""The `studio` command line: thin shells that parse options and call one library function.
+
+Importing this module imports neither torch, onnx nor gradio; each command imports
+what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import StudioError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sequence Studio: train, export and sample recurrent models of text, "
+                       "code, music and handwriting.")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def friendly(command):
+    """Turn StudioError (and Ctrl-C) into one line on stderr and a non-zero exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except StudioError as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(0)
+
+    return wrapper
+
+
+# --- train / export ---------------------------------------------------------------
+
+@app.command()
+@friendly
+def train(
+    corpus: Annotated[Optional[Path], typer.Argument(help="File or folder to train on (recursive).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder exactly where it stopped.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name: runs/NAME and export/NAME (default: the corpus name).")] = None,
+    domain: Annotated[Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")] = None,
+    vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
+    cell: Annotated[str, typer.Option(help="lstm | gru | rnn.")] = "lstm",
+    layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
+    hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.")] = 512,
+    embedding_size: Annotated[int, typer.Option(help="Embedding width.")] = 64,
+    dropout: Annotated[float, typer.Option(help="Dropout on inputs, between layers and on outputs.")] = 0.25,
+    tie_weights: Annotated[bool, typer.Option(help="Share the embedding and output weights.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Parallel streams per step (per process under DDP).")] = 64,
+    seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps before cosine decay.")] = 100,
+    clip: Annotated[float, typer.Option(help="Gradient clipping by global norm.")] = 1.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this many minutes.")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the training text (when --max-steps is not given).")] = 10.0,
+    eval_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 200,
+    patience: Annotated[int, typer.Option(help="Early stop after N evaluations without improvement.")] = 5,
+    val_fraction: Annotated[float, typer.Option(help="Last fraction of the tokens held out for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.")] = 1337,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
+    transpose: Annotated[int, typer.Option(help="Music: transposition augmentation, +-N semitones.")] = 5,
+    stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
+    export: Annotated[bool, typer.Option(help="Export a bundle when training finishes.")] = True,
+    nproc: Annotated[int, typer.Option(help="Processes for DDP on this machine (runs torchrun).")] = 1,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+):
+    """Train a model on a corpus (then export it to export/NAME)."""
+    if nproc > 1:
+        return _torchrun(nproc)
+    from .config import TrainConfig
+    from .training import run_training
+
+    if resume is None and corpus is None:
+        raise StudioError("give a corpus to train on (e.g. `studio train corpora/shakespeare`) or --resume RUN")
+    config = TrainConfig(batch_size=batch_size, seq_len=seq_len, learning_rate=lr,
+                         weight_decay=weight_decay, warmup_steps=warmup_steps, clip=clip,
+                         max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
+                         eval_every=eval_every, patience=patience, val_fraction=val_fraction,
+                         seed=seed, device=device, transpose=transpose)
+    model = dict(cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=embedding_size,
+                 dropout=dropout, tie_weights=tie_weights)
+    run_training(corpus=corpus, resume=resume, name=name, domain=domain,
+                 domain_options={"vocab_size": vocab_size}, model=model, config=config,
+                 stop_after=stop_after, out=out, quantize=quantize, export=export,
+                 runs_dir=runs_dir, quiet=quiet)
+
+
+def _torchrun(nproc: int) -> None:
+    """Re-launch this very command under torchrun with ``nproc`` processes."""
+    import subprocess
+
+    args = [a for a in sys.argv[1:]]
+    cleaned, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "studio", *cleaned]
+    raise typer.Exit(subprocess.call(command))
+
+
+@app.command("export")
+@friendly
+def export_command(
+    run: Annotated[Path, typer.Argument(help="Run folder (runs/NAME).")],
+    out: Annotated[Optional[Path], typer.Option(help="Bundle folder (default export/NAME).")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
+    int8_only: Annotated[bool, typer.Option(help="With --quantize int8, ship only the int8 graph.")] = False,
+):
+    """Export a trained run to an ONNX bundle with its card."""
+    from .training import export_any
+
+    export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only)
+
+
+# --- sample / eval / models -----------------------------------------------------------
+
+@app.command()
+@friendly
+def sample(
+    model: Annotated[str, typer.Option(help="Bundle name (under export/) or path.")] = "prose",
+    temperature: Annotated[float, typer.Option("--temp", "--temperature", help="Softmax temperature; 0 means greedy.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and settings, same output.")] = 0,
+    prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
+    prime_file: Annotated[Optional[Path], typer.Option("--prime-file", "--prime-midi", help="File to start from (text, or MIDI for music models).")] = None,
+    length: Annotated[Optional[int], typer.Option("--length", "--max-new-tokens", help="Tokens to generate (default 500; music: until --bars).")] = None,
+    num: Annotated[int, typer.Option(help="Number of samples (one batch), or results with --beam.")] = 1,
+    greedy: Annotated[bool, typer.Option(help="Always take the most likely token.")] = False,
+    top_k: Annotated[int, typer.Option(help="Keep the k most likely tokens (0: off).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Keep the smallest set with probability mass >= p.")] = 1.0,
+    repetition_penalty: Annotated[float, typer.Option(help="Penalise tokens already seen (1.0: off).")] = 1.0,
+    no_repeat_ngram: Annotated[int, typer.Option(help="Ban repeating any n-gram of this size (0: off).")] = 0,
+    beam: Annotated[int, typer.Option(help="Beam search with N beams (num_beams).")] = 1,
+    length_penalty: Annotated[float, typer.Option(help="Beam ranking: score / length ** penalty.")] = 1.0,
+    stochastic: Annotated[bool, typer.Option("--sample", help="With --beam: stochastic beam search (Gumbel-top-k).")] = False,
+    branch_factor: Annotated[int, typer.Option(help="With --beam: magenta-style branches per beam.")] = 1,
+    steps_per_iteration: Annotated[int, typer.Option(help="With --beam: sampled steps per branch.")] = 1,
+    stop: Annotated[Optional[list[str]], typer.Option(help="Stop when this string appears (repeatable).")] = None,
+    bars: Annotated[Optional[int], typer.Option(help="Music: bars to compose.")] = None,
+    tempo: Annotated[Optional[float], typer.Option(help="Music: tempo in bpm.")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Music: keep notes in this scale, e.g. 'D minor'.")] = None,
+    wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
+    piano_roll: Annotated[bool, typer.Option(help="Music: also write a piano-roll PNG beside --out.")] = False,
+    text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
+    bias: Annotated[float, typer.Option(help="Handwriting: legibility bias (0: wild, 3: neat).")] = 1.0,
+    style: Annotated[Optional[int], typer.Option(help="Handwriting: stored style to imitate.")] = None,
+    stroke_width: Annotated[float, typer.Option(help="Handwriting: pen width.")] = 2.0,
+    color: Annotated[str, typer.Option(help="Handwriting: ink colour.")] = "#1a1a2e",
+    attention_plot: Annotated[Optional[Path], typer.Option(help="Handwriting: save the attention alignment PNG.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the result here (.txt, .mid, .svg, .png, .gif ...).")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per sample.")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda (onnxruntime-gpu).")] = "cpu",
+    precision: Annotated[str, typer.Option(help="auto | fp32 | int8.")] = "auto",
+):
+    """Generate from a model (torch-free, onnxruntime)."""
+    from .api import settings_from
+    from .sampling.settings import DEFAULT_LENGTH
+    from .sample_cli import run_sample
+
+    settings = settings_from(
+        model, temperature=temperature, seed=seed, prime=prime,
+        prime_file=str(prime_file) if prime_file else None,
+        length=length if length is not None else (None if bars else DEFAULT_LENGTH),
+        num=num, greedy=greedy, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+        no_repeat_ngram_size=no_repeat_ngram, num_beams=beam, length_penalty=length_penalty,
+        stochastic_beams=stochastic, branch_factor=branch_factor,
+        steps_per_iteration=steps_per_iteration, stop=tuple(stop or ()), bars=bars, tempo=tempo,
+        key=key, text=text, bias=bias, style=style, stroke_width=stroke_width, color=color,
+        device=device, precision=precision)
+    run_sample(settings, out=out, json_lines=json_lines, wav=wav, piano_roll=piano_roll,
+               attention_plot=attention_plot)
+
+
+@app.command("eval")
+@friendly
+def eval_command(
+    model: Annotated[str, typer.Argument(help="Bundle name or path.")],
+    corpus: Annotated[Path, typer.Argument(help="File or folder to score.")],
+    split: Annotated[str, typer.Option(help="all | val (the last --val-fraction of the tokens).")] = "all",
+    val_fraction: Annotated[float, typer.Option(help="Held-out fraction for --split val.")] = 0.1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
+    precision: Annotated[str, typer.Option(help="auto | fp32 | int8.")] = "auto",
+):
+    """Score a model on a corpus: nats and bits per token (onnxruntime)."""
+    import json
+
+    from .api import evaluate
+
+    report = evaluate(model, corpus, device=device, precision=precision, split=split,
+                      val_fraction=val_fraction)
+    if json_out:
+        typer.echo(json.dumps(report))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.get('model', model)} on {corpus}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report.items():
+        if name not in ("model", "corpus"):
+            table.add_row(name, f"{value:,.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@app.command()
+@friendly
+def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+    """List model bundles with domain, size and validation figure."""
+    import json
+
+    from .bundle import Bundle, list_bundles
+
+    rows = []
+    for name, path in list_bundles().items():
+        try:
+            bundle = Bundle.load(path)
+        except StudioError as error:
+            rows.append({"name": name, "path": str(path), "error": str(error)})
+            continue
+        metrics = bundle.card.get("metrics", {})
+        rows.append({"name": name, "path": str(path), "domain": bundle.card["domain"]["name"],
+                     "size_mb": round(bundle.size_bytes() / 1e6, 2),
+                     "graphs": ",".join(bundle.card["graphs"]),
+                     "validation": metrics.get("val_nats_per_token"),
+                     "unit": metrics.get("unit", "nats/token"),
+                     "train_minutes": metrics.get("train_minutes")})
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="model bundles")
+    for column in ("name", "domain", "size MB", "graphs", "validation", "train min", "path"):
+        table.add_column(column)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], "[red]damaged[/]", "", "", r["error"], "", r["path"])
+        else:
+            table.add_row(r["name"], r["domain"], f"{r['size_mb']:.2f}", r["graphs"],
+                          "-" if r["validation"] is None else f"{r['validation']:.4f} {r['unit']}",
+                          str(r["train_minutes"] or "-"), r["path"])
+    Console().print(table)
+
+
+@app.command()
+@friendly
+def bench(
+    model: Annotated[str, typer.Option(help="Bundle to benchmark (a run folder beside it is used for torch).")] = "prose",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    seconds: Annotated[float, typer.Option(help="Time budget per measurement.")] = 3.0,
+):
+    """Measure sampling speed: PyTorch vs onnxruntime fp32/int8, batches, beams, prefill, cold start."""
+    from .bench import run_bench
+
+    run_bench(model, json_out=json_out, seconds=seconds)
+
+
+@app.command()
+@friendly
+def web(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless you say otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+):
+    """Serve the Gradio studio (Write, Compose, Handwrite, Look inside, Train, Models)."""
+    from web.app import launch
+
+    launch(host=host, port=port)
+
+
+def main() -> None:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

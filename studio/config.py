@@ -1,0 +1,87 @@
+"""Typed, frozen configuration for models and training, each validating itself."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import require
+
+CELLS = ("lstm", "gru", "rnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Embedding -> stacked recurrent cells -> linear head over ``vocab_size`` ids."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 2
+    hidden_size: int = 512
+    embedding_size: int = 64
+    dropout: float = 0.25
+    tie_weights: bool = False
+    type: str = "rnn_lm"
+
+    def __post_init__(self) -> None:
+        require(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)} (got {self.cell!r})")
+        require(self.layers >= 1, f"--layers must be at least 1 (got {self.layers})")
+        require(self.hidden_size >= 1, f"--hidden-size must be positive (got {self.hidden_size})")
+        require(self.embedding_size >= 1, f"--embedding-size must be positive (got {self.embedding_size})")
+        require(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1) (got {self.dropout})")
+        require(self.vocab_size >= 2, "the vocabulary needs at least two symbols")
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the recurrent state tensors, each shaped [layers, batch, hidden_size]."""
+        return ("h", "c") if self.cell == "lstm" else ("h",)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, truncated BPTT and stopping rules (see ``studio train --help``)."""
+
+    batch_size: int = 64
+    seq_len: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    epochs: float = 10.0
+    eval_every: int = 200
+    patience: int = 5
+    val_fraction: float = 0.1
+    seed: int = 1337
+    device: str = "cpu"
+    transpose: int = 5
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
+        require(self.seq_len >= 2, f"--seq-len must be at least 2 (got {self.seq_len})")
+        require(self.learning_rate > 0, f"--lr must be positive (got {self.learning_rate})")
+        require(self.clip > 0, f"--clip must be positive (got {self.clip})")
+        require(self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1")
+        require(self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive")
+        require(self.epochs > 0, f"--epochs must be positive (got {self.epochs})")
+        require(self.eval_every >= 1, "--eval-every must be at least 1")
+        require(0.0 < self.val_fraction < 0.5, f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
+        require(self.transpose >= 0, "--transpose must be 0 or more semitones")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,61 @@
+"""Token streams for truncated BPTT.
+
+The training ids are cut into ``rows`` equal contiguous streams (one per batch row,
+as char-rnn and word_language_model do), so the state a row ends a window with is
+the right state to start its next window.  Under DDP each rank owns a block of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import require
+
+
+def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """First ``1 - val_fraction`` of the tokens for training, the rest for validation."""
+    cut = int(len(ids) * (1.0 - val_fraction))
+    train, val = ids[:cut], ids[cut:]
+    require(len(train) >= 4 and len(val) >= 2,
+            f"the corpus is too small ({len(ids)} tokens): add more text")
+    return train, val
+
+
+@dataclass
+class StreamBatches:
+    """Windows of ``seq_len`` over ``rows`` parallel streams; this rank sees rows
+    ``[rank * batch, (rank + 1) * batch)``."""
+
+    ids: np.ndarray
+    batch_size: int
+    seq_len: int
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        rows = self.batch_size * self.world_size
+        row_len = len(self.ids) // rows
+        seq_len = min(self.seq_len, max(1, row_len - 1))
+        require(row_len >= 2, f"the training text ({len(self.ids)} tokens) is too short for "
+                              f"{rows} streams: lower --batch-size")
+        self.seq_len = seq_len
+        streams = self.ids[: rows * row_len].reshape(rows, row_len)
+        self.streams = streams[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        self.windows_per_epoch = (row_len - 1) // seq_len
+
+    def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and next-token targets, each (batch, seq_len), for window ``index``
+        of the epoch."""
+        start = (index % self.windows_per_epoch) * self.seq_len
+        x = self.streams[:, start:start + self.seq_len]
+        y = self.streams[:, start + 1:start + 1 + self.seq_len]
+        return x, y
+
+
+def eval_streams(ids: np.ndarray, rows: int = 16) -> np.ndarray:
+    """Validation ids as ``rows`` contiguous streams (fewer if the text is short)."""
+    rows = max(1, min(rows, len(ids) // 64))
+    row_len = len(ids) // rows
+    return ids[: rows * row_len].reshape(rows, row_len)

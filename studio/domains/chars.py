@@ -1,0 +1,123 @@
+"""Text by Unicode code points (emoji and accents survive: no bytes, no UTF-16 units)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..corpus import corpus_files, read_text, warn_skipped
+from ..errors import StudioError
+from .base import CategoricalDomain, Document
+
+SEPARATOR = "\x1e"  # ASCII record separator: ends a document, never occurs in real text
+TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".py", ".js", ".ts", ".c", ".h", ".cpp",
+                 ".rs", ".go", ".java", ".sh", ".toml", ".json", ".yaml", ".yml", ".html", ".css",
+                 ".lua", ".rb", ".tex", ".csv")
+
+
+def read_text_corpus(path: Path) -> list[Document]:
+    """Every UTF-8 text file under ``path``; binary or non-UTF-8 files skipped with one warning."""
+    documents, skipped = [], []
+    for file in corpus_files(Path(path)):
+        text = read_text(file)
+        if text is None:
+            skipped.append(file)
+        elif text.strip():
+            documents.append(Document(str(file), text))
+    warn_skipped(skipped, "binary or non-UTF-8 files")
+    if not documents:
+        raise StudioError(f"no usable text in {path}: the corpus needs non-empty UTF-8 text files")
+    return documents
+
+
+class TextDomainMixin:
+    """Sampling hooks shared by the text domains (chars and words)."""
+
+    suffixes = TEXT_SUFFIXES
+    streams_text = True  # the CLI may print tokens as they come
+
+    @classmethod
+    def read_corpus(cls, path: Path) -> list[Document]:
+        return read_text_corpus(path)
+
+    def prime_ids(self, settings: Any) -> list[int]:
+        prime = settings.prime
+        if settings.prime_file:
+            file = Path(settings.prime_file)
+            text = read_text(file) if file.is_file() else None
+            if text is None:
+                raise StudioError(f"cannot read prime file {file}: give a UTF-8 text file")
+            prime = text
+        if not prime:
+            return [self.separator_id]
+        return [self.separator_id] + self.encode(prime)
+
+    def logits_mask(self, settings: Any):
+        return None
+
+    def is_finished(self, generated: list[int], settings: Any) -> bool:
+        return False
+
+    def render(self, ids: Sequence[int], settings: Any) -> "TextOutput":
+        return TextOutput(self.decode(ids))
+
+
+class TextOutput:
+    """Generated text; ``save`` writes it as UTF-8."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.text, encoding="utf-8")
+
+
+class CharsDomain(TextDomainMixin, CategoricalDomain):
+    """Vocabulary: the corpus's code points, sorted, plus the document separator."""
+
+    name = "chars"
+
+    def __init__(self, symbols: Sequence[str]):
+        if SEPARATOR not in symbols:
+            symbols = [SEPARATOR, *symbols]
+        self.symbols = list(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[Document], **options: Any) -> "CharsDomain":
+        counts = Counter()
+        for document in documents:
+            counts.update(document.content)
+        counts.pop(SEPARATOR, None)
+        return cls([SEPARATOR, *sorted(counts)])
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "symbols": self.symbols}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CharsDomain":
+        return cls(config["symbols"])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def separator_id(self) -> int:
+        return self.index[SEPARATOR]
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.index[ch] for ch in text]
+        except KeyError:
+            missing = sorted({ch for ch in text if ch not in self.index})
+            shown = ", ".join(repr(ch) for ch in missing[:10])
+            raise StudioError(f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
+                              "remove them or train on a corpus that has them") from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.symbols[i] for i in ids)
+
+    def token_text(self, token_id: int) -> str:
+        return self.symbols[token_id]

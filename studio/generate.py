@@ -1,0 +1,186 @@
+"""The sampling loop for every categorical domain, on onnxruntime.  Torch-free.
+
+:class:`Generation` primes the model with one full-sequence call, then either samples
+``num`` rows as one batch (each row with its own seeded generator, so sample *i* is the
+same whatever ``num`` is) or runs beam search.  Iterating it yields
+``(row, token_id)`` as tokens are committed (for streaming); ``results`` holds the
+finished :class:`Sample` objects afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import StudioError
+from .runtime import Runtime
+from .sampling.beam import beam_search
+from .sampling.rules import (NoRepeatNGram, RepetitionPenalty, AllowedTokens, apply_rules,
+                             build_rules, draw, log_softmax)
+from .sampling.settings import SampleSettings, command_line
+
+
+@dataclass
+class Sample:
+    """One generated item.  ``logprob`` is the sum of the model's log-probabilities of
+    the generated ``tokens`` (raw model, before any sampling rule)."""
+
+    text: str
+    tokens: list[int]
+    logprob: float
+    settings: SampleSettings
+    output: Any = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        return command_line(self.settings)
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "tokens": self.tokens, "logprob": round(self.logprob, 6),
+                "settings": self.settings.to_dict(), "command": self.command, **self.extra}
+
+
+class Generation:
+    def __init__(self, runtime: Runtime, domain, settings: SampleSettings):
+        self.runtime, self.domain, self.settings = runtime, domain, settings
+        self.prime = list(domain.prime_ids(settings))
+        if not self.prime:
+            raise StudioError("nothing to start from: give a prime")
+        self.mask = domain.logits_mask(settings)
+        self.results: list[Sample] = []
+
+    # --- helpers ----------------------------------------------------------------------
+    def _prefill(self):
+        """State after the prime (one row) and the next-token logits there."""
+        state = self.runtime.init_state(1)
+        logits, state = self.runtime.logits(np.asarray([self.prime]), state)
+        return state, logits[:, -1].astype(np.float64)
+
+    def _is_final(self, generated: list[int]) -> bool:
+        return bool(generated) and (generated[-1] == self.domain.separator_id
+                                    or self.domain.is_finished(generated, self.settings))
+
+    def _hits_stop(self, text_tail: str) -> bool:
+        return any(stop in text_tail for stop in self.settings.stop)
+
+    def _finish(self, generated: list[int], logprob: float) -> Sample:
+        body = generated[:-1] if generated and generated[-1] == self.domain.separator_id else generated
+        output = self.domain.render(self.prime[1:] + body, self.settings)
+        return Sample(output.text, [int(t) for t in body], float(logprob), self.settings, output)
+
+    # --- sampling -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.settings.num_beams > 1:
+            yield from self._beams()
+        else:
+            yield from self._sample()
+
+    def _sample(self) -> Iterator[tuple[int, int]]:
+        settings, rows = self.settings, self.settings.num
+        state, last = self._prefill()
+        state = Runtime.select(state, np.zeros(rows, dtype=np.int64))
+        last = np.repeat(last, rows, axis=0)
+        rules = build_rules(settings, self.mask)
+        generators = [np.random.default_rng([settings.seed, row]) for row in range(rows)]
+        history = np.tile(np.asarray(self.prime, dtype=np.int64), (rows, 1))
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        tails = [""] * rows
+        logprob = np.zeros(rows)
+        active = np.ones(rows, dtype=bool)
+        longest_stop = max((len(s) for s in settings.stop), default=0)
+        for _ in range(settings.length):
+            shaped = apply_rules(rules, history, last)
+            tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
+            model_lp = log_softmax(last)[np.arange(rows), tokens]
+            for row in np.flatnonzero(active):
+                token = int(tokens[row])
+                generated[row].append(token)
+                logprob[row] += model_lp[row]
+                if token != self.domain.separator_id:
+                    yield row, token
+                if self._is_final(generated[row]):
+                    active[row] = False
+                elif settings.stop:
+                    tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64):]
+                    if self._hits_stop(tails[row]):
+                        active[row] = False
+            if not active.any():
+                break
+            history = np.concatenate([history, tokens[:, None]], axis=1)
+            logits, state = self.runtime.logits(tokens[:, None], state)
+            last = logits[:, 0].astype(np.float64)
+        for row in range(rows):
+            self.results.append(self._finish(generated[row], logprob[row]))
+
+    def _beams(self) -> Iterator[tuple[int, int]]:
+        settings = self.settings
+        state, last = self._prefill()
+        rules = []
+        if self.mask is not None:
+            rules.append(AllowedTokens(self.mask))
+        if settings.repetition_penalty != 1.0:
+            rules.append(RepetitionPenalty(settings.repetition_penalty))
+        if settings.no_repeat_ngram_size:
+            rules.append(NoRepeatNGram(settings.no_repeat_ngram_size))
+        if settings.stochastic_beams:
+            rules = build_rules(settings, self.mask)  # sampling: temperature etc. apply too
+
+        def step(tokens, beam_state):
+            logits, beam_state = self.runtime.logits(tokens[:, None], beam_state)
+            return log_softmax(logits[:, 0]), beam_state
+
+        def is_final(sequence: list[int]) -> bool:
+            generated = sequence[len(self.prime):]
+            if self._is_final(generated):
+                return True
+            if settings.stop:
+                text = "".join(self.domain.token_text(t) for t in generated[-64:])
+                return self._hits_stop(text)
+            return False
+
+        streamed = 0
+        progress = None
+        for progress in beam_search(
+                step, Runtime.select, state, self.prime, log_softmax(last)[0],
+                num_beams=settings.num_beams, max_length=settings.length, is_final=is_final,
+                length_penalty=settings.length_penalty, sample=settings.stochastic_beams,
+                seed=settings.seed, branch_factor=settings.branch_factor,
+                steps_per_iteration=settings.steps_per_iteration,
+                rules=(lambda h, lp: apply_rules(rules, h, lp)) if rules else None):
+            committed = progress.committed
+            for token in committed[streamed:]:
+                if token != self.domain.separator_id:
+                    yield 0, int(token)
+            streamed = max(streamed, len(committed))
+        for hypothesis in progress.results[: settings.num]:
+            sample = self._finish(hypothesis.tokens, hypothesis.score)
+            self.results.append(sample)
+
+    def run(self) -> list[Sample]:
+        for _ in self:
+            pass
+        return self.results
+
+
+def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:
+    """Mean nats/token of ``ids`` (teacher forced, state carried across windows)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) < 2:
+        raise StudioError("the evaluation text is too short (needs at least 2 tokens)")
+    state = runtime.init_state(1)
+    total, count = 0.0, 0
+    for start in range(0, len(ids) - 1, window):
+        chunk = ids[start:start + window + 1]
+        logits, state = runtime.logits(chunk[None, :-1], state)
+        lp = log_softmax(logits[0])
+        total -= float(lp[np.arange(len(chunk) - 1), chunk[1:]].sum())
+        count += len(chunk) - 1
+    return total / count, count
+
+
+def bits(nats: float) -> float:
+    return nats / math.log(2)

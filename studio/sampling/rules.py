@@ -1,0 +1,193 @@
+"""Sampling rules: small pure objects ``rule(history, logits) -> logits`` on numpy arrays.
+
+``history`` is (batch, t) int64 ids seen so far (prime included); ``logits`` is
+(batch, vocab) float.  Each rule validates its settings when built and returns a new
+array, never editing its input.  :func:`build_rules` applies them in this order, the
+only order used anywhere in the project:
+
+1. allowed-token mask (a domain constraint, e.g. a musical scale)
+2. repetition penalty (CTRL, Keskar et al. 2019)
+3. no-repeat n-gram ban
+4. temperature
+5. top-k
+6. top-p (nucleus)
+
+Ties: top-k and top-p rank tokens by a stable sort on descending logit, so among
+equal logits the lower id wins; top-k keeps exactly ``k`` tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..errors import require
+
+NEG_INF = -np.inf
+
+
+class Rule(Protocol):
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class AllowedTokens:
+    """Sets logits of tokens outside ``mask`` (bool, [vocab]) to -inf."""
+
+    mask: np.ndarray
+
+    def __post_init__(self) -> None:
+        require(bool(np.any(self.mask)), "the constraint leaves no token allowed")
+
+    def __call__(self, history, logits):
+        return np.where(self.mask, logits, NEG_INF)
+
+
+@dataclass(frozen=True)
+class RepetitionPenalty:
+    """Divides positive (multiplies negative) logits of already-seen tokens by ``penalty``."""
+
+    penalty: float
+
+    def __post_init__(self) -> None:
+        require(self.penalty > 0, f"repetition penalty must be positive (got {self.penalty})")
+
+    def __call__(self, history, logits):
+        out = logits.copy()
+        for row in range(out.shape[0]):
+            seen = np.unique(history[row])
+            values = out[row, seen]
+            out[row, seen] = np.where(values > 0, values / self.penalty, values * self.penalty)
+        return out
+
+
+@dataclass(frozen=True)
+class NoRepeatNGram:
+    """Bans any token that would repeat an n-gram already present in the history."""
+
+    size: int
+
+    def __post_init__(self) -> None:
+        require(self.size >= 1, f"no-repeat n-gram size must be at least 1 (got {self.size})")
+
+    def __call__(self, history, logits):
+        out = logits.copy()
+        n = self.size
+        if history.shape[1] < n - 1:
+            return out
+        for row in range(out.shape[0]):
+            seq = history[row].tolist()
+            prefix = tuple(seq[len(seq) - (n - 1):]) if n > 1 else ()
+            banned = {seq[i + n - 1] for i in range(len(seq) - n + 1)
+                      if tuple(seq[i:i + n - 1]) == prefix}
+            if banned:
+                out[row, list(banned)] = NEG_INF
+        return out
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Divides logits by ``temperature`` (> 0; use greedy decoding for 0)."""
+
+    temperature: float
+
+    def __post_init__(self) -> None:
+        require(self.temperature > 0, f"temperature must be positive (got {self.temperature})")
+
+    def __call__(self, history, logits):
+        return logits / self.temperature
+
+
+def _descending(logits: np.ndarray) -> np.ndarray:
+    return np.argsort(-logits, axis=-1, kind="stable")
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Keeps exactly the ``k`` highest logits per row (ties: lower id first)."""
+
+    k: int
+
+    def __post_init__(self) -> None:
+        require(self.k >= 1, f"top-k must be at least 1 (got {self.k})")
+
+    def __call__(self, history, logits):
+        if self.k >= logits.shape[-1]:
+            return logits.copy()
+        order = _descending(logits)[:, : self.k]
+        out = np.full_like(logits, NEG_INF)
+        np.put_along_axis(out, order, np.take_along_axis(logits, order, -1), -1)
+        return out
+
+
+@dataclass(frozen=True)
+class TopP:
+    """Keeps the smallest set of highest-probability tokens whose mass is >= ``p``."""
+
+    p: float
+
+    def __post_init__(self) -> None:
+        require(0 < self.p <= 1, f"top-p must be in (0, 1] (got {self.p})")
+
+    def __call__(self, history, logits):
+        if self.p >= 1:
+            return logits.copy()
+        order = _descending(logits)
+        sorted_logits = np.take_along_axis(logits, order, -1).astype(np.float64)
+        probs = np.exp(sorted_logits - sorted_logits[:, :1])
+        probs /= probs.sum(-1, keepdims=True)
+        mass_before = np.cumsum(probs, -1) - probs
+        keep_sorted = mass_before < self.p  # the first token is always kept
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, -1)
+        return np.where(keep, logits, NEG_INF)
+
+
+def build_rules(settings, mask: np.ndarray | None = None) -> list[Rule]:
+    """The rule chain for ``settings`` (a SampleSettings), in the documented order."""
+    rules: list[Rule] = []
+    if mask is not None:
+        rules.append(AllowedTokens(mask))
+    if settings.repetition_penalty != 1.0:
+        rules.append(RepetitionPenalty(settings.repetition_penalty))
+    if settings.no_repeat_ngram_size:
+        rules.append(NoRepeatNGram(settings.no_repeat_ngram_size))
+    if not settings.is_greedy:
+        if settings.temperature != 1.0:
+            rules.append(Temperature(settings.temperature))
+        if settings.top_k:
+            rules.append(TopK(settings.top_k))
+        if settings.top_p < 1.0:
+            rules.append(TopP(settings.top_p))
+    return rules
+
+
+def apply_rules(rules: Sequence[Rule], history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    for rule in rules:
+        logits = rule(history, logits)
+    return logits
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    top = np.max(logits, -1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return logits - top - np.log(np.sum(np.exp(logits - top), -1, keepdims=True))
+
+
+def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
+    """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
+    so results depend only on the seed, not on the BLAS or the batch size)."""
+    probs = np.exp(log_softmax(logits))
+    cumulative = np.cumsum(probs, -1)
+    out = np.empty(len(logits), dtype=np.int64)
+    for row, generator in enumerate(generators):
+        u = generator.random() * cumulative[row, -1]
+        index = min(int(np.searchsorted(cumulative[row], u, side="right")), logits.shape[-1] - 1)
+        if probs[row, index] == 0:  # float round-off at the edge: take the nearest allowed token
+            allowed = np.flatnonzero(probs[row] > 0)
+            index = int(allowed[np.argmin(np.abs(allowed - index))])
+        out[row] = index
+    return out

@@ -1,0 +1,133 @@
+"""Sampling settings: one frozen dataclass shared by the CLI, the Python API and the web UI.
+
+Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
+``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty``,
+``max_new_tokens`` (``length`` here), ``seed``, ``stop`` strings.  Domain settings
+(music ``bars``/``tempo``/``key``, handwriting ``text``/``bias``/``style``) live here
+too so one recipe describes any sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import require
+
+DEFAULT_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    model: str = "prose"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    greedy: bool = False
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    stochastic_beams: bool = False
+    branch_factor: int = 1
+    steps_per_iteration: int = 1
+    length: int = DEFAULT_LENGTH
+    num: int = 1
+    seed: int = 0
+    prime: str | None = None
+    prime_file: str | None = None
+    stop: tuple[str, ...] = ()
+    device: str = "cpu"
+    precision: str = "auto"
+    # music
+    bars: int | None = None
+    tempo: float | None = None
+    key: str | None = None
+    # handwriting
+    text: str | None = None
+    bias: float = 1.0
+    style: int | None = None
+    stroke_width: float = 2.0
+    color: str = "#1a1a2e"
+    extras: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        require(self.temperature >= 0, f"temperature must be 0 (greedy) or more (got {self.temperature})")
+        require(self.top_k >= 0, f"top-k must be 0 (off) or more (got {self.top_k})")
+        require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p})")
+        require(self.repetition_penalty > 0,
+                f"repetition penalty must be positive; 1.0 is off (got {self.repetition_penalty})")
+        require(self.no_repeat_ngram_size >= 0,
+                f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})")
+        require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
+        require(self.length >= 1, f"length must be at least 1 (got {self.length})")
+        require(self.num >= 1, f"num must be at least 1 (got {self.num})")
+        require(self.num_beams == 1 or self.num <= self.num_beams,
+                f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search")
+        require(self.branch_factor >= 1, "branch factor must be at least 1")
+        require(self.steps_per_iteration >= 1, "steps per iteration must be at least 1")
+        require(self.bars is None or self.bars >= 1, f"bars must be at least 1 (got {self.bars})")
+        require(self.tempo is None or 10 <= self.tempo <= 400, f"tempo must be 10-400 bpm (got {self.tempo})")
+        require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
+        require(self.stroke_width > 0, "stroke width must be positive")
+        require(self.precision in ("auto", "fp32", "int8"), "precision must be auto, fp32 or int8")
+        require(all(self.stop), "stop strings must not be empty")
+        require(self.seed >= 0, f"seed must be 0 or more (got {self.seed})")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0
+
+    def with_(self, **changes) -> "SampleSettings":
+        return replace(self, **changes)
+
+    def recipe(self) -> dict:
+        """The settings that differ from the defaults (plus model and seed), as JSON data."""
+        defaults = SampleSettings()
+        out = {}
+        for f in fields(self):
+            if f.name == "extras":
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("model", "seed") or value != getattr(defaults, f.name):
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("extras")
+        data["stop"] = list(self.stop)
+        return data
+
+
+# How each setting is spelled on the command line, for recipes (`studio sample ...`).
+CLI_FLAGS = {
+    "model": "--model", "temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p",
+    "repetition_penalty": "--repetition-penalty", "no_repeat_ngram_size": "--no-repeat-ngram",
+    "greedy": "--greedy", "num_beams": "--beam", "length_penalty": "--length-penalty",
+    "stochastic_beams": "--sample", "branch_factor": "--branch-factor",
+    "steps_per_iteration": "--steps-per-iteration", "length": "--length", "num": "--num",
+    "seed": "--seed", "prime": "--prime", "prime_file": "--prime-file", "stop": "--stop",
+    "device": "--device", "precision": "--precision", "bars": "--bars", "tempo": "--tempo",
+    "key": "--key", "text": "--text", "bias": "--bias", "style": "--style",
+    "stroke_width": "--stroke-width", "color": "--color",
+}
+
+
+def command_line(settings: SampleSettings, out: str | None = None) -> str:
+    """The `studio sample ...` command that reproduces ``settings`` byte for byte."""
+    import shlex
+
+    parts = ["studio", "sample"]
+    for name, value in settings.recipe().items():
+        flag = CLI_FLAGS[name]
+        if isinstance(value, bool):
+            if value:
+                parts.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                parts += [flag, shlex.quote(str(item))]
+        elif value is not None:
+            parts += [flag, shlex.quote(str(value))]
+    if out:
+        parts += ["--out", shlex.quote(out)]
+    return " ".join(parts)
