@@ -1,0 +1,57 @@
+# Sequence Studio: `make demo` (sample from the shipped models) and `make test` do all set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := fluidsynth timgm6mb-soundfont chromium
+
+.PHONY: install system demo test models bench web clean
+
+install: $(STAMP) $(SYSTEM_STAMP)
+
+# torch is pinned to the CPU build on local disk; an unpinned torch pulls a multi-GB CUDA build
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian packages: fluidsynth + a small General MIDI soundfont (MIDI -> WAV offline),
+# chromium for the browser tests (never `playwright install`)
+$(SYSTEM_STAMP): | $(STAMP)
+	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v chromium >/dev/null; then \
+	  echo "Debian packages present"; \
+	else \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+	touch $@
+
+demo: install
+	$(BIN)/studio models
+	$(BIN)/studio sample --model prose --prime "ROMEO:" --temp 0.8 --seed 1 --length 400
+	$(BIN)/studio sample --model code --prime "def " --temp 0.7 --seed 2 --length 300
+	$(BIN)/studio sample --model songs --seed 3 --bars 8 --tempo 100 --out out/demo-song.mid --wav --piano-roll
+	$(BIN)/studio sample --model handwriting --text "Sequence Studio" --bias 1.5 --seed 1 --out out/demo-hand.svg
+	@echo "demo outputs in out/"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Retrain the shipped default models from fixed seeds (tens of minutes each on 2 cores)
+models: install
+	bash scripts/train_models.sh
+
+bench: install
+	$(BIN)/studio bench
+
+web: install
+	$(BIN)/studio web
+
+clean:
+	rm -rf $(VENV) runs out test-artifacts
