@@ -12,7 +12,8 @@ from typing import Iterable, Sequence
 
 from .errors import StudioError
 
-SKIPPED_NAMES = {"README.md", "README", "LICENSE", "LICENSE.txt", "NOTICE"}
+# corpus folders document themselves; these files at a corpus root are not training data
+DOC_PREFIXES = ("README", "LICENSE", "COPYING", "NOTICE")
 SNIFF_BYTES = 8192
 
 
@@ -30,7 +31,7 @@ def corpus_files(path: Path, suffixes: Iterable[str] | None = None) -> list[Path
         relative = file.relative_to(path)
         if any(part.startswith(".") for part in relative.parts) or not file.is_file():
             continue
-        if file.name in SKIPPED_NAMES and file.parent == path:
+        if file.parent == path and file.name.upper().startswith(DOC_PREFIXES):
             continue
         if wanted is not None and file.suffix.lower() not in wanted:
             continue

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny text corpus and a tiny trained bundle (session scoped).
+
+Tests never import a ``tests`` package (Hershey-Fonts installs one into site-packages);
+helpers live here as fixtures instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAKESPEARE = ROOT / "corpora" / "shakespeare" / "input.txt"
+STUDIO = [sys.executable, "-m", "studio"]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Two small text files cut from tinyshakespeare (about 30 k characters)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    text = SHAKESPEARE.read_text()[:30_000]
+    (folder / "a.txt").write_text(text[:15_000])
+    (folder / "b.txt").write_text(text[15_000:])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_corpus, tmp_path_factory) -> Path:
+    """A 1x48 LSTM trained for 40 steps and exported with an int8 graph."""
+    from studio.config import TrainConfig
+    from studio.training import run_training
+
+    root = tmp_path_factory.mktemp("tiny")
+    config = TrainConfig(batch_size=8, seq_len=32, max_steps=40, eval_every=20, seed=7,
+                         learning_rate=1e-2, warmup_steps=5)
+    run_training(corpus=tiny_corpus, resume=None, name="tiny", domain="chars", domain_options={},
+                 model=dict(hidden_size=48, layers=1, embedding_size=16, dropout=0.0),
+                 config=config, stop_after=None, out=root / "export" / "tiny", quantize="int8",
+                 export=True, runs_dir=root / "runs", quiet=True)
+    return root / "export" / "tiny"
+
+
+@pytest.fixture
+def studio_env(tiny_bundle) -> dict:
+    """Environment for subprocess runs of `studio` that can see the tiny bundle."""
+    env = dict(os.environ)
+    env["STUDIO_MODELS"] = str(tiny_bundle.parent)
+    env["PYTHONPATH"] = str(ROOT)
+    return env

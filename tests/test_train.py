@@ -1,0 +1,93 @@
+"""Trainer: exact resume, cells, forget-gate bias, run-folder contents."""
+
+import csv
+
+import pytest
+import torch
+
+from studio.config import ModelConfig, TrainConfig
+from studio.errors import StudioError
+from studio.model import RecurrentLM
+from studio.train import lr_factor, train
+
+MODEL = dict(hidden_size=24, layers=2, embedding_size=8, dropout=0.1)
+
+
+def config(**changes):
+    base = dict(batch_size=4, seq_len=16, max_steps=12, eval_every=4, seed=3, warmup_steps=3)
+    return TrainConfig(**{**base, **changes})
+
+
+def rows(run):
+    with open(run.path / "metrics.csv") as handle:
+        return {int(r["step"]): r for r in csv.DictReader(handle)}
+
+
+def test_resume_is_exact(tiny_corpus, tmp_path):
+    straight = train(tiny_corpus, tmp_path / "straight", domain_name="chars",
+                     model_overrides=MODEL, train_config=config(), quiet=True)
+    half = train(tiny_corpus, tmp_path / "halves", domain_name="chars",
+                 model_overrides=MODEL, train_config=config(), stop_after=6, quiet=True)
+    assert torch.load(half.checkpoint, weights_only=False)["step"] == 6
+    resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
+    a, b = rows(straight), rows(resumed)
+    assert set(a) == set(b) and 12 in a
+    for step in a:
+        assert abs(float(a[step]["train_loss"]) - float(b[step]["train_loss"])) < 1e-6
+        if a[step]["val_loss"]:
+            assert abs(float(a[step]["val_loss"]) - float(b[step]["val_loss"])) < 1e-6
+    wa = torch.load(straight.checkpoint, weights_only=False)["model_state"]
+    wb = torch.load(resumed.checkpoint, weights_only=False)["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for name in ("metrics.csv", "loss.png", "config.json", "checkpoint.pt", "best.pt"):
+        assert (resumed.path / name).exists()
+    assert not list(resumed.path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_train(tiny_corpus, tmp_path, cell):
+    run = train(tiny_corpus, tmp_path / cell, domain_name="chars",
+                model_overrides={**MODEL, "cell": cell}, train_config=config(max_steps=4),
+                quiet=True)
+    assert float(rows(run)[4]["val_loss"]) > 0
+
+
+def test_refuses_to_overwrite_a_run(tiny_corpus, tmp_path):
+    train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
+          train_config=config(max_steps=2), quiet=True)
+    with pytest.raises(StudioError, match="--resume"):
+        train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
+              train_config=config(max_steps=2), quiet=True)
+
+
+def test_forget_gate_bias_is_one():
+    model = RecurrentLM(ModelConfig(vocab_size=10, hidden_size=8, layers=2, embedding_size=4))
+    for layer in range(2):
+        total = getattr(model.rnn, f"bias_ih_l{layer}") + getattr(model.rnn, f"bias_hh_l{layer}")
+        assert torch.allclose(total[8:16], torch.ones(8))
+
+
+def test_weight_tying_shares_parameters():
+    model = RecurrentLM(ModelConfig(vocab_size=10, hidden_size=8, embedding_size=8, tie_weights=True))
+    assert model.head.weight is model.embedding.weight
+
+
+def test_schedule_warms_up_then_decays():
+    values = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
+    assert values[0] < values[9] == 1.0
+    assert values[-1] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(clip=0), dict(val_fraction=0.9),
+                                 dict(max_steps=0), dict(seq_len=1)])
+def test_bad_train_settings(bad):
+    with pytest.raises(StudioError):
+        config(**bad)
+
+
+def test_bad_model_settings():
+    with pytest.raises(StudioError, match="--cell"):
+        ModelConfig(vocab_size=10, cell="transformer")
+    with pytest.raises(StudioError, match="--dropout"):
+        ModelConfig(vocab_size=10, dropout=1.5)
