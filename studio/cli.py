@@ -85,7 +85,7 @@ def train(
 ):
     """Train a model on a corpus (then export it to export/NAME)."""
     if nproc > 1:
-        return _torchrun(nproc)
+        return _torchrun(nproc, device)
     from .config import TrainConfig
     from .training import run_training
 
@@ -104,9 +104,21 @@ def train(
                  runs_dir=runs_dir, quiet=quiet)
 
 
-def _torchrun(nproc: int) -> None:
-    """Re-launch this very command under torchrun with ``nproc`` processes."""
+def _torchrun(nproc: int, device: str) -> None:
+    """Re-launch this very command under torchrun with ``nproc`` processes on this machine
+    (several machines: run torchrun yourself, see the README's "Scaling up")."""
     import subprocess
+
+    if "WORLD_SIZE" in os.environ:
+        raise StudioError("already running under torchrun: drop --nproc")
+    if device != "cpu":  # fail here in one line rather than in every worker
+        import torch
+
+        from .train import resolve_device
+
+        if resolve_device(device).type == "cuda" and torch.cuda.device_count() < nproc:
+            raise StudioError(f"--nproc {nproc} wants one GPU per process but "
+                              f"{torch.cuda.device_count()} are visible: lower --nproc")
 
     args = [a for a in sys.argv[1:]]
     cleaned, skip = [], False
@@ -122,7 +134,10 @@ def _torchrun(nproc: int) -> None:
         cleaned.append(a)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc}", "-m", "studio", *cleaned]
-    raise typer.Exit(subprocess.call(command))
+    env = dict(os.environ)
+    # share this machine's cores between the processes (torchrun's default is 1 thread each)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    raise typer.Exit(subprocess.call(command, env=env))
 
 
 @app.command("export")

@@ -46,13 +46,25 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Distributed:
-    """Rank facts from torchrun's environment; a no-op for a single process."""
+    """Rank facts from torchrun's environment; a no-op for a single process.
+
+    ``device`` is the one this rank trains on: under torchrun with CUDA, GPU
+    ``LOCAL_RANK`` of this machine.  Every collective here must be called by all ranks.
+    """
 
     def __init__(self, device: torch.device):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world_size > 1
+        self.device = device
+        if device.type == "cuda":
+            index = self.local_rank if self.enabled else (device.index or 0)
+            if index >= torch.cuda.device_count():
+                raise StudioError(f"no GPU {index} here ({torch.cuda.device_count()} visible): "
+                                  "start at most one process per GPU (--nproc-per-node)")
+            self.device = torch.device("cuda", index)
+            torch.cuda.set_device(self.device)  # the current device is the one RNG state and nccl use
         if self.enabled and not torch.distributed.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
@@ -61,12 +73,24 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def mean(self, value: float) -> float:
+    def sum(self, value: float) -> float:
         if not self.enabled:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64)
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)  # nccl: GPU tensors only
         torch.distributed.all_reduce(tensor)
-        return float(tensor.item()) / self.world_size
+        return float(tensor.item())
+
+    def mean(self, value: float) -> float:
+        return self.sum(value) / self.world_size
+
+    def decide(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank, so all ranks take the same branch (clocks and
+        file systems differ between ranks; a rank that breaks alone deadlocks the rest)."""
+        if not self.enabled:
+            return flag
+        tensor = torch.tensor([int(flag)], dtype=torch.int32, device=self.device)
+        torch.distributed.broadcast(tensor, src=0)
+        return bool(tensor.item())
 
     def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """Concatenate each rank's [layers, batch, hidden] state along the batch axis."""
@@ -83,6 +107,15 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array as a tensor on ``device``; to CUDA through pinned memory, so the copy
+    runs asynchronously instead of through a pageable staging buffer."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 # --- schedule and RNG -----------------------------------------------------------------
@@ -104,8 +137,9 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(),
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_initialized():
+        # this rank's GPU only: *_all would wake a CUDA context on every visible GPU
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -113,21 +147,30 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_initialized():
+        cuda = state["cuda"]
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda)
 
 
 # --- evaluation -------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model: RecurrentLM, ids: np.ndarray, device: torch.device, seq_len: int = 256) -> float:
-    """Mean nats per token over ``ids`` with state carried through the whole text."""
+def evaluate(model: RecurrentLM, ids: np.ndarray, device: torch.device, seq_len: int = 256,
+             dist: Distributed | None = None) -> float:
+    """Mean nats per token over ``ids`` with state carried through the whole text.
+
+    With ``dist``, each rank scores every ``world_size``-th validation stream and the
+    sums are combined, so all ranks return the same figure for 1/N of the work.
+    """
     was_training = model.training
     model.eval()
-    streams = torch.from_numpy(eval_streams(ids)).to(device)
+    streams = eval_streams(ids)
+    if dist is not None:
+        streams = streams[dist.rank::dist.world_size]
+    streams = torch.from_numpy(streams).to(device)
     state = model.init_state(streams.shape[0], device)
     total, count = 0.0, 0
-    for start in range(0, streams.shape[1] - 1, seq_len):
+    for start in range(0, streams.shape[1] - 1 if len(streams) else 0, seq_len):
         x = streams[:, start:start + seq_len]
         y = streams[:, start + 1:start + 1 + seq_len]
         x = x[:, : y.shape[1]]
@@ -136,6 +179,8 @@ def evaluate(model: RecurrentLM, ids: np.ndarray, device: torch.device, seq_len:
                                  reduction="sum").item()
         count += y.numel()
     model.train(was_training)
+    if dist is not None:
+        total, count = dist.sum(total), dist.sum(count)
     return total / max(1, count)
 
 
@@ -191,6 +236,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
 
     device = resolve_device(config.device)
     dist = Distributed(device)
+    device = dist.device  # cuda:LOCAL_RANK under torchrun
     seed_everything(config.seed + dist.rank * 0)  # same init on every rank
     torch.backends.mkldnn.enabled = True  # oneDNN: ~2x faster training windows on CPU
 
@@ -219,7 +265,9 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
             rows = slice(dist.rank * config.batch_size, (dist.rank + 1) * config.batch_size)
             state = tuple(s[:, rows].to(device) for s in saved_state)
         elif dist.is_main:
-            print("note: world size changed since the checkpoint; carried state starts from zeros")
+            print(f"note: the checkpoint carried {saved_state[0].shape[1]} streams, this run has "
+                  f"{config.batch_size * dist.world_size} ({dist.world_size} process(es) x batch "
+                  f"{config.batch_size}); carried state starts from zeros")
         set_rng_state(checkpoint["rng"])
         if dist.is_main:
             run.truncate_metrics(step)
@@ -237,6 +285,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp_dtype = torch.bfloat16 if use_bf16 else torch.float16  # fp16 needs the grad scaler
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and not use_bf16 else None
 
     def save(tag_best: bool = False) -> None:
@@ -250,7 +299,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
             "rng": rng_state(), "step": step, "data_position": step % per_epoch,
             "best_val": best_val, "bad_evals": bad_evals,
             "elapsed_s": elapsed_before + (time.time() - started),
-            "carried_state": tuple(s.cpu() for s in full_state),
+            "carried_state": tuple(s.float().cpu() for s in full_state),  # bf16 under autocast
             "corpus_ids": ids.astype(np.int32)}, run.checkpoint)
         if tag_best:
             atomic_torch_save({"model": model_config.to_dict(), "domain": domain.to_config(),
@@ -278,10 +327,9 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                 if step % per_epoch == 0:
                     state = model.init_state(config.batch_size, device)  # new epoch, streams restart
                 x, y = batches.window(step)
-                x = torch.from_numpy(x).to(device, non_blocking=True)
-                y = torch.from_numpy(y).to(device, non_blocking=True)
+                x, y = to_device(x, device), to_device(y, device)
                 state = tuple(s.detach() for s in state)  # truncated BPTT: stop gradients here
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=device.type == "cuda"):
                     logits, state = trained(x, state)
                     loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
                 optimizer.zero_grad(set_to_none=True)
@@ -304,8 +352,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                 tick = now
                 row = None
                 if step % config.eval_every == 0 or step == total_steps:
-                    val = evaluate(model, val_ids, device)
-                    val = dist.mean(val)
+                    val = evaluate(model, val_ids, device, dist=dist)
                     improved = val < best_val - 1e-4
                     best_val, bad_evals = (val, 0) if improved else (best_val, bad_evals + 1)
                     last_val = f"{val:.3f}"
@@ -313,9 +360,12 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                     save(tag_best=improved)
                     if bad_evals >= config.patience:
                         stop_reason = f"early stop: no validation gain in {config.patience} evaluations"
-                if dist.is_main and (row is not None or step % 10 == 0 or step == 1):
+                logged = row is not None or step % 10 == 0 or step == 1
+                if logged:
+                    last_loss = dist.mean(last_loss)  # over the effective batch, on every rank
+                if dist.is_main and logged:
                     run.append_metrics({"step": step, "epoch": f"{step / per_epoch:.4f}",
-                                        "train_loss": f"{dist.mean(last_loss) if row else last_loss:.6f}",
+                                        "train_loss": f"{last_loss:.6f}",
                                         "learning_rate": f"{scheduler.get_last_lr()[0]:.6g}",
                                         "tokens_per_s": f"{rate:.0f}",
                                         "elapsed_s": f"{elapsed_before + now - started:.1f}",
@@ -325,7 +375,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                 if stop_reason != "finished":
                     break
                 minutes = (elapsed_before + time.time() - started) / 60
-                if config.max_minutes is not None and minutes >= config.max_minutes:
+                if config.max_minutes is not None and dist.decide(minutes >= config.max_minutes):
                     stop_reason = f"time limit: {config.max_minutes:g} minutes"
                     save()
                     break
@@ -334,11 +384,16 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                     save()
                     break
         except KeyboardInterrupt:
-            save()
-            stop_reason = f"interrupted at step {step}; checkpoint saved (continue with --resume {run.path})"
+            if dist.enabled:  # the ranks stopped at different points: no collective save
+                stop_reason = (f"interrupted at step {step}; continue from the last checkpoint "
+                               f"with --resume {run.path}")
+            else:
+                save()
+                stop_reason = f"interrupted at step {step}; checkpoint saved (continue with --resume {run.path})"
+    finished = step >= total_steps and stop_reason == "finished"
+    if finished and dist.decide(not run.best.exists()):
+        save(tag_best=True)
     if dist.is_main:
-        if step >= total_steps and stop_reason == "finished" and not run.best.exists():
-            save(tag_best=True)
         run.plot_loss()
         summary = {"stop_reason": stop_reason, "step": step, "best_val_nats": best_val,
                    "train_minutes": round((elapsed_before + time.time() - started) / 60, 2)}
