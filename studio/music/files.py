@@ -16,11 +16,14 @@ import mido
 from studio.music.scales import major_or_minor, midi_key_name, parse_key
 from studio.music.events import (
     DEFAULT_PROGRAM,
+    DEFAULT_TIME_SIGNATURE,
     DEFAULT_VELOCITY,
     TICKS_PER_BEAT,
     Note,
     Piece,
+    bar_length,
     normalize_notes,
+    time_signature_of,
 )
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -94,7 +97,15 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
 
 
 def _signature_list(signatures: dict[int, tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
-    listed = [(tick, *signature) for tick, signature in sorted(signatures.items())]
+    """Sorted changes, starting at tick 0; metres MIDI cannot state (a denominator that is
+    not a power of two, as some ABC tunes have) become the MIDI metre of the same bar
+    length."""
+    listed = []
+    for tick, (numerator, denominator) in sorted(signatures.items()):
+        if numerator < 1 or denominator < 1 or denominator & (denominator - 1):
+            length = bar_length(max(1, numerator), max(1, denominator))
+            numerator, denominator = time_signature_of(length) or DEFAULT_TIME_SIGNATURE
+        listed.append((tick, numerator, denominator))
     if not listed or listed[0][0] != 0:
         listed.insert(0, (0, 4, 4))
     return tuple(listed)
