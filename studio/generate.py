@@ -126,8 +126,9 @@ class Generation:
             rules.append(RepetitionPenalty(settings.repetition_penalty))
         if settings.no_repeat_ngram_size:
             rules.append(NoRepeatNGram(settings.no_repeat_ngram_size))
-        if settings.stochastic_beams:
-            rules = build_rules(settings, self.mask)  # sampling: temperature etc. apply too
+        if (settings.stochastic_beams or settings.branch_factor > 1
+                or settings.steps_per_iteration > 1):
+            rules = build_rules(settings, self.mask)  # sampled beams: temperature etc. apply too
 
         def step(tokens, beam_state):
             logits, beam_state = self.runtime.logits(tokens[:, None], beam_state)

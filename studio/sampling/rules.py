@@ -23,7 +23,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..errors import require
+from ..errors import StudioError, require
 
 NEG_INF = -np.inf
 
@@ -181,6 +181,9 @@ def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.nd
     """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
     so results depend only on the seed, not on the BLAS or the batch size)."""
     probs = np.exp(log_softmax(logits))
+    if not np.all(np.isfinite(probs)):
+        raise StudioError("the sampling rules ban every token (e.g. --no-repeat-ngram too small "
+                          "for --length, or --top-p/--top-k with an all-masked row): relax them")
     cumulative = np.cumsum(probs, -1)
     out = np.empty(len(logits), dtype=np.int64)
     for row, generator in enumerate(generators):
