@@ -396,6 +396,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
     if dist.is_main:
         run.plot_loss()
         summary = {"stop_reason": stop_reason, "step": step, "best_val_nats": best_val,
+                   "world_size": dist.world_size, "effective_batch": config.batch_size * dist.world_size,
                    "train_minutes": round((elapsed_before + time.time() - started) / 60, 2)}
         (run.path / "summary.json").write_text(json.dumps(summary, indent=2))
         if not quiet:
