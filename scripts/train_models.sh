@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Retrain the shipped default bundles from fixed seeds (`make models`).
+# Wall times measured on the 2-core CPU machine are in the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STUDIO=${STUDIO:-.venv/bin/studio}
+
+# prose: 2x512 LSTM on tinyshakespeare, 30 minutes
+$STUDIO train corpora/shakespeare --name prose --hidden-size 512 --layers 2 --embedding-size 64 \
+  --dropout 0.2 --lr 3e-3 --warmup-steps 50 --batch-size 64 --seq-len 128 --max-steps 1000 \
+  --eval-every 200 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/prose
+
+# code and markdown: smaller 2x256 LSTMs, 12 minutes each
+for corpus in code markdown; do
+  $STUDIO train corpora/$corpus --name $corpus --hidden-size 256 --layers 2 --embedding-size 48 \
+    --dropout 0.1 --lr 4e-3 --warmup-steps 30 --batch-size 32 --seq-len 128 --max-steps 900 \
+    --eval-every 150 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/$corpus
+done
+
+# music: events LSTM on the chorales and folk tunes
+$STUDIO train corpora/songs --name songs --domain music --hidden-size 256 --layers 2 \
+  --embedding-size 64 --dropout 0.2 --lr 3e-3 --batch-size 32 --seq-len 128 --max-steps 900 \
+  --eval-every 150 --patience 100 --max-minutes 15 --seed 1337 --quantize int8 --out export/songs
