@@ -45,6 +45,7 @@ class MusicDomain(CategoricalDomain):
 
     name: ClassVar[str] = "music"
     suffixes: ClassVar[tuple[str, ...]] = MIDI_SUFFIXES + SCORE_SUFFIXES
+    default_suffix: ClassVar[str] = ".mid"  # `studio sample` writes a MIDI file unasked
 
     def __init__(self, codec: EventCodec | None = None):
         self.codec = codec or EventCodec()
@@ -192,12 +193,14 @@ class MusicDomain(CategoricalDomain):
         """True on a separator (the model ended the piece) or once ``settings.bars`` bars
         are complete: a bar completes at each bar marker, except an opening marker that
         comes before any note or shift (a fresh piece starts with one)."""
-        if len(generated_ids) and int(generated_ids[-1]) == self.separator_id:
+        if not len(generated_ids):
+            return False
+        last = int(generated_ids[-1])
+        if last == self.separator_id:
             return True
         bars = getattr(settings, "bars", None)
-        if not bars:
-            return False
-        return self.completed_bars(generated_ids) >= bars
+        # only a bar marker can complete a bar: counting only then keeps long runs linear
+        return bool(bars) and last == self.bar_id and self.completed_bars(generated_ids) >= bars
 
     def completed_bars(self, ids: Sequence[int]) -> int:
         count, started = 0, False
@@ -235,6 +238,13 @@ class MusicDomain(CategoricalDomain):
         from ..music.metrics import evaluate_samples
 
         return evaluate_samples(generated, reference_docs, decode=self.render_piece)
+
+    def evaluate_corpus(self, runtime: Any, corpus: Path, **options: Any) -> dict:
+        """``studio eval`` for music: nats per event on the corpus, and the metrics of
+        generated pieces beside the corpus's (see :mod:`studio.music.evaluation`)."""
+        from ..music.evaluation import evaluate_music
+
+        return evaluate_music(runtime, self, Path(corpus), **options)
 
     def render_piece(self, ids: Sequence[int]) -> Piece:
         return self.render(ids).piece
