@@ -1,0 +1,195 @@
+"""What every tab shares: turning library errors into ``gr.Error``, the bundle pickers,
+per-request output folders, seeds and recipes.
+
+Nothing here holds state at import time; :class:`OutputFolders` is created by
+``build_app`` and handed to the tabs that write files.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import re
+import secrets
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable
+
+import gradio as gr
+
+from studio.bundle import list_bundles
+from studio.errors import StudioError
+
+log = logging.getLogger("studio.web")
+
+MAX_SEED = 2**31 - 1
+OUTPUT_MAX_AGE_S = 3600  # request folders older than this are swept away
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+
+
+# --- errors -----------------------------------------------------------------------
+
+def _as_gradio_error(error: Exception) -> gr.Error:
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, StudioError):
+        return gr.Error(str(error))
+    # Anything else is our bug, not the user's: log the trace, show one line.
+    log.exception("unexpected error in a web handler")
+    return gr.Error(f"internal error ({type(error).__name__}); the server log has the details")
+
+
+def user_errors(handler: Callable) -> Callable:
+    """Wrap a handler (plain or generator) so every failure reaches the browser as a
+    ``gr.Error`` with one clear sentence, never a stack trace."""
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def stream(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except GeneratorExit:
+                raise
+            except Exception as error:
+                raise _as_gradio_error(error) from None
+        return stream
+
+    @functools.wraps(handler)
+    def call(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except Exception as error:
+            raise _as_gradio_error(error) from None
+    return call
+
+
+# --- bundles ----------------------------------------------------------------------
+
+def bundle_domain_class(card_path: Path):
+    """The domain class a bundle's card names (no weights loaded), or None if unreadable."""
+    import json
+
+    from studio.domains import domain_class
+
+    try:
+        return domain_class(json.loads(card_path.read_text(encoding="utf-8"))["domain"]["name"])
+    except (OSError, ValueError, KeyError, TypeError, StudioError):
+        return None
+
+
+# What each tab can drive, by the domain's declared capabilities (never by its name).
+def writes_text(cls) -> bool:
+    return bool(getattr(cls, "streams_text", False))
+
+
+def writes_music(cls) -> bool:
+    return ".mid" in getattr(cls, "suffixes", ())
+
+
+def draws_strokes(cls) -> bool:
+    return getattr(cls, "head", "") == "mixture"
+
+
+def bundles_for(accepts: Callable[[type], bool]) -> list[str]:
+    """Names of the bundles on the search path whose domain ``accepts`` says yes to."""
+    names = []
+    for name, path in list_bundles().items():
+        cls = bundle_domain_class(path / "card.json")
+        if cls is not None and accepts(cls):
+            names.append(name)
+    return names
+
+
+def preferred(names: list[str], first_choice: str) -> str | None:
+    """``first_choice`` when it is available, else the first name, else None."""
+    if first_choice in names:
+        return first_choice
+    return names[0] if names else None
+
+
+def picker_update(accepts: Callable[[type], bool], current: str | None, default: str):
+    names = bundles_for(accepts)
+    value = current if current in names else preferred(names, default)
+    return gr.update(choices=names, value=value)
+
+
+def missing_notice(names: Iterable[str], what: str, shipped: str) -> str:
+    """The line a tab shows when it has no bundle to work with."""
+    if list(names):
+        return ""
+    return (f"**No {what} model found.** Train one in the *Train* tab, or run `make models` "
+            f"to build the shipped `{shipped}` model; bundles are looked up in `$STUDIO_MODELS` "
+            f"and `./export`.")
+
+
+def require_model(model: str | None, what: str) -> str:
+    if not model:
+        raise StudioError(f"pick a {what} model first (none is available: train one in the Train tab)")
+    return str(model)
+
+
+# --- seeds and numbers --------------------------------------------------------------
+
+def new_seed() -> int:
+    return secrets.randbelow(MAX_SEED)
+
+
+def as_int(value, name: str) -> int:
+    """Sliders and number boxes may hand over floats (40.0); recipes need ``40``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise StudioError(f"{name} must be a whole number (got {value!r})") from None
+    if number != int(number):
+        raise StudioError(f"{name} must be a whole number (got {value!r})")
+    return int(number)
+
+
+def as_float(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise StudioError(f"{name} must be a number (got {value!r})") from None
+
+
+# --- output folders -----------------------------------------------------------------
+
+class OutputFolders:
+    """One fresh folder per request under ``root``; folders older than an hour go away
+    when the next one is made (Gradio copies what it serves into its own cache)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def new(self, kind: str) -> Path:
+        self.sweep()
+        folder = self.root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        return folder
+
+    def keep(self, source: str | Path, subfolder: str, suffix: str) -> Path:
+        """Copy an uploaded file to ``root/subfolder/<sha256 prefix><suffix>``: a stable,
+        content-named path that a recipe can point at."""
+        import hashlib
+
+        source = Path(source)
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+        target = self.root / subfolder / f"{digest}{suffix}"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        return target
+
+    def sweep(self) -> None:
+        cutoff = time.time() - OUTPUT_MAX_AGE_S
+        for folder in self.root.iterdir():
+            if folder.is_dir() and "-" in folder.name and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def recipe_lines(*commands: str) -> str:
+    """Recipes as shown under an output: one shell command per line."""
+    return "\n".join(commands)

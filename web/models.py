@@ -1,0 +1,78 @@
+"""The Models tab: every bundle on the search path with its card's figures."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from studio.bundle import Bundle, list_bundles
+from studio.errors import StudioError
+
+from .common import user_errors
+
+COLUMNS = ["name", "domain", "size MB", "parameters", "corpus", "validation", "unit", "steps",
+           "train minutes", "path"]
+
+
+def card_rows() -> list[list]:
+    """One row per bundle (damaged ones say so in the validation column)."""
+    rows = []
+    for name, path in list_bundles().items():
+        try:
+            bundle = Bundle.load(path)
+        except StudioError as error:
+            rows.append([name, "damaged", None, None, "", str(error), "", None, None, str(path)])
+            continue
+        card, metrics = bundle.card, bundle.card.get("metrics", {})
+        validation, unit = None, ""
+        for key in sorted(metrics):
+            if key.startswith("val_nats_per_"):
+                validation, unit = metrics[key], "nats/" + key.removeprefix("val_nats_per_")
+                break
+        corpus = card.get("corpus") or {}
+        rows.append([name, card["domain"]["name"], round(bundle.size_bytes() / 1e6, 2),
+                     metrics.get("parameters"), str(corpus.get("path") or corpus.get("name") or ""),
+                     validation, unit, metrics.get("steps"), metrics.get("train_minutes"), str(path)])
+    return rows
+
+
+def card_summary(card: dict) -> dict:
+    """A card without its bulky arrays (vocabularies, stored styles), for display."""
+    def shrink(value):
+        if isinstance(value, dict):
+            return {key: shrink(item) for key, item in value.items()}
+        if isinstance(value, list) and len(json.dumps(value)) > 300:
+            return f"[{len(value)} items]"
+        return value
+
+    return shrink(card)
+
+
+@user_errors
+def models() -> list[list]:
+    """The bundle table."""
+    return card_rows()
+
+
+@user_errors
+def model_card(model: str) -> dict:
+    """One bundle's card, bulky arrays summarised."""
+    if not model:
+        raise StudioError("pick a model to see its card")
+    return card_summary(Bundle.load(model).card)
+
+
+def build_tab() -> dict:
+    rows = card_rows()
+    table = gr.Dataframe(rows, headers=COLUMNS, label="Model bundles", interactive=False,
+                         elem_id="models-table")
+    with gr.Row():
+        refresh = gr.Button("Refresh", scale=1)
+        names = [row[0] for row in rows]
+        picker = gr.Dropdown(names, value=names[0] if names else None, label="Card",
+                             allow_custom_value=True, scale=3, elem_id="models-card-picker")
+    card = gr.JSON(label="Card", elem_id="models-card")
+    refresh.click(models, outputs=table, api_name="models")
+    picker.change(model_card, inputs=picker, outputs=card, api_name="model_card")
+    return {"table": table, "picker": picker}

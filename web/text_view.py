@@ -1,0 +1,129 @@
+"""How generated text is shown: rendered Markdown, highlighted code, or each token
+coloured by the model's confidence in it.  Pure functions from text (and numbers) to
+HTML; model text is always escaped, so nothing it writes can run in the page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from studio.sampling.rules import log_softmax
+
+VIEWS = ("auto", "plain", "markdown", "code")
+CODE_LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".c": "c",
+                  ".h": "c", ".cpp": "cpp", ".rs": "rust", ".go": "go", ".java": "java",
+                  ".sh": "bash", ".lua": "lua", ".rb": "ruby", ".css": "css", ".html": "html",
+                  ".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".tex": "latex"}
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+CORPUS_SCAN_LIMIT = 2000  # files looked at to tell what a corpus holds
+CONFIDENCE_WINDOW = 512  # tokens per teacher-forced call when scoring a sample
+TEXT_STYLE = ("white-space:pre-wrap;font-family:var(--font-mono,monospace);font-size:0.9em;"
+              "line-height:1.5;margin:0")
+
+
+def corpus_view(card: dict) -> tuple[str, str | None]:
+    """("markdown" | "code" | "plain", language) for a text bundle: the card's own
+    ``render`` hint if it has one, else what most files of its training corpus are,
+    else what its name says."""
+    hint = card.get("render")
+    if isinstance(hint, dict):
+        return hint.get("view", "plain"), hint.get("language")
+    corpus = Path(str((card.get("corpus") or {}).get("path", "")))
+    suffixes: Counter[str] = Counter()
+    if str(corpus) not in ("", ".") and corpus.exists():
+        files = [corpus] if corpus.is_file() else corpus.rglob("*")
+        for count, file in enumerate(files):
+            if count >= CORPUS_SCAN_LIMIT:
+                break
+            suffixes[file.suffix.lower()] += 1
+    for suffix, _ in suffixes.most_common():
+        if suffix in MARKDOWN_SUFFIXES:
+            return "markdown", None
+        if suffix in CODE_LANGUAGES:
+            return "code", CODE_LANGUAGES[suffix]
+        if suffix == ".txt":
+            return "plain", None
+    name = str(card.get("name", "")).lower()
+    if "markdown" in name:
+        return "markdown", None
+    if "code" in name:
+        return "code", "python"
+    return "plain", None
+
+
+def plain_html(text: str) -> str:
+    return f'<pre class="studio-text" style="{TEXT_STYLE}">{html.escape(text)}</pre>'
+
+
+def markdown_html(text: str) -> str:
+    """CommonMark (+ tables) with raw HTML switched off: tags the model writes are shown
+    as text, never inserted."""
+    from markdown_it import MarkdownIt
+
+    renderer = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    return f'<div class="studio-markdown">{renderer.render(text)}</div>'
+
+
+def code_html(text: str, language: str | None) -> str:
+    """Pygments highlighting with inline styles (no stylesheet to fetch)."""
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    try:
+        lexer = get_lexer_by_name(language or "python")
+    except ClassNotFound:
+        lexer = get_lexer_by_name("text")
+    formatter = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
+    return (f'<pre class="studio-code" style="{TEXT_STYLE}">'
+            f"{highlight(text, lexer, formatter)}</pre>")
+
+
+def view_html(text: str, view: str, language: str | None = None) -> str:
+    if view == "markdown":
+        return markdown_html(text)
+    if view == "code":
+        return code_html(text, language)
+    return plain_html(text)
+
+
+def confidence_colour(probability: float) -> str:
+    """Red (unsure) through yellow to green (sure), light enough to read text on."""
+    hue = int(round(120 * min(1.0, max(0.0, probability))))
+    return f"hsl({hue},85%,80%)"
+
+
+def confidence_html(prime: str, pieces: list[str], probabilities: np.ndarray) -> str:
+    """The prime in grey, then each generated token on a background coloured by the
+    model's probability of it (hover for the number)."""
+    spans = [f'<span style="color:#777">{html.escape(prime)}</span>'] if prime else []
+    for piece, probability in zip(pieces, probabilities):
+        spans.append(f'<span style="background:{confidence_colour(float(probability))}" '
+                     f'title="p = {float(probability):.3f}">{html.escape(piece)}</span>')
+    legend = ('<div style="font-size:0.8em;margin-top:0.5em">confidence: '
+              + "".join(f'<span style="background:{confidence_colour(p)};padding:0 0.4em">{p:.1f}</span>'
+                        for p in (0.0, 0.25, 0.5, 0.75, 1.0)) + "</div>")
+    return f'<pre class="studio-confidence" style="{TEXT_STYLE}">{"".join(spans)}</pre>{legend}'
+
+
+def token_probabilities(runtime, ids: list[int], count: int) -> np.ndarray:
+    """The raw model's probability of each of the last ``count`` ids of ``ids`` given all
+    before it (teacher forced from a fresh state, ``CONFIDENCE_WINDOW`` tokens a call)."""
+    if count == 0 or len(ids) < 2:
+        return np.zeros(0)
+    inputs = np.asarray(ids[:-1], dtype=np.int64)
+    targets = np.asarray(ids[1:], dtype=np.int64)
+    state = runtime.init_state(1)
+    chunks = []
+    for start in range(0, len(inputs), CONFIDENCE_WINDOW):
+        window = inputs[start:start + CONFIDENCE_WINDOW]
+        logits, state = runtime.logits(window[None, :], state)  # (1, T, vocab)
+        logprobs = log_softmax(logits[0].astype(np.float64))
+        chunks.append(np.exp(logprobs[np.arange(len(window)), targets[start:start + len(window)]]))
+    return np.concatenate(chunks)[-count:]
+

@@ -1,0 +1,268 @@
+"""The Train tab: `studio train` in a subprocess that can be cancelled, followed live
+through the run's ``metrics.csv``.
+
+:class:`TrainingJobs` (one per app, made by ``build_app``) runs at most one training
+at a time: the machine's cores are the limit.  The ``/train`` endpoint starts a job and
+streams its progress until it ends; ``/cancel_training`` stops it (SIGTERM to its
+process group; the last checkpoint stays, so ``studio train --resume`` continues it).
+The finished run is exported to ``./export/NAME`` and appears in every model picker.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from studio.bundle import PACKAGE_ROOT
+from studio.errors import StudioError
+
+from .common import NAME_PATTERN, as_float, as_int, user_errors
+
+POLL_S = 1.0
+CANCEL_GRACE_S = 10.0
+LOG_TAIL_LINES = 15
+UPLOAD_CHOICE = "(uploaded files)"
+
+
+def corpus_choices() -> list[str]:
+    """Corpus folders under ``./corpora`` and the package's ``corpora/``."""
+    found: dict[str, str] = {}
+    for root in (Path.cwd() / "corpora", PACKAGE_ROOT / "corpora"):
+        if root.is_dir():
+            for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                found.setdefault(folder.name, str(folder))
+    return list(found.values())
+
+
+def trainable_domains() -> list[str]:
+    """Domains `studio train` handles (the categorical ones), plus "auto"."""
+    from studio.domains import DOMAINS
+
+    return ["auto"] + [name for name, cls in DOMAINS.items() if cls.head == "categorical"]
+
+
+@dataclass
+class Job:
+    name: str
+    command: list[str]
+    run_dir: Path
+    out_dir: Path
+    log_path: Path
+    process: subprocess.Popen
+    max_steps: int | None
+    started: float = field(default_factory=time.time)
+    cancelled: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def metrics(self) -> list[dict]:
+        file = self.run_dir / "metrics.csv"
+        if not file.exists():
+            return []
+        with open(file, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if row.get("step")]
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-LOG_TAIL_LINES:])
+
+    def error_line(self) -> str:
+        for line in reversed(self.log_tail().splitlines()):
+            if line.startswith("error:"):
+                return line[len("error:"):].strip()
+        return f"training stopped with exit code {self.process.returncode}; see the log below"
+
+
+class TrainingJobs:
+    """Starts, follows and cancels training subprocesses (one at a time)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.runs_dir = self.workdir / "runs"
+        self.export_dir = self.workdir / "export"
+        self.uploads_dir = self.runs_dir / "_uploads"
+        self.lock = threading.Lock()
+        self.current: Job | None = None
+
+    def corpus_from_uploads(self, name: str, files: list[str]) -> Path:
+        """Copy uploaded files into ``runs/_uploads/NAME`` with a README saying where
+        they came from."""
+        folder = self.uploads_dir / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for file in files:
+            shutil.copyfile(file, folder / Path(file).name)
+        (folder / "README.md").write_text(
+            f"Uploaded through the web studio on {time.strftime('%Y-%m-%d %H:%M')}: "
+            f"{len(files)} file(s). Source and licence: as given by the uploader.\n")
+        return folder
+
+    def start(self, corpus: Path, name: str, options: dict) -> Job:
+        with self.lock:
+            if self.current is not None and self.current.running:
+                raise StudioError(f"{self.current.name} is still training: cancel it or wait "
+                                  "(one run at a time)")
+            run_dir, out_dir = self.runs_dir / name, self.export_dir / name
+            if run_dir.exists() or out_dir.exists():
+                raise StudioError(f"a run or model called {name!r} exists already: choose another name")
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, "-m", "studio", "train", str(corpus), "--name", name,
+                       "--runs-dir", str(self.runs_dir), "--out", str(out_dir), "--quiet"]
+            for flag, value in options.items():
+                if value is not None:
+                    command += [f"--{flag.replace('_', '-')}", str(value)]
+            log_path = self.runs_dir / f"{name}.log"
+            with open(log_path, "w") as log:
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                           start_new_session=True)
+            self.current = Job(name, command, run_dir, out_dir, log_path, process,
+                               options.get("max_steps"))
+            return self.current
+
+    def cancel(self) -> str:
+        with self.lock:
+            job = self.current
+        if job is None or not job.running:
+            return "nothing is training"
+        job.cancelled = True
+        os.killpg(job.process.pid, signal.SIGTERM)
+        try:
+            job.process.wait(CANCEL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.process.pid, signal.SIGKILL)
+            job.process.wait()
+        return f"cancelled {job.name}"
+
+    def shutdown(self) -> None:
+        if self.current is not None and self.current.running:
+            self.cancel()
+
+
+def progress(job: Job) -> tuple[str, list[list]]:
+    """(one status line, [step, loss, series] rows for the plot)."""
+    rows = job.metrics()
+    points = []
+    for row in rows:
+        step = float(row["step"])
+        for key, series in (("train_loss", "train"), ("val_loss", "validation")):
+            if row.get(key):
+                points.append([step, float(row[key]), series])
+    elapsed = time.time() - job.started
+    if not rows:
+        return f"{job.name}: preparing ({elapsed:.0f} s)", points
+    last = rows[-1]
+    vals = [r["val_loss"] for r in rows if r.get("val_loss")]
+    total = f"/{job.max_steps}" if job.max_steps else ""
+    line = (f"{job.name}: step {int(float(last['step']))}{total}, train loss "
+            f"{float(last['train_loss']):.3f}" + (f", validation {float(vals[-1]):.3f}" if vals else "")
+            + f", {float(last.get('tokens_per_s') or 0):,.0f} tokens/s, {elapsed:.0f} s")
+    return line, points
+
+
+def plot_value(points: list[list]):
+    import pandas as pd
+
+    return pd.DataFrame(points, columns=["step", "loss", "series"])
+
+
+def make_train(jobs: TrainingJobs):
+    @user_errors
+    def train(corpus: str, uploads: list[str] | None, name: str, domain: str, hidden_size: int,
+              layers: int, seq_len: int, batch_size: int, max_steps: int, max_minutes: float,
+              eval_every: int):
+        """Train and export a model; streams (status, loss rows, log, command)."""
+        name = (name or "").strip()
+        if not NAME_PATTERN.match(name):
+            raise StudioError("give the model a name: letters, digits, '-', '_' or '.', up to 48 characters")
+        if uploads:
+            source = jobs.corpus_from_uploads(name, list(uploads))
+        elif corpus and corpus != UPLOAD_CHOICE:
+            source = Path(corpus)
+            if not source.exists():
+                raise StudioError(f"corpus not found: {corpus}")
+        else:
+            raise StudioError("choose a corpus folder or upload files to train on")
+        options = {"hidden_size": as_int(hidden_size, "hidden size"), "layers": as_int(layers, "layers"),
+                   "seq_len": as_int(seq_len, "sequence length"),
+                   "batch_size": as_int(batch_size, "batch size"),
+                   "max_steps": as_int(max_steps, "max steps") or None,
+                   "max_minutes": as_float(max_minutes, "max minutes") or None,
+                   "eval_every": as_int(eval_every, "evaluate every"),
+                   "domain": None if domain in (None, "", "auto") else domain}
+        job = jobs.start(source, name, options)
+        command = shlex.join(["studio", *job.command[3:]])
+        while job.running:
+            line, points = progress(job)
+            yield line, plot_value(points), job.log_tail(), command
+            time.sleep(POLL_S)
+        line, points = progress(job)
+        if job.cancelled:
+            line = (f"{job.name}: cancelled. The last checkpoint is kept: "
+                    f"`studio train --resume {job.run_dir}` continues it.")
+        elif job.process.returncode != 0:
+            raise StudioError(job.error_line())
+        elif (job.out_dir / "card.json").exists():
+            line = f"{job.name}: done, exported to {job.out_dir}; pick it in the model lists."
+        yield line, plot_value(points), job.log_tail(), command
+
+    return train
+
+
+def build_tab(jobs: TrainingJobs) -> gr.Button:
+    """Components and events of the Train tab; returns the start button, whose event
+    the app chains a picker refresh onto."""
+    choices = corpus_choices()
+    gr.Markdown("Train a recurrent model on a corpus folder or on files you upload. "
+                "One run at a time; a small model on a small corpus takes minutes on a laptop.")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            corpus = gr.Dropdown(choices + [UPLOAD_CHOICE], value=choices[0] if choices else UPLOAD_CHOICE,
+                                 label="Corpus", allow_custom_value=True, elem_id="train-corpus")
+            uploads = gr.File(label="...or upload files", file_count="multiple", type="filepath",
+                              elem_id="train-uploads")
+            with gr.Row():
+                name = gr.Textbox(label="Model name", placeholder="my-model", elem_id="train-name")
+                domain = gr.Dropdown(trainable_domains(), value="auto", label="Domain")
+            with gr.Row():
+                hidden_size = gr.Slider(16, 1024, value=128, step=16, label="Hidden size")
+                layers = gr.Slider(1, 3, value=2, step=1, label="Layers")
+            with gr.Row():
+                seq_len = gr.Slider(16, 256, value=64, step=16, label="Sequence length")
+                batch_size = gr.Slider(1, 128, value=32, step=1, label="Batch size")
+            with gr.Row():
+                max_steps = gr.Number(300, precision=0, minimum=0, label="Max steps (0: by epochs)")
+                max_minutes = gr.Number(10, minimum=0, label="Max minutes (0: no limit)")
+                eval_every = gr.Number(50, precision=0, minimum=1, label="Validate every")
+            with gr.Row():
+                start = gr.Button("Start training", variant="primary", elem_id="train-start")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+        with gr.Column(scale=3, min_width=360):
+            status = gr.Textbox(label="Progress", elem_id="train-status")
+            plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (nats/token)",
+                               height=280, elem_id="train-plot")
+            log = gr.Textbox(label="Log", lines=6, max_lines=15, elem_id="train-log")
+            command = gr.Textbox(label="Same run from the CLI", buttons=["copy"])
+    event = start.click(make_train(jobs),
+                        inputs=[corpus, uploads, name, domain, hidden_size, layers, seq_len,
+                                batch_size, max_steps, max_minutes, eval_every],
+                        outputs=[status, plot, log, command], api_name="train",
+                        concurrency_limit=1, concurrency_id="train")
+    cancel.click(user_errors(jobs.cancel), outputs=status, api_name="cancel_training")
+    return event
