@@ -190,3 +190,13 @@ def test_sampling_path_imports_without_torch_or_music21() -> None:
             "import studio.domains.music, studio.music.render, studio.music.metrics\n"
             "assert 'music21' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_score_files_keep_pickups_keys_and_distinct_tied_pitches(tmp_path: Path) -> None:
+    (tmp_path / "tune.abc").write_text("X:1\nT:Test\nM:2/4\nL:1/8\nK:Gm\nd | G2 A-B | c4 |]\n")
+    [document] = MusicDomain.read_corpus(tmp_path)
+    piece = document.content
+    assert [(n.start, n.pitch, n.end) for n in piece.notes] == [
+        (18, 74, 24), (24, 67, 36), (36, 69, 42), (42, 70, 48), (48, 72, 72)]
+    assert piece.key == (7, "minor") and piece.time_signatures == ((0, 2, 4),)
+    assert piece.bar_lines() == [0, 24, 48, 72]
