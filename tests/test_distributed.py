@@ -145,6 +145,22 @@ def test_one_process_resumes_a_two_process_checkpoint(ddp_run, tmp_path, capsys)
     assert float(after[18]["val_loss"]) < float(before[12]["val_loss"]) + 0.05
 
 
+def test_two_processes_resume_and_agree_on_the_time_limit(ddp_run, tmp_path):
+    """Each rank carries its own rows back in; rank 0's clock stops both ranks at once."""
+    run_dir = tmp_path / "ddp"
+    shutil.copytree(ddp_run["run"], run_dir)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", str(WORLD), "-m", "studio", "train", "--resume", str(run_dir),
+               "--max-steps", "18", "--max-minutes", "0.0001", "--no-export", "--quiet"]
+    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "carried state starts from zeros" not in done.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_reason"].startswith("time limit") and summary["step"] == 13
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] == 13
+
+
 def test_rank_blocks_tile_the_single_process_streams():
     ids = np.arange(1000)
     whole = StreamBatches(ids, WORLD * BATCH, 16)
