@@ -91,11 +91,12 @@ def _example(model, io: dict, batch: int, chars: int) -> dict[str, torch.Tensor]
     return example
 
 
-def _parity(model, session, io: dict, sequences: list[np.ndarray], texts: np.ndarray | None, batch: int) -> float:
-    """Teacher-force ``PARITY_POINTS`` steps through torch and onnxruntime; max |diff|."""
+def _parity(model, session, io: dict, sequences: list[np.ndarray], texts: np.ndarray | None, batch: int,
+            length: int = PARITY_POINTS) -> float:
+    """Teacher-force ``length`` steps through torch and onnxruntime; max |diff|."""
     rows = [sequences[i % len(sequences)] for i in range(batch)]
     inputs, _, _ = stroke_data.pad_batch(rows)
-    inputs = np.concatenate([inputs, np.zeros((batch, max(0, PARITY_POINTS - inputs.shape[1]), 3), np.float32)], 1)
+    inputs = np.concatenate([inputs, np.zeros((batch, max(0, length - inputs.shape[1]), 3), np.float32)], 1)
     torch_state = model.init_state(batch)
     ort_state = {k: v.numpy() for k, v in torch_state.items()}
     state_names = list(io["state"])
@@ -103,7 +104,7 @@ def _parity(model, session, io: dict, sequences: list[np.ndarray], texts: np.nda
     worst = 0.0
     text = None if texts is None else np.ascontiguousarray(texts[[i % len(texts) for i in range(batch)]])
     with torch.no_grad():
-        for t in range(PARITY_POINTS):
+        for t in range(length):
             points = torch.from_numpy(inputs[:, t])
             if text is None:
                 head, torch_state = model.step(points, torch_state)
@@ -137,8 +138,10 @@ def _styles(domain: dict, conditional: bool) -> list[dict]:
     return styles[:STYLE_COUNT + 1]
 
 
-def export_strokes(run_dir: str | Path, out_dir: str | Path, *, quiet: bool = False) -> dict:
-    """Export ``run_dir``'s checkpoint to the bundle folder ``out_dir``; returns the card."""
+def export_strokes(run_dir: str | Path, out_dir: str | Path, *, quiet: bool = False,
+                   parity_points: int = PARITY_POINTS) -> dict:
+    """Export ``run_dir``'s checkpoint to the bundle folder ``out_dir``; returns the card.
+    ``parity_points`` shortens the parity run (tests only)."""
     import onnx
     import onnxruntime as ort
 
@@ -178,7 +181,7 @@ def export_strokes(run_dir: str | Path, out_dir: str | Path, *, quiet: bool = Fa
         items = [("", s) for s in stroke_data.load_omniglot("valid")[:3]]
         texts = None
     sequences = [stroke_data.normalise(s, domain["mean"], domain["std"]) for _, s in items]
-    worst = max(_parity(model, session, io, sequences, texts, batch) for batch in (1, 3))
+    worst = max(_parity(model, session, io, sequences, texts, batch, parity_points) for batch in (1, 3))
     if not worst < PARITY_TOLERANCE:
         raise StudioError(f"Export parity failed: onnxruntime differs from torch by {worst:.2e} (limit 1e-4).")
     parameters = sum(p.numel() for p in model.parameters())
@@ -196,7 +199,7 @@ def export_strokes(run_dir: str | Path, out_dir: str | Path, *, quiet: bool = Fa
         "graphs": {"fp32": GRAPH},
         "io": io,
         "opset": OPSET,
-        "parity": {"max_abs_diff": worst, "points": PARITY_POINTS, "batches": [1, 3]},
+        "parity": {"max_abs_diff": worst, "points": parity_points, "batches": [1, 3]},
         "styles": _styles(domain, conditional),
     }
     (tmp_dir / "card.json").write_text(json.dumps(card, indent=1))

@@ -112,9 +112,13 @@ def _raster_runs(page: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
     return [layout.pixels(catmull_rom(run)) for points in page for run in pen_runs(points)]
 
 
-def to_image(page: list[np.ndarray], stroke_width: float, color: str, upto: int | None = None,
-             supersample: int = 2, scale: float = PIXELS_PER_UNIT):
-    """A PIL RGB image; ``upto`` draws only the first ``upto`` raster points (animation)."""
+def _dot(draw, x, y, width, rgb):
+    draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=rgb)
+
+
+def _frames(page, stroke_width, color, checkpoints, supersample, scale):
+    """Draw the page point by point, yielding an RGB image at each raster-point count
+    in ``checkpoints`` (ascending); the last frame is the whole page."""
     from PIL import Image, ImageDraw
 
     rgb = parse_color(color)
@@ -122,31 +126,42 @@ def to_image(page: list[np.ndarray], stroke_width: float, color: str, upto: int 
     big = Image.new("RGB", (layout.width * supersample, layout.height * supersample), "white")
     draw = ImageDraw.Draw(big)
     width = max(1, int(round(stroke_width * supersample)))
-    remaining = np.inf if upto is None else upto
+    pending = list(checkpoints)
+    drawn = 0
     for run in _raster_runs(page, layout):
-        if remaining <= 0:
-            break
-        run = run[: int(min(len(run), remaining))] * supersample
-        remaining -= len(run)
-        if len(run) == 1:
-            x, y = run[0]
-            draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=rgb)
-        else:
-            draw.line([tuple(p) for p in run], fill=rgb, width=width, joint="curve")
-            for x, y in (run[0], run[-1]):
-                draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=rgb)
-    return big.resize((layout.width, layout.height), Image.LANCZOS)
+        run = run * supersample
+        for start in range(0, len(run), 4):
+            piece = run[max(0, start - 1) : start + 4]
+            if len(piece) == 1:
+                _dot(draw, *piece[0], width, rgb)
+            else:
+                draw.line([tuple(p) for p in piece], fill=rgb, width=width, joint="curve")
+                for x, y in piece:
+                    _dot(draw, x, y, width * 0.98, rgb)
+            drawn += len(run[start : start + 4])
+            while pending and drawn >= pending[0]:
+                pending.pop(0)
+                yield big.resize((layout.width, layout.height), Image.LANCZOS)
+    yield big.resize((layout.width, layout.height), Image.LANCZOS)
+
+
+def to_image(page: list[np.ndarray], stroke_width: float, color: str, supersample: int = 2,
+             scale: float = PIXELS_PER_UNIT):
+    """The whole page as a PIL RGB image (drawn at ``supersample`` times, then reduced)."""
+    *_, image = _frames(page, stroke_width, color, [], supersample, scale)
+    return image
 
 
 def save_gif(page: list[np.ndarray], path: Path, stroke_width: float, color: str,
              scale: float = PIXELS_PER_UNIT) -> None:
-    """Animated pen drawing: ``GIF_FRAMES`` frames, the last one held for a second."""
+    """Animated pen drawing: about ``GIF_FRAMES`` frames, the last one held for a second."""
     layout = Layout.fit(page, scale)
     total = sum(len(r) for r in _raster_runs(page, layout))
-    counts = np.linspace(0, total, GIF_FRAMES + 1)[1:].round().astype(int)
-    frames = [to_image(page, stroke_width, color, upto=int(n), scale=scale).convert("P", palette=1, colors=32) for n in counts]
+    checkpoints = np.linspace(0, total, GIF_FRAMES + 1)[1:-1].round().astype(int).tolist()
+    frames = [f.convert("P", palette=1, colors=32) for f in _frames(page, stroke_width, color, checkpoints, 2, scale)]
     durations = [60] * (len(frames) - 1) + [1200]
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
+                   optimize=True)
 
 
 @dataclass

@@ -52,6 +52,7 @@ class StrokeTrainConfig:
     max_points: int = 240
     eval_every: int = 100
     validation_size: int = 256
+    statistics_size: int = 2000  # Hershey lines that set the offset normalisation
     seed: int = 1
     threads: int = 1
 
@@ -71,7 +72,7 @@ class StrokeStream:
             self.train = None
             self.validation_items = stroke_data.hershey_examples(
                 hershey, range(VALIDATION_SEED, VALIDATION_SEED + config.validation_size))
-            labelled = stroke_data.hershey_examples(hershey, range(STATISTICS_SEED, STATISTICS_SEED + 2000))
+            labelled = stroke_data.hershey_examples(hershey, range(STATISTICS_SEED, STATISTICS_SEED + config.statistics_size))
             sample = [s for _, s in labelled]
             self.corpus_sha256 = hershey.sha256()
         else:
@@ -157,12 +158,13 @@ def domain_config(config: StrokeTrainConfig, stream: StrokeStream, hershey) -> d
 
 def train_strokes(corpus: str | Path, run_dir: str | Path, *, conditional: bool, max_minutes: float = 20.0,
                   max_steps: int = 2000, seed: int = 1, resume: bool = False, progress: bool = True,
-                  **options) -> Path:
+                  stop_at_step: int | None = None, **options) -> Path:
     """Train (or, with ``resume``, continue) a stroke model; returns the run folder.
 
     ``options`` are further :class:`StrokeTrainConfig` fields (``hidden_size``,
     ``layers``, ``batch_size``, ...).  Stops at ``max_steps`` or after ``max_minutes``
     of this call, whichever comes first, checkpointing at every evaluation.
+    ``stop_at_step`` pauses earlier without changing the schedule (for resume tests).
     """
     run = RunDir(Path(run_dir)).create()
     hershey = stroke_data.HersheyCorpusConfig()
@@ -220,7 +222,8 @@ def train_strokes(corpus: str | Path, run_dir: str | Path, *, conditional: bool,
     running, running_points, window_start = 0.0, 0.0, time.time()
     val = None
     model.train()
-    while step < config.max_steps and (time.time() - started) < 60 * config.max_minutes:
+    last_step = config.max_steps if stop_at_step is None else min(stop_at_step, config.max_steps)
+    while step < last_step and (time.time() - started) < 60 * config.max_minutes:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
         batch = stream.tensors(stream.items(step), alphabet)
@@ -245,10 +248,11 @@ def train_strokes(corpus: str | Path, run_dir: str | Path, *, conditional: bool,
                       f"{rate:7.0f} points/s  {elapsed / 60:5.1f} min", flush=True)
             running, running_points, window_start = 0.0, 0.0, time.time()
             save(val)
-            run.plot_loss(unit="nats/point")
     if val is None or step % config.eval_every != 0:
         val = validation_loss(model, stream, alphabet)
         save(val)
+    if run.read_metrics():
+        run.plot_loss(unit="nats/point")
     return run.path
 
 
