@@ -22,7 +22,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from studio.api import sample
+from studio.api import _cached_runtime, sample
 from studio.bundle import Bundle
 from studio.cli import app
 from studio.config import TrainConfig
@@ -52,6 +52,14 @@ def no_cuda(monkeypatch) -> None:
 
 def cpu_only_onnxruntime(monkeypatch) -> None:
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+
+
+@pytest.fixture
+def fresh_runtimes():
+    """No cached session built with another provider list before or after the test."""
+    _cached_runtime.cache_clear()
+    yield
+    _cached_runtime.cache_clear()
 
 
 # --- everywhere ---------------------------------------------------------------------
@@ -99,7 +107,8 @@ def test_ort_cuda_provider_is_chosen_when_installed(monkeypatch):
         providers_for("tpu")
 
 
-def test_sampling_with_device_cuda_falls_back_to_the_same_cpu_result(monkeypatch, tiny_bundle, capsys):
+def test_sampling_with_device_cuda_falls_back_to_the_same_cpu_result(monkeypatch, tiny_bundle, capsys,
+                                                                      fresh_runtimes):
     cpu_only_onnxruntime(monkeypatch)
     options = dict(prime="ROMEO:", seed=4, temperature=0.8, length=40)
     on_cpu = sample(tiny_bundle, device="cpu", **options)
