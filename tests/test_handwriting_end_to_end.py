@@ -60,7 +60,7 @@ def test_resume_continues_exactly(tmp_path):
     straight = train_strokes("omniglot", tmp_path / "straight", conditional=False, max_steps=4, seed=5,
                              progress=False, **options)
     paused = train_strokes("omniglot", tmp_path / "paused", conditional=False, max_steps=4, seed=5,
-                           progress=False, stop_at_step=2, **options)
+                           progress=False, stop_after=2, **options)
     train_strokes("omniglot", paused, conditional=False, max_steps=4, resume=True, progress=False)
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
     b = torch.load(paused / "checkpoint.pt", weights_only=False)

@@ -51,18 +51,19 @@ DOMAIN = StrokesDomain(alphabet="abcdefghijklmnopqrstuvwxyz ", conditional=True,
 def test_sampling_stops_once_the_window_passes_the_last_character():
     runtime = ToyRuntime(speed=0.25)
     settings = SampleSettings(model="toy", text="abc", bias=2.0, seed=0)
-    offsets, phi = write_line(DOMAIN, runtime, "abc", settings, np.random.default_rng(0))
+    offsets, phi, logprob = write_line(DOMAIN, runtime, "abc", settings, np.random.default_rng(0))
     # phi(U + 1) first beats every character's weight once kappa > U + 0.5 = 3.5.
     assert len(offsets) == 15 and runtime.calls == 15
     assert offsets[-1, 2] == 1.0
     assert phi.shape == (15, 4)
     assert phi[-1, -1] > phi[-1, :-1].max() and phi[-2, -1] <= phi[-2, :-1].max()
+    assert np.isfinite(logprob)
 
 
 def test_sampling_gives_up_when_the_window_never_arrives():
     runtime = ToyRuntime(speed=0.0)
     settings = SampleSettings(model="toy", text="ab", seed=0)
-    offsets, _ = write_line(DOMAIN, runtime, "ab", settings, np.random.default_rng(0))
+    offsets, _, _ = write_line(DOMAIN, runtime, "ab", settings, np.random.default_rng(0))
     assert len(offsets) == POINTS_PER_CHARACTER_LIMIT * 2 + 20
 
 

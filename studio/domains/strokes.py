@@ -28,6 +28,7 @@ class StrokesDomain(Domain):
     name = "strokes"
     head = "mixture"
     suffixes = (".npz",)
+    default_suffix = ".svg"  # what `studio sample` writes when no --out is given
 
     def __init__(self, alphabet: str = "", mean: Sequence[float] = (0.0, 0.0), std: Sequence[float] = (1.0, 1.0),
                  conditional: bool = False, source: str = "", line_characters: int = 0):
@@ -87,6 +88,44 @@ class StrokesDomain(Domain):
         from studio.handwriting.data import denormalise
 
         return denormalise(strokes, self.mean, self.std)
+
+    # --- training, export and evaluation hooks (see studio.training, studio.api) ---------
+    @classmethod
+    def train_run(cls, *, corpus, run_dir, resume: bool, config, model: dict, stop_after=None, quiet=False):
+        """``studio train`` for strokes.  A stroke npz (Omniglot layout) trains the
+        unconditional prediction network; a folder (``corpora/handwriting``) trains the
+        text-conditioned synthesis network on the synthetic Hershey corpus."""
+        from studio.handwriting.train import train_strokes
+
+        conditional = corpus is not None and not str(corpus).endswith(".npz")
+        source = "hershey" if conditional else str(corpus)
+        return train_strokes(source, run_dir, conditional=conditional, resume=resume,
+                             max_minutes=config.max_minutes or 25.0, max_steps=config.max_steps or 1500,
+                             seed=config.seed, progress=not quiet, stop_after=stop_after,
+                             **({} if resume else dict(hidden_size=model.get("hidden_size", 128),
+                                                       layers=model.get("layers", 3),
+                                                       batch_size=config.batch_size,
+                                                       learning_rate=config.learning_rate,
+                                                       eval_every=config.eval_every)))
+
+    @classmethod
+    def export_run(cls, run_dir, out_dir, quantize=None):
+        from studio.handwriting.export import export_strokes
+
+        if quantize:
+            raise StudioError("Stroke models have no int8 export; drop --quantize.")
+        export_strokes(run_dir, out_dir)
+        return Path(out_dir) / "card.json"
+
+    def evaluate_corpus(self, runtime, corpus: Path) -> dict:
+        """``studio eval`` for strokes: nats per point on held-out sequences (the
+        Omniglot test split of ``corpus``, or unseen Hershey lines)."""
+        from studio.handwriting.evaluate import evaluate_strokes
+
+        corpus = Path(corpus)
+        source = corpus if (not self.conditional and corpus.suffix == ".npz") else None
+        result = evaluate_strokes(runtime.bundle, source, runtime=runtime)
+        return {"model": runtime.bundle.name, "corpus": str(corpus), **result}
 
     # --- generation -------------------------------------------------------------
     def generate(self, runtime, settings):

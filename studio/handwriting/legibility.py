@@ -117,7 +117,7 @@ def model_score(bundle, words: list[str], bias: float = 1.0, distractors: int = 
 
     def write(word: str) -> np.ndarray:
         rng = np.random.default_rng([seed, next(counter)])
-        offsets, _ = write_line(bundle.domain, runtime, word, settings, rng)
+        offsets, _, _ = write_line(bundle.domain, runtime, word, settings, rng)
         return _absolute(offsets)
 
     return score(write, words, distractors, seed)

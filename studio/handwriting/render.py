@@ -180,12 +180,13 @@ class Rendered:
     lines: list[str] = field(default_factory=list)
     points: int = 0
     scale: float = PIXELS_PER_UNIT  # pixels per model unit
+    logprob: float = 0.0  # log-density of the drawn points under the unbiased model (nats)
 
     def __post_init__(self):
         parse_color(self.color)
 
     def summary(self) -> dict:
-        return {"text": self.text, "lines": self.lines, "points": self.points,
+        return {"text": self.text, "lines": self.lines, "points": self.points, "logprob": round(self.logprob, 4),
                 "strokes": sum(len(pen_runs(p)) for p in self.page)}
 
     def save(self, path: str | Path) -> Path:

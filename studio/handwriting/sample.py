@@ -76,8 +76,9 @@ def _prime(runtime, state, strokes: np.ndarray, domain, extra_inputs: dict):
 
 
 def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, style=None):
-    """Sample one line of handwriting.  Returns ``(offsets (T, 3) raw units, phi (T, U + 1))``
-    with ``phi`` restricted to the line's own characters."""
+    """Sample one line of handwriting.  Returns ``(offsets (T, 3) raw units, phi (T, U + 1),
+    logprob)``: ``phi`` restricted to the line's own characters, ``logprob`` the unbiased
+    model's log-density of the drawn points (normalised units)."""
     prefix = ""
     if style is not None:
         prefix = style[0] + " " if style[0] else ""
@@ -88,12 +89,13 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
     points = _start_point(1)
     if style is not None:
         state, points = _prime(runtime, state, style[1], domain, {"text": text_ids})
-    drawn, phis = [], []
+    drawn, phis, logprob = [], [], 0.0
     limit = POINTS_PER_CHARACTER_LIMIT * len(line) + 20
     for _ in range(limit):
         outputs, state = runtime.run({"points": points, "text": text_ids}, state)
         head = {k: outputs[k] for k in HEAD_KEYS}
         points = mdn.draw(head, rng, settings.bias)
+        logprob += float(mdn.log_likelihood(head, points)[0])
         phi = outputs["phi"][0]  # (U + 1,)
         phis.append(np.concatenate([phi[offset:length], phi[length:length + 1]]))
         finished = phi[length] > phi[:length].max()
@@ -102,24 +104,27 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
         drawn.append(points[0].copy())
         if finished:
             break
-    return domain.denormalise(np.asarray(drawn)), np.asarray(phis)
+    return domain.denormalise(np.asarray(drawn)), np.asarray(phis), logprob
 
 
 def draw_doodle(domain, runtime, settings, rng: np.random.Generator, style=None) -> np.ndarray:
-    """One unconditional sequence of about ``DOODLE_POINTS`` points, ending on a pen lift."""
+    """One unconditional sequence of about ``DOODLE_POINTS`` points, ending on a pen lift:
+    ``(offsets (T, 3) raw units, logprob)``."""
     state = runtime.init_state(1)
     points = _start_point(1)
     if style is not None:
         state, points = _prime(runtime, state, style[1], domain, {})
-    drawn = []
+    drawn, logprob = [], 0.0
     for step in range(3 * DOODLE_POINTS):
         outputs, state = runtime.run({"points": points}, state)
-        points = mdn.draw({k: outputs[k] for k in HEAD_KEYS}, rng, settings.bias)
+        head = {k: outputs[k] for k in HEAD_KEYS}
+        points = mdn.draw(head, rng, settings.bias)
+        logprob += float(mdn.log_likelihood(head, points)[0])
         drawn.append(points[0].copy())
         if step + 1 >= DOODLE_POINTS and points[0, 2] > 0.5:
             break
     drawn[-1][2] = 1.0
-    return domain.denormalise(np.asarray(drawn))
+    return domain.denormalise(np.asarray(drawn)), logprob
 
 
 def generate(domain, runtime, settings) -> Rendered:
@@ -127,7 +132,7 @@ def generate(domain, runtime, settings) -> Rendered:
     rng = np.random.default_rng(settings.seed)
     style = _style_strokes(runtime, settings.style)
     page: list[np.ndarray] = []
-    total = 0
+    total, logprob = 0, 0.0
     if domain.conditional:
         text = settings.text if settings.text is not None else "Hello world"
         domain.encode_text([text.replace("\n", " ")])  # names unknown characters before any work
@@ -139,7 +144,8 @@ def generate(domain, runtime, settings) -> Rendered:
         line_height = LINE_SPACING * CAPITAL_HEIGHT
         for sample in range(settings.num):
             for index, line in enumerate(lines):
-                offsets, phi = write_line(domain, runtime, line, settings, rng, style)
+                offsets, phi, line_logprob = write_line(domain, runtime, line, settings, rng, style)
+                logprob += line_logprob
                 absolute = _absolute(offsets)
                 absolute[:, 0] -= absolute[:, 0].min() if len(absolute) else 0.0
                 absolute[:, 1] -= line_height * (index + sample * (len(lines) + 1))
@@ -147,8 +153,13 @@ def generate(domain, runtime, settings) -> Rendered:
                 attention.append((phi, line))
                 total += len(offsets)
         summary = f"handwriting {text!r}: {len(lines)} line(s), {total} points, bias {settings.bias}"
-        return Rendered(page, summary, settings.stroke_width, settings.color, attention, lines, total)
-    doodles = [_absolute(draw_doodle(domain, runtime, settings, rng, style)) for _ in range(settings.num)]
+        return Rendered(page, summary, settings.stroke_width, settings.color, attention, lines, total,
+                        logprob=logprob)
+    doodles = []
+    for _ in range(settings.num):
+        offsets, doodle_logprob = draw_doodle(domain, runtime, settings, rng, style)
+        doodles.append(_absolute(offsets))
+        logprob += doodle_logprob
     widest = max(max(np.ptp(d[:, 0]), np.ptp(d[:, 1])) for d in doodles)
     for index, doodle in enumerate(doodles):
         doodle[:, :2] -= doodle[:, :2].min(0)
@@ -157,4 +168,4 @@ def generate(domain, runtime, settings) -> Rendered:
         total += len(doodle)
     summary = f"{settings.num} doodle(s), {total} points, bias {settings.bias}"
     return Rendered(page, summary, settings.stroke_width, settings.color, [], [], total,
-                    scale=DOODLE_PIXELS / max(widest, 1e-6))
+                    scale=DOODLE_PIXELS / max(widest, 1e-6), logprob=logprob)

@@ -158,13 +158,14 @@ def domain_config(config: StrokeTrainConfig, stream: StrokeStream, hershey) -> d
 
 def train_strokes(corpus: str | Path, run_dir: str | Path, *, conditional: bool, max_minutes: float = 20.0,
                   max_steps: int = 2000, seed: int = 1, resume: bool = False, progress: bool = True,
-                  stop_at_step: int | None = None, **options) -> Path:
+                  stop_after: int | None = None, **options) -> Path:
     """Train (or, with ``resume``, continue) a stroke model; returns the run folder.
 
     ``options`` are further :class:`StrokeTrainConfig` fields (``hidden_size``,
     ``layers``, ``batch_size``, ...).  Stops at ``max_steps`` or after ``max_minutes``
     of this call, whichever comes first, checkpointing at every evaluation.
-    ``stop_at_step`` pauses earlier without changing the schedule (for resume tests).
+    ``stop_after`` pauses after that many steps of this call without changing the
+    schedule (continue with ``resume=True``).  ``summary.json`` says why it stopped.
     """
     run = RunDir(Path(run_dir)).create()
     hershey = stroke_data.HersheyCorpusConfig()
@@ -222,7 +223,7 @@ def train_strokes(corpus: str | Path, run_dir: str | Path, *, conditional: bool,
     running, running_points, window_start = 0.0, 0.0, time.time()
     val = None
     model.train()
-    last_step = config.max_steps if stop_at_step is None else min(stop_at_step, config.max_steps)
+    last_step = config.max_steps if stop_after is None else min(step + stop_after, config.max_steps)
     while step < last_step and (time.time() - started) < 60 * config.max_minutes:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
@@ -253,6 +254,15 @@ def train_strokes(corpus: str | Path, run_dir: str | Path, *, conditional: bool,
         save(val)
     if run.read_metrics():
         run.plot_loss(unit="nats/point")
+    if step >= config.max_steps:
+        reason = "finished"
+    elif step >= last_step:
+        reason = f"paused after {stop_after} steps (continue with --resume {run.path})"
+    else:
+        reason = f"time limit: {config.max_minutes:g} minutes"
+    summary = {"stop_reason": reason, "step": step, "val_nats_per_point": val,
+               "train_minutes": round((elapsed_before + time.time() - started) / 60, 2)}
+    (run.path / "summary.json").write_text(json.dumps(summary, indent=2))
     return run.path
 
 
