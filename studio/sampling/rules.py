@@ -180,7 +180,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
     so results depend only on the seed, not on the BLAS or the batch size)."""
-    probs = np.exp(log_softmax(logits))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a fully banned row: checked next
+        probs = np.exp(log_softmax(logits))
     if not np.all(np.isfinite(probs)):
         raise StudioError("the sampling rules ban every token (e.g. --no-repeat-ngram too small "
                           "for --length, or --top-p/--top-k with an all-masked row): relax them")

@@ -1,0 +1,387 @@
+"""`studio bench`: sampling speed of one bundle, PyTorch against onnxruntime, in one run.
+
+Every figure comes from the same weights: the PyTorch model is rebuilt from the
+bundle's fp32 ONNX initialisers (ONNX LSTM gates are i, o, f, c; PyTorch's i, f, g, o)
+and checked against onnxruntime before anything is timed.  Without an int8 graph in
+the bundle, one is quantised on the fly into a temporary folder.
+
+What is timed (tokens per second are generated tokens over wall time; each figure is
+the median over short chunks inside ``seconds``, so a burst of load elsewhere moves
+it less):
+
+* ``torch_naive_tok_s``: a PyTorch step loop as a user would write it (``no_grad``,
+  default threads and backends), sampling with ``torch.multinomial``, batch 1;
+* ``torch_best_tok_s``: the same loop with oneDNN off, ``inference_mode`` and the
+  best thread count (``torch_best_threads``);
+* ``ort_fp32_tok_s`` / ``ort_int8_tok_s``: the product's sampling loop
+  (:class:`studio.generate.Generation`, default settings, batch 1) on onnxruntime;
+* ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one batch);
+* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
+* ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
+  (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
+* ``cold_start_s``: wall time of ``studio sample --length 200`` in a fresh process
+  (median of 3 after one warm-up run).
+
+Generation stops at a document separator; here the separator does not end a sample, so
+every run generates exactly the tokens asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import StudioError
+from .generate import Generation
+from .runtime import Runtime
+from .sampling.settings import SampleSettings
+
+PREFILL_TOKENS = 1000
+COLD_START_LENGTH = 200
+KEYS = ("ort_fp32_tok_s", "ort_int8_tok_s", "torch_naive_tok_s", "torch_best_tok_s",
+        "beam8_steps_s", "prefill_1000_ms", "cold_start_s")
+
+
+# --- timing helpers ----------------------------------------------------------------------
+
+def rate(work: Callable[[], int], seconds: float, chunks: int = 7) -> float:
+    """Median units/second of ``work()`` (which returns the units it did) over ``chunks``
+    timed calls after one warm-up call; stops early once ``seconds`` are spent."""
+    work()
+    rates, spent = [], 0.0
+    for _ in range(chunks):
+        start = time.perf_counter()
+        units = work()
+        elapsed = time.perf_counter() - start
+        rates.append(units / elapsed)
+        spent += elapsed
+        if spent > seconds and len(rates) >= 3:
+            break
+    return statistics.median(rates)
+
+
+def chunk_length(step_seconds: float, seconds: float, chunks: int = 7) -> int:
+    """Steps per chunk so that ``chunks`` chunks take about ``seconds``."""
+    return int(max(20, min(20_000, seconds / chunks / max(step_seconds, 1e-7))))
+
+
+def probe(step: Callable[[], None], tries: int = 20) -> float:
+    """Rough seconds per call of ``step`` (to size the chunks)."""
+    step()
+    start = time.perf_counter()
+    for _ in range(tries):
+        step()
+    return (time.perf_counter() - start) / tries
+
+
+# --- the product's sampling loop, separator ignored ---------------------------------------
+
+class _Endless:
+    """A domain whose samples never end early (for timing a fixed number of tokens)."""
+
+    separator_id = -1
+
+    def __init__(self, domain):
+        self._domain = domain
+
+    def __getattr__(self, name):
+        return getattr(self._domain, name)
+
+    def is_finished(self, generated, settings) -> bool:
+        return False
+
+
+def generation_rate(runtime: Runtime, settings: SampleSettings, seconds: float,
+                    per_step: Callable[[SampleSettings], int]) -> float:
+    domain = _Endless(runtime.bundle.domain)
+    prime = settings.prime
+
+    def run(length: int) -> int:
+        generation = Generation(runtime, domain, settings.with_(length=length, prime=prime))
+        for _ in generation:
+            pass
+        return length * per_step(settings)
+
+    start = time.perf_counter()
+    run(20)
+    step_seconds = (time.perf_counter() - start) / 20
+    length = chunk_length(step_seconds, seconds)
+    return rate(lambda: run(length), seconds)
+
+
+# --- PyTorch from the ONNX graph ---------------------------------------------------------
+
+ONNX_TO_TORCH_GATES = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}  # torch block <- onnx block
+
+
+def torch_model_from_onnx(bundle: Bundle):
+    """A :class:`studio.model.RecurrentLM` holding the bundle's fp32 ONNX weights."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from .config import ModelConfig
+    from .model import RecurrentLM
+
+    if "fp32" not in bundle.card["graphs"]:
+        raise StudioError(f"{bundle.name} ships no fp32 graph to rebuild PyTorch from; "
+                          "re-export it without --int8-only")
+    config = ModelConfig.from_dict(bundle.card["model"])
+    if config.tie_weights:
+        raise StudioError("bench rebuilds PyTorch models from untied graphs only")
+    graph = onnx.load(str(bundle.graph_path("fp32"))).graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    recurrent = [node for node in graph.node if node.op_type in ONNX_TO_TORCH_GATES]
+    gathers = [node for node in graph.node if node.op_type == "Gather" and node.input[0] in weights]
+    heads = [node for node in graph.node if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights]
+    if len(recurrent) != config.layers or len(gathers) != 1 or len(heads) != 1:
+        raise StudioError(f"cannot map {bundle.graph_path('fp32')} back to PyTorch "
+                          "(unexpected graph layout)")
+    model = RecurrentLM(config).eval()
+    state = {"embedding.weight": weights[gathers[0].input[0]]}
+    head = heads[0]
+    head_weight = weights[head.input[1]]
+    transposed = head.op_type == "Gemm" and any(a.name == "transB" and a.i for a in head.attribute)
+    state["head.weight"] = head_weight if transposed else head_weight.T
+    bias_nodes = [node for node in graph.node if node.op_type == "Add"
+                  and head.output[0] in node.input]
+    bias_name = head.input[2] if head.op_type == "Gemm" and len(head.input) > 2 else \
+        next((name for node in bias_nodes for name in node.input if name in weights), None)
+    if bias_name is None:
+        raise StudioError("cannot find the output layer's bias in the ONNX graph")
+    state["head.bias"] = weights[bias_name]
+    hidden = config.hidden_size
+    for layer, node in enumerate(recurrent):
+        order = ONNX_TO_TORCH_GATES[node.op_type]
+
+        def regate(matrix: np.ndarray) -> np.ndarray:
+            blocks = [matrix[i * hidden:(i + 1) * hidden] for i in range(len(order))]
+            return np.concatenate([blocks[i] for i in order])
+
+        w, r, b = (weights[name][0] for name in node.input[1:4])
+        state[f"rnn.weight_ih_l{layer}"] = regate(w)
+        state[f"rnn.weight_hh_l{layer}"] = regate(r)
+        state[f"rnn.bias_ih_l{layer}"] = regate(b[: len(order) * hidden])
+        state[f"rnn.bias_hh_l{layer}"] = regate(b[len(order) * hidden:])
+    model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()})
+    return model
+
+
+def check_parity(model, runtime: Runtime, tokens: int = 64) -> float:
+    """Max |logit difference| between the rebuilt PyTorch model and onnxruntime fp32."""
+    import torch
+
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (2, tokens))
+    with torch.no_grad():
+        expected, _ = model(torch.from_numpy(ids), model.init_state(2))
+    got, _ = runtime.logits(ids, runtime.init_state(2))
+    return float(np.abs(got - expected.numpy()).max())
+
+
+def torch_rate(model, seconds: float, best: bool) -> float:
+    """Batch-1 sampling loop in PyTorch: naive (as a user writes it) or tuned."""
+    import torch
+
+    if best:
+        torch.backends.mkldnn.enabled = False  # oneDNN's RNN is slow for single steps
+        context = torch.inference_mode
+    else:
+        context = torch.no_grad
+    generator = torch.Generator().manual_seed(0)
+
+    def loop(steps: int) -> int:
+        with context():
+            state = model.init_state(1)
+            token = torch.zeros(1, 1, dtype=torch.long)
+            for _ in range(steps):
+                logits, state = model(token, state)
+                token = torch.multinomial(torch.softmax(logits[:, -1], -1), 1, generator=generator)
+        return steps
+
+    try:
+        step_seconds = probe(lambda: loop(1), tries=5)
+        return rate(lambda: loop(chunk_length(step_seconds, seconds)), seconds)
+    finally:
+        torch.backends.mkldnn.enabled = True
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+def _int8_bundle(bundle: Bundle, folder: Path) -> Bundle:
+    """The bundle itself if it has an int8 graph, else a copy quantised into ``folder``."""
+    if "int8" in bundle.card["graphs"]:
+        return bundle
+    from .export import INT8_GRAPH, quantize_int8
+
+    shutil.copy(bundle.graph_path("fp32"), folder / "model.onnx")
+    quantize_int8(folder / "model.onnx", folder / INT8_GRAPH)
+    card = dict(bundle.card, graphs={"fp32": "model.onnx", "int8": INT8_GRAPH})
+    (folder / "card.json").write_text(json.dumps(card))
+    return Bundle.load(folder)
+
+
+def cold_start(model_path: Path, runs: int = 3) -> float:
+    """Median wall time of `studio sample --length 200` in a fresh process."""
+    script = Path(sys.executable).with_name("studio")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "studio"]
+    command += ["sample", "--model", str(model_path), "--length", str(COLD_START_LENGTH),
+                "--seed", "1"]
+    times = []
+    for attempt in range(runs + 1):
+        start = time.perf_counter()
+        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, timeout=120)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise StudioError(f"cold-start run failed: {result.stderr.strip()[-200:]}")
+        if attempt:  # the first run only warms the page cache
+            times.append(elapsed)
+    return statistics.median(times)
+
+
+def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = True,
+            cold: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+    """All figures for one bundle, as a dict (the keys of ``studio bench --json``)."""
+    say = progress or (lambda message: None)
+    bundle = Bundle.load(model)
+    if bundle.domain.head != "categorical":
+        raise StudioError(f"bench measures categorical (token) models; {bundle.name} is "
+                          f"{bundle.domain.head}")
+    if "fp32" not in bundle.card["graphs"]:
+        raise StudioError(f"{bundle.name} has no fp32 graph: bench compares fp32, int8 and PyTorch")
+    config = bundle.card["model"]
+    result: dict = {
+        "model": bundle.name, "path": str(bundle.path),
+        "shape": f"{config['layers']}x{config['hidden_size']} {config['cell']}, "
+                 f"vocab {config['vocab_size']}",
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_avg_before": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+    }
+    import onnxruntime
+
+    result["onnxruntime"] = onnxruntime.__version__
+    vocab = config["vocab_size"]
+    prime_ids = np.random.default_rng(1).integers(0, vocab, PREFILL_TOKENS)
+    with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
+        int8_bundle = _int8_bundle(bundle, Path(tmp))
+        result["int8_quantised_here"] = int8_bundle is not bundle
+        runtimes = {"fp32": Runtime(bundle, precision="fp32"),
+                    "int8": Runtime(int8_bundle, precision="int8")}
+        result["ort_threads"] = runtimes["fp32"].threads
+        prime = bundle.domain.decode([int(i) for i in prime_ids[:8]])
+        base = SampleSettings(model=str(bundle.path), prime=prime, seed=0)
+        for precision, runtime in runtimes.items():
+            say(f"onnxruntime {precision}, batch 1")
+            result[f"ort_{precision}_tok_s"] = round(generation_rate(
+                runtime, base, seconds, lambda s: s.num), 1)
+            for batch in (8, 64):
+                say(f"onnxruntime {precision}, batch {batch}")
+                result[f"ort_{precision}_b{batch}_tok_s"] = round(generation_rate(
+                    runtime, base.with_(num=batch), seconds, lambda s: s.num), 1)
+            say(f"onnxruntime {precision}, prefill")
+            ids = prime_ids[None, :]
+            result[f"prefill_1000_{precision}_ms"] = round(1000 / rate(
+                lambda: (runtime.logits(ids, runtime.init_state(1)), 1)[1], seconds / 3), 2)
+        default = "int8" if "int8" in bundle.card["graphs"] else "fp32"
+        result["default_precision"] = default
+        result["prefill_1000_ms"] = result[f"prefill_1000_{default}_ms"]
+        runtime = runtimes[default]
+
+        def stepwise() -> int:
+            state = runtime.init_state(1)
+            for t in range(PREFILL_TOKENS):
+                _, state = runtime.logits(prime_ids[None, t:t + 1], state)
+            return 1
+
+        say("prefill through step calls")
+        result["prefill_1000_step_ms"] = round(1000 / rate(stepwise, seconds / 3, chunks=3), 2)
+        say("beam search, 8 beams")
+        result["beam8_steps_s"] = round(generation_rate(
+            runtime, base.with_(num_beams=8), seconds, lambda s: 1), 1)
+        if cold:
+            say("cold start")
+            result["cold_start_s"] = round(cold_start(bundle.path), 3)
+        if torch:
+            say("PyTorch")
+            result.update(_torch_figures(bundle, runtimes["fp32"], seconds))
+    if "torch_best_tok_s" in result:
+        for precision in ("fp32", "int8"):
+            result[f"ort_{precision}_vs_torch_best"] = round(
+                result[f"ort_{precision}_tok_s"] / result["torch_best_tok_s"], 2)
+    result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def _torch_figures(bundle: Bundle, runtime: Runtime, seconds: float) -> dict:
+    import torch
+
+    model = torch_model_from_onnx(bundle)
+    drift = check_parity(model, runtime)
+    if drift > 1e-3:
+        raise StudioError(f"the PyTorch model rebuilt from {bundle.name} differs from onnxruntime "
+                          f"by {drift:.1e}: cannot compare like with like")
+    figures = {"torch": torch.__version__, "torch_parity_max_abs": float(f"{drift:.2e}")}
+    figures["torch_naive_tok_s"] = round(torch_rate(model, seconds, best=False), 1)
+    default_threads = torch.get_num_threads()
+    best = {}
+    try:
+        for threads in sorted({1, default_threads}):
+            torch.set_num_threads(threads)
+            best[threads] = torch_rate(model, seconds, best=True)
+    finally:
+        torch.set_num_threads(default_threads)
+    threads = max(best, key=best.get)
+    figures["torch_best_tok_s"] = round(best[threads], 1)
+    figures["torch_best_threads"] = threads
+    return figures
+
+
+ROWS = [("PyTorch step loop, default settings", "torch_naive_tok_s", "tok/s"),
+        ("PyTorch, oneDNN off + inference_mode + best threads", "torch_best_tok_s", "tok/s"),
+        ("onnxruntime fp32", "ort_fp32_tok_s", "tok/s"),
+        ("onnxruntime int8", "ort_int8_tok_s", "tok/s"),
+        ("onnxruntime fp32, batch 8", "ort_fp32_b8_tok_s", "tok/s"),
+        ("onnxruntime fp32, batch 64", "ort_fp32_b64_tok_s", "tok/s"),
+        ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),
+        ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
+        ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
+        ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
+        ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),
+        ("cold start, `studio sample --length 200`", "cold_start_s", "s")]
+
+
+def run_bench(model: str = "prose", json_out: bool = False, seconds: float = 3.0) -> dict:
+    """`studio bench`: measure, then print JSON or a table."""
+    if seconds <= 0:
+        raise StudioError(f"--seconds must be positive (got {seconds})")
+    progress = None if json_out else (lambda message: print(f"  {message} ...", file=sys.stderr))
+    result = measure(model, seconds, progress=progress)
+    if json_out:
+        print(json.dumps(result))
+        return result
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} ({result['shape']}), {result['cpu_cores']} cores, "
+                        f"load {result['load_avg_before']} -> {result['load_avg_after']}")
+    table.add_column("measurement")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for label, key, unit in ROWS:
+        if key in result:
+            value = result[key]
+            table.add_row(label, f"{value:,.3f}" if unit == "s" else f"{value:,.1f}", unit)
+    Console().print(table)
+    return result
