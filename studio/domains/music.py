@@ -98,8 +98,9 @@ class MusicDomain(CategoricalDomain):
         if semitones <= 0 or ids.size == 0:
             return ids
         ends = np.flatnonzero(ids == self.separator_id)
-        starts = np.concatenate([[0], ends[:-1] + 1]) if ends.size else np.array([0])
-        ends = ends if ends.size else np.array([ids.size - 1])
+        if not ends.size or ends[-1] != ids.size - 1:  # a piece cut by the validation split
+            ends = np.append(ends, ids.size - 1)
+        starts = np.concatenate([[0], ends[:-1] + 1])
         codec = self.codec
         copies: list[np.ndarray] = []
         for start, end in zip(starts, ends):
