@@ -8,7 +8,8 @@ any object that ``reorder(state, rows)`` can index by hypothesis; and
 
 * deterministic beam search (``sample=False``): each step keeps the ``num_beams`` best
   live continuations (Hugging Face's scheme: the best ``2 * num_beams`` candidates are
-  looked at so finished ones do not starve the beam);
+  looked at so finished ones do not starve the beam, and a candidate that finishes
+  counts only when it ranks among the best ``num_beams``);
 * stochastic beam search (``sample=True``; Kool, van Hoof & Welling 2019, Gumbel-top-k):
   every hypothesis carries a Gumbel key, children's keys are conditioned on their
   parent's, and the ``num_beams`` largest keys stay, finished or not.  The result is
@@ -181,12 +182,16 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, start: Sequence[in
             keys = scores.reshape(-1)[flat]
         live, rows = [], []
         last = position == max_length - 1
-        for parent, token, key in zip(parents.tolist(), tokens.tolist(), keys.tolist()):
+        for order, (parent, token, key) in enumerate(zip(parents.tolist(), tokens.tolist(),
+                                                           keys.tolist())):
             b = beams[parent]
             h = Hypothesis(b.tokens + [token], b.score + float(log_probs[parent, token]),
                            b.rank + float(shaped[parent, token]), key)
             if last or is_final(start + h.tokens):
-                done.append(h)
+                # Hugging Face: a candidate that ends outside the best num_beams is
+                # dropped, so unlikely endings neither crowd the results nor block streaming
+                if magenta or order < num_beams:
+                    done.append(h)
             else:
                 live.append(h)
                 rows.append(parent)
