@@ -119,8 +119,9 @@ def build_tab(outputs: OutputFolders) -> dict:
                                info="Text the model continues from.")
             with gr.Row():
                 temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
-                                        info="0 is greedy.")
-                length = gr.Slider(1, MAX_LENGTH, value=300, step=1, label="Length (tokens)")
+                                        info="0 is greedy.", elem_id="write-temperature")
+                length = gr.Slider(1, MAX_LENGTH, value=300, step=1, label="Length (tokens)",
+                                   elem_id="write-length")
             with gr.Row():
                 top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 is off.")
                 top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p")
