@@ -10,6 +10,12 @@ array, so nothing is copied or converted on the way in or out, and every call st
 returns new arrays (holding on to an old state and stepping from it twice is safe).
 Results are byte-identical to ``session.run``; outputs whose shape the card does not
 determine fall back to it.
+
+int8 graphs quantise activations dynamically with one scale per tensor, so in a batch
+each row would depend on the others (``--num 3`` would change sample 1, and beams would
+be scored differently from a single greedy row).  An int8 runtime therefore runs a
+batch row by row: every row is exactly what a batch of one computes.  fp32 batches are
+row-exact as they are and run as one call.
 """
 
 from __future__ import annotations
@@ -88,6 +94,12 @@ class Runtime:
         self._output_specs += [(DTYPES[self.state_spec[n]["dtype"]], self.state_spec[n]["shape"])
                                for n in self.state_names]
         self._bindable = providers[0] == "CPUExecutionProvider"
+        graphs = bundle.card["graphs"]
+        self.precision = precision if precision != "auto" else ("int8" if "int8" in graphs else "fp32")
+        self._batch_axes = {name: spec["shape"].index("batch") if "batch" in spec["shape"] else None
+                            for name, spec in specs.items()}
+        self.row_exact = self.precision == "int8" and all(
+            "batch" in shape for _, shape in self._output_specs)
         self._local = threading.local()  # one IOBinding per thread: bindings are not thread-safe
 
     def init_state(self, batch: int) -> dict[str, np.ndarray]:
@@ -99,12 +111,36 @@ class Runtime:
 
     def run(self, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray]):
         feeds = {**inputs, **state}
-        values = self._run_bound(feeds) if self.use_binding and self._bindable else None
-        if values is None:
-            values = self.session.run(self._fetch, feeds)
+        batch = self._batch_size(feeds)
+        if self.row_exact and batch > 1:
+            rows = [self._run_once({name: self._row(name, value, row) for name, value in feeds.items()})
+                    for row in range(batch)]
+            axes = [shape.index("batch") for _, shape in self._output_specs]
+            values = [np.concatenate([r[i] for r in rows], axis=axis) for i, axis in enumerate(axes)]
+        else:
+            values = self._run_once(feeds)
         outputs = dict(zip(self.output_names, values[: len(self.output_names)]))
         next_state = dict(zip(self.state_names, values[len(self.output_names):]))
         return outputs, next_state
+
+    def _batch_size(self, feeds: dict[str, np.ndarray]) -> int:
+        for name, value in feeds.items():
+            axis = self._batch_axes.get(name)
+            if axis is not None:
+                return int(np.shape(value)[axis])
+        return 1
+
+    def _row(self, name: str, value: np.ndarray, row: int) -> np.ndarray:
+        axis = self._batch_axes.get(name)
+        if axis is None:
+            return value
+        return np.take(value, [row], axis=axis)
+
+    def _run_once(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        values = self._run_bound(feeds) if self.use_binding and self._bindable else None
+        if values is None:
+            values = self.session.run(self._fetch, feeds)
+        return values
 
     def _run_bound(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
         """The call through IOBinding, or None when an output's shape is not known

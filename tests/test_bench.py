@@ -1,0 +1,64 @@
+"""`studio bench`: the PyTorch model rebuilt from ONNX weights, and the report's keys."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import studio.bench as bench
+from studio.bundle import Bundle
+from studio.cli import app
+from studio.runtime import Runtime
+
+
+def test_torch_model_from_onnx_matches_onnxruntime(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle)
+    model = bench.torch_model_from_onnx(bundle)
+    runtime = Runtime(bundle, precision="fp32")
+    assert bench.check_parity(model, runtime) < 1e-5
+
+
+def test_torch_model_from_onnx_gate_order_against_checkpoint(tiny_bundle):
+    """The ONNX -> PyTorch mapping recovers the trained weights themselves."""
+    import torch
+
+    best = tiny_bundle.parent.parent / "runs" / "tiny" / "best.pt"
+    if not best.exists():
+        pytest.skip("the tiny run kept no best.pt")
+    saved = torch.load(best, map_location="cpu", weights_only=False)["model_state"]
+    rebuilt = bench.torch_model_from_onnx(Bundle.load(tiny_bundle)).state_dict()
+    for name, value in saved.items():
+        np.testing.assert_allclose(rebuilt[name].numpy(), value.numpy(), rtol=0, atol=1e-7)
+
+
+def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
+    monkeypatch.setattr(bench, "cold_start", lambda path, runs=3: 0.5)  # subprocesses: timed elsewhere
+    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle), "--json",
+                                      "--seconds", "0.05"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in bench.KEYS:
+        assert isinstance(report[key], (int, float)) and report[key] > 0, key
+    assert report["cold_start_s"] == 0.5
+    assert report["ort_fp32_b8_tok_s"] > 0 and report["ort_int8_b64_tok_s"] > 0
+    assert report["torch_parity_max_abs"] < 1e-5
+
+
+def test_cold_start_runs_a_fresh_process(tiny_bundle):
+    assert 0 < bench.cold_start(tiny_bundle, runs=1) < 60
+
+
+def test_bench_quantises_on_the_fly(tiny_bundle, tmp_path):
+    import shutil
+
+    fp32_only = tmp_path / "fp32-only"
+    fp32_only.mkdir()
+    shutil.copy(tiny_bundle / "model.onnx", fp32_only / "model.onnx")
+    card = json.loads((tiny_bundle / "card.json").read_text())
+    card["graphs"] = {"fp32": "model.onnx"}
+    (fp32_only / "card.json").write_text(json.dumps(card))
+    quantised = bench._int8_bundle(Bundle.load(fp32_only), tmp_path)
+    assert "int8" in quantised.card["graphs"] and (tmp_path / "model.int8.onnx").exists()

@@ -1,0 +1,125 @@
+"""Generation on a real (tiny) bundle: beams vs greedy, stochastic beams, streaming,
+one-batch sampling, and the runtime's fast path against plain ``session.run``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from studio.api import load_runtime, sample, sample_iter
+from studio.bundle import Bundle
+from studio.cli import app
+from studio.generate import Generation
+from studio.runtime import Runtime
+from studio.sampling.settings import SampleSettings
+
+runner = CliRunner()
+
+
+def cli_json(*args) -> list[dict]:
+    result = runner.invoke(app, ["sample", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.strip().splitlines()]
+
+
+@pytest.mark.parametrize("prime", ["ROMEO:", "First Citizen:\n", "the "])
+def test_beam_logprob_is_at_least_greedy(tiny_bundle, prime):
+    common = ["--model", str(tiny_bundle), "--prime", prime, "--length", "30"]
+    [greedy] = cli_json(*common, "--greedy")
+    [beam] = cli_json(*common, "--beam", "4")
+    [flat] = cli_json(*common, "--beam", "4", "--length-penalty", "0")
+    assert beam["logprob"] >= greedy["logprob"] - 1e-6
+    assert flat["logprob"] >= greedy["logprob"] - 1e-6
+    assert beam["text"].startswith(prime)
+
+
+def test_beam_num_returns_the_best_distinct(tiny_bundle):
+    results = sample(str(tiny_bundle), prime="MEN", length=20, num_beams=4, num=3)
+    assert len(results) == 3 and len({tuple(r.tokens) for r in results}) == 3
+    scores = [r.logprob / max(1, len(r.tokens)) for r in results]
+    assert scores == sorted(scores, reverse=True)  # ranked by logprob / length (no rules here)
+
+
+def test_stochastic_beams_distinct_and_seeded(tiny_bundle):
+    options = ["--model", str(tiny_bundle), "--prime", "A", "--length", "25", "--beam", "4",
+               "--sample", "--num", "4"]
+    first = cli_json(*options, "--seed", "1")
+    again = cli_json(*options, "--seed", "1")
+    other = cli_json(*options, "--seed", "2")
+    assert len(first) == 4 and len({item["text"] for item in first}) == 4
+    assert [item["text"] for item in first] == [item["text"] for item in again]
+    assert [item["text"] for item in first] != [item["text"] for item in other]
+
+
+def test_magenta_beams_through_the_api(tiny_bundle):
+    options = dict(prime="A", length=24, num_beams=2, num=2, branch_factor=3,
+                   steps_per_iteration=4, seed=5, temperature=0.9)
+    first = sample(str(tiny_bundle), **options)
+    assert len(first) == 2 and first[0].text != first[1].text
+    assert [r.tokens for r in first] == [r.tokens for r in sample(str(tiny_bundle), **options)]
+
+
+def test_sample_and_branch_factor_together_is_a_one_line_error(tiny_bundle):
+    result = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--beam", "2", "--sample",
+                                 "--branch-factor", "2", "--length", "5"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "alternatives" in lines[0] and "Traceback" not in result.output
+
+
+def test_beam_streams_the_committed_prefix(tiny_bundle):
+    runtime = load_runtime(str(tiny_bundle))
+    settings = SampleSettings(model=str(tiny_bundle), prime="The ", length=60, num_beams=3)
+    generation = Generation(runtime, runtime.bundle.domain, settings)
+    streamed, finished_when_first_token_came = [], None
+    for row, token in generation:
+        if finished_when_first_token_came is None:
+            finished_when_first_token_came = bool(generation.results)
+        assert row == 0
+        streamed.append(token)
+    assert finished_when_first_token_came is False  # tokens came before the search ended
+    assert streamed == generation.results[0].tokens
+
+
+def test_sampling_streams_every_row_and_rows_do_not_depend_on_num(tiny_bundle):
+    items = list(sample_iter(str(tiny_bundle), prime="W", length=40, seed=3, num=3, temperature=0.8))
+    results = items[-1]
+    for row in range(3):
+        assert [t for r, t, _ in items[:-1] if r == row] == results[row].tokens
+    [alone] = sample(str(tiny_bundle), prime="W", length=40, seed=3, num=1, temperature=0.8)
+    assert alone.tokens == results[0].tokens
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_runtime_fast_path_is_byte_identical(tiny_bundle, precision, monkeypatch):
+    runtime = Runtime(Bundle.load(tiny_bundle), precision=precision, threads=1)
+    vocab = runtime.bundle.card["model"]["vocab_size"]
+    rng = np.random.default_rng(0)
+    for batch, time in ((1, 1), (3, 1), (2, 40)):
+        calls = [rng.integers(0, vocab, (batch, time)) for _ in range(4)]
+        fast, state = [], runtime.init_state(batch)
+        for tokens in calls:
+            logits, state = runtime.logits(tokens, state)
+            fast.append((logits, state))
+        monkeypatch.setattr(Runtime, "use_binding", False)
+        state = runtime.init_state(batch)
+        for tokens, (logits, fast_state) in zip(calls, fast):
+            expected, state = runtime.logits(tokens, state)
+            assert logits.tobytes() == expected.tobytes()
+            assert all(fast_state[k].tobytes() == state[k].tobytes() for k in state)
+        monkeypatch.setattr(Runtime, "use_binding", True)
+
+
+def test_runtime_returns_fresh_arrays(tiny_bundle):
+    """Stepping twice from one state (as a branching search does) gives the same answer."""
+    runtime = Runtime(Bundle.load(tiny_bundle), precision="fp32")
+    _, state = runtime.logits(np.array([[1, 2, 3]]), runtime.init_state(1))
+    first_logits, first_state = runtime.logits(np.array([[4]]), state)
+    kept = {k: v.copy() for k, v in first_state.items()}
+    runtime.logits(np.array([[5]]), state)
+    second_logits, _ = runtime.logits(np.array([[4]]), state)
+    assert first_logits.tobytes() == second_logits.tobytes()
+    assert all(np.array_equal(kept[k], first_state[k]) for k in kept)
