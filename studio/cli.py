@@ -107,6 +107,7 @@ def train(
 def _torchrun(nproc: int, device: str) -> None:
     """Re-launch this very command under torchrun with ``nproc`` processes on this machine
     (several machines: run torchrun yourself, see the README's "Scaling up")."""
+    import signal
     import subprocess
 
     if "WORLD_SIZE" in os.environ:
@@ -137,7 +138,14 @@ def _torchrun(nproc: int, device: str) -> None:
     env = dict(os.environ)
     # share this machine's cores between the processes (torchrun's default is 1 thread each)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    raise typer.Exit(subprocess.call(command, env=env))
+    # Ctrl-C reaches torchrun and the workers too, and they stop together with a checkpoint:
+    # wait for them instead of killing torchrun (a handler, not SIG_IGN, which children inherit)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        code = subprocess.call(command, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)
 
 
 @app.command("export")

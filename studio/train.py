@@ -13,6 +13,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -83,6 +85,14 @@ class Distributed:
     def mean(self, value: float) -> float:
         return self.sum(value) / self.world_size
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on at least one."""
+        if not self.enabled:
+            return flag
+        tensor = torch.tensor([int(flag)], dtype=torch.int32, device=self.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def decide(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every rank, so all ranks take the same branch (clocks and
         file systems differ between ranks; a rank that breaks alone deadlocks the rest)."""
@@ -107,6 +117,30 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+class InterruptFlag:
+    """Under DDP, Ctrl-C (SIGINT, which torchrun also forwards to every worker) only raises
+    this flag; the ranks agree on it at the end of a step and stop there together, with a
+    checkpoint.  A KeyboardInterrupt would leave each rank at a different point, some of
+    them inside a collective that never completes."""
+
+    def __init__(self, active: bool):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.raised = False
+        self._previous = None
+
+    def _raise(self, signum, frame) -> None:
+        self.raised = True
+
+    def __enter__(self) -> "InterruptFlag":
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._raise)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -317,7 +351,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
               f"lr {config.learning_rate:g}; device {device}")
     progress = training_progress(disable=quiet or not dist.is_main)
     last_loss, last_val, rate = math.nan, "-", 0.0
-    with progress:
+    with progress, InterruptFlag(active=dist.enabled) as interrupt:
         task = progress.add_task(run.path.name, total=total_steps, completed=step,
                                  loss=0.0, bits=0.0, val="-", tok_s=0.0)
         trained.train()
@@ -374,6 +408,10 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                                 val=last_val, tok_s=rate)
                 if stop_reason != "finished":
                     break
+                if dist.enabled and dist.any(interrupt.raised):
+                    stop_reason = f"interrupted at step {step}; checkpoint saved (continue with --resume {run.path})"
+                    save()
+                    break
                 minutes = (elapsed_before + time.time() - started) / 60
                 if config.max_minutes is not None and dist.decide(minutes >= config.max_minutes):
                     stop_reason = f"time limit: {config.max_minutes:g} minutes"
@@ -384,12 +422,8 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                     save()
                     break
         except KeyboardInterrupt:
-            if dist.enabled:  # the ranks stopped at different points: no collective save
-                stop_reason = (f"interrupted at step {step}; continue from the last checkpoint "
-                               f"with --resume {run.path}")
-            else:
-                save()
-                stop_reason = f"interrupted at step {step}; checkpoint saved (continue with --resume {run.path})"
+            save()
+            stop_reason = f"interrupted at step {step}; checkpoint saved (continue with --resume {run.path})"
     finished = step >= total_steps and stop_reason == "finished"
     if finished and dist.decide(not run.best.exists()):
         save(tag_best=True)
