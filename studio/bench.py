@@ -288,6 +288,13 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
             say(f"onnxruntime {precision}, batch 1")
             result[f"ort_{precision}_tok_s"] = round(generation_rate(
                 runtime, base, seconds, lambda s: s.num), 1)
+            if precision == "fp32":  # the IOBinding path, to re-check the default
+                runtime.use_binding = True
+                try:
+                    result["ort_fp32_iobinding_tok_s"] = round(generation_rate(
+                        runtime, base, seconds, lambda s: s.num), 1)
+                finally:
+                    del runtime.use_binding
             for batch in (8, 64):
                 say(f"onnxruntime {precision}, batch {batch}")
                 result[f"ort_{precision}_b{batch}_tok_s"] = round(generation_rate(
@@ -361,6 +368,7 @@ def _torch_figures(bundle: Bundle, runtime: Runtime, seconds: float) -> dict:
 ROWS = [("PyTorch step loop, default settings", "torch_naive_tok_s", "tok/s"),
         ("PyTorch, oneDNN off + inference_mode + best threads", "torch_best_tok_s", "tok/s"),
         ("onnxruntime fp32", "ort_fp32_tok_s", "tok/s"),
+        ("onnxruntime fp32 through IOBinding", "ort_fp32_iobinding_tok_s", "tok/s"),
         ("onnxruntime int8", "ort_int8_tok_s", "tok/s"),
         ("onnxruntime fp32, batch 8", "ort_fp32_b8_tok_s", "tok/s"),
         ("onnxruntime fp32, batch 64", "ort_fp32_b64_tok_s", "tok/s"),

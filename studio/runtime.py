@@ -4,12 +4,14 @@
 ``outputs`` map the card's names to numpy arrays and ``state`` maps each state name
 to its array.  ``init_state(batch)`` gives zeros of the card's shapes.
 
-Speed: on the CPU provider every call goes through one IOBinding per thread.  Inputs
-are bound in place and onnxruntime writes each output straight into a fresh numpy
-array, so nothing is copied or converted on the way in or out, and every call still
-returns new arrays (holding on to an old state and stepping from it twice is safe).
-Results are byte-identical to ``session.run``; outputs whose shape the card does not
-determine fall back to it.
+Speed: ``session.run`` is the default path.  An IOBinding path (``use_binding``: inputs
+bound in place, onnxruntime writing each output into a fresh numpy array, so every
+call still returns new arrays and stepping twice from one state stays safe) gives
+byte-identical results but measured 10-25% *more* CPU per step on this project's
+2-core machine (the Python-side binding calls cost more than the copies they save;
+reusing output buffers across steps instead saved nothing measurable and would hand
+callers arrays that the next step overwrites).  It stays switchable so `studio bench`
+can re-check it.
 
 int8 graphs quantise activations dynamically with one scale per tensor, so in a batch
 each row would depend on the others (``--num 3`` would change sample 1, and beams would
@@ -59,7 +61,7 @@ def default_threads() -> int:
 
 
 class Runtime:
-    use_binding = True  # class switch so benchmarks and tests can compare both paths
+    use_binding = False  # class switch so benchmarks and tests can compare both paths
 
     def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto",
                  threads: int | None = None):

@@ -95,6 +95,7 @@ def test_sampling_streams_every_row_and_rows_do_not_depend_on_num(tiny_bundle):
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_runtime_fast_path_is_byte_identical(tiny_bundle, precision, monkeypatch):
+    monkeypatch.setattr(Runtime, "use_binding", True)
     runtime = Runtime(Bundle.load(tiny_bundle), precision=precision, threads=1)
     vocab = runtime.bundle.card["model"]["vocab_size"]
     rng = np.random.default_rng(0)
@@ -105,7 +106,7 @@ def test_runtime_fast_path_is_byte_identical(tiny_bundle, precision, monkeypatch
             logits, state = runtime.logits(tokens, state)
             fast.append((logits, state))
         monkeypatch.setattr(Runtime, "use_binding", False)
-        state = runtime.init_state(batch)
+        state = runtime.init_state(batch)  # the plain session.run path
         for tokens, (logits, fast_state) in zip(calls, fast):
             expected, state = runtime.logits(tokens, state)
             assert logits.tobytes() == expected.tobytes()
@@ -113,8 +114,10 @@ def test_runtime_fast_path_is_byte_identical(tiny_bundle, precision, monkeypatch
         monkeypatch.setattr(Runtime, "use_binding", True)
 
 
-def test_runtime_returns_fresh_arrays(tiny_bundle):
+@pytest.mark.parametrize("use_binding", [False, True])
+def test_runtime_returns_fresh_arrays(tiny_bundle, use_binding, monkeypatch):
     """Stepping twice from one state (as a branching search does) gives the same answer."""
+    monkeypatch.setattr(Runtime, "use_binding", use_binding)
     runtime = Runtime(Bundle.load(tiny_bundle), precision="fp32")
     _, state = runtime.logits(np.array([[1, 2, 3]]), runtime.init_state(1))
     first_logits, first_state = runtime.logits(np.array([[4]]), state)
