@@ -8,13 +8,13 @@ STUDIO=${STUDIO:-.venv/bin/studio}
 # prose: 2x512 LSTM on tinyshakespeare, 30 minutes
 $STUDIO train corpora/shakespeare --name prose --hidden-size 512 --layers 2 --embedding-size 64 \
   --dropout 0.2 --lr 3e-3 --warmup-steps 50 --batch-size 64 --seq-len 128 --max-steps 1000 \
-  --eval-every 200 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/prose
+  --eval-every 200 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --int8-only --out export/prose
 
 # code and markdown: smaller 2x256 LSTMs, 12 minutes each
 for corpus in code markdown; do
   $STUDIO train corpora/$corpus --name $corpus --hidden-size 256 --layers 2 --embedding-size 48 \
-    --dropout 0.1 --lr 4e-3 --warmup-steps 30 --batch-size 32 --seq-len 128 --max-steps 900 \
-    --eval-every 150 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/$corpus
+    --dropout 0.1 --lr 4e-3 --warmup-steps 30 --batch-size 32 --seq-len 128 --max-steps 1500 \
+    --eval-every 250 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/$corpus
 done
 
 # music: events LSTM on the chorales and folk tunes

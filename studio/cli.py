@@ -78,6 +78,7 @@ def train(
     stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
+    int8_only: Annotated[bool, typer.Option(help="With --quantize int8, ship only the int8 graph.")] = False,
     export: Annotated[bool, typer.Option(help="Export a bundle when training finishes.")] = True,
     nproc: Annotated[int, typer.Option(help="Processes for DDP on this machine (runs torchrun).")] = 1,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
@@ -100,7 +101,7 @@ def train(
                  dropout=dropout, tie_weights=tie_weights)
     run_training(corpus=corpus, resume=resume, name=name, domain=domain,
                  domain_options={"vocab_size": vocab_size}, model=model, config=config,
-                 stop_after=stop_after, out=out, quantize=quantize, export=export,
+                 stop_after=stop_after, out=out, quantize=quantize, export=export, int8_only=int8_only,
                  runs_dir=runs_dir, quiet=quiet)
 
 

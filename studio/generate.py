@@ -50,6 +50,8 @@ class Generation:
         self.prime = list(domain.prime_ids(settings))
         if not self.prime:
             raise StudioError("nothing to start from: give a prime")
+        # a leading separator marks "start of a document": it is fed, never shown
+        self.hidden = 1 if self.prime[0] == domain.separator_id else 0
         self.mask = domain.logits_mask(settings)
         self.results: list[Sample] = []
 
@@ -69,7 +71,7 @@ class Generation:
 
     def _finish(self, generated: list[int], logprob: float) -> Sample:
         body = generated[:-1] if generated and generated[-1] == self.domain.separator_id else generated
-        output = self.domain.render(self.prime[1:] + body, self.settings)
+        output = self.domain.render(self.prime[self.hidden:] + body, self.settings)
         return Sample(output.text, [int(t) for t in body], float(logprob), self.settings, output)
 
     # --- sampling -----------------------------------------------------------------------

@@ -50,7 +50,7 @@ def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, 
                   and sys.stdout.isatty() or (not json_lines and settings.num == 1
                                               and getattr(domain, "streams_text", False)))
         if stream:
-            sys.stdout.write(domain.decode(generation.prime[1:]))
+            sys.stdout.write(domain.decode(generation.prime[generation.hidden:]))
             sys.stdout.flush()
         for row, token in generation:
             if stream:

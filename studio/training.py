@@ -30,7 +30,7 @@ def _domain_class_for(corpus: Path | None, resume: Path | None, domain: str | No
 def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, domain: str | None,
                  domain_options: dict, model: dict, config: TrainConfig, stop_after: int | None,
                  out: Path | None, quantize: str | None, export: bool, runs_dir: Path,
-                 quiet: bool) -> Path:
+                 quiet: bool, int8_only: bool = False) -> Path:
     """Train (or resume) a run, then export it unless paused or asked not to."""
     import os
 
@@ -53,7 +53,8 @@ def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, 
     summary_file = run_path / "summary.json"
     paused = summary_file.exists() and "paused" in json.loads(summary_file.read_text())["stop_reason"]
     if export and not paused and int(os.environ.get("RANK", "0")) == 0:
-        export_any(run_path, out or Path("export") / run_path.name, quantize=quantize)
+        export_any(run_path, out or Path("export") / run_path.name, quantize=quantize,
+                   drop_fp32=int8_only)
     return run_path
 
 

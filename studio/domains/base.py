@@ -87,9 +87,10 @@ class CategoricalDomain(Domain):
         return str(self.decode([token_id]))
 
     def corpus_ids(self, documents: Sequence[Document], **options: Any) -> np.ndarray:
-        """All documents as one int array, separated (and ended) by ``separator_id``."""
-        parts: list[int] = []
+        """All documents as one int array, each preceded and the last followed by
+        ``separator_id``, so the model learns how documents start and end."""
+        parts: list[int] = [self.separator_id]
         for document in documents:
             parts.extend(self.encode(document.content))
-            parts.append(self.separator_id)
+            parts.append(self.separator_id)  # ends this document, starts the next
         return np.asarray(parts, dtype=np.int64)

@@ -50,8 +50,10 @@ class TextDomainMixin:
                 raise StudioError(f"cannot read prime file {file}: give a UTF-8 text file")
             prime = text
         if not prime:
-            return [self.separator_id]
-        return [self.separator_id] + self.encode(prime)
+            return [self.separator_id]  # start of a document
+        # a prime starts from the zero state, as every training stream does: a leading
+        # separator would put single-document models (seen it only at the end) off course
+        return self.encode(prime)
 
     def logits_mask(self, settings: Any):
         return None

@@ -105,6 +105,8 @@ class MusicDomain(CategoricalDomain):
         copies: list[np.ndarray] = []
         for start, end in zip(starts, ends):
             piece = ids[start:end + 1]
+            if piece.size == 1 and piece[0] == self.separator_id:
+                continue  # the separator that opens the stream: no piece before it
             if piece[-1] != self.separator_id:  # shuffled, it needs its own end
                 piece = np.append(piece, self.separator_id)
             on = (piece >= codec.note_on_offset) & (piece < codec.note_on_offset + PITCH_COUNT)
