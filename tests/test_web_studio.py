@@ -65,8 +65,11 @@ work = Path(sys.argv[1])
 models, runs = work / "models", work / "build-runs"
 small = dict(hidden_size=16, layers=1, embedding_size=8, dropout=0.0)
 config = TrainConfig(batch_size=4, seq_len=16, max_steps=3, eval_every=3, transpose=0)
+# the text model learns just enough (60 steps) that the end-of-document token is rare
+text_config = TrainConfig(batch_size=4, seq_len=16, max_steps=60, eval_every=60, learning_rate=1e-2,
+                          warmup_steps=5)
 run_training(corpus=work / "text", resume=None, name="%(text)s", domain="chars", domain_options={},
-             model=small, config=config, stop_after=None, out=models / "%(text)s", quantize=None,
+             model=small, config=text_config, stop_after=None, out=models / "%(text)s", quantize=None,
              export=True, runs_dir=runs, quiet=True)
 midi = work / "midi"
 for k in range(3):
@@ -183,7 +186,9 @@ def studio_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def client(studio_server):
-    return Client(studio_server[0], verbose=False, download_files=str(studio_server[1] / "downloads"))
+    # generous timeouts: a busy CI machine may take seconds to accept a request
+    return Client(studio_server[0], verbose=False, download_files=str(studio_server[1] / "downloads"),
+                  httpx_kwargs={"timeout": 120})
 
 
 def write_args(**changes) -> dict:
@@ -217,8 +222,9 @@ def test_write_streams_and_colours_confidence(client):
     partial = [update[0] for update in job.outputs()[:-1]]
     assert len(partial) >= 3, "the text should arrive in several updates"
     assert all(final[0].startswith(piece) for piece in partial)
-    assert final[4].startswith("1500 tokens")
-    assert final[2].count('title="p = ') == 1500  # one coloured span per generated token
+    tokens = int(final[4].split()[0])
+    assert tokens >= 300 and len(final[0]) == len("ROMEO:") + tokens
+    assert final[2].count('title="p = ') == tokens  # one coloured span per generated token
 
 
 def test_write_beams_stop_strings_and_views(client):
@@ -380,8 +386,8 @@ def browser_page(studio_server):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
         page.on("request", lambda request: requests.append(request.url))
-        page.goto(studio_server[0])
-        page.wait_for_selector("#write-button", timeout=60_000)
+        page.goto(studio_server[0], timeout=120_000)
+        page.wait_for_selector("#write-button", timeout=120_000)
         yield page, requests
         browser.close()
 
@@ -390,40 +396,55 @@ def textbox(page, elem_id: str):
     return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
 
 
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick ``option`` in a Gradio dropdown (shipped bundles may sit beside ours)."""
+    page.wait_for_function(f"document.querySelector('#{elem_id} input')?.value", timeout=60_000)
+    page.click(f"#{elem_id} input")
+    page.get_by_role("option", name=option, exact=True).click()
+    assert textbox(page, elem_id).input_value() == option
+
+
+# Records every distinct value of a textarea, from inside the page, as it changes.
+WATCH = """([selector, key]) => {
+    window[key] = [];
+    const timer = setInterval(() => {
+        const value = document.querySelector(selector)?.value;
+        if (value && window[key].at(-1) !== value) window[key].push(value);
+    }, 10);
+    window[key + '_stop'] = () => clearInterval(timer);
+}"""
+
+
 def test_browser_write_streams_text(browser_page):
     page, _ = browser_page
     ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_function("document.querySelector('#write-model input')?.value === 'webtext'",
-                           timeout=30_000)
+    choose(page, "write-model", TEXT)
     textbox(page, "write-prime").fill("JULIET:")
     page.locator("#write-temperature input[type=number]").fill("0")
     page.locator("#write-length input[type=number]").fill("1500")
+    page.locator("#write-length input[type=number]").press("Tab")
+    page.evaluate(WATCH, ["#write-text textarea", "seen"])
     page.click("#write-button")
-    seen = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        value = textbox(page, "write-text").input_value()
-        if value and value not in seen:
-            seen.append(value)
-        if textbox(page, "write-recipe").input_value():
-            break
-        time.sleep(0.05)
+    page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0",
+                           timeout=120_000)
     final = textbox(page, "write-text").input_value()
     recipe = textbox(page, "write-recipe").input_value()
-    assert final.startswith("JULIET:") and len(final) > 1000
+    seen = page.evaluate("window.seen_stop(), window.seen")
+    assert final.startswith("JULIET:") and len(final) > 300
     assert recipe.startswith("studio sample --model webtext") and "--prime JULIET:" in recipe
-    assert len([s for s in seen if s != final]) >= 2, "no streamed updates were seen"
+    streamed = [value for value in seen if value != final]
+    assert len(streamed) >= 2 and all(final.startswith(value) for value in streamed), \
+        "the text should arrive piece by piece"
     page.screenshot(path=str(ARTIFACTS / "web-write.png"), full_page=True)
 
 
 def test_browser_compose_and_download_midi(browser_page):
     page, _ = browser_page
     page.get_by_role("tab", name="Compose").click()
-    page.wait_for_function("document.querySelector('#compose-model input')?.value === 'websongs'",
-                           timeout=30_000)
+    choose(page, "compose-model", MUSIC)
     page.click("#compose-button")
     page.wait_for_function("document.querySelector('#compose-recipe textarea')?.value.length > 0",
-                           timeout=60_000)
+                           timeout=120_000)
     link = page.locator("#compose-midi a").first
     with page.expect_download() as download:
         link.click()
@@ -437,8 +458,7 @@ def test_browser_compose_and_download_midi(browser_page):
 def test_browser_handwrite(browser_page):
     page, _ = browser_page
     page.get_by_role("tab", name="Handwrite").click()
-    page.wait_for_function("document.querySelector('#handwrite-model input')?.value === 'webhand'",
-                           timeout=30_000)
+    choose(page, "handwrite-model", HAND)
     textbox(page, "handwrite-text").fill("Hello web")
     page.click("#handwrite-button")
     page.wait_for_selector("#handwrite-svg svg path", timeout=60_000)
@@ -450,6 +470,7 @@ def test_browser_handwrite(browser_page):
 def test_browser_look_inside_and_no_outside_requests(browser_page, studio_server):
     page, requests = browser_page
     page.get_by_role("tab", name="Look inside").click()
+    choose(page, "inspect-model", TEXT)
     page.click("#inspect-button")
     page.wait_for_selector("#inspect-html .studio-cells span", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "web-inspect.png"), full_page=True)

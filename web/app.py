@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -34,20 +36,19 @@ def theme():
     return gr.themes.Soft(primary_hue="indigo", font=list(SYSTEM_FONTS), font_mono=list(MONO_FONTS))
 
 
-def build_app(workdir: Path | None = None):
-    """The studio's Blocks.  ``workdir`` (default: the current folder) holds ``runs/``,
-    ``export/`` and ``corpora/`` for the Train tab."""
+def build_app(jobs=None):
+    """The studio's Blocks.  ``jobs`` (a :class:`web.training.TrainingJobs`) runs the
+    Train tab's subprocesses; by default one working in the current folder (``runs/``,
+    ``export/``, ``corpora/``)."""
     import gradio as gr
 
     from . import cells, compose, handwrite, models, training, write
     from .common import OutputFolders, missing_notice, picker_update
 
-    workdir = Path(workdir or Path.cwd())
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
-    jobs = training.TrainingJobs(workdir)
+    jobs = jobs or training.TrainingJobs(Path.cwd())
 
     with gr.Blocks(title="Sequence Studio", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
-        demo.training_jobs = jobs  # so launch() can stop a run when the server exits
         gr.Markdown("# Sequence Studio\nRecurrent models of prose, code, music and handwriting. "
                     "Every result comes with the `studio` command that reproduces it.")
         tabs = []
@@ -89,15 +90,24 @@ def build_app(workdir: Path | None = None):
 
 def launch(host: str = "127.0.0.1", port: int = 7860, *, prevent_thread_lock: bool = False):
     """Serve the studio on ``host:port`` (blocks unless ``prevent_thread_lock``)."""
+    from .training import TrainingJobs
+
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    demo = build_app()
-    atexit.register(demo.training_jobs.shutdown)
+    jobs = TrainingJobs(Path.cwd())
+    atexit.register(jobs.shutdown)  # a training run does not outlive the server
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops like Ctrl-C: cleanly
+    demo = build_app(jobs)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     return demo.launch(server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD,
                        theme=theme(), css_paths=[ASSETS / "studio.css"], ssr_mode=False,
                        show_error=False, footer_links=["api", "settings"], mcp_server=False,
                        pwa=False, enable_monitoring=False, prevent_thread_lock=prevent_thread_lock)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,7 +85,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             with gr.Row():
                 seed = gr.Number(value=3, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                                  scale=3, elem_id="compose-seed")
-                dice = gr.Button("🎲", scale=1, min_width=40)
+                dice = gr.Button("Random", scale=1, min_width=60)
             go = gr.Button("Compose", variant="primary", elem_id="compose-button")
         with gr.Column(scale=3, min_width=360):
             summary = gr.Textbox(label="Piece", elem_id="compose-summary")

@@ -105,7 +105,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             with gr.Row():
                 seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                                  scale=3, elem_id="handwrite-seed")
-                dice = gr.Button("🎲", scale=1, min_width=40)
+                dice = gr.Button("Random", scale=1, min_width=60)
             with gr.Row():
                 stroke_width = gr.Slider(0.5, 8, value=2.0, step=0.5, label="Stroke width")
                 color = gr.ColorPicker("#1a1a2e", label="Ink colour")

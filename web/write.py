@@ -95,7 +95,7 @@ def make_write(outputs: OutputFolders):
             prime_ids = list(domain.prime_ids(settings))
             probabilities = token_probabilities(runtime, prime_ids + sample.tokens, len(sample.tokens))
             body = [domain.token_text(t) for t in sample.tokens]
-            html_view = confidence_html(domain.decode(prime_ids[1:]), body, probabilities)
+            html_view = confidence_html(domain.decode(prime_ids[1 if prime_ids[:1] == [domain.separator_id] else 0:]), body, probabilities)
         else:
             html_view = view_html(sample.text, shown, language)
         count = len(sample.tokens)
@@ -132,7 +132,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             with gr.Row():
                 seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                                  elem_id="write-seed", scale=3)
-                dice = gr.Button("🎲", scale=1, min_width=40, elem_id="write-dice")
+                dice = gr.Button("Random", scale=1, min_width=60, elem_id="write-dice")
             stop = gr.Textbox(label="Stop strings", lines=2, placeholder="one per line; \\n is a newline")
             with gr.Row():
                 view = gr.Radio(list(VIEWS), value="auto", label="Show as",
