@@ -2,8 +2,10 @@
 
 Every figure comes from the same weights: the PyTorch model is rebuilt from the
 bundle's fp32 ONNX initialisers (ONNX LSTM gates are i, o, f, c; PyTorch's i, f, g, o)
-and checked against onnxruntime before anything is timed.  Without an int8 graph in
-the bundle, one is quantised on the fly into a temporary folder.
+and checked against onnxruntime before anything is timed.  A bundle shipped int8-only
+gets its fp32 graph exported into a temporary folder from ``runs/NAME/best.pt``; one
+without an int8 graph gets it quantised on the fly; ``int8_top1_agreement`` confirms
+the two graphs hold the same weights.
 
 What is timed (tokens per second are generated tokens over wall time; each figure is
 the median over short chunks inside ``seconds``, so a burst of load elsewhere moves
@@ -234,6 +236,39 @@ def _int8_bundle(bundle: Bundle, folder: Path) -> Bundle:
     return Bundle.load(folder)
 
 
+def _fp32_bundle(bundle: Bundle, folder: Path, runs_dir: Path = Path("runs")) -> Bundle:
+    """The bundle itself if it ships an fp32 graph; else one exported into ``folder`` from
+    the run it came from (``runs/NAME/best.pt``), beside a copy of its int8 graph."""
+    if "fp32" in bundle.card["graphs"]:
+        return bundle
+    best = Path(runs_dir) / bundle.name / "best.pt"
+    if not best.exists():
+        raise StudioError(f"{bundle.name} ships only an int8 graph and {best} is missing: bench "
+                          "needs the fp32 weights (re-export without --int8-only, or keep the run)")
+    import torch
+
+    from .config import ModelConfig
+    from .export import FP32_GRAPH, INT8_GRAPH, export_onnx
+    from .model import RecurrentLM, StepGraph
+
+    saved = torch.load(best, map_location="cpu", weights_only=False)
+    config = ModelConfig.from_dict(saved["model"])
+    model = RecurrentLM(config)
+    model.load_state_dict(saved["model_state"])
+    model.eval()
+    examples = {"tokens": torch.zeros(2, 3, dtype=torch.long),
+                **{n: torch.zeros(config.layers, 2, config.hidden_size) for n in config.state_names}}
+    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    for name in config.state_names:
+        axes[name] = axes[f"{name}_out"] = {1: "batch"}
+    export_onnx(StepGraph(model).eval(), examples,
+                ["logits", *[f"{n}_out" for n in config.state_names]], axes, folder / FP32_GRAPH)
+    shutil.copy(bundle.graph_path("int8"), folder / INT8_GRAPH)
+    card = dict(bundle.card, graphs={"fp32": FP32_GRAPH, "int8": INT8_GRAPH})
+    (folder / "card.json").write_text(json.dumps(card))
+    return Bundle.load(folder)
+
+
 def cold_start(model_path: Path, runs: int = 3) -> float:
     """Median wall time of `studio sample --length 200` in a fresh process."""
     script = Path(sys.executable).with_name("studio")
@@ -261,8 +296,6 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
     if bundle.domain.head != "categorical":
         raise StudioError(f"bench measures categorical (token) models; {bundle.name} is "
                           f"{bundle.domain.head}")
-    if "fp32" not in bundle.card["graphs"]:
-        raise StudioError(f"{bundle.name} has no fp32 graph: bench compares fp32, int8 and PyTorch")
     config = bundle.card["model"]
     result: dict = {
         "model": bundle.name, "path": str(bundle.path),
@@ -277,10 +310,22 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
     vocab = config["vocab_size"]
     prime_ids = np.random.default_rng(1).integers(0, vocab, PREFILL_TOKENS)
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
-        int8_bundle = _int8_bundle(bundle, Path(tmp))
+        shipped = bundle
+        (Path(tmp) / "fp32").mkdir()
+        (Path(tmp) / "int8").mkdir()
+        bundle = _fp32_bundle(shipped, Path(tmp) / "fp32")
+        result["fp32_exported_here_from"] = None if bundle is shipped else \
+            str(Path("runs") / shipped.name / "best.pt")
+        int8_bundle = _int8_bundle(bundle, Path(tmp) / "int8")
         result["int8_quantised_here"] = int8_bundle is not bundle
         runtimes = {"fp32": Runtime(bundle, precision="fp32"),
                     "int8": Runtime(int8_bundle, precision="int8")}
+        # same weights: int8 must track fp32 closely (different weights would not)
+        check = np.random.default_rng(2).integers(0, vocab, (1, 200))
+        fp32_logits, _ = runtimes["fp32"].logits(check, runtimes["fp32"].init_state(1))
+        int8_logits, _ = runtimes["int8"].logits(check, runtimes["int8"].init_state(1))
+        result["int8_top1_agreement"] = round(float(np.mean(
+            fp32_logits.argmax(-1) == int8_logits.argmax(-1))), 3)
         result["ort_threads"] = runtimes["fp32"].threads
         prime = bundle.domain.decode([int(i) for i in prime_ids[:8]])
         base = SampleSettings(model=str(bundle.path), prime=prime, seed=0)
@@ -311,7 +356,7 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
             ids = prime_ids[None, :]
             result[f"prefill_1000_{precision}_ms"] = round(1000 / rate(
                 lambda: (runtime.logits(ids, runtime.init_state(1)), 1)[1], seconds / 3), 2)
-        default = "int8" if "int8" in bundle.card["graphs"] else "fp32"
+        default = "int8" if "int8" in shipped.card["graphs"] else "fp32"
         result["default_precision"] = default
         result["prefill_1000_ms"] = result[f"prefill_1000_{default}_ms"]
         runtime = runtimes[default]
@@ -329,7 +374,7 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
             runtime, base.with_(num_beams=8), seconds, lambda s: 1), 1)
         if cold:
             say("cold start")
-            result["cold_start_s"] = round(cold_start(bundle.path), 3)
+            result["cold_start_s"] = round(cold_start(shipped.path), 3)
         if torch:
             say("PyTorch")
             result.update(_torch_figures(bundle, runtimes["fp32"], seconds))

@@ -62,3 +62,25 @@ def test_bench_quantises_on_the_fly(tiny_bundle, tmp_path):
     (fp32_only / "card.json").write_text(json.dumps(card))
     quantised = bench._int8_bundle(Bundle.load(fp32_only), tmp_path)
     assert "int8" in quantised.card["graphs"] and (tmp_path / "model.int8.onnx").exists()
+
+
+def test_bench_exports_fp32_for_an_int8_only_bundle(tiny_bundle, tmp_path):
+    import shutil
+
+    int8_only = tmp_path / "tiny"
+    int8_only.mkdir()
+    shutil.copy(tiny_bundle / "model.int8.onnx", int8_only / "model.int8.onnx")
+    card = json.loads((tiny_bundle / "card.json").read_text())
+    card["graphs"] = {"int8": "model.int8.onnx"}
+    (int8_only / "card.json").write_text(json.dumps(card))
+    (tmp_path / "out").mkdir()
+    rebuilt = bench._fp32_bundle(Bundle.load(int8_only), tmp_path / "out",
+                                 runs_dir=tiny_bundle.parent.parent / "runs")
+    original = Runtime(Bundle.load(tiny_bundle), precision="fp32")
+    again = Runtime(rebuilt, precision="fp32")
+    tokens = np.arange(12)[None, :] % card["model"]["vocab_size"]
+    expected, _ = original.logits(tokens, original.init_state(1))
+    got, _ = again.logits(tokens, again.init_state(1))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    with pytest.raises(Exception, match="int8"):
+        bench._fp32_bundle(Bundle.load(int8_only), tmp_path / "out", runs_dir=tmp_path / "none")
