@@ -121,7 +121,8 @@ class MusicDomain(CategoricalDomain):
                 moved_keys = codec.key_offset + key_index // 12 * 12 + (key_index + shift) % 12
                 copies.append(np.where(notes, piece + shift, np.where(keys, moved_keys, piece)))
         order = np.random.default_rng(AUGMENT_SEED).permutation(len(copies))
-        return np.concatenate([copies[i] for i in order])
+        opening = ids[:1] if ids[0] == self.separator_id else ids[:0]  # as the stream opened
+        return np.concatenate([opening] + [copies[i] for i in order])
 
     # --- persistence ----------------------------------------------------------------
     def to_config(self) -> dict:
