@@ -171,10 +171,14 @@ def apply_rules(rules: Sequence[Rule], history: np.ndarray, logits: np.ndarray) 
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """float64 log-probabilities over the last axis; rows with no finite logit give nan.
+    (Method calls rather than ``np.max`` etc.: this runs twice per sampled token.)"""
     logits = logits.astype(np.float64)
-    top = np.max(logits, -1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return logits - top - np.log(np.sum(np.exp(logits - top), -1, keepdims=True))
+    top = logits.max(-1, keepdims=True)
+    if not np.isfinite(top).all():
+        top[~np.isfinite(top)] = 0.0
+    shifted = logits - top
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
@@ -182,14 +186,16 @@ def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.nd
     so results depend only on the seed, not on the BLAS or the batch size)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # a fully banned row: checked next
         probs = np.exp(log_softmax(logits))
-    if not np.all(np.isfinite(probs)):
+    cumulative = probs.cumsum(-1)
+    totals = cumulative[:, -1]
+    if not np.isfinite(totals).all():  # nan spreads along the cumulative sum
         raise StudioError("the sampling rules ban every token (e.g. --no-repeat-ngram too small "
                           "for --length, or --top-p/--top-k with an all-masked row): relax them")
-    cumulative = np.cumsum(probs, -1)
     out = np.empty(len(logits), dtype=np.int64)
+    last = logits.shape[-1] - 1
     for row, generator in enumerate(generators):
-        u = generator.random() * cumulative[row, -1]
-        index = min(int(np.searchsorted(cumulative[row], u, side="right")), logits.shape[-1] - 1)
+        u = generator.random() * totals[row]
+        index = min(int(cumulative[row].searchsorted(u, side="right")), last)
         if probs[row, index] == 0:  # float round-off at the edge: take the nearest allowed token
             allowed = np.flatnonzero(probs[row] > 0)
             index = int(allowed[np.argmin(np.abs(allowed - index))])
