@@ -17,7 +17,7 @@ for corpus in code markdown; do
     --eval-every 250 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/$corpus
 done
 
-# music: events LSTM on the chorales and folk tunes
-$STUDIO train corpora/songs --name songs --domain music --hidden-size 256 --layers 2 \
-  --embedding-size 64 --dropout 0.2 --lr 3e-3 --batch-size 32 --seq-len 128 --max-steps 900 \
-  --eval-every 150 --patience 100 --max-minutes 15 --seed 1337 --quantize int8 --out export/songs
+# music: events LSTM on the Bach chorales (transposed +-5 semitones)
+$STUDIO train corpora/songs/bach --name songs --domain music --hidden-size 256 --layers 2 \
+  --embedding-size 64 --dropout 0.2 --lr 3e-3 --batch-size 32 --seq-len 128 --max-steps 1000 \
+  --eval-every 200 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/songs

@@ -93,7 +93,7 @@ def evaluate(model: str | Path, corpus: str | Path, device: str = "cpu",
     runtime = load_runtime(model, device, precision)
     domain = runtime.bundle.domain
     if hasattr(domain, "evaluate_corpus"):
-        return domain.evaluate_corpus(runtime, Path(corpus))
+        return domain.evaluate_corpus(runtime, Path(corpus), split=split, val_fraction=val_fraction)
     documents = domain.read_corpus(Path(corpus))
     ids = domain.corpus_ids(documents)
     if split == "val":

@@ -99,8 +99,11 @@ def held_out_nats(session, config: ModelConfig, ids: np.ndarray, limit: int = 20
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     """onnxruntime dynamic int8 quantisation of MatMul/Gemm/LSTM weights."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for CNNs
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gemm", "LSTM", "Gather"])
 
