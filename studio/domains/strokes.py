@@ -117,7 +117,7 @@ class StrokesDomain(Domain):
         export_strokes(run_dir, out_dir)
         return Path(out_dir) / "card.json"
 
-    def evaluate_corpus(self, runtime, corpus: Path) -> dict:
+    def evaluate_corpus(self, runtime, corpus: Path, **options) -> dict:
         """``studio eval`` for strokes: nats per point on held-out sequences (the
         Omniglot test split of ``corpus``, or unseen Hershey lines)."""
         from studio.handwriting.evaluate import evaluate_strokes
