@@ -19,5 +19,5 @@ done
 
 # music: events LSTM on the Bach chorales (transposed +-5 semitones)
 $STUDIO train corpora/songs/bach --name songs --domain music --hidden-size 256 --layers 2 \
-  --embedding-size 64 --dropout 0.2 --lr 3e-3 --batch-size 32 --seq-len 128 --max-steps 1000 \
-  --eval-every 200 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/songs
+  --embedding-size 64 --dropout 0.2 --lr 3e-3 --batch-size 32 --seq-len 128 --max-steps 2500 \
+  --eval-every 500 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/songs
