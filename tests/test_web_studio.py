@@ -149,9 +149,14 @@ def build_bundles(work: Path, cache_root: Path) -> float:
 
 
 @pytest.fixture(scope="session")
-def studio_server(tmp_path_factory):
-    """(base URL, work folder): the server starts while the bundles are being built."""
-    work = tmp_path_factory.mktemp("web")
+def studio_server():
+    """(base URL, work folder): the server starts while the bundles are being built.
+    The folder is our own, not pytest's: concurrent pytest sessions prune each other's
+    old basetemps, and the server's working folder must outlive every test here."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="studio-web-test-"))
     (work / "text").mkdir()
     (work / "text" / "play.txt").write_text(PLAY * 6)
     (work / "text" / "code.py").write_text(CODE * 6)
@@ -162,7 +167,7 @@ def studio_server(tmp_path_factory):
     server = subprocess.Popen([sys.executable, "-m", "studio", "web", "--port", str(port)],
                               cwd=work, env=studio_env(work), stdout=log, stderr=subprocess.STDOUT)
     try:
-        built = build_bundles(work, tmp_path_factory.getbasetemp().parent)
+        built = build_bundles(work, Path(tempfile.gettempdir()))
         url = f"http://127.0.0.1:{port}/"
         deadline = time.time() + SERVER_START_S
         while True:
@@ -182,6 +187,7 @@ def studio_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -415,26 +421,37 @@ WATCH = """([selector, key]) => {
 }"""
 
 
-def test_browser_write_streams_text(browser_page):
+def test_browser_write_streams_text_and_colours_confidence(browser_page):
     page, _ = browser_page
     ARTIFACTS.mkdir(exist_ok=True)
     choose(page, "write-model", TEXT)
     textbox(page, "write-prime").fill("JULIET:")
+    # greedy and long: the tiny model takes a while and never ends the document early
     page.locator("#write-temperature input[type=number]").fill("0")
-    page.locator("#write-length input[type=number]").fill("1500")
+    page.locator("#write-length input[type=number]").fill("2000")
     page.locator("#write-length input[type=number]").press("Tab")
     page.evaluate(WATCH, ["#write-text textarea", "seen"])
     page.click("#write-button")
     page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0",
                            timeout=120_000)
     final = textbox(page, "write-text").input_value()
-    recipe = textbox(page, "write-recipe").input_value()
     seen = page.evaluate("window.seen_stop(), window.seen")
-    assert final.startswith("JULIET:") and len(final) > 300
-    assert recipe.startswith("studio sample --model webtext") and "--prime JULIET:" in recipe
+    assert final.startswith("JULIET:") and len(final) == len("JULIET:") + 2000
     streamed = [value for value in seen if value != final]
     assert len(streamed) >= 2 and all(final.startswith(value) for value in streamed), \
         "the text should arrive piece by piece"
+
+    page.locator("#write-temperature input[type=number]").fill("0.8")
+    page.locator("#write-length input[type=number]").fill("300")
+    page.locator("#write-length input[type=number]").press("Tab")
+    page.locator("#write-confidence input").check()
+    page.click("#write-button")
+    page.wait_for_function(
+        "document.querySelector('#write-recipe textarea')?.value.includes('--temp 0.8')",
+        timeout=120_000)
+    page.wait_for_selector("#write-view .studio-confidence span[title]", timeout=30_000)
+    recipe = textbox(page, "write-recipe").input_value()
+    assert recipe.startswith("studio sample --model webtext") and "--prime JULIET:" in recipe
     page.screenshot(path=str(ARTIFACTS / "web-write.png"), full_page=True)
 
 
@@ -451,7 +468,8 @@ def test_browser_compose_and_download_midi(browser_page):
     target = ARTIFACTS / "web-compose.mid"
     download.value.save_as(target)
     assert target.read_bytes()[:4] == b"MThd"
-    page.wait_for_selector("#compose-roll img", timeout=30_000)
+    page.wait_for_function("document.querySelector('#compose-roll img')?.naturalWidth > 0",
+                           timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "web-compose.png"), full_page=True)
 
 
@@ -462,7 +480,8 @@ def test_browser_handwrite(browser_page):
     textbox(page, "handwrite-text").fill("Hello web")
     page.click("#handwrite-button")
     page.wait_for_selector("#handwrite-svg svg path", timeout=60_000)
-    page.wait_for_selector("#handwrite-gif img", timeout=30_000)
+    page.wait_for_function("document.querySelector('#handwrite-gif img')?.naturalWidth > 0",
+                           timeout=30_000)
     assert "Hello web" in textbox(page, "handwrite-summary").input_value()
     page.screenshot(path=str(ARTIFACTS / "web-handwrite.png"), full_page=True)
 

@@ -50,8 +50,6 @@ def user_errors(handler: Callable) -> Callable:
         def stream(*args, **kwargs):
             try:
                 yield from handler(*args, **kwargs)
-            except GeneratorExit:
-                raise
             except Exception as error:
                 raise _as_gradio_error(error) from None
         return stream
