@@ -23,6 +23,8 @@ it less):
 * ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
+* ``reference_gemv_us``: a numpy matrix-vector product the size of one LSTM layer's
+  recurrent weights, so that figures from a busy or slow machine can be recognised;
 * ``cold_start_s``: wall time of ``studio sample --length 200`` in a fresh process
   (median of 3 after one warm-up run).
 
@@ -88,6 +90,20 @@ def probe(step: Callable[[], None], tries: int = 20) -> float:
     for _ in range(tries):
         step()
     return (time.perf_counter() - start) / tries
+
+
+def reference_gemv_us(repeats: int = 2000) -> float:
+    """Median microseconds of a (2048 x 512) @ (512,) float32 product in numpy: one LSTM
+    layer's recurrent matrix, to tell a slow or busy machine from a slow runtime."""
+    matrix = np.random.default_rng(0).random((2048, 512), dtype=np.float32)
+    vector = matrix[0].copy()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats // 5):
+            matrix @ vector
+        times.append((time.perf_counter() - start) / (repeats // 5) * 1e6)
+    return statistics.median(times)
 
 
 # --- the product's sampling loop, separator ignored ---------------------------------------
@@ -307,6 +323,7 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
     import onnxruntime
 
     result["onnxruntime"] = onnxruntime.__version__
+    result["reference_gemv_us"] = round(reference_gemv_us(), 1)
     vocab = config["vocab_size"]
     prime_ids = np.random.default_rng(1).integers(0, vocab, PREFILL_TOKENS)
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
