@@ -72,7 +72,8 @@ def build_tab() -> dict:
         names = [row[0] for row in rows]
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Card",
                              allow_custom_value=True, scale=3, elem_id="models-card-picker")
-    card = gr.JSON(label="Card", elem_id="models-card")
+    first = Bundle.load(rows[0][-1]).card if rows and rows[0][1] != "damaged" else None
+    card = gr.JSON(card_summary(first) if first else None, label="Card", elem_id="models-card")
     refresh.click(models, outputs=table, api_name="models")
     picker.change(model_card, inputs=picker, outputs=card, api_name="model_card")
     return {"table": table, "picker": picker}

@@ -179,7 +179,9 @@ def progress(job: Job) -> tuple[str, list[list]]:
 def plot_value(points: list[list]):
     import pandas as pd
 
-    return pd.DataFrame(points, columns=["step", "loss", "series"])
+    # typed even when empty: the plot fixes its axis types from the first value it gets
+    return pd.DataFrame(points, columns=["step", "loss", "series"]).astype(
+        {"step": "float64", "loss": "float64", "series": "str"})
 
 
 def make_train(jobs: TrainingJobs):
@@ -256,13 +258,13 @@ def build_tab(jobs: TrainingJobs) -> gr.Button:
         with gr.Column(scale=3, min_width=360):
             status = gr.Textbox(label="Progress", elem_id="train-status")
             plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (nats/token)",
-                               height=280, elem_id="train-plot")
+                               height=320, elem_id="train-plot")
             log = gr.Textbox(label="Log", lines=6, max_lines=15, elem_id="train-log")
             command = gr.Textbox(label="Same run from the CLI", buttons=["copy"])
     event = start.click(make_train(jobs),
                         inputs=[corpus, uploads, name, domain, hidden_size, layers, seq_len,
                                 batch_size, max_steps, max_minutes, eval_every],
                         outputs=[status, plot, log, command], api_name="train",
-                        concurrency_limit=1, concurrency_id="train")
+                        concurrency_limit=1, concurrency_id="train", show_progress="minimal")
     cancel.click(user_errors(jobs.cancel), outputs=status, api_name="cancel_training")
     return event
