@@ -22,7 +22,8 @@ from .common import (MAX_SEED, OutputFolders, as_float, as_int, missing_notice, 
                      preferred, require_model, user_errors, writes_text, bundles_for)
 from .text_view import VIEWS, confidence_html, corpus_view, token_probabilities, view_html
 
-STREAM_INTERVAL_S = 0.08  # at most ~12 screen updates a second per request
+STREAM_INTERVAL_S = 0.08  # a screen update at least this often while tokens come ...
+STREAM_TOKENS = 32  # ... or after this many tokens, so fast small models still stream
 MAX_LENGTH = 2000
 WRITE_CONCURRENCY = 4
 DEFAULT_MODEL = "prose"
@@ -73,6 +74,7 @@ def make_write(outputs: OutputFolders):
         text = settings.prime or ""
         pieces: list[str] = []
         started = last_update = time.monotonic()
+        shown_tokens = 0
         yield text, "", view_html(text, shown, language), None, "writing..."
         samples = []
         for item in sample_iter(settings=settings):
@@ -80,8 +82,9 @@ def make_write(outputs: OutputFolders):
                 samples = item
                 break
             pieces.append(item[2])
-            if time.monotonic() - last_update >= STREAM_INTERVAL_S:
-                last_update = time.monotonic()
+            if (time.monotonic() - last_update >= STREAM_INTERVAL_S
+                    or len(pieces) - shown_tokens >= STREAM_TOKENS):
+                last_update, shown_tokens = time.monotonic(), len(pieces)
                 partial = text + "".join(pieces)
                 yield partial, "", view_html(partial, shown, language), None, f"{len(pieces)} tokens..."
         seconds = time.monotonic() - started
