@@ -76,7 +76,7 @@ def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, 
             print(json.dumps({**item.to_json(), "files": written[:]} if out else item.to_json(),
                              ensure_ascii=False))
         elif not getattr(domain, "streams_text", False) or settings.num > 1:
-            if settings.num > 1:
+            if len(samples) > 1:
                 print(f"--- sample {index + 1} (logprob {item.logprob:.2f}) ---")
             print(item.text)
     if written and not json_lines:
