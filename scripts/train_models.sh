@@ -21,3 +21,10 @@ done
 $STUDIO train corpora/songs/bach --name songs --domain music --hidden-size 256 --layers 2 \
   --embedding-size 64 --dropout 0.2 --lr 3e-3 --batch-size 32 --seq-len 128 --max-steps 2500 \
   --eval-every 500 --patience 100 --max-minutes 12 --seed 1337 --quantize int8 --out export/songs
+
+# handwriting: text-conditioned synthesis net on the synthetic Hershey corpus (seeded), and
+# the unconditional doodle net on Omniglot strokes
+.venv/bin/python -m studio.handwriting.train hershey runs/handwriting --conditional --max-steps 1500 \
+  --max-minutes 75 --hidden-size 128 --layers 3 --batch-size 32 --seed 1 --export export/handwriting
+.venv/bin/python -m studio.handwriting.train omniglot runs/doodle --max-steps 2000 --max-minutes 25 \
+  --hidden-size 256 --layers 2 --batch-size 64 --eval-every 200 --seed 1 --export export/doodle

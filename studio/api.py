@@ -65,7 +65,7 @@ def sample_iter(model: str | Path = "prose", settings: SampleSettings | None = N
     domain = runtime.bundle.domain
     if domain.head == "mixture":
         output = domain.generate(runtime, settings)
-        yield [Sample(output.text, [], math.nan, settings, output)]
+        yield [Sample(output.text, [], float(getattr(output, "logprob", math.nan)), settings, output)]
         return
     generation = Generation(runtime, domain, settings)
     for row, token in generation:

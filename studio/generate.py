@@ -40,7 +40,8 @@ class Sample:
         return command_line(self.settings)
 
     def to_json(self) -> dict:
-        return {"text": self.text, "tokens": self.tokens, "logprob": round(self.logprob, 6),
+        logprob = round(self.logprob, 6) if math.isfinite(self.logprob) else None  # JSON has no NaN
+        return {"text": self.text, "tokens": self.tokens, "logprob": logprob,
                 "settings": self.settings.to_dict(), "command": self.command, **self.extra}
 
 
