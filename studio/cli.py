@@ -156,11 +156,13 @@ def export_command(
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
     int8_only: Annotated[bool, typer.Option(help="With --quantize int8, ship only the int8 graph.")] = False,
+    fp32_only: Annotated[bool, typer.Option(help="With --quantize int8, measure int8 (card) but ship only fp32.")] = False,
 ):
     """Export a trained run to an ONNX bundle with its card."""
     from .training import export_any
 
-    export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only)
+    export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only,
+               drop_int8=fp32_only)
 
 
 # --- sample / eval / models -----------------------------------------------------------

@@ -109,7 +109,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
 
 
 def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
-               drop_fp32: bool = False, quiet: bool = False) -> Path:
+               drop_fp32: bool = False, drop_int8: bool = False, quiet: bool = False) -> Path:
     """Write a bundle for the run's best weights to ``out_dir``; returns the card path."""
     run = RunDir(run_dir)
     require(run.checkpoint.exists() or run.best.exists(),
@@ -163,6 +163,9 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
         if drop_fp32:
             fp32_path.unlink()
             del graphs["fp32"]
+        elif drop_int8:  # measured and recorded in the card, but not shipped
+            int8_path.unlink()
+            del graphs["int8"]
 
     card = {
         "studio_version": __version__,

@@ -59,7 +59,7 @@ def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, 
 
 
 def export_any(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
-               drop_fp32: bool = False) -> Path:
+               drop_fp32: bool = False, drop_int8: bool = False) -> Path:
     """Export a run of any domain to a bundle folder; returns the card path."""
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
@@ -72,4 +72,4 @@ def export_any(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
         return cls.export_run(run_dir, out_dir, quantize=quantize)
     from .export import export_run
 
-    return export_run(run_dir, out_dir, quantize=quantize, drop_fp32=drop_fp32)
+    return export_run(run_dir, out_dir, quantize=quantize, drop_fp32=drop_fp32, drop_int8=drop_int8)
