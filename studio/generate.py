@@ -89,14 +89,17 @@ class Generation:
         last = np.repeat(last, rows, axis=0)
         rules = build_rules(settings, self.mask)
         generators = [np.random.default_rng([settings.seed, row]) for row in range(rows)]
-        history = np.tile(np.asarray(self.prime, dtype=np.int64), (rows, 1))
+        # one buffer for the whole run: growing an array every step costs O(length^2)
+        history = np.empty((rows, len(self.prime) + settings.length), dtype=np.int64)
+        history[:, :len(self.prime)] = self.prime
+        filled = len(self.prime)
         generated: list[list[int]] = [[] for _ in range(rows)]
         tails = [""] * rows
         logprob = np.zeros(rows)
         active = np.ones(rows, dtype=bool)
         longest_stop = max((len(s) for s in settings.stop), default=0)
         for _ in range(settings.length):
-            shaped = apply_rules(rules, history, last)
+            shaped = apply_rules(rules, history[:, :filled], last) if rules else last
             tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
             model_lp = log_softmax(last)[np.arange(rows), tokens]
             for row in np.flatnonzero(active):
@@ -113,7 +116,8 @@ class Generation:
                         active[row] = False
             if not active.any():
                 break
-            history = np.concatenate([history, tokens[:, None]], axis=1)
+            history[:, filled] = tokens
+            filled += 1
             logits, state = self.runtime.logits(tokens[:, None], state)
             last = logits[:, 0].astype(np.float64)
         for row in range(rows):
