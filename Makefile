@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Debian packages: fluidsynth + a small General MIDI soundfont (MIDI -> WAV offline),
-# chromium for the browser tests (never `playwright install`)
+# chromium for the browser tests (Playwright drives this Debian build; it never downloads its own)
 $(SYSTEM_STAMP): | $(STAMP)
 	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v chromium >/dev/null; then \
 	  echo "Debian packages present"; \
