@@ -100,8 +100,12 @@ class Generation:
         longest_stop = max((len(s) for s in settings.stop), default=0)
         for _ in range(settings.length):
             shaped = apply_rules(rules, history[:, :filled], last) if rules else last
-            tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
-            model_lp = log_softmax(last)[np.arange(rows), tokens]
+            last_lp = log_softmax(last)  # the model's own distribution: scores every sample
+            if settings.is_greedy:
+                tokens = shaped.argmax(-1)
+            else:  # with no rule the shaped logits are the model's: reuse its log-softmax
+                tokens = draw(shaped, generators, last_lp if shaped is last else None)
+            model_lp = last_lp[np.arange(rows), tokens]
             for row in np.flatnonzero(active):
                 token = int(tokens[row])
                 generated[row].append(token)

@@ -46,9 +46,7 @@ def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, 
         samples = sample(settings=settings)
     else:
         generation = Generation(runtime, domain, settings)
-        stream = (not json_lines and settings.num == 1 and getattr(domain, "streams_text", False)
-                  and sys.stdout.isatty() or (not json_lines and settings.num == 1
-                                              and getattr(domain, "streams_text", False)))
+        stream = not json_lines and settings.num == 1 and getattr(domain, "streams_text", False)
         if stream:
             sys.stdout.write(domain.decode(generation.prime[generation.hidden:]))
             sys.stdout.flush()

@@ -181,11 +181,13 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
-def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
+def draw(logits: np.ndarray, generators: Sequence[np.random.Generator],
+         log_probs: np.ndarray | None = None) -> np.ndarray:
     """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
-    so results depend only on the seed, not on the BLAS or the batch size)."""
+    so results depend only on the seed, not on the BLAS or the batch size).  Pass
+    ``log_probs = log_softmax(logits)`` when the caller has it already."""
     with np.errstate(divide="ignore", invalid="ignore"):  # a fully banned row: checked next
-        probs = np.exp(log_softmax(logits))
+        probs = np.exp(log_softmax(logits) if log_probs is None else log_probs)
     cumulative = probs.cumsum(-1)
     totals = cumulative[:, -1]
     if not np.isfinite(totals).all():  # nan spreads along the cumulative sum
