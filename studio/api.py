@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .bundle import Bundle
-from .errors import StudioError
+from .errors import StudioError, require
 from .generate import Generation, Sample, nats_per_token
 from .runtime import Runtime
 from .sampling.settings import SampleSettings
@@ -84,16 +84,23 @@ def sample(model: str | Path = "prose", settings: SampleSettings | None = None,
 
 
 def evaluate(model: str | Path, corpus: str | Path, device: str = "cpu",
-             precision: str = "auto", split: str = "all", val_fraction: float = 0.1) -> dict:
+             precision: str = "auto", split: str = "all", val_fraction: float = 0.1,
+             temperature: float = 1.0, samples: int = 20, bars: int = 16, seed: int = 0) -> dict:
     """Nats and bits per token of a bundle on a corpus (file or folder), through onnxruntime.
     Documents are joined by the separator, as in training; ``split="val"`` scores only
-    the last ``val_fraction`` of the tokens (the usual held-out split)."""
+    the last ``val_fraction`` of the tokens (the usual held-out split).  Music models also
+    generate ``samples`` pieces of ``bars`` bars at ``temperature`` (seeded) and compare
+    their metrics with the corpus's; text models ignore those four."""
     if split not in ("all", "val"):
         raise StudioError(f"--split must be all or val (got {split!r})")
+    require(0 < val_fraction < 1, f"--val-fraction must be between 0 and 1 (got {val_fraction})")
+    require(temperature > 0, f"--temp must be positive (got {temperature})")
+    require(samples >= 1 and bars >= 1, f"--samples and --bars must be at least 1 (got {samples}, {bars})")
     runtime = load_runtime(model, device, precision)
     domain = runtime.bundle.domain
     if hasattr(domain, "evaluate_corpus"):
-        return domain.evaluate_corpus(runtime, Path(corpus), split=split, val_fraction=val_fraction)
+        return domain.evaluate_corpus(runtime, Path(corpus), split=split, val_fraction=val_fraction,
+                                      temperature=temperature, samples=samples, bars=bars, seed=seed)
     documents = domain.read_corpus(Path(corpus))
     ids = domain.corpus_ids(documents)
     if split == "val":

@@ -264,13 +264,24 @@ def _fp32_bundle(bundle: Bundle, folder: Path, runs_dir: Path = Path("runs")) ->
     import torch
 
     from .config import ModelConfig
-    from .export import FP32_GRAPH, INT8_GRAPH, export_onnx
-    from .model import RecurrentLM, StepGraph
+    from .export import INT8_GRAPH
+    from .model import RecurrentLM
 
     saved = torch.load(best, map_location="cpu", weights_only=False)
-    config = ModelConfig.from_dict(saved["model"])
-    model = RecurrentLM(config)
+    model = RecurrentLM(ModelConfig.from_dict(saved["model"]))
     model.load_state_dict(saved["model_state"])
+    shutil.copy(bundle.graph_path("int8"), folder / INT8_GRAPH)
+    return _export_fp32(model, bundle, folder, extra_graphs={"int8": INT8_GRAPH})
+
+
+def _export_fp32(model, like: Bundle, folder: Path, extra_graphs: dict | None = None) -> Bundle:
+    """``model`` (a RecurrentLM) exported to ``folder`` as a bundle with ``like``'s card."""
+    import torch
+
+    from .export import FP32_GRAPH, export_onnx, io_spec
+    from .model import StepGraph
+
+    config = model.config
     model.eval()
     examples = {"tokens": torch.zeros(2, 3, dtype=torch.long),
                 **{n: torch.zeros(config.layers, 2, config.hidden_size) for n in config.state_names}}
@@ -279,10 +290,33 @@ def _fp32_bundle(bundle: Bundle, folder: Path, runs_dir: Path = Path("runs")) ->
         axes[name] = axes[f"{name}_out"] = {1: "batch"}
     export_onnx(StepGraph(model).eval(), examples,
                 ["logits", *[f"{n}_out" for n in config.state_names]], axes, folder / FP32_GRAPH)
-    shutil.copy(bundle.graph_path("int8"), folder / INT8_GRAPH)
-    card = dict(bundle.card, graphs={"fp32": FP32_GRAPH, "int8": INT8_GRAPH})
+    card = dict(like.card, graphs={"fp32": FP32_GRAPH, **(extra_graphs or {})},
+                model=config.to_dict(), io=io_spec(config))
     (folder / "card.json").write_text(json.dumps(card))
     return Bundle.load(folder)
+
+
+def _shaped_bundle(like: Bundle, shape: str, folder: Path) -> Bundle:
+    """A randomly initialised LSTM of ``shape`` ("LAYERSxHIDDEN") with ``like``'s vocabulary
+    and embedding width, exported to ``folder``: speed does not depend on weight values,
+    so any model size can be timed on any machine."""
+    try:
+        layers, hidden = (int(part) for part in shape.lower().split("x"))
+    except ValueError:
+        raise StudioError(f"--shape must look like 2x512 (layers x hidden size), got {shape!r}") from None
+    if not (1 <= layers <= 8 and 8 <= hidden <= 4096):
+        raise StudioError(f"--shape {shape}: layers must be 1-8 and hidden size 8-4096")
+    import torch
+
+    from .config import ModelConfig
+    from .model import RecurrentLM
+
+    config = like.card["model"]
+    torch.manual_seed(0)
+    model = RecurrentLM(ModelConfig(vocab_size=config["vocab_size"], cell=config["cell"],
+                                    layers=layers, hidden_size=hidden,
+                                    embedding_size=config["embedding_size"], dropout=0.0))
+    return _export_fp32(model, like, folder)
 
 
 def cold_start(model_path: Path, runs: int = 3) -> float:
@@ -305,13 +339,29 @@ def cold_start(model_path: Path, runs: int = 3) -> float:
 
 
 def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = True,
-            cold: bool = True, progress: Callable[[str], None] | None = None) -> dict:
-    """All figures for one bundle, as a dict (the keys of ``studio bench --json``)."""
+            cold: bool = True, progress: Callable[[str], None] | None = None,
+            shape: str | None = None) -> dict:
+    """All figures for one bundle, as a dict (the keys of ``studio bench --json``).  With
+    ``shape`` ("2x512"), a randomly initialised LSTM of that shape with the bundle's
+    vocabulary stands in for the bundle's weights (``weights: random``)."""
     say = progress or (lambda message: None)
     bundle = Bundle.load(model)
     if bundle.domain.head != "categorical":
         raise StudioError(f"bench measures categorical (token) models; {bundle.name} is "
                           f"{bundle.domain.head}")
+    stand_in = tempfile.TemporaryDirectory(prefix="studio-bench-shape-") if shape else None
+    if shape:
+        say(f"exporting a random {shape} LSTM")
+        bundle = _shaped_bundle(bundle, shape, Path(stand_in.name))
+    try:
+        return _measure(bundle, seconds, torch=torch, cold=cold, say=say, shaped=bool(shape))
+    finally:
+        if stand_in is not None:
+            stand_in.cleanup()
+
+
+def _measure(bundle: Bundle, seconds: float, *, torch: bool, cold: bool,
+             say: Callable[[str], None], shaped: bool) -> dict:
     config = bundle.card["model"]
     result: dict = {
         "model": bundle.name, "path": str(bundle.path),
@@ -319,6 +369,7 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
                  f"vocab {config['vocab_size']}",
         "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_avg_before": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+        "weights": "random (--shape)" if shaped else "trained",
     }
     import onnxruntime
 
@@ -443,12 +494,13 @@ ROWS = [("PyTorch step loop, default settings", "torch_naive_tok_s", "tok/s"),
         ("cold start, `studio sample --length 200`", "cold_start_s", "s")]
 
 
-def run_bench(model: str = "prose", json_out: bool = False, seconds: float = 3.0) -> dict:
+def run_bench(model: str = "prose", json_out: bool = False, seconds: float = 3.0,
+              shape: str | None = None) -> dict:
     """`studio bench`: measure, then print JSON or a table."""
     if seconds <= 0:
         raise StudioError(f"--seconds must be positive (got {seconds})")
     progress = None if json_out else (lambda message: print(f"  {message} ...", file=sys.stderr))
-    result = measure(model, seconds, progress=progress)
+    result = measure(model, seconds, progress=progress, shape=shape)
     if json_out:
         print(json.dumps(result))
         return result

@@ -233,14 +233,21 @@ def eval_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto | fp32 | int8.")] = "auto",
+    temperature: Annotated[float, typer.Option("--temp", "--temperature",
+                           help="Music: temperature of the generated pieces.")] = 1.0,
+    samples: Annotated[int, typer.Option(help="Music: pieces to generate and compare.")] = 20,
+    bars: Annotated[int, typer.Option(help="Music: bars per generated piece.")] = 16,
+    seed: Annotated[int, typer.Option(help="Music: seed of the generated pieces.")] = 0,
 ):
-    """Score a model on a corpus: nats and bits per token (onnxruntime)."""
+    """Score a model on a corpus: nats and bits per token (onnxruntime); for music also
+    the MusPy-style metrics of generated pieces beside the corpus's."""
     import json
 
     from .api import evaluate
 
     report = evaluate(model, corpus, device=device, precision=precision, split=split,
-                      val_fraction=val_fraction)
+                      val_fraction=val_fraction, temperature=temperature, samples=samples,
+                      bars=bars, seed=seed)
     if json_out:
         typer.echo(json.dumps(report))
         return
@@ -303,11 +310,14 @@ def bench(
     model: Annotated[str, typer.Option(help="Bundle to benchmark (a run folder beside it is used for torch).")] = "prose",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     seconds: Annotated[float, typer.Option(help="Time budget per measurement.")] = 3.0,
+    shape: Annotated[Optional[str], typer.Option(
+        help="Time a randomly initialised LSTM of this shape (e.g. 2x512) with the model's "
+             "vocabulary instead of its trained weights.")] = None,
 ):
     """Measure sampling speed: PyTorch vs onnxruntime fp32/int8, batches, beams, prefill, cold start."""
     from .bench import run_bench
 
-    run_bench(model, json_out=json_out, seconds=seconds)
+    run_bench(model, json_out=json_out, seconds=seconds, shape=shape)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from .errors import StudioError
 from .runtime import Runtime
 from .sampling.beam import beam_search
 from .sampling.rules import (NoRepeatNGram, RepetitionPenalty, AllowedTokens, apply_rules,
-                             build_rules, draw, log_softmax)
+                             build_rules, draw, draw_weights, log_softmax)
 from .sampling.settings import SampleSettings, command_line
 
 
@@ -51,9 +51,10 @@ class Generation:
         self.prime = list(domain.prime_ids(settings))
         if not self.prime:
             raise StudioError("nothing to start from: give a prime")
-        # a leading separator marks "start of a document": it is fed, never shown
-        self.hidden = 1 if self.prime[0] == domain.separator_id else 0
+        # context the domain puts before the prime (a separator, a newline): fed, never shown
+        self.hidden = domain.hidden_prefix(self.prime, settings)
         self.mask = domain.logits_mask(settings)
+        self.constraints = domain.constraints(settings)
         self.results: list[Sample] = []
 
     # --- helpers ----------------------------------------------------------------------
@@ -87,7 +88,7 @@ class Generation:
         state, last = self._prefill()
         state = Runtime.select(state, np.zeros(rows, dtype=np.int64))
         last = np.repeat(last, rows, axis=0)
-        rules = build_rules(settings, self.mask)
+        rules = build_rules(settings, self.mask, self.constraints)
         generators = [np.random.default_rng([settings.seed, row]) for row in range(rows)]
         # one buffer for the whole run: growing an array every step costs O(length^2)
         history = np.empty((rows, len(self.prime) + settings.length), dtype=np.int64)
@@ -98,21 +99,27 @@ class Generation:
         logprob = np.zeros(rows)
         active = np.ones(rows, dtype=bool)
         longest_stop = max((len(s) for s in settings.stop), default=0)
+        separator, is_finished = self.domain.separator_id, self.domain.is_finished
+        step = self.runtime.step_logits
+        arange = np.arange(rows)
         for _ in range(settings.length):
-            shaped = apply_rules(rules, history[:, :filled], last) if rules else last
-            last_lp = log_softmax(last)  # the model's own distribution: scores every sample
-            if settings.is_greedy:
-                tokens = shaped.argmax(-1)
-            else:  # with no rule the shaped logits are the model's: reuse its log-softmax
-                tokens = draw(shaped, generators, last_lp if shaped is last else None)
-            model_lp = last_lp[np.arange(rows), tokens]
+            # the model's own distribution scores every sample: log p = x - logsumexp(x)
+            top = last.max(-1, keepdims=True)
+            weights = np.exp(last - top)
+            log_total = top[:, 0] + np.log(weights.sum(-1))
+            if rules:
+                shaped = apply_rules(rules, history[:, :filled], last)
+                tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
+            else:  # no rule reshapes the logits: draw from the weights just computed
+                tokens = last.argmax(-1) if settings.is_greedy else draw_weights(weights, generators)
+            model_lp = last[arange, tokens] - log_total
             for row in np.flatnonzero(active):
                 token = int(tokens[row])
                 generated[row].append(token)
                 logprob[row] += model_lp[row]
-                if token != self.domain.separator_id:
+                if token != separator:
                     yield row, token
-                if self._is_final(generated[row]):
+                if token == separator or is_finished(generated[row], settings):
                     active[row] = False
                 elif settings.stop:
                     tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64):]
@@ -122,8 +129,7 @@ class Generation:
                 break
             history[:, filled] = tokens
             filled += 1
-            logits, state = self.runtime.logits(tokens[:, None], state)
-            last = logits[:, 0].astype(np.float64)
+            last, state = step(tokens[:, None], state)
         for row in range(rows):
             self.results.append(self._finish(generated[row], logprob[row]))
 
@@ -133,13 +139,15 @@ class Generation:
         rules = []
         if self.mask is not None:
             rules.append(AllowedTokens(self.mask))
+        rules.extend(self.constraints)
         if settings.repetition_penalty != 1.0:
             rules.append(RepetitionPenalty(settings.repetition_penalty))
         if settings.no_repeat_ngram_size:
             rules.append(NoRepeatNGram(settings.no_repeat_ngram_size))
         if (settings.stochastic_beams or settings.branch_factor > 1
                 or settings.steps_per_iteration > 1):
-            rules = build_rules(settings, self.mask)  # sampled beams: temperature etc. apply too
+            # sampled beams: temperature etc. apply too
+            rules = build_rules(settings, self.mask, self.constraints)
 
         def step(tokens, beam_state):
             logits, beam_state = self.runtime.logits(tokens[:, None], beam_state)

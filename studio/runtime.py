@@ -185,6 +185,19 @@ class Runtime:
         outputs, state = self.run({"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}, state)
         return outputs["logits"], state
 
+    def step_logits(self, tokens: np.ndarray, state: dict[str, np.ndarray]):
+        """tokens (batch, 1) -> float64 logits (batch, vocab) of the next token, next state:
+        the sampling loop's call, with the bookkeeping of :meth:`run` cut to the minimum."""
+        if self.row_exact and len(tokens) > 1 or self.use_binding:
+            logits, state = self.logits(tokens, state)
+            return logits[:, 0].astype(np.float64), state
+        feeds = {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}
+        feeds.update(state)
+        values = self.session.run(self._fetch, feeds)
+        names = self.state_names
+        return (values[0][:, 0].astype(np.float64),
+                {names[i]: values[i + 1] for i in range(len(names))})
+
     @staticmethod
     def select(state: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Reorder / repeat batch rows of every state tensor (axis 1 by convention)."""

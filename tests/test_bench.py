@@ -84,3 +84,18 @@ def test_bench_exports_fp32_for_an_int8_only_bundle(tiny_bundle, tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
     with pytest.raises(Exception, match="int8"):
         bench._fp32_bundle(Bundle.load(int8_only), tmp_path / "out", runs_dir=tmp_path / "none")
+
+
+def test_shape_times_a_random_model_of_that_shape(tiny_bundle, tmp_path):
+    like = Bundle.load(tiny_bundle)
+    shaped = bench._shaped_bundle(like, "3x24", tmp_path)
+    assert shaped.card["model"]["layers"] == 3 and shaped.card["model"]["hidden_size"] == 24
+    assert shaped.card["model"]["vocab_size"] == like.card["model"]["vocab_size"]
+    runtime = Runtime(shaped, precision="fp32")
+    state = runtime.init_state(2)
+    assert state["h"].shape == (3, 2, 24)
+    logits, _ = runtime.logits(np.zeros((2, 5), dtype=np.int64), state)
+    assert logits.shape == (2, 5, like.card["model"]["vocab_size"])
+    for bad in ("2by512", "0x512", "2x4"):
+        with pytest.raises(bench.StudioError, match="--shape"):
+            bench._shaped_bundle(like, bad, tmp_path)

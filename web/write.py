@@ -98,7 +98,8 @@ def make_write(outputs: OutputFolders):
             prime_ids = list(domain.prime_ids(settings))
             probabilities = token_probabilities(runtime, prime_ids + sample.tokens, len(sample.tokens))
             body = [domain.token_text(t) for t in sample.tokens]
-            html_view = confidence_html(domain.decode(prime_ids[1 if prime_ids[:1] == [domain.separator_id] else 0:]), body, probabilities)
+            shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings):])
+            html_view = confidence_html(shown_prime, body, probabilities)
         else:
             html_view = view_html(sample.text, shown, language)
         count = len(sample.tokens)

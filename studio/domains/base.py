@@ -82,6 +82,11 @@ class CategoricalDomain(Domain):
     def decode(self, ids: Sequence[int]) -> Any:
         """Ids -> item; the separator id ends nothing here, callers decide."""
 
+    def hidden_prefix(self, prime_ids: Sequence[int], settings: Any) -> int:
+        """How many leading ``prime_ids`` are context that a sample does not show: by
+        default a leading separator ("start of a document")."""
+        return 1 if list(prime_ids[:1]) == [self.separator_id] else 0
+
     def token_text(self, token_id: int) -> str:
         """Human-readable label for one id (streaming, visualisation)."""
         return str(self.decode([token_id]))

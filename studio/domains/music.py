@@ -18,6 +18,7 @@ import numpy as np
 from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
 from ..music.events import PITCH_COUNT, EventCodec, Piece
+from ..music.grammar import NoteGrammar, corpus_limits
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, read_pieces
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
@@ -47,8 +48,13 @@ class MusicDomain(CategoricalDomain):
     suffixes: ClassVar[tuple[str, ...]] = MIDI_SUFFIXES + SCORE_SUFFIXES
     default_suffix: ClassVar[str] = ".mid"  # `studio sample` writes a MIDI file unasked
 
-    def __init__(self, codec: EventCodec | None = None):
+    def __init__(self, codec: EventCodec | None = None, max_note_ticks: int | None = None,
+                 max_voices: int | None = None):
         self.codec = codec or EventCodec()
+        # the note grammar's limits (see studio.music.grammar): measured on the training
+        # corpus; bundles from before they were recorded get 8 beats and no voice cap
+        self.max_note_ticks = int(max_note_ticks or 8 * self.codec.ticks_per_beat)
+        self.max_voices = int(max_voices or PITCH_COUNT)
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
@@ -80,8 +86,11 @@ class MusicDomain(CategoricalDomain):
     @classmethod
     def from_documents(cls, documents: Sequence[Document], **options: Any) -> "MusicDomain":
         """The codebook does not depend on the corpus; ``options`` may set the codec's
-        fields (others, meant for other domains, are ignored)."""
-        return cls(EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS}))
+        fields (others, meant for other domains, are ignored).  The corpus's longest note
+        and most simultaneous notes become the note grammar's limits."""
+        codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
+        longest, voices = corpus_limits([document.content for document in documents])
+        return cls(codec, max_note_ticks=longest, max_voices=voices)
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
         """Pieces in corpus order, each followed by the separator; with ``transpose`` the
@@ -126,12 +135,14 @@ class MusicDomain(CategoricalDomain):
 
     # --- persistence ----------------------------------------------------------------
     def to_config(self) -> dict:
-        return {"name": self.name, **self.codec.to_config()}
+        return {"name": self.name, **self.codec.to_config(),
+                "max_note_ticks": self.max_note_ticks, "max_voices": self.max_voices}
 
     @classmethod
     def from_config(cls, config: dict) -> "MusicDomain":
         try:
-            return cls(EventCodec.from_config(config))
+            return cls(EventCodec.from_config(config), max_note_ticks=config.get("max_note_ticks"),
+                       max_voices=config.get("max_voices"))
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
 
@@ -194,6 +205,11 @@ class MusicDomain(CategoricalDomain):
         pitches = np.arange(PITCH_COUNT)
         mask[self.codec.note_on_offset + pitches] = in_scale[pitches % 12]
         return mask
+
+    def constraints(self, settings: Any) -> list:
+        """The note grammar (:mod:`studio.music.grammar`): no note left hanging longer
+        than the corpus's longest note, no more voices than the corpus's most."""
+        return [NoteGrammar(self.codec, self.max_note_ticks, self.max_voices)]
 
     def is_finished(self, generated_ids: Sequence[int], settings: Any) -> bool:
         """True on a separator (the model ended the piece) or once ``settings.bars`` bars

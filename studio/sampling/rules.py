@@ -5,7 +5,8 @@
 array, never editing its input.  :func:`build_rules` applies them in this order, the
 only order used anywhere in the project:
 
-1. allowed-token mask (a domain constraint, e.g. a musical scale)
+1. domain constraints: the allowed-token mask (e.g. a musical scale), then the domain's
+   own rules (e.g. music's note grammar, :mod:`studio.music.grammar`)
 2. repetition penalty (CTRL, Keskar et al. 2019)
 3. no-repeat n-gram ban
 4. temperature
@@ -145,11 +146,14 @@ class TopP:
         return np.where(keep, logits, NEG_INF)
 
 
-def build_rules(settings, mask: np.ndarray | None = None) -> list[Rule]:
-    """The rule chain for ``settings`` (a SampleSettings), in the documented order."""
+def build_rules(settings, mask: np.ndarray | None = None,
+                constraints: Sequence[Rule] = ()) -> list[Rule]:
+    """The rule chain for ``settings`` (a SampleSettings), in the documented order;
+    ``mask`` and ``constraints`` come from the domain."""
     rules: list[Rule] = []
     if mask is not None:
         rules.append(AllowedTokens(mask))
+    rules.extend(constraints)
     if settings.repetition_penalty != 1.0:
         rules.append(RepetitionPenalty(settings.repetition_penalty))
     if settings.no_repeat_ngram_size:
@@ -181,25 +185,26 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
-def draw(logits: np.ndarray, generators: Sequence[np.random.Generator],
-         log_probs: np.ndarray | None = None) -> np.ndarray:
+def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
-    so results depend only on the seed, not on the BLAS or the batch size).  Pass
-    ``log_probs = log_softmax(logits)`` when the caller has it already."""
-    with np.errstate(divide="ignore", invalid="ignore"):  # a fully banned row: checked next
-        probs = np.exp(log_softmax(logits) if log_probs is None else log_probs)
-    cumulative = probs.cumsum(-1)
-    totals = cumulative[:, -1]
-    if not np.isfinite(totals).all():  # nan spreads along the cumulative sum
+    so results depend only on the seed, not on the BLAS or the batch size)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(-1, keepdims=True)
+    if not np.isfinite(top).all():  # a row with every token banned
         raise StudioError("the sampling rules ban every token (e.g. --no-repeat-ngram too small "
                           "for --length, or --top-p/--top-k with an all-masked row): relax them")
-    out = np.empty(len(logits), dtype=np.int64)
-    last = logits.shape[-1] - 1
-    for row, generator in enumerate(generators):
-        u = generator.random() * totals[row]
-        index = min(int(cumulative[row].searchsorted(u, side="right")), last)
-        if probs[row, index] == 0:  # float round-off at the edge: take the nearest allowed token
-            allowed = np.flatnonzero(probs[row] > 0)
-            index = int(allowed[np.argmin(np.abs(allowed - index))])
-        out[row] = index
-    return out
+    return draw_weights(np.exp(logits - top), generators)
+
+
+def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
+    """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``)."""
+    cumulative = weights.cumsum(-1)
+    rows = len(weights)
+    u = np.fromiter((g.random() for g in generators), np.float64, rows) * cumulative[:, -1]
+    index = np.minimum((cumulative <= u[:, None]).sum(-1), weights.shape[-1] - 1)
+    chosen = weights[np.arange(rows), index]
+    if not chosen.all():  # float round-off at the edge: take the nearest allowed token
+        for row in np.flatnonzero(chosen == 0):
+            allowed = np.flatnonzero(weights[row] > 0)
+            index[row] = allowed[np.argmin(np.abs(allowed - index[row]))]
+    return index
