@@ -126,3 +126,28 @@ def test_runtime_returns_fresh_arrays(tiny_bundle, use_binding, monkeypatch):
     second_logits, _ = runtime.logits(np.array([[4]]), state)
     assert first_logits.tobytes() == second_logits.tobytes()
     assert all(np.array_equal(kept[k], first_state[k]) for k in kept)
+
+
+def test_a_prime_starts_on_a_fresh_line():
+    """A hidden newline goes before a prime (unless it begins with one); the output
+    shows the prime exactly as given."""
+    from studio.domains.base import Document
+    from studio.domains.chars import CharsDomain
+    from studio.domains.words import WordsDomain
+
+    chars = CharsDomain.from_documents([Document("a", "AB\nC")])
+    newline = chars.encode("\n")[0]
+    for domain in (chars, WordsDomain.from_documents([Document("a", "to be\nor not")])):
+        settings = SampleSettings(prime="AB" if domain is chars else "to be")
+        ids = domain.prime_ids(settings)
+        assert ids[0] == domain.encode("\n")[0] and domain.hidden_prefix(ids, settings) == 1
+        assert domain.decode(ids[1:]) == settings.prime
+    led = SampleSettings(prime="\nAB")
+    ids = chars.prime_ids(led)
+    assert ids == chars.encode("\nAB") and chars.hidden_prefix(ids, led) == 0
+    no_prime = SampleSettings()
+    assert chars.prime_ids(no_prime) == [chars.separator_id]
+    assert chars.hidden_prefix([chars.separator_id], no_prime) == 1
+    flat = CharsDomain.from_documents([Document("a", "ABC")])  # no newline in the vocabulary
+    assert flat.prime_ids(SampleSettings(prime="AB")) == flat.encode("AB")
+    assert newline != chars.separator_id
