@@ -17,6 +17,8 @@ it less):
   best thread count (``torch_best_threads``);
 * ``ort_fp32_tok_s`` / ``ort_int8_tok_s``: the product's sampling loop
   (:class:`studio.generate.Generation`, default settings, batch 1) on onnxruntime;
+* ``ort_{fp32,int8}_graph_only_tok_s``: the bare step graph at batch 1 (no sampling,
+  no Python bookkeeping): the ceiling for the two figures above;
 * ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one batch;
   int8 runs it row by row so every row is exact, see :mod:`studio.runtime`;
   ``ort_int8_b64_one_call_tok_s`` is the single-call figure for comparison);
@@ -139,6 +141,24 @@ def generation_rate(runtime: Runtime, settings: SampleSettings, seconds: float,
     step_seconds = (time.perf_counter() - start) / 20
     length = chunk_length(step_seconds, seconds)
     return rate(lambda: run(length), seconds)
+
+
+def graph_rate(runtime: Runtime, seconds: float) -> float:
+    """Steps per second of the bare step graph at batch 1 (state fed back, always the same
+    token, no sampling): the ceiling the sampling loop approaches as its own work shrinks."""
+    feeds = {"tokens": np.zeros((1, 1), dtype=np.int64), **runtime.init_state(1)}
+    fetch = runtime._fetch
+    names = runtime.state_names
+
+    def steps(count: int) -> int:
+        for _ in range(count):
+            values = runtime.session.run(fetch, feeds)
+            for i, name in enumerate(names):
+                feeds[name] = values[i + 1]
+        return count
+
+    length = chunk_length(probe(lambda: steps(1)), seconds)
+    return rate(lambda: steps(length), seconds)
 
 
 # --- PyTorch from the ONNX graph ---------------------------------------------------------
@@ -401,6 +421,8 @@ def _measure(bundle: Bundle, seconds: float, *, torch: bool, cold: bool,
             say(f"onnxruntime {precision}, batch 1")
             result[f"ort_{precision}_tok_s"] = round(generation_rate(
                 runtime, base, seconds, lambda s: s.num), 1)
+            say(f"onnxruntime {precision}, the step graph alone")
+            result[f"ort_{precision}_graph_only_tok_s"] = round(graph_rate(runtime, seconds), 1)
             if precision == "fp32":  # the IOBinding path, to re-check the default
                 runtime.use_binding = True
                 try:
@@ -483,6 +505,8 @@ ROWS = [("PyTorch step loop, default settings", "torch_naive_tok_s", "tok/s"),
         ("onnxruntime fp32", "ort_fp32_tok_s", "tok/s"),
         ("onnxruntime fp32 through IOBinding", "ort_fp32_iobinding_tok_s", "tok/s"),
         ("onnxruntime int8", "ort_int8_tok_s", "tok/s"),
+        ("onnxruntime fp32, step graph alone (no sampling)", "ort_fp32_graph_only_tok_s", "tok/s"),
+        ("onnxruntime int8, step graph alone (no sampling)", "ort_int8_graph_only_tok_s", "tok/s"),
         ("onnxruntime fp32, batch 8", "ort_fp32_b8_tok_s", "tok/s"),
         ("onnxruntime fp32, batch 64", "ort_fp32_b64_tok_s", "tok/s"),
         ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),

@@ -181,6 +181,7 @@ def test_draw_depends_only_on_the_seed_and_raises_when_everything_is_banned():
     (lambda: SampleSettings(repetition_penalty=-0.5), "penalty"),
     (lambda: SampleSettings(temperature=-0.1), "temperature"),
     (lambda: SampleSettings(no_repeat_ngram_size=-1), "no-repeat"),
+    (lambda: SampleSettings(num_beams=2, length_penalty=-1), "length penalty"),
 ])
 def test_bad_settings_raise_studio_error(make, message):
     with pytest.raises(StudioError, match=message):
@@ -194,6 +195,7 @@ runner = CliRunner()
     (["--top-p", "0"], "top-p"), (["--top-p", "1.5"], "top-p"), (["--top-k", "-1"], "top-k"),
     (["--beam", "0"], "beams"), (["--beam", "2", "--num", "3"], "--num"),
     (["--repetition-penalty", "-1"], "penalty"), (["--temp", "-1"], "temperature"),
+    (["--beam", "2", "--length-penalty", "-0.5"], "length penalty"),
 ])
 def test_bad_settings_via_cli_are_one_line_errors(args, message):
     # settings are validated before any model is loaded, so no bundle is needed

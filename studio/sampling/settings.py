@@ -59,6 +59,8 @@ class SampleSettings:
         require(self.no_repeat_ngram_size >= 0,
                 f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})")
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
+        require(self.length_penalty >= 0, f"length penalty must be 0 (off) or more: scores are "
+                f"divided by length ** penalty (got {self.length_penalty})")
         require(self.length >= 1, f"length must be at least 1 (got {self.length})")
         require(self.num >= 1, f"num must be at least 1 (got {self.num})")
         require(self.num_beams == 1 or self.num <= self.num_beams,
