@@ -73,7 +73,8 @@ def train(
     patience: Annotated[int, typer.Option(help="Early stop after N evaluations without improvement.")] = 5,
     val_fraction: Annotated[float, typer.Option(help="Last fraction of the tokens held out for validation.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.")] = 1337,
-    device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
+    device: Annotated[Optional[str], typer.Option(
+        help="cpu | cuda | auto (default: cpu; with --resume, the run's own device).")] = None,
     transpose: Annotated[int, typer.Option(help="Music: transposition augmentation, +-N semitones.")] = 5,
     stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
@@ -86,7 +87,7 @@ def train(
 ):
     """Train a model on a corpus (then export it to export/NAME)."""
     if nproc > 1:
-        return _torchrun(nproc, device)
+        return _torchrun(nproc, device or "cpu")
     from .config import TrainConfig
     from .training import run_training
 

@@ -63,7 +63,7 @@ class TrainConfig:
     patience: int = 5
     val_fraction: float = 0.1
     seed: int = 1337
-    device: str = "cpu"
+    device: str | None = "cpu"  # None (the CLI's default): cpu for a new run, the run's own on --resume
     transpose: int = 5
 
     def __post_init__(self) -> None:

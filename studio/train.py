@@ -254,7 +254,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
         base = TrainConfig.from_dict(saved["train"])
         overrides = {k: v for k, v in (train_config.to_dict() if train_config else {}).items()
                      if k in ("max_steps", "max_minutes", "device", "epochs")
-                     and v is not None and v != getattr(TrainConfig(), k)}
+                     and v is not None and (k == "device" or v != getattr(TrainConfig(), k))}
         config = replace(base, **overrides)
         corpus = Path(saved["corpus"]["path"])
         ids = np.asarray(checkpoint["corpus_ids"], dtype=np.int64)
@@ -265,6 +265,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
             raise StudioError(f"{run.path} already holds a run: continue it with --resume "
                               f"{run.path}, or pick another --name")
         config = train_config or TrainConfig()
+        config = replace(config, device=config.device or "cpu")  # None: not given
         domain, ids, corpus_sha, documents = load_corpus(Path(corpus), domain_name, domain_options or {})
         model_config = ModelConfig(vocab_size=domain.vocab_size, **(model_overrides or {}))
 

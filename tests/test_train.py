@@ -91,3 +91,21 @@ def test_bad_model_settings():
         ModelConfig(vocab_size=10, cell="transformer")
     with pytest.raises(StudioError, match="--dropout"):
         ModelConfig(vocab_size=10, dropout=1.5)
+
+
+def test_resume_device_is_the_runs_own_unless_given(tiny_corpus, tmp_path):
+    """A run trained on a GPU continues on the CPU when --device cpu is given; without
+    --device it keeps the run's device (here: a CUDA run on a machine without one)."""
+    import json
+
+    run = train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
+                train_config=config(max_steps=4), stop_after=2, quiet=True)
+    saved = json.loads((run.path / "config.json").read_text())
+    assert saved["train"]["device"] == "cpu"
+    saved["train"]["device"] = "cuda"  # as if it had been started on a GPU
+    (run.path / "config.json").write_text(json.dumps(saved))
+    if not torch.cuda.is_available():
+        with pytest.raises(StudioError, match="CUDA"):
+            train(None, run.path, resume=True, train_config=TrainConfig(device=None), quiet=True)
+    resumed = train(None, run.path, resume=True, train_config=TrainConfig(device="cpu"), quiet=True)
+    assert torch.load(resumed.checkpoint, weights_only=False)["step"] == 4
