@@ -296,20 +296,10 @@ def _fp32_bundle(bundle: Bundle, folder: Path, runs_dir: Path = Path("runs")) ->
 
 def _export_fp32(model, like: Bundle, folder: Path, extra_graphs: dict | None = None) -> Bundle:
     """``model`` (a RecurrentLM) exported to ``folder`` as a bundle with ``like``'s card."""
-    import torch
-
-    from .export import FP32_GRAPH, export_onnx, io_spec
-    from .model import StepGraph
+    from .export import FP32_GRAPH, export_graph, io_spec
 
     config = model.config
-    model.eval()
-    examples = {"tokens": torch.zeros(2, 3, dtype=torch.long),
-                **{n: torch.zeros(config.layers, 2, config.hidden_size) for n in config.state_names}}
-    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
-    for name in config.state_names:
-        axes[name] = axes[f"{name}_out"] = {1: "batch"}
-    export_onnx(StepGraph(model).eval(), examples,
-                ["logits", *[f"{n}_out" for n in config.state_names]], axes, folder / FP32_GRAPH)
+    export_graph(model, folder / FP32_GRAPH)
     card = dict(like.card, graphs={"fp32": FP32_GRAPH, **(extra_graphs or {})},
                 model=config.to_dict(), io=io_spec(config))
     (folder / "card.json").write_text(json.dumps(card))

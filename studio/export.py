@@ -46,6 +46,18 @@ def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor]
     onnx.checker.check_model(onnx.load(str(path)))
 
 
+def export_graph(model: RecurrentLM, path: Path) -> None:
+    """The model's graph (see the module docstring) with dynamic batch and time, checked."""
+    config = model.config
+    examples = {"tokens": torch.zeros(2, 3, dtype=torch.long),
+                **{n: torch.zeros(config.layers, 2, config.hidden_size) for n in config.state_names}}
+    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    for name in config.state_names:
+        axes[name] = axes[f"{name}_out"] = {1: "batch"}
+    export_onnx(StepGraph(model).eval(), examples,
+                ["logits", *[f"{n}_out" for n in config.state_names]], axes, path)
+
+
 def io_spec(config: ModelConfig) -> dict:
     """The card's description of the graph's inputs, state and outputs."""
     state_shape = [config.layers, "batch", config.hidden_size]
@@ -130,14 +142,7 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32_path = out_dir / FP32_GRAPH
-    examples = {"tokens": torch.zeros(2, 3, dtype=torch.long),
-                **{n: torch.zeros(config.layers, 2, config.hidden_size) for n in config.state_names}}
-    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
-    for name in config.state_names:
-        axes[name] = {1: "batch"}
-        axes[f"{name}_out"] = {1: "batch"}
-    export_onnx(StepGraph(model).eval(), examples, ["logits", *[f"{n}_out" for n in config.state_names]],
-                axes, fp32_path)
+    export_graph(model, fp32_path)
 
     generator = np.random.default_rng(0)
     session = _session(fp32_path)
