@@ -85,7 +85,7 @@ def sample(model: str | Path = "prose", settings: SampleSettings | None = None,
 
 def evaluate(model: str | Path, corpus: str | Path, device: str = "cpu",
              precision: str = "auto", split: str = "all", val_fraction: float = 0.1,
-             temperature: float = 1.0, samples: int = 20, bars: int = 16, seed: int = 0) -> dict:
+             temperature: float = 1.0, samples: int = 50, bars: int = 16, seed: int = 0) -> dict:
     """Nats and bits per token of a bundle on a corpus (file or folder), through onnxruntime.
     Documents are joined by the separator, as in training; ``split="val"`` scores only
     the last ``val_fraction`` of the tokens (the usual held-out split).  Music models also

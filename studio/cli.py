@@ -236,7 +236,7 @@ def eval_command(
     precision: Annotated[str, typer.Option(help="auto | fp32 | int8.")] = "auto",
     temperature: Annotated[float, typer.Option("--temp", "--temperature",
                            help="Music: temperature of the generated pieces.")] = 1.0,
-    samples: Annotated[int, typer.Option(help="Music: pieces to generate and compare.")] = 20,
+    samples: Annotated[int, typer.Option(help="Music: pieces to generate and compare.")] = 50,
     bars: Annotated[int, typer.Option(help="Music: bars per generated piece.")] = 16,
     seed: Annotated[int, typer.Option(help="Music: seed of the generated pieces.")] = 0,
 ):

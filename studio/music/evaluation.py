@@ -18,7 +18,7 @@ from typing import Any
 from studio.errors import StudioError
 from studio.music.metrics import METRICS, compare
 
-DEFAULT_SAMPLES = 20
+DEFAULT_SAMPLES = 50  # 20 left the empty-beat mean noisy (0.010 vs 0.036 at 50, same model)
 DEFAULT_BARS = 16
 TOKENS_PER_BAR_CAP = 256  # a safety cap only (chorales use ~45): the bar count ends a piece
 
