@@ -96,8 +96,8 @@ class Generation:
         filled = len(self.prime)
         generated: list[list[int]] = [[] for _ in range(rows)]
         tails = [""] * rows
-        logprob = np.zeros(rows)
-        active = np.ones(rows, dtype=bool)
+        logprob = [0.0] * rows
+        live = list(range(rows))  # rows still generating
         longest_stop = max((len(s) for s in settings.stop), default=0)
         separator, is_finished = self.domain.separator_id, self.domain.is_finished
         step = self.runtime.step_logits
@@ -112,21 +112,24 @@ class Generation:
                 tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
             else:  # no rule reshapes the logits: draw from the weights just computed
                 tokens = last.argmax(-1) if settings.is_greedy else draw_weights(weights, generators)
-            model_lp = last[arange, tokens] - log_total
-            for row in np.flatnonzero(active):
+            model_lp = (last[arange, tokens] - log_total).tolist()
+            ended = []
+            for row in live:
                 token = int(tokens[row])
                 generated[row].append(token)
                 logprob[row] += model_lp[row]
                 if token != separator:
                     yield row, token
                 if token == separator or is_finished(generated[row], settings):
-                    active[row] = False
+                    ended.append(row)
                 elif settings.stop:
                     tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64):]
                     if self._hits_stop(tails[row]):
-                        active[row] = False
-            if not active.any():
-                break
+                        ended.append(row)
+            if ended:
+                live = [row for row in live if row not in ended]
+                if not live:
+                    break
             history[:, filled] = tokens
             filled += 1
             last, state = step(tokens[:, None], state)

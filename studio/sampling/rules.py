@@ -198,6 +198,15 @@ def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.nd
 
 def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``)."""
+    if len(weights) == 1:  # the common case, in a third of the numpy calls
+        row = weights[0]
+        cumulative = row.cumsum()
+        index = min(int(cumulative.searchsorted(generators[0].random() * cumulative[-1], "right")),
+                    len(row) - 1)
+        if row[index] == 0:
+            allowed = np.flatnonzero(row > 0)
+            index = int(allowed[np.argmin(np.abs(allowed - index))])
+        return np.array([index])
     cumulative = weights.cumsum(-1)
     rows = len(weights)
     u = np.fromiter((g.random() for g in generators), np.float64, rows) * cumulative[:, -1]
