@@ -18,8 +18,7 @@ import numpy as np
 from .errors import StudioError
 from .runtime import Runtime
 from .sampling.beam import beam_search
-from .sampling.rules import (NoRepeatNGram, RepetitionPenalty, AllowedTokens, apply_rules,
-                             build_rules, draw, draw_weights, log_softmax)
+from .sampling.rules import apply_rules, build_rules, draw, draw_weights, log_softmax
 from .sampling.settings import SampleSettings, command_line
 
 
@@ -99,7 +98,7 @@ class Generation:
         logprob = [0.0] * rows
         live = list(range(rows))  # rows still generating
         longest_stop = max((len(s) for s in settings.stop), default=0)
-        separator, is_finished = self.domain.separator_id, self.domain.is_finished
+        separator = self.domain.separator_id
         step = self.runtime.step_logits
         arange = np.arange(rows)
         for _ in range(settings.length):
@@ -120,7 +119,7 @@ class Generation:
                 logprob[row] += model_lp[row]
                 if token != separator:
                     yield row, token
-                if token == separator or is_finished(generated[row], settings):
+                if self._is_final(generated[row]):
                     ended.append(row)
                 elif settings.stop:
                     tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64):]
@@ -139,18 +138,11 @@ class Generation:
     def _beams(self) -> Iterator[tuple[int, int]]:
         settings = self.settings
         state, last = self._prefill()
-        rules = []
-        if self.mask is not None:
-            rules.append(AllowedTokens(self.mask))
-        rules.extend(self.constraints)
-        if settings.repetition_penalty != 1.0:
-            rules.append(RepetitionPenalty(settings.repetition_penalty))
-        if settings.no_repeat_ngram_size:
-            rules.append(NoRepeatNGram(settings.no_repeat_ngram_size))
-        if (settings.stochastic_beams or settings.branch_factor > 1
-                or settings.steps_per_iteration > 1):
-            # sampled beams: temperature etc. apply too
-            rules = build_rules(settings, self.mask, self.constraints)
+        # deterministic beams rank by the model's own scores: the distribution-shaping
+        # rules (temperature, top-k, top-p) apply only when beams are sampled
+        sampled = (settings.stochastic_beams or settings.branch_factor > 1
+                   or settings.steps_per_iteration > 1)
+        rules = build_rules(settings, self.mask, self.constraints, shape=sampled)
 
         def step(tokens, beam_state):
             logits, beam_state = self.runtime.logits(tokens[:, None], beam_state)

@@ -148,6 +148,13 @@ def test_a_prime_starts_on_a_fresh_line():
     no_prime = SampleSettings()
     assert chars.prime_ids(no_prime) == [chars.separator_id]
     assert chars.hidden_prefix([chars.separator_id], no_prime) == 1
+    # a words prime opening with a blank line ("\n\n" is its own token) still gets the
+    # hidden newline, and shows exactly as typed
+    words = WordsDomain.from_documents([Document("a", "to be\nor not\n\nto")])
+    blank = SampleSettings(prime="\n\nto be")
+    ids = words.prime_ids(blank)
+    hidden = words.hidden_prefix(ids, blank)
+    assert hidden == 1 and words.decode(ids[hidden:]) == blank.prime
     flat = CharsDomain.from_documents([Document("a", "ABC")])  # no newline in the vocabulary
     assert flat.prime_ids(SampleSettings(prime="AB")) == flat.encode("AB")
     assert newline != chars.separator_id

@@ -147,9 +147,10 @@ class TopP:
 
 
 def build_rules(settings, mask: np.ndarray | None = None,
-                constraints: Sequence[Rule] = ()) -> list[Rule]:
+                constraints: Sequence[Rule] = (), shape: bool = True) -> list[Rule]:
     """The rule chain for ``settings`` (a SampleSettings), in the documented order;
-    ``mask`` and ``constraints`` come from the domain."""
+    ``mask`` and ``constraints`` come from the domain.  ``shape=False`` leaves out
+    temperature, top-k and top-p (deterministic beam search ranks by the model's scores)."""
     rules: list[Rule] = []
     if mask is not None:
         rules.append(AllowedTokens(mask))
@@ -158,7 +159,7 @@ def build_rules(settings, mask: np.ndarray | None = None,
         rules.append(RepetitionPenalty(settings.repetition_penalty))
     if settings.no_repeat_ngram_size:
         rules.append(NoRepeatNGram(settings.no_repeat_ngram_size))
-    if not settings.is_greedy:
+    if shape and not settings.is_greedy:
         if settings.temperature != 1.0:
             rules.append(Temperature(settings.temperature))
         if settings.top_k:
@@ -203,17 +204,19 @@ def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator])
         cumulative = row.cumsum()
         index = min(int(cumulative.searchsorted(generators[0].random() * cumulative[-1], "right")),
                     len(row) - 1)
-        if row[index] == 0:
-            allowed = np.flatnonzero(row > 0)
-            index = int(allowed[np.argmin(np.abs(allowed - index))])
-        return np.array([index])
+        return np.array([index if row[index] else _nearest_allowed(row, index)])
     cumulative = weights.cumsum(-1)
     rows = len(weights)
     u = np.fromiter((g.random() for g in generators), np.float64, rows) * cumulative[:, -1]
     index = np.minimum((cumulative <= u[:, None]).sum(-1), weights.shape[-1] - 1)
     chosen = weights[np.arange(rows), index]
-    if not chosen.all():  # float round-off at the edge: take the nearest allowed token
-        for row in np.flatnonzero(chosen == 0):
-            allowed = np.flatnonzero(weights[row] > 0)
-            index[row] = allowed[np.argmin(np.abs(allowed - index[row]))]
+    for row in np.flatnonzero(chosen == 0):
+        index[row] = _nearest_allowed(weights[row], index[row])
     return index
+
+
+def _nearest_allowed(weights: np.ndarray, index: int) -> int:
+    """Float round-off at the edge of the cumulative sum picked a banned token: take the
+    nearest allowed one."""
+    allowed = np.flatnonzero(weights > 0)
+    return int(allowed[np.argmin(np.abs(allowed - index))])
