@@ -3,39 +3,86 @@
     import studio
     [sample] = studio.sample("prose", prime="ROMEO:", temperature=0.8, seed=1, length=200)
     print(sample.text, sample.logprob)
+
+:func:`load` turns a model name or path into everything a shell needs (bundle,
+onnxruntime session, domain, head); :func:`sample_iter` is the one sampling entry point,
+yielding typed events (:class:`~studio.heads.Started`, :class:`~studio.heads.Token`,
+:class:`~studio.heads.Finished`) for every head.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .bundle import Bundle
+from .bundle import Bundle, list_bundles
+from .domains import Domain, domain_class, domain_from_config
 from .errors import StudioError, require
-from .generate import Generation, Sample, nats_per_token
+from .evaluation import evaluate_model
+from .formats import CARD, MAX_TOKENS
+from .generate import Sample
+from .heads import Event, Finished, Head, head_for
 from .runtime import Runtime
 from .sampling.settings import SampleSettings
 
-__all__ = ["Sample", "SampleSettings", "evaluate", "load_bundle", "load_runtime", "sample",
-           "sample_iter"]
+__all__ = ["Loaded", "Sample", "SampleSettings", "evaluate", "load", "load_bundle", "list_models", "load_runtime", "sample",
+           "sample_iter", "settings_from"]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to use: its bundle, onnxruntime session, domain and head."""
+
+    bundle: Bundle
+    runtime: Runtime
+    domain: Domain
+    head: Head
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
 
 
 def load_bundle(model: str | Path = "prose") -> Bundle:
     return Bundle.load(model)
 
 
+def bundle_domain(bundle: Bundle) -> Domain:
+    """The domain a bundle's card describes; StudioError when the card is damaged."""
+    try:
+        return domain_from_config(bundle.card["domain"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise StudioError(f"damaged model card {bundle.path / CARD}: bad domain ({error}); "
+                          "re-export the model") from None
+
+
+def bundle_head(bundle: Bundle) -> Head:
+    """The head the card records; cards older than that field use their domain's."""
+    name = bundle.head
+    if name is None:
+        name = domain_class(bundle.card["domain"].get("name")).head
+    return head_for(name)
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_runtime(path: str, mtime: float, device: str, precision: str) -> Runtime:
-    return Runtime(Bundle.load(path), device=device, precision=precision)
+def _cached(path: str, mtime: float, device: str, precision: str) -> Loaded:
+    bundle = Bundle.load(path)
+    return Loaded(bundle, Runtime(bundle, device=device, precision=precision), bundle_domain(bundle),
+                  bundle_head(bundle))
+
+
+def load(model: str | Path, device: str = "cpu", precision: str = "auto") -> Loaded:
+    """A (cached) loaded model; reloaded when its card changes."""
+    bundle = Bundle.load(model)
+    card = bundle.path / CARD
+    return _cached(str(bundle.path.resolve()), card.stat().st_mtime, device, precision)
 
 
 def load_runtime(model: str | Path, device: str = "cpu", precision: str = "auto") -> Runtime:
-    """A (cached) onnxruntime session for a bundle; reloaded when its card changes."""
-    bundle = Bundle.load(model)
-    card = bundle.path / "card.json"
-    return _cached_runtime(str(bundle.path.resolve()), card.stat().st_mtime, device, precision)
+    """The (cached) onnxruntime session of a bundle."""
+    return load(model, device, precision).runtime
 
 
 def settings_from(model: str | Path = "prose", **options: Any) -> SampleSettings:
@@ -49,7 +96,7 @@ def settings_from(model: str | Path = "prose", **options: Any) -> SampleSettings
     if options.get("length") is None:
         options.pop("length", None)
         if options.get("bars"):
-            options["length"] = 20_000  # the bar count ends the piece; this is only a cap
+            options["length"] = MAX_TOKENS  # the bar count ends the piece; this is only a cap
     try:
         return SampleSettings(model=str(model), **options)
     except TypeError as error:
@@ -57,54 +104,59 @@ def settings_from(model: str | Path = "prose", **options: Any) -> SampleSettings
 
 
 def sample_iter(model: str | Path = "prose", settings: SampleSettings | None = None,
-                **options: Any) -> Iterator[tuple[int, int, str] | list[Sample]]:
-    """Stream a generation: yields ``(row, token_id, token_text)`` as tokens are committed,
-    then, last, the list of finished samples."""
+                **options: Any) -> Iterator[Event]:
+    """Stream a generation as typed events: ``Started``, then ``Token`` as tokens are
+    committed (text and music), then ``Finished`` with the samples."""
     settings = settings or settings_from(model, **options)
-    runtime = load_runtime(settings.model, settings.device, settings.precision)
-    domain = runtime.bundle.domain
-    if domain.head == "mixture":
-        output = domain.generate(runtime, settings)
-        yield [Sample(output.text, [], float(getattr(output, "logprob", math.nan)), settings, output)]
-        return
-    generation = Generation(runtime, domain, settings)
-    for row, token in generation:
-        yield row, token, domain.token_text(token)
-    yield generation.results
+    loaded = load(settings.model, settings.device, settings.precision)
+    yield from loaded.head.generate(loaded.runtime, loaded.domain, settings)
 
 
 def sample(model: str | Path = "prose", settings: SampleSettings | None = None,
            **options: Any) -> list[Sample]:
     """Generate ``num`` samples (list of :class:`Sample`) with the given settings."""
     results: list[Sample] = []
-    for item in sample_iter(model, settings, **options):
-        if isinstance(item, list):
-            results = item
+    for event in sample_iter(model, settings, **options):
+        if isinstance(event, Finished):
+            results = event.samples
     return results
 
 
 def evaluate(model: str | Path, corpus: str | Path, device: str = "cpu",
              precision: str = "auto", split: str = "all", val_fraction: float = 0.1,
              temperature: float = 1.0, samples: int = 50, bars: int = 16, seed: int = 0) -> dict:
-    """Nats and bits per token of a bundle on a corpus (file or folder), through onnxruntime.
-    Documents are joined by the separator, as in training; ``split="val"`` scores only
-    the last ``val_fraction`` of the tokens (the usual held-out split).  Music models also
-    generate ``samples`` pieces of ``bars`` bars at ``temperature`` (seeded) and compare
-    their metrics with the corpus's; text models ignore those four."""
-    if split not in ("all", "val"):
-        raise StudioError(f"--split must be all or val (got {split!r})")
+    """Nats and bits per unit of a bundle on a corpus (file or folder), through
+    onnxruntime; ``split="val"`` scores only the held-out tail (the last
+    ``val_fraction``).  Domains that compare samples (music) also generate ``samples``
+    pieces of ``bars`` bars at ``temperature`` (seeded) and set their metrics beside the
+    corpus's; the others ignore those four."""
+    require(split in ("all", "val"), f"--split must be all or val (got {split!r})")
     require(0 < val_fraction < 1, f"--val-fraction must be between 0 and 1 (got {val_fraction})")
     require(temperature > 0, f"--temp must be positive (got {temperature})")
     require(samples >= 1 and bars >= 1, f"--samples and --bars must be at least 1 (got {samples}, {bars})")
-    runtime = load_runtime(model, device, precision)
-    domain = runtime.bundle.domain
-    if hasattr(domain, "evaluate_corpus"):
-        return domain.evaluate_corpus(runtime, Path(corpus), split=split, val_fraction=val_fraction,
-                                      temperature=temperature, samples=samples, bars=bars, seed=seed)
-    documents = domain.read_corpus(Path(corpus))
-    ids = domain.corpus_ids(documents)
-    if split == "val":
-        ids = ids[int(len(ids) * (1 - val_fraction)):]
-    nats, count = nats_per_token(runtime, ids)
-    return {"model": runtime.bundle.name, "corpus": str(corpus), "nats_per_token": round(nats, 5),
-            "bits_per_token": round(nats / math.log(2), 5), "tokens": count}
+    loaded = load(model, device, precision)
+    return evaluate_model(loaded.runtime, loaded.domain, loaded.head, Path(corpus), split=split,
+                          val_fraction=val_fraction, temperature=temperature, samples=samples, bars=bars,
+                          seed=seed)
+
+
+def list_models() -> list[dict]:
+    """One row per bundle on the search path, as ``studio models`` and the web Models tab
+    show it; a damaged bundle's row carries ``error`` instead of figures."""
+    rows = []
+    for name, path in list_bundles().items():
+        try:
+            bundle = Bundle.load(path)
+        except StudioError as error:
+            rows.append({"name": name, "path": str(path), "error": str(error)})
+            continue
+        value, unit = bundle.validation()
+        metrics, corpus = bundle.card.get("metrics", {}), bundle.card.get("corpus") or {}
+        rows.append({"name": name, "path": str(path), "domain": bundle.card["domain"].get("name"),
+                     "head": bundle.head or bundle_head(bundle).name,
+                     "size_mb": round(bundle.size_bytes() / 1e6, 2), "graphs": ",".join(bundle.card["graphs"]),
+                     "parameters": metrics.get("parameters"),
+                     "corpus": str(corpus.get("path") or corpus.get("name") or ""),
+                     "validation": value, "unit": f"nats/{unit}", "steps": metrics.get("steps"),
+                     "train_minutes": metrics.get("train_minutes")})
+    return rows

@@ -1,4 +1,5 @@
-"""Exported bundles: a folder with ONNX graph(s) and ``card.json``.  Torch-free.
+"""Exported bundles: a folder with ONNX graph(s) and ``card.json``.  Torch-free, and
+blind to domains: what a card's ``domain`` and ``head`` mean is decided above this layer.
 
 A model is named either by a path to a bundle folder or by its name under the
 bundle search path: ``$STUDIO_MODELS`` (colon-separated), ``./export``, then the
@@ -10,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from .errors import StudioError
+from .formats import CARD, CARD_REQUIRED_KEYS
 
-CARD = "card.json"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "prose"
 
@@ -69,7 +69,7 @@ class Bundle:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise StudioError(f"damaged model card {path / CARD} ({error.__class__.__name__}): "
                               "re-export the model with `studio export`") from None
-        for key in ("domain", "graphs", "io"):
+        for key in CARD_REQUIRED_KEYS:
             if key not in card:
                 raise StudioError(f"damaged model card {path / CARD}: no {key!r} field; re-export the model")
         bundle = cls(path, card)
@@ -82,15 +82,17 @@ class Bundle:
     def name(self) -> str:
         return self.card.get("name", self.path.name)
 
-    @cached_property
-    def domain(self):
-        from .domains import domain_from_config
+    @property
+    def head(self) -> str | None:
+        """The output head the card records (None on cards older than the field)."""
+        return self.card.get("head")
 
-        try:
-            return domain_from_config(self.card["domain"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise StudioError(f"damaged model card {self.path / CARD}: bad domain ({error}); "
-                              "re-export the model") from None
+    def validation(self) -> tuple[float | None, str]:
+        """(validation nats per unit, unit) from the card's metrics."""
+        metrics = self.card.get("metrics", {})
+        unit = metrics.get("unit") or ("point" if "val_nats_per_point" in metrics else "token")
+        value = metrics.get("val_nats", metrics.get(f"val_nats_per_{unit}"))
+        return value, unit
 
     def graph_path(self, precision: str = "auto") -> Path:
         """fp32 or int8 graph; "auto" takes int8 when the bundle has one."""

@@ -76,6 +76,10 @@ def train(
     device: Annotated[Optional[str], typer.Option(
         help="cpu | cuda | auto (default: cpu; with --resume, the run's own device).")] = None,
     transpose: Annotated[int, typer.Option(help="Music: transposition augmentation, +-N semitones.")] = 5,
+    mixtures: Annotated[int, typer.Option(help="Strokes: Gaussian components of the mixture-density head.")] = 20,
+    window_gaussians: Annotated[int, typer.Option(help="Strokes (text-conditioned): Gaussians of the attention window.")] = 10,
+    max_points: Annotated[int, typer.Option(help="Strokes: longest sequence trained on, in points.")] = 240,
+    val_sequences: Annotated[int, typer.Option(help="Strokes: held-out sequences scored at each evaluation.")] = 256,
     stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
@@ -85,7 +89,9 @@ def train(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ):
-    """Train a model on a corpus (then export it to export/NAME)."""
+    """Train a model on a corpus (then export it to export/NAME): text by characters or
+    words, music events, or pen strokes (a folder with words.txt trains text-conditioned
+    handwriting, a stroke .npz unconditional doodles)."""
     if nproc > 1:
         return _torchrun(nproc, device or "cpu")
     from .config import TrainConfig
@@ -97,9 +103,10 @@ def train(
                          weight_decay=weight_decay, warmup_steps=warmup_steps, clip=clip,
                          max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                          eval_every=eval_every, patience=patience, val_fraction=val_fraction,
-                         seed=seed, device=device, transpose=transpose)
+                         seed=seed, device=device, transpose=transpose, max_points=max_points,
+                         val_sequences=val_sequences)
     model = dict(cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=embedding_size,
-                 dropout=dropout, tie_weights=tie_weights)
+                 dropout=dropout, tie_weights=tie_weights, mixtures=mixtures, window_gaussians=window_gaussians)
     run_training(corpus=corpus, resume=resume, name=name, domain=domain,
                  domain_options={"vocab_size": vocab_size}, model=model, config=config,
                  stop_after=stop_after, out=out, quantize=quantize, export=export, int8_only=int8_only,
@@ -117,7 +124,7 @@ def _torchrun(nproc: int, device: str) -> None:
     if device != "cpu":  # fail here in one line rather than in every worker
         import torch
 
-        from .train import resolve_device
+        from .devices import resolve_device
 
         if resolve_device(device).type == "cuda" and torch.cuda.device_count() < nproc:
             raise StudioError(f"--nproc {nproc} wants one GPU per process but "
@@ -270,22 +277,9 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
     """List model bundles with domain, size and validation figure."""
     import json
 
-    from .bundle import Bundle, list_bundles
+    from .api import list_models
 
-    rows = []
-    for name, path in list_bundles().items():
-        try:
-            bundle = Bundle.load(path)
-        except StudioError as error:
-            rows.append({"name": name, "path": str(path), "error": str(error)})
-            continue
-        metrics = bundle.card.get("metrics", {})
-        rows.append({"name": name, "path": str(path), "domain": bundle.card["domain"]["name"],
-                     "size_mb": round(bundle.size_bytes() / 1e6, 2),
-                     "graphs": ",".join(bundle.card["graphs"]),
-                     "validation": metrics.get("val_nats_per_token"),
-                     "unit": metrics.get("unit", "nats/token"),
-                     "train_minutes": metrics.get("train_minutes")})
+    rows = list_models()
     if json_out:
         typer.echo(json.dumps(rows))
         return

@@ -47,7 +47,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, truncated BPTT and stopping rules (see ``studio train --help``)."""
+    """Optimisation, batching and stopping rules for every head (see ``studio train --help``);
+    ``seq_len`` is the truncated-BPTT window of categorical heads, ``max_points`` and
+    ``val_sequences`` size the independent sequences of the mixture head."""
 
     batch_size: int = 64
     seq_len: int = 128
@@ -65,6 +67,8 @@ class TrainConfig:
     seed: int = 1337
     device: str | None = "cpu"  # None (the CLI's default): cpu for a new run, the run's own on --resume
     transpose: int = 5
+    max_points: int = 240  # strokes: longest sequence trained on (longer Hershey lines are skipped)
+    val_sequences: int = 256  # strokes: held-out sequences scored at each evaluation
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
@@ -77,6 +81,8 @@ class TrainConfig:
         require(self.eval_every >= 1, "--eval-every must be at least 1")
         require(0.0 < self.val_fraction < 0.5, f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
         require(self.transpose >= 0, "--transpose must be 0 or more semitones")
+        require(self.max_points >= 2, f"--max-points must be at least 2 (got {self.max_points})")
+        require(self.val_sequences >= 1, f"--val-sequences must be at least 1 (got {self.val_sequences})")
 
     def to_dict(self) -> dict:
         return asdict(self)

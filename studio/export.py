@@ -1,72 +1,61 @@
-"""Export a trained run to a bundle: ONNX graph(s) plus ``card.json``.
+"""The one exporter: a trained run of any head becomes a bundle (ONNX graph(s) + card).
 
-The graph takes ``tokens`` (batch, time) and one input per state tensor (``h``, ``c``:
-[layers, batch, hidden]) and returns ``logits`` (batch, time, vocab) and ``h_out``,
-``c_out``.  Batch and time are dynamic: time = 1 is the step graph used while
-sampling, time = T primes or evaluates a whole sequence in one call.  Export checks
-itself (onnx.checker, onnxruntime vs torch parity) and refuses a bundle that drifts.
+The head (:data:`studio.models.TRAINABLES`) supplies the step module, its io spec and
+example inputs, and its parity check; everything else is here, once: tracing with named
+inputs and outputs and dynamic symbolic axes, ``onnx.checker``, the parity gate
+(:data:`studio.formats.PARITY_TOLERANCE` over every output, batch 1 and 3), an optional
+int8 graph with its cost measured on held-out data, and ``card.json`` with everything
+sampling needs.  The bundle is written to a temporary folder and renamed into place, so
+a failed export never leaves a half-written bundle.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import __version__
-from .config import ModelConfig
-from .data import split_ids
+from .domains import domain_from_config
 from .errors import StudioError, require
-from .model import RecurrentLM, StepGraph, count_parameters
+from .formats import CARD, FP32_GRAPH, INT8_GRAPH, OPSET, PARITY_TOLERANCE
+from .models import Trainable, trainable_for
 from .runs import RunDir
+from .train import CHECKPOINT_KEYS, count_parameters
 
-OPSET = 17
-PARITY_TOLERANCE = 1e-4
-CARD = "card.json"
-FP32_GRAPH = "model.onnx"
-INT8_GRAPH = "model.int8.onnx"
+__all__ = ["export_onnx", "export_run", "quantize_int8"]
 
 
-def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor],
-                output_names: list[str], dynamic_axes: dict[str, dict[int, str]], path: Path) -> None:
-    """Trace ``module(*example_inputs.values())`` to ONNX with named inputs and outputs,
-    then run onnx.checker on the result."""
+def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor], io: dict, path: Path) -> None:
+    """Trace ``module(*example_inputs.values())`` to ONNX with the io spec's names and
+    symbolic axes, then run onnx.checker on the result."""
     import onnx
 
+    output_names = list(io["outputs"]) + [f"{name}_out" for name in io["state"]]
+    axes: dict[str, dict[int, str]] = {}
+    for group in ("inputs", "state", "outputs"):
+        for name, spec in io[group].items():
+            dims = {i: d for i, d in enumerate(spec["shape"]) if isinstance(d, str)}
+            axes[name] = dims
+            if group == "state":
+                axes[f"{name}_out"] = dims
     module.eval()  # the exporter keeps the module's mode: dropout must be off
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, tuple(example_inputs.values()), str(path),
-                          input_names=list(example_inputs), output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(module, tuple(example_inputs.values()), str(path), input_names=list(example_inputs),
+                          output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-def export_graph(model: RecurrentLM, path: Path) -> None:
-    """The model's graph (see the module docstring) with dynamic batch and time, checked."""
-    config = model.config
-    examples = {"tokens": torch.zeros(2, 3, dtype=torch.long),
-                **{n: torch.zeros(config.layers, 2, config.hidden_size) for n in config.state_names}}
-    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
-    for name in config.state_names:
-        axes[name] = axes[f"{name}_out"] = {1: "batch"}
-    export_onnx(StepGraph(model).eval(), examples,
-                ["logits", *[f"{n}_out" for n in config.state_names]], axes, path)
-
-
-def io_spec(config: ModelConfig) -> dict:
-    """The card's description of the graph's inputs, state and outputs."""
-    state_shape = [config.layers, "batch", config.hidden_size]
-    return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "time"]}},
-            "state": {name: {"dtype": "float32", "shape": state_shape} for name in config.state_names},
-            "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "time", config.vocab_size]}}}
-
-
-def _session(path: Path):
+def session_for(path: Path) -> Any:
+    """A plain CPU onnxruntime session (the exporter's own; sampling uses studio.runtime)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -74,45 +63,8 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _ort_run(session, config: ModelConfig, tokens: np.ndarray, state: dict | None = None):
-    batch = tokens.shape[0]
-    if state is None:
-        state = {n: np.zeros((config.layers, batch, config.hidden_size), np.float32)
-                 for n in config.state_names}
-    outputs = session.run(None, {"tokens": tokens.astype(np.int64), **state})
-    return outputs[0], dict(zip(config.state_names, outputs[1:]))
-
-
-def parity(model: RecurrentLM, session, tokens: np.ndarray) -> float:
-    """Max |logit difference| between torch and onnxruntime for ``tokens`` (batch, T),
-    through the whole-sequence call and through T single-token steps."""
-    config = model.config
-    with torch.no_grad():
-        expected, _ = model(torch.from_numpy(tokens), model.init_state(tokens.shape[0]))
-    expected = expected.numpy()
-    full, _ = _ort_run(session, config, tokens)
-    worst = float(np.abs(full - expected).max())
-    state = None
-    for t in range(tokens.shape[1]):
-        logits, state = _ort_run(session, config, tokens[:, t:t + 1], state)
-        worst = max(worst, float(np.abs(logits[:, 0] - expected[:, t]).max()))
-    return worst
-
-
-def held_out_nats(session, config: ModelConfig, ids: np.ndarray, limit: int = 20_000):
-    """(mean nats/token, argmax per position) over the first ``limit`` held-out tokens."""
-    ids = ids[: limit + 1]
-    logits, _ = _ort_run(session, config, ids[None, :-1])
-    logits = logits[0].astype(np.float64)
-    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
-    nats = float(np.mean(log_z - logits[np.arange(len(ids) - 1), ids[1:]]))
-    return nats, logits.argmax(-1)
-
-
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
-    """onnxruntime dynamic int8 quantisation of MatMul/Gemm/LSTM weights."""
-    import logging
-
+    """onnxruntime dynamic int8 quantisation of MatMul/Gemm/LSTM/Gather weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for CNNs
@@ -120,83 +72,103 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
                      op_types_to_quantize=["MatMul", "Gemm", "LSTM", "Gather"])
 
 
-def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
-               drop_fp32: bool = False, drop_int8: bool = False, quiet: bool = False) -> Path:
-    """Write a bundle for the run's best weights to ``out_dir``; returns the card path."""
-    run = RunDir(run_dir)
+def _load(run: RunDir) -> tuple[dict, dict]:
+    """(the best weights' record, the last checkpoint) of a run."""
     require(run.checkpoint.exists() or run.best.exists(),
             f"{run.path} is not a training run (no checkpoint.pt): train one with `studio train`")
+    checkpoint = torch.load(run.checkpoint if run.checkpoint.exists() else run.best, map_location="cpu",
+                            weights_only=False)
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    require(not missing, f"{run.checkpoint} is from an older studio (no {', '.join(missing)}): train it again")
+    best = torch.load(run.best, map_location="cpu", weights_only=False) if run.best.exists() else checkpoint
+    return best, checkpoint
+
+
+def _quantize(head: Trainable, model, domain, checkpoint: dict, folder: Path, fp32: dict) -> dict:
+    """Write the int8 graph and measure what it costs against fp32 on held-out data."""
+    int8_path = folder / INT8_GRAPH
+    quantize_int8(folder / FP32_GRAPH, int8_path)
+    int8 = head.metrics(model, session_for(int8_path), domain, checkpoint["corpus"], checkpoint["train"])
+    report = {"type": "int8"}
+    if "held_out_nats" in fp32:
+        report.update(delta_nats_per_token=round(int8["held_out_nats"] - fp32["held_out_nats"], 5),
+                      top1_agreement=round(float(np.mean(int8["predictions"] == fp32["predictions"])), 5),
+                      held_out_tokens=fp32["held_out_tokens"])
+    return report
+
+
+def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, drop_fp32: bool = False,
+               drop_int8: bool = False, quiet: bool = False) -> Path:
+    """Write a bundle for the run's best weights to ``out_dir``; returns the card path.
+    ``drop_fp32`` ships only the int8 graph; ``drop_int8`` measures int8 (in the card)
+    but ships only fp32."""
+    run = RunDir(run_dir)
     require(quantize in (None, "int8"), f"--quantize must be int8 (got {quantize!r})")
-    source = run.best if run.best.exists() else run.checkpoint
-    saved = torch.load(source, map_location="cpu", weights_only=False)
-    checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=False) \
-        if run.checkpoint.exists() else saved
-    config = ModelConfig.from_dict(saved["model"])
-    model = RecurrentLM(config)
-    model.load_state_dict(saved["model_state"])
+    best, checkpoint = _load(run)
+    head = trainable_for(checkpoint["head"])
+    require(quantize is None or head.quantizable(),
+            f"{checkpoint['head']} models have no int8 export: drop --quantize")
+    domain = domain_from_config(best["domain"])
+    model = head.build_model(best["model"])
+    model.load_state_dict(best["model_state"])
     model.eval()
+    io = head.io_spec(best["model"])
+
+    out_dir = Path(out_dir)
+    folder = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        export_onnx(head.step_module(model), head.example_inputs(model, io), io, folder / FP32_GRAPH)
+        session = session_for(folder / FP32_GRAPH)
+        worst, checked = head.parity(model, session, domain, io)
+        if not worst < PARITY_TOLERANCE:
+            raise StudioError(f"export drifted: onnxruntime differs from torch by {worst:.2e} "
+                              f"(limit {PARITY_TOLERANCE:g}); please report this model config")
+        fp32 = head.metrics(model, session, domain, checkpoint["corpus"], checkpoint["train"])
+        graphs = {"fp32": FP32_GRAPH}
+        quantization = None
+        if quantize == "int8":
+            quantization = _quantize(head, model, domain, checkpoint, folder, fp32)
+            graphs["int8"] = INT8_GRAPH
+            if drop_fp32:
+                (folder / FP32_GRAPH).unlink()
+                del graphs["fp32"]
+            elif drop_int8:  # measured and recorded in the card, but not shipped
+                (folder / INT8_GRAPH).unlink()
+                del graphs["int8"]
+        card = _card(run, out_dir.name, head, domain, best, checkpoint, fp32, graphs, io, worst, checked,
+                     quantization, count_parameters(model))
+        (folder / CARD).write_text(json.dumps(card, indent=1, ensure_ascii=False))
+        shutil.rmtree(out_dir, ignore_errors=True)
+        folder.rename(out_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if not quiet:
+        size = sum(f.stat().st_size for f in out_dir.iterdir()) / 1e6
+        extra = ""
+        if quantization and "delta_nats_per_token" in quantization:
+            extra = (f", int8 Δ {quantization['delta_nats_per_token']:+.4f} nats/token, "
+                     f"top-1 agreement {quantization['top1_agreement']:.3f}")
+        print(f"exported {out_dir} ({size:.1f} MB): parity {worst:.1e}{extra}")
+    return out_dir / CARD
+
+
+def _card(run: RunDir, name: str, head: Trainable, domain, best: dict, checkpoint: dict, fp32: dict,
+          graphs: dict, io: dict, worst: float, checked: dict, quantization: dict | None,
+          parameters: int) -> dict:
     run_config = run.read_config()
     summary_file = run.path / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fp32_path = out_dir / FP32_GRAPH
-    export_graph(model, fp32_path)
-
-    generator = np.random.default_rng(0)
-    session = _session(fp32_path)
-    worst = max(parity(model, session, generator.integers(0, config.vocab_size, (b, 200)))
-                for b in (1, 3))
-    if worst >= PARITY_TOLERANCE:
-        raise StudioError(f"export drifted: onnxruntime differs from torch by {worst:.2e} "
-                          f"(limit {PARITY_TOLERANCE:g}); please report this model config")
-
-    ids = np.asarray(checkpoint["corpus_ids"], dtype=np.int64)
-    _, val_ids = split_ids(ids, run_config["train"]["val_fraction"])
-    fp32_nats, fp32_top1 = held_out_nats(session, config, val_ids)
-    graphs = {"fp32": FP32_GRAPH}
-    quantization = None
-    if quantize == "int8":
-        int8_path = out_dir / INT8_GRAPH
-        quantize_int8(fp32_path, int8_path)
-        int8_nats, int8_top1 = held_out_nats(_session(int8_path), config, val_ids)
-        quantization = {"type": "int8", "delta_nats_per_token": round(int8_nats - fp32_nats, 5),
-                        "top1_agreement": round(float(np.mean(int8_top1 == fp32_top1)), 5),
-                        "held_out_tokens": int(min(len(val_ids) - 1, 20_000))}
-        graphs["int8"] = INT8_GRAPH
-        if drop_fp32:
-            fp32_path.unlink()
-            del graphs["fp32"]
-        elif drop_int8:  # measured and recorded in the card, but not shipped
-            int8_path.unlink()
-            del graphs["int8"]
-
-    card = {
-        "studio_version": __version__,
-        "name": out_dir.name,
-        "domain": saved["domain"],
-        "model": config.to_dict(),
-        "train": run_config["train"],
-        "corpus": run_config["corpus"],
-        "metrics": {"val_nats_per_token": round(float(saved.get("val_nats", checkpoint["best_val"])), 5),
-                    "val_bits_per_token": round(float(saved.get("val_nats", checkpoint["best_val"])) / math.log(2), 5),
-                    "held_out_nats_fp32": round(fp32_nats, 5),
-                    "steps": int(checkpoint["step"]),
-                    "train_minutes": summary.get("train_minutes",
-                                                 round(checkpoint["elapsed_s"] / 60, 2)),
-                    "parameters": count_parameters(model)},
-        "graphs": graphs,
-        "io": io_spec(config),
-        "opset": OPSET,
-        "parity": {"max_abs_logit_diff": worst, "tokens": 200, "batches": [1, 3]},
-        "quantization": quantization,
-    }
-    card_path = out_dir / CARD
-    card_path.write_text(json.dumps(card, indent=1, ensure_ascii=False))
-    if not quiet:
-        size = sum(f.stat().st_size for f in out_dir.iterdir()) / 1e6
-        print(f"exported {out_dir} ({size:.1f} MB): parity {worst:.1e}"
-              + (f", int8 Δ {quantization['delta_nats_per_token']:+.4f} nats/token, "
-                 f"top-1 agreement {quantization['top1_agreement']:.3f}" if quantization else ""))
-    return card_path
+    val = float(best.get("val_nats", checkpoint["best_val"]))
+    metrics = {"val_nats": round(val, 5), "unit": head.unit, f"val_nats_per_{head.unit}": round(val, 5),
+               f"val_bits_per_{head.unit}": round(val / math.log(2), 5), "steps": int(checkpoint["step"]),
+               "train_minutes": summary.get("train_minutes", round(checkpoint["elapsed_s"] / 60, 2)),
+               "parameters": parameters}
+    if "held_out_nats" in fp32:
+        metrics["held_out_nats_fp32"] = round(fp32["held_out_nats"], 5)
+    return {"studio_version": __version__, "name": name, "head": head.name, "domain": domain.to_config(),
+            "model": best["model"], "train": run_config["train"], "corpus": run_config["corpus"],
+            "metrics": metrics, "graphs": graphs, "io": io, "opset": OPSET,
+            "parity": {"max_abs_diff": worst, **checked}, "quantization": quantization,
+            **head.card_extras(domain)}

@@ -113,14 +113,16 @@ class RunDir:
         return out
 
 
-def training_progress(disable: bool = False):
-    """A rich progress bar showing loss, bits per token, tokens/s, rate and ETA."""
+def training_progress(disable: bool = False, unit: str = "token"):
+    """A rich progress bar showing loss, bits per unit, units/s, rate and ETA."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
+    short = {"token": "tok", "point": "pt"}.get(unit, unit)
+
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}  {task.fields[bits]:.3f} bits/tok  "
-                   "val {task.fields[val]}  {task.fields[tok_s]:,.0f} tok/s"),
+        TextColumn("loss {task.fields[loss]:.3f}  {task.fields[bits]:.3f} bits/" + short +
+                   "  val {task.fields[val]}  {task.fields[tok_s]:,.0f} " + short + "/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         disable=disable, transient=False)

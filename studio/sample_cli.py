@@ -7,9 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from .api import load_runtime
+from .api import load, sample_iter
+from .domains import Medium
 from .errors import StudioError
-from .generate import Generation, Sample
+from .generate import Sample
+from .heads import Finished, Started, Token
 from .sampling.settings import SampleSettings
 
 
@@ -35,28 +37,27 @@ def numbered(path: Path, index: int, count: int) -> Path:
 
 def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, wav: bool = False,
                piano_roll: bool = False, attention_plot: Path | None = None) -> list[Sample]:
-    runtime = load_runtime(settings.model, settings.device, settings.precision)
-    domain = runtime.bundle.domain
-    suffix = getattr(domain, "default_suffix", None)
-    if out is None and suffix:
-        out = Path(f"{runtime.bundle.name}-seed{settings.seed}{suffix}")
-    if domain.head == "mixture":
-        from .api import sample
-
-        samples = sample(settings=settings)
-    else:
-        generation = Generation(runtime, domain, settings)
-        stream = not json_lines and settings.num == 1 and getattr(domain, "streams_text", False)
+    """Generate per ``settings`` through :func:`studio.api.sample_iter`, streaming text to
+    stdout as it comes, then write every sample's files atomically."""
+    loaded = load(settings.model, settings.device, settings.precision)
+    domain = loaded.domain
+    if out is None and domain.default_suffix:
+        out = Path(f"{loaded.name}-seed{settings.seed}{domain.default_suffix}")
+    if attention_plot is not None and not (domain.medium is Medium.INK and domain.conditional):
+        raise StudioError("--attention-plot needs a text-conditioned handwriting model")
+    stream = not json_lines and settings.num == 1 and domain.streams_text
+    samples: list[Sample] = []
+    for event in sample_iter(settings=settings):
+        if isinstance(event, Started) and stream:
+            sys.stdout.write(event.shown_prime)
+        elif isinstance(event, Token) and stream:
+            sys.stdout.write(event.text)
+        elif isinstance(event, Finished):
+            samples = event.samples
         if stream:
-            sys.stdout.write(domain.decode(generation.prime[generation.hidden:]))
             sys.stdout.flush()
-        for row, token in generation:
-            if stream:
-                sys.stdout.write(domain.token_text(token))
-                sys.stdout.flush()
-        samples = generation.results
-        if stream:
-            sys.stdout.write("\n")
+    if stream:
+        sys.stdout.write("\n")
     written: list[str] = []
     for index, item in enumerate(samples):
         if out is not None:
@@ -66,14 +67,14 @@ def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, 
                 written.append(str(atomic_save(item.output, target.with_suffix(".wav"))))
             if piano_roll:
                 written.append(str(atomic_save(item.output, target.with_suffix(".png"))))
-            if attention_plot is not None and hasattr(item.output, "save_attention_plot"):
+            if attention_plot is not None:
                 plot = numbered(Path(attention_plot), index, len(samples))
                 item.output.save_attention_plot(plot)
                 written.append(str(plot))
         if json_lines:
             print(json.dumps({**item.to_json(), "files": written[:]} if out else item.to_json(),
                              ensure_ascii=False))
-        elif not getattr(domain, "streams_text", False) or settings.num > 1:
+        elif not stream:
             if len(samples) > 1:
                 print(f"--- sample {index + 1} (logprob {item.logprob:.2f}) ---")
             print(item.text)

@@ -56,14 +56,12 @@ def test_polyphony_matches_a_naive_count(raw) -> None:
     assert np.isclose(metrics.polyphony(notes), sum(sounding) / len(sounding))
 
 
-def test_evaluate_samples_compares_with_the_corpus() -> None:
+def test_sample_report_compares_with_the_corpus() -> None:
     domain = MusicDomain()
     corpus = [Document(f"p{i}", piece((0, 60 + i, 24), (0, 64 + i, 24), (24, 67, 96))) for i in range(3)]
-    generated = [[domain.separator_id, *domain.encode(doc.content)] for doc in corpus]
-    report = domain.evaluate_samples(generated, corpus)
-    assert report["pieces"] == {"generated": 3, "corpus": 3}
+    generated = [domain.render([domain.separator_id, *domain.encode(doc.content)], None) for doc in corpus]
+    report = domain.sample_report(generated, corpus)
     for name in metrics.METRICS:
-        assert report[name]["generated"]["mean"] == report[name]["corpus"]["mean"] or (
-            math.isnan(report[name]["corpus"]["mean"]))
-        assert set(report[name]) == {"generated", "corpus", "within_one_std"}
-    assert report["polyphony"]["within_one_std"]
+        assert report[name] == report[f"corpus_{name}"] or math.isnan(report[f"corpus_{name}"])
+        assert isinstance(report[f"{name}_within_one_std"], bool)
+    assert report["polyphony"] == 2.0 and report["polyphony_within_one_std"]

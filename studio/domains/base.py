@@ -1,22 +1,29 @@
 """The one contract every representation fulfils.
 
-A *domain* owns the path between the world and token ids (or, for the mixture head,
-pen offsets): reading a corpus, building its vocabulary, encoding and decoding, writing
-what a model produced.  Training, export, sampling, the CLI and the web UI take a domain
-object and never branch on its name.  A domain is rebuilt from its JSON config alone
-(``to_config`` / ``from_config``): the representation travels with the weights.
+A *domain* owns the path between the world and what a model reads and writes: reading
+a corpus, building its vocabulary (or normalisation), encoding and decoding, priming,
+masks and constraints for sampling, the end test, rendering outputs, and pure metrics.
+Training, export, sampling, the CLI and the web UI take a domain object and never
+branch on its name, and never ask it ``hasattr``: everything they call is declared
+here, with a default where most domains share one.
 
-Categorical domains (chars, words, music events) share one model family, trainer,
-exporter, runtime and generator; a mixture domain (pen strokes) brings its own model
-and draw step but the same bundle, card and runtime contracts.
+A domain is rebuilt from its JSON config alone (``to_config`` / ``from_config``): the
+representation travels with the weights.  ``head`` names the output head a domain needs
+(``categorical`` or ``mixture``); the card records it and the head registries
+(:mod:`studio.models` for training and export, :mod:`studio.heads` for sampling and
+scoring) dispatch on it.
+
+Domains are numpy-only: they import nothing from training, export, generation,
+evaluation or torch (an import-linter contract in ``pyproject.toml`` checks it).
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
@@ -29,12 +36,33 @@ class Document:
     content: Any
 
 
+class Medium(enum.Enum):
+    """What a domain's samples are, so shells pick a view without knowing domain names."""
+
+    TEXT = "text"  # streamed as text (Write tab, terminal)
+    MUSIC = "music"  # MIDI, audio and a piano roll (Compose tab)
+    INK = "ink"  # pen strokes drawn as SVG/PNG/GIF (Handwrite tab)
+
+
+class Output(Protocol):
+    """What :meth:`Domain.render` returns: a one-line ``text`` (the sample itself for text
+    domains, a summary otherwise) and ``save(path)`` choosing the format by suffix."""
+
+    text: str
+
+    def save(self, path: Path) -> Path | None: ...
+
+
 class Domain(ABC):
-    """Base class; see the module docstring for the contract."""
+    """Base of every domain; see the module docstring for the contract."""
 
     name: ClassVar[str]
-    head: ClassVar[str] = "categorical"  # or "mixture"
+    head: ClassVar[str]  # key of the head registries; recorded in the card
+    medium: ClassVar[Medium]
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types that select this domain
+    default_suffix: ClassVar[str | None] = None  # what `studio sample` writes when no --out is given
+    streams_text: ClassVar[bool] = False  # tokens can be printed as they come
+    compares_samples: ClassVar[bool] = False  # `studio eval` also scores generated samples
 
     # --- corpus -------------------------------------------------------------
     @classmethod
@@ -45,8 +73,9 @@ class Domain(ABC):
 
     @classmethod
     @abstractmethod
-    def from_documents(cls, documents: Sequence[Document], **options: Any) -> "Domain":
-        """Build the domain (its vocabulary) from a corpus."""
+    def from_documents(cls, documents: Sequence[Document], **options: Any) -> Domain:
+        """Build the domain (its vocabulary, its normalisation) from a corpus.  Options
+        meant for other domains are ignored."""
 
     # --- persistence ----------------------------------------------------------
     @abstractmethod
@@ -55,14 +84,22 @@ class Domain(ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, config: dict) -> "Domain":
+    def from_config(cls, config: dict) -> Domain:
         """Inverse of :meth:`to_config`."""
+
+    # --- evaluation -------------------------------------------------------------
+    def sample_report(self, outputs: Sequence[Any], documents: Sequence[Document]) -> dict:
+        """Pure metrics of generated ``outputs`` (what :meth:`render` returned) beside the
+        corpus ``documents``, as a flat dict; used when ``compares_samples`` is set."""
+        return {}
 
 
 class CategoricalDomain(Domain):
-    """A domain whose items are sequences of ids in ``range(vocab_size)``."""
+    """A domain whose items are sequences of ids in ``range(vocab_size)``; the model's
+    head is a softmax over them.  ``settings`` below is a
+    :class:`studio.sampling.settings.SampleSettings`."""
 
-    head = "categorical"
+    head: ClassVar[str] = "categorical"
 
     @property
     @abstractmethod
@@ -82,16 +119,12 @@ class CategoricalDomain(Domain):
     def decode(self, ids: Sequence[int]) -> Any:
         """Ids -> item; the separator id ends nothing here, callers decide."""
 
-    def hidden_prefix(self, prime_ids: Sequence[int], settings: Any) -> int:
-        """How many leading ``prime_ids`` are context that a sample does not show: by
-        default a leading separator ("start of a document")."""
-        return 1 if list(prime_ids[:1]) == [self.separator_id] else 0
-
     def token_text(self, token_id: int) -> str:
         """Human-readable label for one id (streaming, visualisation)."""
         return str(self.decode([token_id]))
 
-    def corpus_ids(self, documents: Sequence[Document], **options: Any) -> np.ndarray:
+    # --- training data --------------------------------------------------------------
+    def corpus_ids(self, documents: Sequence[Document]) -> np.ndarray:
         """All documents as one int array, each preceded and the last followed by
         ``separator_id``, so the model learns how documents start and end."""
         parts: list[int] = [self.separator_id]
@@ -99,3 +132,61 @@ class CategoricalDomain(Domain):
             parts.extend(self.encode(document.content))
             parts.append(self.separator_id)  # ends this document, starts the next
         return np.asarray(parts, dtype=np.int64)
+
+    def augment(self, ids: np.ndarray, amount: int) -> np.ndarray:
+        """Training ids with data augmentation of strength ``amount`` (music: transposed
+        copies); by default none."""
+        return ids
+
+    # --- sampling ---------------------------------------------------------------------
+    @abstractmethod
+    def prime_ids(self, settings: Any) -> list[int]:
+        """The ids fed before sampling starts (never empty)."""
+
+    def hidden_prefix(self, prime_ids: Sequence[int], settings: Any) -> int:
+        """How many leading ``prime_ids`` are context that a sample does not show: by
+        default a leading separator ("start of a document")."""
+        return 1 if list(prime_ids[:1]) == [self.separator_id] else 0
+
+    def logits_mask(self, settings: Any) -> np.ndarray | None:
+        """Bool ``[vocab_size]`` of ids that may be drawn, or None for all."""
+        return None
+
+    def constraints(self, settings: Any) -> list:
+        """Sampling rules (``(history, logits) -> logits`` objects, see
+        :mod:`studio.sampling.rules`) that keep samples well formed; applied right after
+        the mask, for sampling and beam search alike."""
+        return []
+
+    def is_finished(self, generated: Sequence[int], settings: Any) -> bool:
+        """Whether the ids generated so far (prime excluded) complete the sample, besides
+        ending on the separator."""
+        return False
+
+    @abstractmethod
+    def render(self, ids: Sequence[int], settings: Any) -> Output:
+        """The shown prime plus the generated ids, as an output that can be saved."""
+
+
+class MixtureDomain(Domain):
+    """A domain of real-valued points (pen offsets) drawn from a mixture density; the
+    sampler and scorer of the ``mixture`` head (:mod:`studio.heads.mixture`) and its
+    trainer (:mod:`studio.models.mixture`) call what is declared here."""
+
+    head: ClassVar[str] = "mixture"
+
+    conditional: bool  # text-conditioned (synthesis) or not
+    alphabet: str  # characters a conditional model can write (1-based ids, 0 = padding)
+    line_characters: int  # longest line trained on: sampling wraps text there
+
+    @abstractmethod
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> int64 ``(B, U)`` ids; StudioError names characters not in the alphabet."""
+
+    @abstractmethod
+    def normalise(self, points: np.ndarray) -> np.ndarray:
+        """Raw ``(T, 3)`` points -> the units the model reads and writes."""
+
+    @abstractmethod
+    def denormalise(self, points: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`normalise`."""

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from ..corpus import corpus_files, read_text, warn_skipped
 from ..errors import StudioError
-from .base import CategoricalDomain, Document
+from .base import CategoricalDomain, Document, Medium
 
 SEPARATOR = "\x1e"  # ASCII record separator: ends a document, never occurs in real text
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".py", ".js", ".ts", ".c", ".h", ".cpp",
@@ -35,7 +35,9 @@ class TextDomainMixin:
     """Sampling hooks shared by the text domains (chars and words)."""
 
     suffixes = TEXT_SUFFIXES
+    medium = Medium.TEXT
     streams_text = True  # the CLI may print tokens as they come
+    unknown_id: int | None = None  # an id shown for symbols outside the vocabulary, if any
 
     @classmethod
     def read_corpus(cls, path: Path) -> list[Document]:
@@ -56,8 +58,7 @@ class TextDomainMixin:
             ids = self.encode("\n")
         except StudioError:
             return None
-        unknown = getattr(self, "unknown_id", None)
-        return ids[0] if len(ids) == 1 and ids[0] != unknown else None
+        return ids[0] if len(ids) == 1 and ids[0] != self.unknown_id else None
 
     def _primed(self, settings: Any) -> tuple[list[int], int]:
         """(prime ids, how many of them lead in unseen).  No prime: the separator (start
@@ -70,26 +71,22 @@ class TextDomainMixin:
         prime = self._prime_text(settings)
         if not prime:
             return [self.separator_id], 1
-        ids = self.encode(prime)
+        ids = self.encode_prime(prime)
         newline = self._line_start_id()
         if newline is not None and ids[0] != newline:
             return [newline] + ids, 1
         return ids, 0
+
+    def encode_prime(self, prime: str) -> list[int]:
+        """The prime's ids; StudioError names what the vocabulary lacks, so a prime is
+        always shown exactly as it was typed."""
+        return self.encode(prime)
 
     def prime_ids(self, settings: Any) -> list[int]:
         return self._primed(settings)[0]
 
     def hidden_prefix(self, prime_ids: Sequence[int], settings: Any) -> int:
         return self._primed(settings)[1]
-
-    def logits_mask(self, settings: Any):
-        return None
-
-    def constraints(self, settings: Any) -> list:
-        return []
-
-    def is_finished(self, generated: list[int], settings: Any) -> bool:
-        return False
 
     def render(self, ids: Sequence[int], settings: Any) -> "TextOutput":
         return TextOutput(self.decode(ids))

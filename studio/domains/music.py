@@ -19,10 +19,11 @@ from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.grammar import NoteGrammar, corpus_limits
+from ..music.metrics import METRICS, compare
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, read_pieces
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
-from .base import CategoricalDomain, Document
+from .base import CategoricalDomain, Document, Medium
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
@@ -46,7 +47,9 @@ class MusicDomain(CategoricalDomain):
 
     name: ClassVar[str] = "music"
     suffixes: ClassVar[tuple[str, ...]] = MIDI_SUFFIXES + SCORE_SUFFIXES
-    default_suffix: ClassVar[str] = ".mid"  # `studio sample` writes a MIDI file unasked
+    medium: ClassVar[Medium] = Medium.MUSIC
+    default_suffix: ClassVar[str | None] = ".mid"  # `studio sample` writes a MIDI file unasked
+    compares_samples: ClassVar[bool] = True  # `studio eval` sets generated pieces beside the corpus
 
     def __init__(self, codec: EventCodec | None = None, max_note_ticks: int | None = None,
                  max_voices: int | None = None):
@@ -170,7 +173,7 @@ class MusicDomain(CategoricalDomain):
 
     # --- sampling hooks ---------------------------------------------------------------
     def _primer(self, settings: Any) -> Piece | None:
-        path = getattr(settings, "prime_file", None)
+        path = settings.prime_file
         if not path:
             return None
         if path not in self._primers:
@@ -185,9 +188,9 @@ class MusicDomain(CategoricalDomain):
         primer = self._primer(settings)
         if primer is not None:
             return [self.separator_id] + self.encode(primer)
-        if getattr(settings, "prime", None):
+        if settings.prime:
             raise StudioError("music is primed with a file: use --prime-midi FILE (or --prime-file)")
-        key = getattr(settings, "key", None)
+        key = settings.key
         if key and self.codec.keys:  # start the piece in that key, as the corpus's pieces do
             stands_for = major_or_minor(*parse_key(key))
             if stands_for:
@@ -197,7 +200,7 @@ class MusicDomain(CategoricalDomain):
     def logits_mask(self, settings: Any) -> np.ndarray | None:
         """Bool [vocab_size]: with ``settings.key``, note-ons outside the scale are False.
         Note-offs stay allowed, so notes of an out-of-scale primer can still end."""
-        key = getattr(settings, "key", None)
+        key = settings.key
         if not key:
             return None
         in_scale = pitch_class_mask(key)
@@ -220,7 +223,7 @@ class MusicDomain(CategoricalDomain):
         last = int(generated_ids[-1])
         if last == self.separator_id:
             return True
-        bars = getattr(settings, "bars", None)
+        bars = settings.bars
         # only a bar marker can complete a bar: counting only then keeps long runs linear
         return bool(bars) and last == self.bar_id and self.completed_bars(generated_ids) >= bars
 
@@ -250,23 +253,22 @@ class MusicDomain(CategoricalDomain):
             primer_ids = self.encode(primer)
             if ids[:len(primer_ids)] != primer_ids:
                 ids = primer_ids + ids
-        tempo = getattr(settings, "tempo", None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
+        tempo = (settings.tempo if settings is not None else None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
         return Rendered(self.decode(ids), float(tempo))
 
     # --- evaluation ---------------------------------------------------------------------
-    def evaluate_samples(self, generated: Sequence[Any], reference_docs: Sequence[Any]) -> dict:
-        """MusPy-style metrics of generated samples against corpus pieces
-        (see :mod:`studio.music.metrics`)."""
-        from ..music.metrics import evaluate_samples
-
-        return evaluate_samples(generated, reference_docs, decode=self.render_piece)
-
-    def evaluate_corpus(self, runtime: Any, corpus: Path, **options: Any) -> dict:
-        """``studio eval`` for music: nats per event on the corpus, and the metrics of
-        generated pieces beside the corpus's (see :mod:`studio.music.evaluation`)."""
-        from ..music.evaluation import evaluate_music
-
-        return evaluate_music(runtime, self, Path(corpus), **options)
-
-    def render_piece(self, ids: Sequence[int]) -> Piece:
-        return self.render(ids).piece
+    def sample_report(self, outputs: Sequence[Any], documents: Sequence[Document]) -> dict:
+        """MusPy-style metrics (:mod:`studio.music.metrics`) of generated pieces beside the
+        corpus's, flat: ``<metric>`` / ``<metric>_std`` for the generated pieces,
+        ``corpus_<metric>`` / ``corpus_<metric>_std`` for the corpus and
+        ``<metric>_within_one_std`` for the verdict."""
+        comparison = compare([output.piece for output in outputs], [d.content for d in documents])
+        report: dict[str, Any] = {}
+        for name in METRICS:
+            row = comparison[name]
+            report[name] = round(row["generated"]["mean"], 5)
+            report[f"{name}_std"] = round(row["generated"]["std"], 5)
+            report[f"corpus_{name}"] = round(row["corpus"]["mean"], 5)
+            report[f"corpus_{name}_std"] = round(row["corpus"]["std"], 5)
+            report[f"{name}_within_one_std"] = row["within_one_std"]
+        return report

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from typing import Any, Sequence
 
+from ..errors import StudioError, require
 from .base import CategoricalDomain, Document
 from .chars import SEPARATOR, TextDomainMixin
 
@@ -34,8 +35,6 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
     @classmethod
     def from_documents(cls, documents: Sequence[Document], vocab_size: int = DEFAULT_VOCAB_SIZE,
                        **options: Any) -> "WordsDomain":
-        from ..errors import require
-
         require(vocab_size >= 3, f"--vocab-size must be at least 3 (got {vocab_size})")
         counts: Counter[str] = Counter()
         for document in documents:
@@ -66,6 +65,15 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
 
     def encode(self, text: str) -> list[int]:
         return [self.index.get(token, self.unknown_id) for token in split_tokens(text)]
+
+    def encode_prime(self, prime: str) -> list[int]:
+        tokens = split_tokens(prime)
+        missing = sorted({t for t in tokens if t not in self.index})
+        if missing:
+            shown = ", ".join(repr(t) for t in missing[:10])
+            raise StudioError(f"{len(missing)} word(s) of the prime are not in the model's vocabulary: "
+                              f"{shown}; leave them out or train with a larger --vocab-size")
+        return self.encode(prime)
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.tokens[i] for i in ids)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.handwriting import data as stroke_data
-from studio.handwriting import mdn
+from . import data as stroke_data
+from . import mdn
 
 TEST_SEED = 2_100_000_000
-HEAD_KEYS = ("pen_logit", "mixture_logits", "means", "log_scales", "correlations")
 
 
 def held_out(domain, count: int, corpus: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
@@ -30,18 +29,11 @@ def held_out(domain, count: int, corpus: str | Path | None = None) -> list[tuple
     return [("", s) for s in stroke_data.load_omniglot("test", None if corpus is None else Path(corpus))[:count]]
 
 
-def evaluate_strokes(bundle, corpus: str | Path | None = None, *, count: int = 256, batch_size: int = 64,
-                     device: str = "cpu", runtime=None) -> dict:
-    """Nats per point of ``bundle`` (a :class:`studio.bundle.Bundle` or a name/path) on
-    ``count`` held-out sequences.  Returns ``{"nats_per_point", "points", "sequences",
-    "raw_nats_per_point"}``."""
-    from studio.bundle import Bundle
-    from studio.runtime import Runtime
-
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.load(bundle)
-    domain = bundle.domain
-    runtime = runtime or Runtime(bundle, device=device)
+def evaluate_strokes(runtime, domain, corpus: str | Path | None = None, *, count: int = 256,
+                     batch_size: int = 64) -> dict:
+    """Nats per point of the bundle behind ``runtime`` (a :class:`studio.runtime.Runtime`)
+    on ``count`` held-out sequences.  Returns ``{"nats_per_point", "points",
+    "sequences", "raw_nats_per_point"}``."""
     items = held_out(domain, count, corpus)
     total, points = 0.0, 0.0
     for start in range(0, len(items), batch_size):
@@ -54,7 +46,7 @@ def evaluate_strokes(bundle, corpus: str | Path | None = None, *, count: int = 2
         state = runtime.init_state(len(chunk))
         for t in range(inputs.shape[1]):
             outputs, state = runtime.run({"points": np.ascontiguousarray(inputs[:, t]), **feed}, state)
-            log_likelihood = mdn.log_likelihood({k: outputs[k] for k in HEAD_KEYS}, targets[:, t])
+            log_likelihood = mdn.log_likelihood({k: outputs[k] for k in mdn.HEAD_NAMES}, targets[:, t])
             total -= float((log_likelihood * mask[:, t]).sum())
         points += float(mask.sum())
     nats = total / points

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from studio.handwriting import data as stroke_data
-from studio.handwriting.render import catmull_rom, pen_runs
+from ..bundle import Bundle
+from ..domains import domain_from_config
+from ..runtime import Runtime
+from ..sampling.settings import SampleSettings
+from . import data as stroke_data
+from .render import catmull_rom, pen_runs
+from .sample import write_line
 
 CLOUD_POINTS = 400
 
@@ -105,19 +110,15 @@ def corpus_score(words: list[str], distractors: int = 19, seed: int = 0) -> dict
 
 def model_score(bundle, words: list[str], bias: float = 1.0, distractors: int = 19, seed: int = 0) -> dict:
     """The reader on what ``bundle`` writes for each word (one sample each, fixed seeds)."""
-    from studio.bundle import Bundle
-    from studio.handwriting.sample import write_line
-    from studio.runtime import Runtime
-    from studio.sampling.settings import SampleSettings
-
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     runtime = Runtime(bundle, threads=1)
+    domain = domain_from_config(bundle.card["domain"])
     settings = SampleSettings(model=str(bundle.path), bias=bias, seed=seed)
     counter = iter(range(10**6))
 
     def write(word: str) -> np.ndarray:
         rng = np.random.default_rng([seed, next(counter)])
-        offsets, _, _ = write_line(bundle.domain, runtime, word, settings, rng)
+        offsets, _, _ = write_line(domain, runtime, word, settings, rng)
         return _absolute(offsets)
 
     return score(write, words, distractors, seed)

@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+HEAD_NAMES = ("pen_logit", "mixture_logits", "means", "log_scales", "correlations")  # the step graph's mixture outputs
+
 
 def apply_bias(head: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray]:
     """A new head with Graves's sampling bias applied (the input is not modified)."""

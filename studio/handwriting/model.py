@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-HEAD_NAMES = ("pen_logit", "mixture_logits", "means", "log_scales", "correlations")
+from .mdn import HEAD_NAMES
+
 
 
 def split_head(raw: torch.Tensor, mixtures: int) -> dict[str, torch.Tensor]:
@@ -105,8 +106,8 @@ class PredictionNetwork(nn.Module):
             _forget_bias_one(lstm)
         self.output = nn.Linear(layers * hidden_size, 1 + 6 * mixtures)
 
-    def init_state(self, batch: int) -> dict[str, torch.Tensor]:
-        zeros = torch.zeros(self.layers, batch, self.hidden_size)
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        zeros = torch.zeros(self.layers, batch, self.hidden_size, device=device)
         return {"h": zeros, "c": zeros.clone()}
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
@@ -164,12 +165,12 @@ class SynthesisNetwork(nn.Module):
             _forget_bias_one(lstm)
         self.output = nn.Linear(layers * hidden_size, 1 + 6 * mixtures)
 
-    def init_state(self, batch: int) -> dict[str, torch.Tensor]:
-        zeros = torch.zeros(self.layers, batch, self.hidden_size)
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        zeros = torch.zeros(self.layers, batch, self.hidden_size, device=device)
         return {
             "h": zeros, "c": zeros.clone(),
-            "kappa": torch.zeros(batch, self.window_gaussians),
-            "w": torch.zeros(batch, self.alphabet_size),
+            "kappa": torch.zeros(batch, self.window_gaussians, device=device),
+            "w": torch.zeros(batch, self.alphabet_size, device=device),
         }
 
     def one_hot(self, text: torch.Tensor) -> torch.Tensor:
@@ -182,7 +183,7 @@ class SynthesisNetwork(nn.Module):
         alpha_hat, beta_hat, kappa_hat = self.window(h1).chunk(3, dim=-1)  # (B, K) each
         alpha, beta = torch.exp(alpha_hat), torch.exp(beta_hat)
         kappa = kappa + torch.exp(kappa_hat)
-        positions = torch.arange(1, one_hot.shape[1] + 2, dtype=h1.dtype)  # (U + 1,)
+        positions = torch.arange(1, one_hot.shape[1] + 2, dtype=h1.dtype, device=h1.device)  # (U + 1,)
         distance = kappa.unsqueeze(-1) - positions  # (B, K, U + 1)
         phi = (alpha.unsqueeze(-1) * torch.exp(-beta.unsqueeze(-1) * distance * distance)).sum(1)
         w = torch.bmm(phi[:, None, :-1], one_hot).squeeze(1)  # (B, A)
@@ -200,7 +201,7 @@ class SynthesisNetwork(nn.Module):
         # make backward allocate a full (B, T, 4H) gradient per step.
         point_gates = (points @ weight_ih[:, :3].t() + bias).unbind(1)  # T x (B, 4H)
         recurrent_weight = torch.cat([weight_ih[:, 3:], weight_hh], 1).t()  # (A + H, 4H)
-        state = self.init_state(batch)
+        state = self.init_state(batch, points.device)
         h, c, kappa, w = state["h"][0], state["c"][0], state["kappa"], state["w"]
         first_hiddens, windows, phis = [], [], []
         for t in range(length):
@@ -239,7 +240,7 @@ class SynthesisNetwork(nn.Module):
 def build_model(config: dict) -> nn.Module:
     """Rebuild a model from its ``config`` (``type`` is ``mdn`` or ``synthesis``)."""
     options = {k: v for k, v in config.items() if k != "type"}
-    if config["type"] == "mdn":
+    if config["type"] == "mdn":  # the card's model type: one of these two networks
         return PredictionNetwork(**options)
     if config["type"] == "synthesis":
         return SynthesisNetwork(**options)

@@ -29,7 +29,6 @@ DOODLE_POINTS = 45  # an Omniglot character has ~31 points on average
 DOODLE_SPACING = 1.3  # of the widest doodle
 DEFAULT_LINE_CHARACTERS = 16
 DOODLE_PIXELS = 110  # height of a doodle on the page
-HEAD_KEYS = ("pen_logit", "mixture_logits", "means", "log_scales", "correlations")
 
 
 def wrap_lines(text: str, width: int) -> list[str]:
@@ -93,7 +92,7 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
     limit = POINTS_PER_CHARACTER_LIMIT * len(line) + 20
     for _ in range(limit):
         outputs, state = runtime.run({"points": points, "text": text_ids}, state)
-        head = {k: outputs[k] for k in HEAD_KEYS}
+        head = {k: outputs[k] for k in mdn.HEAD_NAMES}
         points = mdn.draw(head, rng, settings.bias)
         logprob += float(mdn.log_likelihood(head, points)[0])
         phi = outputs["phi"][0]  # (U + 1,)
@@ -117,7 +116,7 @@ def draw_doodle(domain, runtime, settings, rng: np.random.Generator, style=None)
     drawn, logprob = [], 0.0
     for step in range(3 * DOODLE_POINTS):
         outputs, state = runtime.run({"points": points}, state)
-        head = {k: outputs[k] for k in HEAD_KEYS}
+        head = {k: outputs[k] for k in mdn.HEAD_NAMES}
         points = mdn.draw(head, rng, settings.bias)
         logprob += float(mdn.log_likelihood(head, points)[0])
         drawn.append(points[0].copy())

@@ -134,21 +134,3 @@ def compare(generated: Sequence[Piece], reference: Sequence[Piece]) -> dict[str,
         }
     report["pieces"] = {"generated": len(generated), "corpus": len(reference)}
     return report
-
-
-def evaluate_samples(generated: Sequence[Any], reference: Sequence[Any], decode=None) -> dict[str, Any]:
-    """:func:`compare` for whatever the caller holds: pieces, rendered samples (with a
-    ``.piece``), corpus documents (with a ``.content`` piece) or id lists (``decode``)."""
-
-    def as_piece(item: Any) -> Piece:
-        if isinstance(item, Piece):
-            return item
-        if hasattr(item, "piece"):
-            return item.piece
-        if hasattr(item, "content"):
-            return as_piece(item.content)
-        if decode is None:
-            raise TypeError(f"cannot evaluate {type(item).__name__} without a decoder")
-        return decode(item)
-
-    return compare([as_piece(g) for g in generated], [as_piece(r) for r in reference])

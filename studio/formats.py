@@ -1,0 +1,17 @@
+"""File-format facts shared by the exporter, the bundle reader and the sampler.
+
+Every constant here is defined once: the ONNX opset, the export parity tolerance, the
+bundle's file names and the card's required keys, and the token cap that stands in for
+"no length given" where something else (a bar count) ends a sample.
+"""
+
+from __future__ import annotations
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4  # max |torch - onnxruntime| over every output, or the export is refused
+CARD = "card.json"
+FP32_GRAPH = "model.onnx"
+INT8_GRAPH = "model.int8.onnx"
+CARD_REQUIRED_KEYS = ("domain", "graphs", "io")
+MAX_TOKENS = 20_000  # a cap, not a target: --bars (or a separator) ends a piece long before
+HELD_OUT_TOKENS = 20_000  # held-out tokens the exporter scores fp32 and int8 on

@@ -1,0 +1,31 @@
+"""The categorical head, numpy side: token-by-token sampling and nats per token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from ..generate import Generation, nats_per_token
+from ..sampling.settings import SampleSettings
+from .base import Event, Finished, Head, Score, Started, Token
+
+
+class CategoricalHead(Head):
+    name: ClassVar[str] = "categorical"
+    unit: ClassVar[str] = "token"
+
+    def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
+        generation = Generation(runtime, domain, settings)
+        yield Started(domain.decode(generation.prime[generation.hidden:]) if domain.streams_text else "")
+        for row, token in generation:
+            yield Token(row, token, domain.token_text(token))
+        yield Finished(generation.results)
+
+    def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
+        """Documents joined by the separator, as in training; ``split="val"`` scores the
+        last ``val_fraction`` of the tokens (the trainer's held-out tail)."""
+        ids = domain.corpus_ids(domain.read_corpus(Path(corpus)))
+        if split == "val":
+            ids = ids[int(len(ids) * (1 - val_fraction)):]
+        nats, count = nats_per_token(runtime, ids)
+        return Score(nats, count, self.unit)

@@ -1,0 +1,31 @@
+"""The mixture head, numpy side: pen strokes drawn point by point, nats per point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from ..generate import Sample
+from ..handwriting.evaluate import evaluate_strokes
+from ..handwriting.sample import generate as draw_strokes
+from ..sampling.settings import SampleSettings
+from .base import Event, Finished, Head, Score, Started
+
+
+class MixtureHead(Head):
+    name: ClassVar[str] = "mixture"
+    unit: ClassVar[str] = "point"
+
+    def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
+        yield Started("")
+        output = draw_strokes(domain, runtime, settings)
+        yield Finished([Sample(output.text, [], float(output.logprob),
+                               settings, output)])
+
+    def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
+        """Held-out sequences: the Omniglot-layout test split of a stroke npz, or Hershey
+        lines that training and validation never touch (``split`` does not apply)."""
+        corpus = Path(corpus)
+        source = corpus if (not domain.conditional and corpus.suffix == ".npz") else None
+        result = evaluate_strokes(runtime, domain, source)
+        return Score(result["nats_per_point"], result["points"], self.unit)

@@ -1,0 +1,165 @@
+"""The categorical head, torch side: a :class:`RecurrentLM` over a domain's token ids.
+
+Training data are the corpus's ids cut into parallel streams for truncated BPTT (the
+state a row ends a window with starts its next window, see :mod:`studio.data`); the loss
+is cross-entropy in nats per token.  The step graph takes ``tokens (batch, time)`` and
+``h``/``c`` ``[layers, batch, hidden]`` and returns ``logits (batch, time, vocab)`` and
+``h_out``/``c_out``; batch and time are dynamic, so one graph steps, primes and scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from ..data import StreamBatches, eval_streams, split_ids
+from ..formats import HELD_OUT_TOKENS
+from ..numeric import log_softmax
+from .base import Batch, Carry, Trainable, TrainData
+from .recurrent_lm import RecurrentLM, StepGraph
+
+PARITY_TOKENS = 200
+VALIDATION_WINDOW = 256
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array as a tensor on ``device``; to CUDA through pinned memory, so the copy
+    runs asynchronously instead of through a pageable staging buffer."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+class TokenStreams(TrainData):
+    def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, batch_size: int, seq_len: int,
+                 rank: int, world_size: int):
+        self.batches = StreamBatches(train_ids, batch_size, seq_len, rank, world_size)
+        self.val_ids = val_ids
+        self.steps_per_epoch = self.batches.windows_per_epoch
+        self.tokens = len(train_ids)
+
+    def batch(self, step: int, device: torch.device) -> Batch:
+        x, y = self.batches.window(step)
+        return {"inputs": to_device(x, device), "targets": to_device(y, device)}
+
+    @torch.no_grad()
+    def validation_nats(self, model: torch.nn.Module, device: torch.device, dist: Any) -> float:
+        """Mean nats per token with state carried through the whole validation text;
+        each rank scores every ``world_size``-th stream and the sums are combined."""
+        was_training = model.training
+        model.eval()
+        streams = eval_streams(self.val_ids)[dist.rank::dist.world_size]
+        streams = torch.from_numpy(streams).to(device)
+        state = model.init_state(streams.shape[0], device)
+        total, count = 0.0, 0
+        for start in range(0, streams.shape[1] - 1 if len(streams) else 0, VALIDATION_WINDOW):
+            y = streams[:, start + 1:start + 1 + VALIDATION_WINDOW]
+            x = streams[:, start:start + y.shape[1]]
+            logits, state = model(x, state)
+            total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
+        model.train(was_training)
+        return dist.sum(total) / max(1, dist.sum(count))
+
+
+class CategoricalTrainable(Trainable):
+    name: ClassVar[str] = "categorical"
+    unit: ClassVar[str] = "token"
+
+    def model_config(self, domain: Any, options: dict) -> dict:
+        return ModelConfig.from_dict({**options, "vocab_size": domain.vocab_size}).to_dict()
+
+    def build_model(self, config: dict) -> torch.nn.Module:
+        return RecurrentLM(ModelConfig.from_dict(config))
+
+    def corpus_payload(self, domain: Any, documents: list) -> tuple[np.ndarray, int]:
+        ids = domain.corpus_ids(documents)
+        return ids.astype(np.int32), len(ids)
+
+    def train_data(self, domain: Any, payload: Any, config: Any, rank: int, world_size: int) -> TrainData:
+        train_ids, val_ids = split_ids(np.asarray(payload, dtype=np.int64), config.val_fraction)
+        if config.transpose:
+            train_ids = domain.augment(train_ids, config.transpose)
+        return TokenStreams(train_ids, val_ids, config.batch_size, config.seq_len, rank, world_size)
+
+    def init_carry(self, model: torch.nn.Module, batch_size: int, device: torch.device) -> Carry:
+        return model.init_state(batch_size, device)
+
+    def loss(self, model: torch.nn.Module, batch: Batch, carry: Carry) -> tuple[torch.Tensor, Carry]:
+        logits, carry = model(batch["inputs"], carry)  # (B, T, V)
+        targets = batch["targets"]
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)), carry
+
+    # --- export -------------------------------------------------------------------------
+    def io_spec(self, config: dict) -> dict:
+        model_config = ModelConfig.from_dict(config)
+        state_shape = [model_config.layers, "batch", model_config.hidden_size]
+        return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "time"]}},
+                "state": {name: {"dtype": "float32", "shape": state_shape} for name in model_config.state_names},
+                "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "time", model_config.vocab_size]}}}
+
+    def step_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        return StepGraph(model)
+
+    def example_inputs(self, model: torch.nn.Module, io: dict) -> dict[str, torch.Tensor]:
+        return {"tokens": torch.zeros(2, 3, dtype=torch.long), **dict(zip(io["state"], model.init_state(2)))}
+
+    def parity(self, model: torch.nn.Module, session: Any, domain: Any, io: dict) -> tuple[float, dict]:
+        generator = np.random.default_rng(0)
+        vocab = model.config.vocab_size
+        worst = max(token_parity(model, session, io, generator.integers(0, vocab, (batch, PARITY_TOKENS)))
+                    for batch in (1, 3))
+        return worst, {"steps": PARITY_TOKENS, "batches": [1, 3]}
+
+    def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
+        _, val_ids = split_ids(np.asarray(payload, dtype=np.int64), train["val_fraction"])
+        nats, predictions = held_out_nats(session, io_state_names(session), val_ids)
+        return {"held_out_nats": nats, "predictions": predictions,
+                "held_out_tokens": int(min(len(val_ids) - 1, HELD_OUT_TOKENS))}
+
+    def quantizable(self) -> bool:
+        return True
+
+
+def io_state_names(session: Any) -> list[str]:
+    return [i.name for i in session.get_inputs() if i.name != "tokens"]
+
+
+def _ort_run(session: Any, state_names: list[str], tokens: np.ndarray, state: dict | None = None):
+    feeds = {"tokens": tokens.astype(np.int64)}
+    if state is None:
+        shapes = {i.name: i.shape for i in session.get_inputs()}
+        state = {n: np.zeros((shapes[n][0], tokens.shape[0], shapes[n][2]), np.float32) for n in state_names}
+    outputs = session.run(None, {**feeds, **state})
+    return outputs[0], dict(zip(state_names, outputs[1:]))
+
+
+def token_parity(model: RecurrentLM, session: Any, io: dict, tokens: np.ndarray) -> float:
+    """Max |logit difference| between torch and onnxruntime for ``tokens`` (batch, T),
+    through the whole-sequence call and through T single-token steps."""
+    names = list(io["state"])
+    with torch.no_grad():
+        expected, _ = model(torch.from_numpy(tokens), model.init_state(tokens.shape[0]))
+    expected = expected.numpy()
+    full, _ = _ort_run(session, names, tokens)
+    worst = float(np.abs(full - expected).max())
+    state = None
+    for t in range(tokens.shape[1]):
+        logits, state = _ort_run(session, names, tokens[:, t:t + 1], state)
+        worst = max(worst, float(np.abs(logits[:, 0] - expected[:, t]).max()))
+    return worst
+
+
+def held_out_nats(session: Any, state_names: list[str], ids: np.ndarray, limit: int = HELD_OUT_TOKENS):
+    """(mean nats/token, argmax per position) over the first ``limit`` held-out tokens."""
+    ids = ids[: limit + 1]
+    logits, _ = _ort_run(session, state_names, ids[None, :-1])
+    log_probs = log_softmax(logits[0].astype(np.float64))
+    nats = float(-np.mean(log_probs[np.arange(len(ids) - 1), ids[1:]]))
+    return nats, log_probs.argmax(-1)
