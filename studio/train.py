@@ -181,7 +181,7 @@ class Trainer:
         return val, improved
 
     def units_per_step(self) -> int:
-        return self.config.batch_size * (self.config.seq_len if self.carry is not None else self.config.max_points)
+        return self.config.batch_size * self.data.sequence_length
 
     def run_steps(self, stop_after: int | None, progress, task, interrupt) -> str:
         """Train until the schedule ends or a limit stops it; returns why it stopped."""
@@ -228,7 +228,7 @@ class Trainer:
         dist, run = self.dist, self.run
         if dist.is_main and not self.quiet:
             print(f"{self.domain.name} ({self.domain.head} head), {count_parameters(self.model):,} parameters; "
-                  f"effective batch {self.config.batch_size * dist.world_size}; lr {self.config.learning_rate:g}; "
+                  f"effective batch {self.config.batch_size * dist.world_size} x {self.data.sequence_length}; lr {self.config.learning_rate:g}; "
                   f"device {self.device}")
         progress = training_progress(disable=self.quiet or not dist.is_main, unit=self.head.unit)
         reason = "finished"
@@ -285,7 +285,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                              "train it again")
         saved = run.read_config()
         corpus_data = Corpus(domain_from_config(checkpoint["domain"]), checkpoint["corpus"], saved["corpus"])
-        config = _resume_config(checkpoint["train"], train_config)
+        config = _resume_config(saved["train"], train_config)
         model_config = checkpoint["model"]
     else:
         require(corpus is not None, "give a corpus to train on")

@@ -22,13 +22,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from studio.api import _cached_runtime, sample
+from studio.api import _cached, sample
 from studio.bundle import Bundle
 from studio.cli import app
 from studio.config import TrainConfig
 from studio.errors import StudioError
 from studio.runtime import Runtime, providers_for
-from studio.train import resolve_device, to_device, train
+from studio.models.categorical import to_device
+from studio.train import resolve_device, train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = dict(hidden_size=32, layers=2, embedding_size=16, dropout=0.1)
@@ -57,9 +58,9 @@ def cpu_only_onnxruntime(monkeypatch) -> None:
 @pytest.fixture
 def fresh_runtimes():
     """No cached session built with another provider list before or after the test."""
-    _cached_runtime.cache_clear()
+    _cached.cache_clear()
     yield
-    _cached_runtime.cache_clear()
+    _cached.cache_clear()
 
 
 # --- everywhere ---------------------------------------------------------------------

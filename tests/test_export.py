@@ -8,8 +8,10 @@ import torch
 
 from studio.bundle import Bundle
 from studio.config import ModelConfig
-from studio.export import parity, _session
-from studio.model import RecurrentLM
+from studio.export import export_onnx, session_for
+from studio.models import TRAINABLES
+from studio.models.categorical import token_parity
+from studio.models.recurrent_lm import RecurrentLM
 from studio.runtime import Runtime
 
 
@@ -18,7 +20,7 @@ def test_card_holds_everything_to_sample(tiny_bundle):
     assert card["domain"]["name"] == "chars" and len(card["domain"]["symbols"]) > 30
     assert card["model"]["cell"] == "lstm" and card["opset"] == 17
     assert len(card["corpus"]["sha256"]) == 64
-    assert card["parity"]["max_abs_logit_diff"] < 1e-4
+    assert card["head"] == "categorical" and card["parity"]["max_abs_diff"] < 1e-4
     assert card["metrics"]["val_nats_per_token"] > 0
     quant = card["quantization"]
     assert quant["type"] == "int8" and 0.5 < quant["top1_agreement"] <= 1.0
@@ -48,19 +50,14 @@ def test_sequence_call_equals_step_calls(tiny_bundle):
 
 def test_parity_helper_detects_drift(tmp_path):
     """The parity check is not vacuous: a model with different weights fails it."""
-    from studio.export import export_onnx
-    from studio.model import StepGraph
-
-    config = ModelConfig(vocab_size=12, hidden_size=8, layers=1, embedding_size=4)
-    model = RecurrentLM(config).eval()
-    examples = {"tokens": torch.zeros(1, 2, dtype=torch.long), "h": torch.zeros(1, 1, 8),
-                "c": torch.zeros(1, 1, 8)}
-    axes = {"tokens": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"},
-            "h": {1: "batch"}, "c": {1: "batch"}, "h_out": {1: "batch"}, "c_out": {1: "batch"}}
-    export_onnx(StepGraph(model), examples, ["logits", "h_out", "c_out"], axes, tmp_path / "m.onnx")
+    head = TRAINABLES["categorical"]
+    config = ModelConfig(vocab_size=12, hidden_size=8, layers=1, embedding_size=4).to_dict()
+    model = head.build_model(config).eval()
+    io = head.io_spec(config)
+    export_onnx(head.step_module(model), head.example_inputs(model, io), io, tmp_path / "m.onnx")
     tokens = np.random.default_rng(0).integers(0, 12, (2, 30))
-    session = _session(tmp_path / "m.onnx")
-    assert parity(model, session, tokens) < 1e-5
+    session = session_for(tmp_path / "m.onnx")
+    assert token_parity(model, session, io, tokens) < 1e-5
     with torch.no_grad():
         model.head.bias.add_(0.5)
-    assert parity(model, session, tokens) > 0.4
+    assert token_parity(model, session, io, tokens) > 0.4

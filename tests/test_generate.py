@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from studio.api import load_runtime, sample, sample_iter
+from studio.api import load, sample, sample_iter
+from studio.heads import Finished, Started, Token
 from studio.bundle import Bundle
 from studio.cli import app
 from studio.generate import Generation
@@ -71,9 +72,9 @@ def test_sample_and_branch_factor_together_is_a_one_line_error(tiny_bundle):
 
 
 def test_beam_streams_the_committed_prefix(tiny_bundle):
-    runtime = load_runtime(str(tiny_bundle))
+    loaded = load(str(tiny_bundle))
     settings = SampleSettings(model=str(tiny_bundle), prime="The ", length=60, num_beams=3)
-    generation = Generation(runtime, runtime.bundle.domain, settings)
+    generation = Generation(loaded.runtime, loaded.domain, settings)
     streamed, finished_when_first_token_came = [], None
     for row, token in generation:
         if finished_when_first_token_came is None:
@@ -85,10 +86,14 @@ def test_beam_streams_the_committed_prefix(tiny_bundle):
 
 
 def test_sampling_streams_every_row_and_rows_do_not_depend_on_num(tiny_bundle):
-    items = list(sample_iter(str(tiny_bundle), prime="W", length=40, seed=3, num=3, temperature=0.8))
-    results = items[-1]
+    events = list(sample_iter(str(tiny_bundle), prime="W", length=40, seed=3, num=3, temperature=0.8))
+    assert isinstance(events[0], Started) and events[0].shown_prime == "W"
+    assert isinstance(events[-1], Finished) and all(isinstance(e, Token) for e in events[1:-1])
+    results = events[-1].samples
     for row in range(3):
-        assert [t for r, t, _ in items[:-1] if r == row] == results[row].tokens
+        tokens = [e for e in events[1:-1] if e.row == row]
+        assert [e.token_id for e in tokens] == results[row].tokens
+        assert "".join(e.text for e in tokens) == results[row].text[len("W"):]
     [alone] = sample(str(tiny_bundle), prime="W", length=40, seed=3, num=1, temperature=0.8)
     assert alone.tokens == results[0].tokens
 

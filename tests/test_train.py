@@ -7,7 +7,7 @@ import torch
 
 from studio.config import ModelConfig, TrainConfig
 from studio.errors import StudioError
-from studio.model import RecurrentLM
+from studio.models.recurrent_lm import RecurrentLM
 from studio.train import lr_factor, train
 
 MODEL = dict(hidden_size=24, layers=2, embedding_size=8, dropout=0.1)

@@ -85,13 +85,13 @@ for k in range(3):
 run_training(corpus=midi, resume=None, name="%(music)s", domain="music", domain_options={},
              model=small, config=config, stop_after=None, out=models / "%(music)s", quantize=None,
              export=True, runs_dir=runs, quiet=True)
-from studio.handwriting.train import train_strokes
-from studio.handwriting.export import export_strokes
-run = train_strokes("hershey", runs / "%(hand)s", conditional=True, max_steps=2, hidden_size=16,
-                    layers=1, batch_size=4, eval_every=2, validation_size=8, statistics_size=64,
-                    progress=False)
-export_strokes(run, models / "%(hand)s", quiet=True)
-''' % {"text": TEXT, "music": MUSIC, "hand": HAND}
+hand = TrainConfig(batch_size=4, max_steps=2, eval_every=2, val_sequences=8, seed=1)
+run_training(corpus=Path(%(corpora)r) / "handwriting", resume=None, name="%(hand)s", domain="strokes",
+             domain_options={"statistics_lines": 64}, model=dict(hidden_size=16, layers=1, mixtures=3),
+             config=hand, stop_after=None, out=models / "%(hand)s", quantize=None, export=True,
+             runs_dir=runs, quiet=True)
+''' % {"text": TEXT, "music": MUSIC, "hand": HAND,
+       "corpora": str(Path(__file__).resolve().parent.parent / "corpora")}
 
 
 def free_port() -> int:

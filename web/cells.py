@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 
-from studio.api import load_runtime
+from studio.api import load
 from studio.errors import StudioError
 
 from .common import as_int, bundles_for, missing_notice, preferred, require_model, user_errors, writes_text
@@ -139,8 +139,8 @@ def activation_html(activations: Activations, cell: int) -> str:
 @user_errors
 def inspect_cells(model: str, text: str, cell: int):
     """Returns (coloured text HTML, ranked cells table, number of cells)."""
-    runtime = load_runtime(require_model(model, "text"))
-    domain = runtime.bundle.domain
+    loaded = load(require_model(model, "text"))
+    runtime, domain = loaded.runtime, loaded.domain
     if not writes_text(type(domain)):
         raise StudioError(f"{model} is a {domain.name} model: Look inside works on text models")
     activations = record_activations(runtime, domain, text or "")

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 import gradio as gr
 
 from studio.bundle import list_bundles
+from studio.domains import Medium, domain_class
 from studio.errors import StudioError
 
 log = logging.getLogger("studio.web")
@@ -69,25 +70,23 @@ def bundle_domain_class(card_path: Path):
     """The domain class a bundle's card names (no weights loaded), or None if unreadable."""
     import json
 
-    from studio.domains import domain_class
-
     try:
         return domain_class(json.loads(card_path.read_text(encoding="utf-8"))["domain"]["name"])
     except (OSError, ValueError, KeyError, TypeError, StudioError):
         return None
 
 
-# What each tab can drive, by the domain's declared capabilities (never by its name).
+# What each tab can drive, by the domain's declared medium (never by its name).
 def writes_text(cls) -> bool:
-    return bool(getattr(cls, "streams_text", False))
+    return cls.medium is Medium.TEXT
 
 
 def writes_music(cls) -> bool:
-    return ".mid" in getattr(cls, "suffixes", ())
+    return cls.medium is Medium.MUSIC
 
 
 def draws_strokes(cls) -> bool:
-    return getattr(cls, "head", "") == "mixture"
+    return cls.medium is Medium.INK
 
 
 def bundles_for(accepts: Callable[[type], bool]) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.api import load_runtime, sample, settings_from
+from studio.api import load, sample, settings_from
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
@@ -49,8 +49,9 @@ def make_compose(outputs: OutputFolders):
             seed=as_int(seed, "seed"), length=None)
         if settings.bars > MAX_BARS:
             raise StudioError(f"at most {MAX_BARS} bars here (use the CLI for longer pieces)")
-        runtime = load_runtime(settings.model)
-        if not writes_music(type(runtime.bundle.domain)):
+        loaded = load(settings.model)
+        runtime = loaded.runtime
+        if not writes_music(type(loaded.domain)):
             raise StudioError(f"{model} is not a music model: pick one trained on MIDI")
         [piece] = sample(settings=settings)
         folder = outputs.new("compose")

@@ -12,7 +12,7 @@ import re
 
 import gradio as gr
 
-from studio.api import load_runtime, sample, settings_from
+from studio.api import load, sample, settings_from
 from studio.bundle import Bundle
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
@@ -66,11 +66,11 @@ def make_handwrite(outputs: OutputFolders):
         model = require_model(model, "handwriting")
         if text and len(text) > MAX_TEXT:
             raise StudioError(f"at most {MAX_TEXT} characters here (got {len(text)}); use the CLI for more")
-        runtime = load_runtime(model)
-        domain = runtime.bundle.domain
+        loaded = load(model)
+        runtime, domain = loaded.runtime, loaded.domain
         if not draws_strokes(type(domain)):
             raise StudioError(f"{model} does not draw strokes: pick a handwriting or doodle model")
-        conditional = getattr(domain, "conditional", True)
+        conditional = domain.conditional
         settings = settings_from(
             model, text=(text or None) if conditional else None, style=parse_style(style),
             bias=as_float(bias, "legibility"), seed=as_int(seed, "seed"),

@@ -47,9 +47,9 @@ def corpus_choices() -> list[str]:
 
 def trainable_domains() -> list[str]:
     """Domains `studio train` handles (the categorical ones), plus "auto"."""
-    from studio.domains import DOMAINS
+    from studio.domains import DOMAINS, CategoricalDomain
 
-    return ["auto"] + [name for name, cls in DOMAINS.items() if cls.head == "categorical"]
+    return ["auto"] + [name for name, cls in DOMAINS.items() if issubclass(cls, CategoricalDomain)]
 
 
 @dataclass

@@ -13,7 +13,8 @@ import time
 
 import gradio as gr
 
-from studio.api import load_runtime, sample_iter, settings_from
+from studio.api import load, sample_iter, settings_from
+from studio.heads import Finished, Token
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
@@ -60,8 +61,8 @@ def make_write(outputs: OutputFolders):
                                   beams, seed, length, stop)
         if settings.length > MAX_LENGTH:
             raise StudioError(f"length is capped at {MAX_LENGTH} tokens here (use the CLI for more)")
-        runtime = load_runtime(settings.model)
-        domain = runtime.bundle.domain
+        loaded = load(settings.model)
+        runtime, domain = loaded.runtime, loaded.domain
         if not writes_text(type(domain)):
             raise StudioError(f"{settings.model} is a {domain.name} model: the Write tab needs a "
                               "text model (music goes in Compose, strokes in Handwrite)")
@@ -77,11 +78,13 @@ def make_write(outputs: OutputFolders):
         shown_tokens = 0
         yield text, "", view_html(text, shown, language), None, "writing..."
         samples = []
-        for item in sample_iter(settings=settings):
-            if isinstance(item, list):
-                samples = item
+        for event in sample_iter(settings=settings):
+            if isinstance(event, Finished):
+                samples = event.samples
                 break
-            pieces.append(item[2])
+            if not isinstance(event, Token):
+                continue
+            pieces.append(event.text)
             if (time.monotonic() - last_update >= STREAM_INTERVAL_S
                     or len(pieces) - shown_tokens >= STREAM_TOKENS):
                 last_update, shown_tokens = time.monotonic(), len(pieces)

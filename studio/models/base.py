@@ -24,6 +24,7 @@ class TrainData(ABC):
     """One rank's view of a head's training and validation data."""
 
     steps_per_epoch: int  # optimiser steps in one pass over the training data
+    sequence_length: int  # units per row of a batch (window or longest sequence)
 
     @abstractmethod
     def batch(self, step: int, device: torch.device) -> Batch:

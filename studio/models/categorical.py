@@ -41,6 +41,7 @@ class TokenStreams(TrainData):
         self.batches = StreamBatches(train_ids, batch_size, seq_len, rank, world_size)
         self.val_ids = val_ids
         self.steps_per_epoch = self.batches.windows_per_epoch
+        self.sequence_length = self.batches.seq_len
         self.tokens = len(train_ids)
 
     def batch(self, step: int, device: torch.device) -> Batch:

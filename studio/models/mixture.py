@@ -47,6 +47,7 @@ class StrokeBatches(TrainData):
     def __init__(self, domain: Any, config: Any, rank: int, world_size: int):
         self.domain, self.config = domain, config
         self.rank, self.world_size = rank, world_size
+        self.sequence_length = config.max_points
         self.hershey = stroke_data.HersheyCorpusConfig(alphabet=domain.alphabet) if domain.conditional else None
         if domain.conditional:
             self.train = None
