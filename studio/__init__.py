@@ -7,7 +7,7 @@ The sampling API is torch-free::
     print(result.text)
 """
 
-__version__ = "0.1.0"
+from .formats import VERSION as __version__  # noqa: F401  (re-exported)
 
 
 def __getattr__(name):

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
 from .domains import domain_from_config
 from .errors import StudioError, require
 from .formats import CARD, FP32_GRAPH, INT8_GRAPH, OPSET, PARITY_TOLERANCE
+from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
 from .runs import RunDir
 from .train import CHECKPOINT_KEYS, count_parameters

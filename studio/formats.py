@@ -7,6 +7,7 @@ bundle's file names and the card's required keys, and the token cap that stands 
 
 from __future__ import annotations
 
+VERSION = "0.1.0"  # the studio version written into run configs, checkpoints and cards
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |torch - onnxruntime| over every output, or the export is refused
 CARD = "card.json"

@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from . import __version__
 from .config import TrainConfig
 from .corpus import corpus_files, fingerprint
 from .devices import (Distributed, InterruptFlag, lr_factor, resolve_device, rng_state, seed_everything,
                       set_rng_state)
 from .domains import Domain, domain_class, domain_from_config, guess_domain
 from .errors import StudioError, require
+from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
 from .runs import RunDir, atomic_torch_save, training_progress
 

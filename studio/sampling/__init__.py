@@ -1,0 +1,1 @@
+"""Sampling rules, settings and beam search: numpy only, no model knowledge."""
