@@ -26,8 +26,10 @@ $STUDIO train corpora/songs/bach --name songs --domain music --hidden-size 384 -
   --eval-every 500 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/songs
 
 # handwriting: text-conditioned synthesis net on the synthetic Hershey corpus (seeded), and
-# the unconditional doodle net on Omniglot strokes
-.venv/bin/python -m studio.handwriting.train hershey runs/handwriting --conditional --max-steps 1500 \
-  --max-minutes 75 --hidden-size 128 --layers 3 --batch-size 32 --seed 1 --export export/handwriting
-.venv/bin/python -m studio.handwriting.train omniglot runs/doodle --max-steps 2000 --max-minutes 25 \
-  --hidden-size 256 --layers 2 --batch-size 64 --eval-every 200 --seed 1 --export export/doodle
+# the unconditional doodle net on Omniglot strokes: the same `studio train`, the mixture head
+$STUDIO train corpora/handwriting --domain strokes --name handwriting --hidden-size 128 --layers 3 \
+  --batch-size 32 --lr 2e-3 --clip 3 --weight-decay 0 --max-steps 1500 --eval-every 100 --patience 100 \
+  --max-minutes 75 --seed 1 --out export/handwriting
+$STUDIO train corpora/handwriting/omniglot_strokes.npz --domain strokes --name doodle --hidden-size 256 \
+  --layers 2 --batch-size 64 --lr 2e-3 --clip 3 --weight-decay 0 --max-steps 2000 --eval-every 200 \
+  --patience 100 --max-minutes 25 --seed 1 --out export/doodle
