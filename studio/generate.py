@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import StudioError
+from .numeric import teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search
 from .sampling.rules import apply_rules, build_rules, draw, draw_weights, log_softmax
@@ -183,18 +184,10 @@ class Generation:
 
 def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:
     """Mean nats/token of ``ids`` (teacher forced, state carried across windows)."""
-    ids = np.asarray(ids, dtype=np.int64)
     if len(ids) < 2:
         raise StudioError("the evaluation text is too short (needs at least 2 tokens)")
-    state = runtime.init_state(1)
-    total, count = 0.0, 0
-    for start in range(0, len(ids) - 1, window):
-        chunk = ids[start:start + window + 1]
-        logits, state = runtime.logits(chunk[None, :-1], state)
-        lp = log_softmax(logits[0])
-        total -= float(lp[np.arange(len(chunk) - 1), chunk[1:]].sum())
-        count += len(chunk) - 1
-    return total / count, count
+    nats, count, _ = teacher_forced_nats(runtime.logits, runtime.init_state(1), ids, window)
+    return nats, count
 
 
 def bits(nats: float) -> float:

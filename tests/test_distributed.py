@@ -191,3 +191,22 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = CliRunner().invoke(app, ["train", "corpus.txt", "--nproc", "2"])
     assert result.exit_code == 1 and "drop --nproc" in result.output
+
+
+def test_stroke_models_train_under_ddp_too(tmp_path):
+    """The one trainer runs the mixture head under torchrun: each rank reads its half of
+    every global batch, rank 0 alone writes the run and the bundle."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
+               "-m", "studio", "train", str(ROOT / "corpora" / "handwriting" / "omniglot_strokes.npz"),
+               "--domain", "strokes", "--name", "pen", "--hidden-size", "8", "--layers", "1", "--mixtures", "2",
+               "--batch-size", "2", "--val-sequences", "4", "--max-steps", "4", "--eval-every", "2", "--quiet"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "pen" / "summary.json").read_text())
+    assert summary["world_size"] == WORLD and summary["effective_batch"] == WORLD * 2
+    assert summary["step"] == 4 and summary["unit"] == "point"
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "runs" / "pen" / "metrics.csv"))]
+    assert steps == [1, 2, 4]
+    card = json.loads((tmp_path / "export" / "pen" / "card.json").read_text())
+    assert card["head"] == "mixture" and card["parity"]["max_abs_diff"] < 1e-4

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from ..data import StreamBatches, eval_streams, split_ids
 from ..formats import HELD_OUT_TOKENS
-from ..numeric import log_softmax
+from ..numeric import teacher_forced_nats
 from .base import Batch, Carry, Trainable, TrainData
 from .recurrent_lm import RecurrentLM, StepGraph
 
@@ -158,9 +158,12 @@ def token_parity(model: RecurrentLM, session: Any, io: dict, tokens: np.ndarray)
 
 
 def held_out_nats(session: Any, state_names: list[str], ids: np.ndarray, limit: int = HELD_OUT_TOKENS):
-    """(mean nats/token, argmax per position) over the first ``limit`` held-out tokens."""
+    """(mean nats/token, argmax per position) over the first ``limit`` held-out tokens,
+    in one call (the window spans them all)."""
     ids = ids[: limit + 1]
-    logits, _ = _ort_run(session, state_names, ids[None, :-1])
-    log_probs = log_softmax(logits[0].astype(np.float64))
-    nats = float(-np.mean(log_probs[np.arange(len(ids) - 1), ids[1:]]))
-    return nats, log_probs.argmax(-1)
+
+    def step(tokens, state):
+        return _ort_run(session, state_names, tokens, state)
+
+    nats, _, predictions = teacher_forced_nats(step, None, ids, window=len(ids))
+    return nats, predictions
