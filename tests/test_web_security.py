@@ -308,7 +308,7 @@ MODEL_ENDPOINTS = {
 
 
 def test_every_model_endpoint_refuses_paths(exposed):
-    client, _, work, outside = exposed
+    client, url, work, outside = exposed
     before = written_files(work)
     cases = {
         "/etc": "it is a path",
@@ -332,6 +332,11 @@ def test_every_model_endpoint_refuses_paths(exposed):
     names = [row[0] for row in table["data"]]
     assert "prose" in names and "leak" not in names
     assert not any(str(work) in str(row[-1]) or str(ROOT) in str(row[-1]) for row in table["data"])
+    import httpx  # Gradio's file route serves only what it made or was given, not the server's files
+
+    for path in (outside / "secret.txt", work / "corpora" / "linked" / "secret.txt"):
+        served = httpx.get(f"{url}gradio_api/file={path}", cookies=client.cookies, timeout=30)
+        assert served.status_code == 403 and CANARY not in served.text
     assert written_files(work) == before, "a refused call wrote files"
     assert_no_canary(work, table, *answers)
 

@@ -194,16 +194,23 @@ class TrainingJobs:
         workdir = self.workdir.resolve()
         return str(path.relative_to(workdir)) if path.is_relative_to(workdir) else otherwise
 
+    def folders(self, name: str) -> tuple[Path, Path, Path]:
+        """(run folder, export folder, log file) for a new run ``name``, confined to
+        ``runs/`` and ``export/``; StudioError while another run trains or when the name
+        is taken.  Called before uploads are copied, and again when the run starts."""
+        if self.current is not None and self.current.running:
+            raise StudioError(f"{self.current.name} is still training: cancel it or wait "
+                              "(one run at a time)")
+        run_dir = confine(self.runs_dir, name, what="run")
+        out_dir = confine(self.export_dir, name, what="model")
+        log_path = confine(self.runs_dir, f"{name}.log", what="training log")
+        if run_dir.exists() or out_dir.exists():
+            raise StudioError(f"a run or model called {name!r} exists already: choose another name")
+        return run_dir, out_dir, log_path
+
     def start(self, corpus: Corpus, name: str, options: dict) -> Job:
         with self.lock:
-            if self.current is not None and self.current.running:
-                raise StudioError(f"{self.current.name} is still training: cancel it or wait "
-                                  "(one run at a time)")
-            run_dir = confine(self.runs_dir, name, what="run")
-            out_dir = confine(self.export_dir, name, what="model")
-            log_path = confine(self.runs_dir, f"{name}.log", what="training log")
-            if run_dir.exists() or out_dir.exists():
-                raise StudioError(f"a run or model called {name!r} exists already: choose another name")
+            run_dir, out_dir, log_path = self.folders(name)
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             arguments = [corpus.argument, "--name", name, "--runs-dir", str(run_dir.parent),
                          "--out", str(out_dir), "--quiet"]
@@ -289,6 +296,7 @@ def make_train(jobs: TrainingJobs):
             raise StudioError("give the model a name: letters, digits, '-', '_' or '.', up to 48 characters")
         check_name(name, "model name")
         listed = jobs.listed_corpus(corpus) if corpus and corpus != UPLOAD_CHOICE else None
+        jobs.folders(name)
         if uploads:
             source = jobs.corpus_from_uploads(name, list(uploads))
         elif listed is not None:
