@@ -150,6 +150,7 @@ class TrainingJobs:
         self.current: Job | None = None
 
     def corpora(self) -> dict[str, Corpus]:
+        """The studio's corpus list, read afresh (a folder added to a root shows up)."""
         return list_corpora(self.corpus_roots)
 
     def listed_corpus(self, value: str) -> Corpus:
