@@ -318,13 +318,19 @@ def bench(
 @app.command()
 @friendly
 def web(
-    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless you say otherwise).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless you say otherwise; any other needs --auth or --no-auth).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    auth: Annotated[Optional[list[str]], typer.Option(help="USER:PASSWORD a browser or client must give (repeatable; $STUDIO_WEB_AUTH may hold them too, one per line).")] = None,
+    auth_file: Annotated[Optional[Path], typer.Option(help="File with one USER:PASSWORD per line (keeps the password out of `ps`).")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve another interface without a password (prints a warning).")] = False,
+    allow_training: Annotated[bool, typer.Option("--allow-training", help="Keep the Train tab when serving another interface.")] = False,
+    corpus_root: Annotated[Optional[list[Path]], typer.Option(help="Folder whose subfolders the Train tab lists as corpora, beside ./corpora (repeatable).")] = None,
 ):
     """Serve the Gradio studio (Write, Compose, Handwrite, Look inside, Train, Models)."""
     from web.app import launch
 
-    launch(host=host, port=port)
+    launch(host=host, port=port, auth=tuple(auth or ()), auth_file=auth_file, no_auth=no_auth,
+           allow_training=allow_training, corpus_roots=tuple(corpus_root or ()))
 
 
 def main() -> None:

@@ -159,9 +159,11 @@ def studio_server():
     import tempfile
 
     work = Path(tempfile.mkdtemp(prefix="studio-web-test-"))
-    (work / "text").mkdir()
-    (work / "text" / "play.txt").write_text(PLAY * 6)
-    (work / "text" / "code.py").write_text(CODE * 6)
+    # text/ for the bundles built here; corpora/text/ for the Train tab, which lists corpora by name
+    for folder in (work / "text", work / "corpora" / "text"):
+        folder.mkdir(parents=True)
+        (folder / "play.txt").write_text(PLAY * 6)
+        (folder / "code.py").write_text(CODE * 6)
     (work / "midi").mkdir()
     port = free_port()
     log = open(work / "server.log", "w")
@@ -362,14 +364,14 @@ def test_train_exports_a_model_that_the_pickers_offer(client, studio_server):
     text, *_ = client.predict(**write_args(model="fresh", prime="ROMEO", length=20), api_name="/write")
     assert text.startswith("ROMEO")
     with pytest.raises(AppError, match="exists already"):
-        client.predict(corpus=str(work / "text"), uploads=None, name="fresh", domain="auto",
+        client.predict(corpus="text", uploads=None, name="fresh", domain="auto",
                        hidden_size=16, layers=1, seq_len=16, batch_size=4, max_steps=4,
                        max_minutes=0, eval_every=2, api_name="/train")
 
 
 def test_training_can_be_cancelled(client, studio_server):
     _, work = studio_server
-    job = client.submit(corpus=str(work / "text"), uploads=None, name="long", domain="auto",
+    job = client.submit(corpus="text", uploads=None, name="long", domain="auto",
                         hidden_size=16, layers=1, seq_len=16, batch_size=4, max_steps=100_000,
                         max_minutes=0, eval_every=50, api_name="/train")
     deadline = time.time() + 60

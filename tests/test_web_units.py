@@ -71,9 +71,14 @@ def test_option_parsing():
         as_int(2.5, "beams")
 
 
-def test_corpus_view_reads_the_corpus_then_the_name(tmp_path):
-    (tmp_path / "a.md").write_text("# x")
-    assert corpus_view({"corpus": {"path": str(tmp_path)}}) == ("markdown", None)
+def test_corpus_view_reads_the_corpus_then_the_name(tmp_path, monkeypatch):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.md").write_text("# x")
+    monkeypatch.chdir(tmp_path)
+    assert corpus_view({"corpus": {"path": "corpus"}}) == ("markdown", None)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a corpus outside the server's folders is not looked at
+    assert corpus_view({"corpus": {"path": str(tmp_path / "corpus")}, "name": "prose"}) == ("plain", None)
     assert corpus_view({"corpus": {"path": "/nowhere"}, "name": "code"}) == ("code", "python")
     assert corpus_view({"name": "prose"}) == ("plain", None)
     assert corpus_view({"render": {"view": "code", "language": "rust"}}) == ("code", "rust")

@@ -3,9 +3,12 @@
 ``build_app()`` builds the Gradio Blocks inside a function (nothing happens at import);
 ``launch(host, port)`` serves it behind a bounded queue, on 127.0.0.1 unless told
 otherwise, never shared, analytics off, fonts from the system (no request leaves the
-machine).  Every action is also a named API endpoint for ``gradio_client``:
-``/write``, ``/compose``, ``/handwrite``, ``/inspect``, ``/train``, ``/cancel_training``,
-``/models``, ``/model_card``.  All of them call the same library functions as the CLI.
+machine).  Any other interface needs credentials or an explicit ``no_auth``, and has no
+Train tab unless ``allow_training`` (:mod:`web.serving`).  Every action is also a named
+API endpoint for ``gradio_client``: ``/write``, ``/compose``, ``/handwrite``,
+``/inspect``, ``/train``, ``/cancel_training``, ``/models``, ``/model_card``.  All of
+them call the same library functions as the CLI, and every model or corpus they take is
+a name from the studio's own lists (:mod:`studio.confine`).
 
     python -m web.app --port 7860        # or: studio web
 """
@@ -16,6 +19,7 @@ import argparse
 import atexit
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -27,6 +31,8 @@ MAX_UPLOAD = "5mb"  # primer MIDI files and training texts
 CACHE_SWEEP = (3600, 3600)  # Gradio's file cache: every hour, drop files older than an hour
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
+TRAINING_OFF = ("Training is off on this server: it serves other machines and was started "
+                "without `--allow-training`.")
 
 
 def theme():
@@ -36,10 +42,11 @@ def theme():
     return gr.themes.Soft(primary_hue="indigo", font=list(SYSTEM_FONTS), font_mono=list(MONO_FONTS))
 
 
-def build_app(jobs=None):
+def build_app(jobs=None, *, training_on: bool = True):
     """The studio's Blocks.  ``jobs`` (a :class:`web.training.TrainingJobs`) runs the
     Train tab's subprocesses; by default one working in the current folder (``runs/``,
-    ``export/``, ``corpora/``)."""
+    ``export/``, ``corpora/``).  Without ``training_on`` the Train tab only says it is off,
+    and there is no ``/train`` or ``/cancel_training`` endpoint."""
     import gradio as gr
 
     from . import cells, compose, handwrite, models, training, write
@@ -47,6 +54,7 @@ def build_app(jobs=None):
 
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
     jobs = jobs or training.TrainingJobs(Path.cwd())
+    train_event = None
 
     with gr.Blocks(title="Sequence Studio", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
         gr.Markdown("# Sequence Studio\nRecurrent models of prose, code, music and handwriting. "
@@ -62,7 +70,10 @@ def build_app(jobs=None):
             with gr.Tab("Look inside", id="inspect"):
                 tabs.append(cells.build_tab())
             with gr.Tab("Train", id="train"):
-                train_event = training.build_tab(jobs)
+                if training_on:
+                    train_event = training.build_tab(jobs)
+                else:
+                    gr.Markdown(TRAINING_OFF, elem_id="train-off")
             with gr.Tab("Models", id="models"):
                 model_list = models.build_tab()
 
@@ -84,24 +95,37 @@ def build_app(jobs=None):
                           outputs=[*pickers, *notices, model_list["table"], model_list["picker"]],
                           api_visibility="private", show_progress="hidden")
         demo.load(**refresh_io)
-        train_event.then(**refresh_io)
+        if train_event is not None:
+            train_event.then(**refresh_io)
     return demo
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, *, prevent_thread_lock: bool = False):
-    """Serve the studio on ``host:port`` (blocks unless ``prevent_thread_lock``)."""
+def launch(host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, ...] = (),
+           auth_file: Path | None = None, no_auth: bool = False, allow_training: bool = False,
+           corpus_roots: tuple[Path, ...] = (), prevent_thread_lock: bool = False):
+    """Serve the studio on ``host:port`` (blocks unless ``prevent_thread_lock``).
+    ``auth`` holds ``USER:PASSWORD`` values and ``auth_file`` one per line; a host other
+    than loopback needs one of them or ``no_auth``, and gets training only with
+    ``allow_training`` (StudioError before anything starts otherwise).  ``corpus_roots``
+    are folders whose subfolders the Train tab lists beside ``./corpora``."""
+    from .serving import decide
     from .training import TrainingJobs
 
+    exposure = decide(host, auth=auth, auth_file=auth_file, no_auth=no_auth,
+                      allow_training=allow_training)
+    if exposure.warning:
+        print(exposure.warning, file=sys.stderr, flush=True)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    jobs = TrainingJobs(Path.cwd())
+    jobs = TrainingJobs(Path.cwd(), corpus_roots=tuple(corpus_roots))
     atexit.register(jobs.shutdown)  # a training run does not outlive the server
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops like Ctrl-C: cleanly
-    demo = build_app(jobs)
+    demo = build_app(jobs, training_on=exposure.training)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
     return demo.launch(server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD,
-                       theme=theme(), css_paths=[ASSETS / "studio.css"], ssr_mode=False,
+                       auth=list(exposure.credentials) or None, theme=theme(),
+                       css_paths=[ASSETS / "studio.css"], ssr_mode=False,
                        show_error=False, footer_links=["api", "settings"], mcp_server=False,
                        pwa=False, enable_monitoring=False, prevent_thread_lock=prevent_thread_lock)
 
@@ -111,11 +135,18 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the Sequence Studio web app.")
+    """Loopback serving for development; `studio web` has the flags for other hosts."""
+    from studio.errors import StudioError
+
+    parser = argparse.ArgumentParser(description="Serve the Sequence Studio web app "
+                                                 "(`studio web --help` for the serving flags).")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
-    launch(args.host, args.port)
+    try:
+        launch(args.host, args.port)
+    except StudioError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from typing import Callable, Iterable
 
 import gradio as gr
 
-from studio.bundle import list_bundles
+from studio.bundle import CARD, Bundle, resolve, search_path
+from studio.confine import confine, is_plain_name, pick, shown
 from studio.domains import Medium, domain_class
 from studio.errors import StudioError
 
@@ -66,6 +67,39 @@ def user_errors(handler: Callable) -> Callable:
 
 # --- bundles ----------------------------------------------------------------------
 
+def studio_bundles() -> dict[str, Path]:
+    """The studio's list of bundles: name -> resolved folder, for each folder on the
+    bundle search path whose folder and card stay inside their root (a link out of
+    ``export/`` is left out).  A name is taken by the first root that has it, as
+    :func:`studio.bundle.resolve` takes it."""
+    found: dict[str, Path] = {}
+    for root in search_path():
+        if not root.is_dir():
+            continue
+        for entry in sorted(root.iterdir()):
+            if entry.name in found or not is_plain_name(entry.name):
+                continue
+            try:
+                folder = confine(root, entry.name, what="model")
+                card = confine(folder, CARD, what="model card")
+            except StudioError:
+                continue
+            if card.is_file():
+                found[entry.name] = folder
+    return found
+
+
+def listed_bundle(model: object, what: str = "model") -> Bundle:
+    """The bundle a web request names: ``model`` must be a name in
+    :func:`studio_bundles` (never a path), and every graph its card names must lie in
+    its folder.  StudioError otherwise, before any graph is read."""
+    folder = pick(model, studio_bundles(), what)
+    bundle = Bundle.load(folder)
+    for graph in bundle.card["graphs"].values():
+        confine(folder, *str(graph).split("/"), what=f"{model} graph")
+    return bundle
+
+
 def bundle_domain_class(card_path: Path):
     """The domain class a bundle's card names (no weights loaded), or None if unreadable."""
     import json
@@ -92,8 +126,8 @@ def draws_strokes(cls) -> bool:
 def bundles_for(accepts: Callable[[type], bool]) -> list[str]:
     """Names of the bundles on the search path whose domain ``accepts`` says yes to."""
     names = []
-    for name, path in list_bundles().items():
-        cls = bundle_domain_class(path / "card.json")
+    for name, path in studio_bundles().items():
+        cls = bundle_domain_class(path / CARD)
         if cls is not None and accepts(cls):
             names.append(name)
     return names
@@ -122,9 +156,26 @@ def missing_notice(names: Iterable[str], what: str, shipped: str) -> str:
 
 
 def require_model(model: str | None, what: str) -> str:
+    """``model`` when it names a bundle in the studio's list that the library's own
+    name lookup (which the recipe repeats) finds at the same place."""
     if not model:
         raise StudioError(f"pick a {what} model first (none is available: train one in the Train tab)")
+    folder = listed_bundle(model).path
+    try:
+        found = resolve(model).resolve()
+    except StudioError:
+        found = None
+    if found != folder:
+        raise StudioError(f"model {shown(model)} is shadowed by a folder of that name where the "
+                          "server runs: rename that folder")
     return str(model)
+
+
+def upload_folder() -> Path:
+    """Where Gradio keeps uploaded files: the only place an upload's path may point."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
 
 
 # --- seeds and numbers --------------------------------------------------------------

@@ -9,17 +9,16 @@ the recipe can name it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from studio.api import load, sample, settings_from
+from studio.confine import confine, contain
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
 from .common import (MAX_SEED, OutputFolders, as_float, as_int, bundles_for, missing_notice,
-                     new_seed, preferred, require_model, user_errors, writes_music)
+                     new_seed, preferred, require_model, upload_folder, user_errors, writes_music)
 
 DEFAULT_MODEL = "songs"
 MAX_BARS = 64
@@ -37,7 +36,7 @@ def make_compose(outputs: OutputFolders):
         model = require_model(model, "music")
         prime_file = None
         if primer:
-            primer = Path(primer)
+            primer = contain(primer, [upload_folder()], what="primer")
             if primer.suffix.lower() not in MIDI_SUFFIXES:
                 raise StudioError(f"the primer must be a MIDI file (.mid), not {primer.name}")
             prime_file = str(outputs.keep(primer, "primers", primer.suffix.lower()))
@@ -55,7 +54,8 @@ def make_compose(outputs: OutputFolders):
             raise StudioError(f"{model} is not a music model: pick one trained on MIDI")
         [piece] = sample(settings=settings)
         folder = outputs.new("compose")
-        midi = atomic_save(piece.output, folder / f"{runtime.bundle.name}-seed{settings.seed}.mid")
+        midi = atomic_save(piece.output, confine(folder, f"{runtime.bundle.name}-seed{settings.seed}.mid",
+                                                 what="output file"))
         wav = atomic_save(piece.output, midi.with_suffix(".wav"))
         roll = atomic_save(piece.output, midi.with_suffix(".png"))
         recipe = command_line(settings, out=midi.name) + " --wav --piano-roll"

@@ -14,12 +14,13 @@ import gradio as gr
 
 from studio.api import load, sample, settings_from
 from studio.bundle import Bundle
+from studio.confine import confine
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
 from .common import (MAX_SEED, OutputFolders, as_float, as_int, bundles_for, draws_strokes,
-                     missing_notice, new_seed, preferred, require_model, user_errors)
+                     listed_bundle, missing_notice, new_seed, preferred, require_model, user_errors)
 
 DEFAULT_MODEL = "handwriting"
 NO_STYLE = "none"
@@ -42,7 +43,7 @@ def style_choices(model: str | None) -> list[str]:
     if not model:
         return [NO_STYLE]
     try:
-        styles = Bundle.load(model).card.get("styles", [])
+        styles = listed_bundle(model).card.get("styles", [])
     except StudioError:
         return [NO_STYLE]
     labels = [NO_STYLE]
@@ -78,7 +79,8 @@ def make_handwrite(outputs: OutputFolders):
         [drawing] = sample(settings=settings)
         folder = outputs.new("handwrite")
         stem = f"{runtime.bundle.name}-seed{settings.seed}"
-        files = [atomic_save(drawing.output, folder / f"{stem}{suffix}") for suffix in FORMATS]
+        files = [atomic_save(drawing.output, confine(folder, f"{stem}{suffix}", what="output file"))
+                 for suffix in FORMATS]
         svg, png, gif = files
         recipe = "\n".join(command_line(settings, out=path.name) for path in files)
         return (drawing.text, recipe, svg.read_text(encoding="utf-8"), str(png), str(gif),

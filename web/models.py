@@ -1,28 +1,46 @@
-"""The Models tab: every bundle on the search path with its card's figures."""
+"""The Models tab: every bundle in the studio's list with its card's figures.
+
+Bundles come from :func:`web.common.studio_bundles` and cards from
+:func:`web.common.listed_bundle`, so a card is shown only for a listed name; the path
+column says where a bundle lives relative to the working folder or the package, not
+where the server's folders are.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gradio as gr
 
-from studio.bundle import Bundle, list_bundles
+from studio.bundle import PACKAGE_ROOT
 from studio.errors import StudioError
 
-from .common import user_errors
+from .common import listed_bundle, studio_bundles, user_errors
 
 COLUMNS = ["name", "domain", "size MB", "parameters", "corpus", "validation", "unit", "steps",
            "train minutes", "path"]
 
 
+def shown_path(folder: Path) -> str:
+    """``folder`` relative to the working folder or the package when it is in one
+    (``export/prose``), else under ``$STUDIO_MODELS``."""
+    for base in (Path.cwd(), PACKAGE_ROOT):
+        base = base.resolve()
+        if folder.is_relative_to(base):
+            return str(folder.relative_to(base))
+    return f"$STUDIO_MODELS/{folder.name}"
+
+
 def card_rows() -> list[list]:
     """One row per bundle (damaged ones say so in the validation column)."""
     rows = []
-    for name, path in list_bundles().items():
+    for name, path in studio_bundles().items():
         try:
-            bundle = Bundle.load(path)
+            bundle = listed_bundle(name)
         except StudioError as error:
-            rows.append([name, "damaged", None, None, "", str(error), "", None, None, str(path)])
+            message = str(error).replace(str(path), shown_path(path))
+            rows.append([name, "damaged", None, None, "", message, "", None, None, shown_path(path)])
             continue
         card, metrics = bundle.card, bundle.card.get("metrics", {})
         validation, unit = None, ""
@@ -33,7 +51,8 @@ def card_rows() -> list[list]:
         corpus = card.get("corpus") or {}
         rows.append([name, card["domain"]["name"], round(bundle.size_bytes() / 1e6, 2),
                      metrics.get("parameters"), str(corpus.get("path") or corpus.get("name") or ""),
-                     validation, unit, metrics.get("steps"), metrics.get("train_minutes"), str(path)])
+                     validation, unit, metrics.get("steps"), metrics.get("train_minutes"),
+                     shown_path(path)])
     return rows
 
 
@@ -60,7 +79,7 @@ def model_card(model: str) -> dict:
     """One bundle's card, bulky arrays summarised."""
     if not model:
         raise StudioError("pick a model to see its card")
-    return card_summary(Bundle.load(model).card)
+    return card_summary(listed_bundle(model).card)
 
 
 def build_tab() -> dict:
@@ -72,7 +91,7 @@ def build_tab() -> dict:
         names = [row[0] for row in rows]
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Card",
                              allow_custom_value=True, scale=3, elem_id="models-card-picker")
-    first = Bundle.load(rows[0][-1]).card if rows and rows[0][1] != "damaged" else None
+    first = listed_bundle(rows[0][0]).card if rows and rows[0][1] != "damaged" else None
     card = gr.JSON(card_summary(first) if first else None, label="Card", elem_id="models-card")
     refresh.click(models, outputs=table, api_name="models")
     picker.change(model_card, inputs=picker, outputs=card, api_name="model_card")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from studio.bundle import PACKAGE_ROOT
+from studio.confine import contain
+from studio.errors import StudioError
 from studio.sampling.rules import log_softmax
 
 VIEWS = ("auto", "plain", "markdown", "code")
@@ -27,14 +30,14 @@ TEXT_STYLE = ("white-space:pre-wrap;font-family:var(--font-mono,monospace);font-
 
 def corpus_view(card: dict) -> tuple[str, str | None]:
     """("markdown" | "code" | "plain", language) for a text bundle: the card's own
-    ``render`` hint if it has one, else what most files of its training corpus are,
-    else what its name says."""
+    ``render`` hint if it has one, else what most files of its training corpus are (a
+    corpus under the working folder or the package only), else what its name says."""
     hint = card.get("render")
     if isinstance(hint, dict):
         return hint.get("view", "plain"), hint.get("language")
     corpus = Path(str((card.get("corpus") or {}).get("path", "")))
     suffixes: Counter[str] = Counter()
-    if str(corpus) not in ("", ".") and corpus.exists():
+    if str(corpus) not in ("", ".") and corpus.exists() and _studio_path(corpus):
         files = [corpus] if corpus.is_file() else corpus.rglob("*")
         for count, file in enumerate(files):
             if count >= CORPUS_SCAN_LIMIT:
@@ -53,6 +56,16 @@ def corpus_view(card: dict) -> tuple[str, str | None]:
     if "code" in name:
         return "code", "python"
     return "plain", None
+
+
+def _studio_path(path: Path) -> bool:
+    """Whether ``path`` lies in the working folder or the package: a card may name any
+    folder, and the server lists only its own."""
+    try:
+        contain(path, [Path.cwd(), PACKAGE_ROOT], what="corpus")
+    except StudioError:
+        return False
+    return True
 
 
 def plain_html(text: str) -> str:

@@ -6,6 +6,15 @@ at a time: the machine's cores are the limit.  The ``/train`` endpoint starts a 
 streams its progress until it ends; ``/cancel_training`` stops it (SIGTERM to its
 process group; the last checkpoint stays, so ``studio train --resume`` continues it).
 The finished run is exported to ``./export/NAME`` and appears in every model picker.
+
+A corpus is a name from the studio's own list (the folders under ``./corpora``, the
+package's ``corpora/`` and any configured corpus roots) or the files uploaded with the
+request, never a path: anything else is refused before a file is read, and so is a
+corpus holding a link that leads out of its root.  The run folder, its log and the
+export are confined to ``runs/`` and ``export/`` (:mod:`studio.confine`).  The trainer
+runs beside the corpus root and is handed the corpus by its relative name, so every
+file it mentions is named relative to the corpus, and the log shown strips the
+server's own folders.
 """
 
 from __future__ import annotations
@@ -25,24 +34,51 @@ from pathlib import Path
 import gradio as gr
 
 from studio.bundle import PACKAGE_ROOT
+from studio.confine import check_name, confine, contain, escaping_links, is_plain_name, pick
 from studio.errors import StudioError
 
-from .common import NAME_PATTERN, as_float, as_int, user_errors
+from .common import NAME_PATTERN, as_float, as_int, upload_folder, user_errors
 
 POLL_S = 1.0
 CANCEL_GRACE_S = 10.0
 LOG_TAIL_LINES = 15
 UPLOAD_CHOICE = "(uploaded files)"
+UPLOADS = "_uploads"  # runs/_uploads/NAME holds a request's uploaded files
+MAX_UPLOAD_FILES = 50
+MAX_UPLOAD_BYTES = 20 * 2**20  # all files of one request together (each is also capped by Gradio)
+SHOWN_LINKS = 3  # links named in the refusal of a corpus that holds links out of its root
 
 
-def corpus_choices() -> list[str]:
-    """Corpus folders under ``./corpora`` and the package's ``corpora/``."""
-    found: dict[str, str] = {}
-    for root in (Path.cwd() / "corpora", PACKAGE_ROOT / "corpora"):
-        if root.is_dir():
-            for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                found.setdefault(folder.name, str(folder))
-    return list(found.values())
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus folder the studio lists: ``folder`` lies inside ``root`` (both resolved)."""
+
+    name: str
+    root: Path
+    folder: Path
+
+    @property
+    def argument(self) -> str:
+        """The corpus as the trainer is given it, from the root's parent folder."""
+        return str(self.folder.relative_to(self.root.parent))
+
+
+def list_corpora(roots: list[Path]) -> dict[str, Corpus]:
+    """name -> :class:`Corpus` for each plain-named folder in ``roots`` that stays
+    inside its root (a link out of a root is not listed); the first root wins a name."""
+    found: dict[str, Corpus] = {}
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for entry in sorted(root.iterdir()):
+            if entry.name in found or not is_plain_name(entry.name) or not entry.is_dir():
+                continue
+            try:
+                folder = confine(root, entry.name, what="corpus")
+            except StudioError:
+                continue
+            found[entry.name] = Corpus(entry.name, root.resolve(), folder)
+    return found
 
 
 def trainable_domains() -> list[str]:
@@ -54,13 +90,20 @@ def trainable_domains() -> list[str]:
 
 @dataclass
 class Job:
+    """A running or finished training; ``shown_command`` and ``shown_run`` /
+    ``shown_out`` name things relative to the studio's folder, and ``redactions``
+    (server text -> shown text) are applied to every log line shown."""
+
     name: str
-    command: list[str]
+    shown_command: list[str]
     run_dir: Path
     out_dir: Path
     log_path: Path
     process: subprocess.Popen
     max_steps: int | None
+    shown_run: str = ""
+    shown_out: str = ""
+    redactions: tuple[tuple[str, str], ...] = ()
     started: float = field(default_factory=time.time)
     cancelled: bool = False
 
@@ -77,10 +120,12 @@ class Job:
 
     def log_tail(self) -> str:
         try:
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
-        return "\n".join(lines[-LOG_TAIL_LINES:])
+        for server, shown in self.redactions:
+            text = text.replace(server, shown)
+        return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
 
     def error_line(self) -> str:
         for line in reversed(self.log_tail().splitlines()):
@@ -90,50 +135,107 @@ class Job:
 
 
 class TrainingJobs:
-    """Starts, follows and cancels training subprocesses (one at a time)."""
+    """Starts, follows and cancels training subprocesses (one at a time), in
+    ``workdir``: corpora from ``workdir/corpora``, the package's ``corpora/`` and
+    ``corpus_roots``; runs in ``workdir/runs``, exports in ``workdir/export``."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, corpus_roots: tuple[Path, ...] = ()):
         self.workdir = Path(workdir)
         self.runs_dir = self.workdir / "runs"
         self.export_dir = self.workdir / "export"
-        self.uploads_dir = self.runs_dir / "_uploads"
+        self.uploads_dir = self.runs_dir / UPLOADS
+        self.corpus_roots = [self.workdir / "corpora", PACKAGE_ROOT / "corpora",
+                             *(Path(root) for root in corpus_roots)]
         self.lock = threading.Lock()
         self.current: Job | None = None
 
-    def corpus_from_uploads(self, name: str, files: list[str]) -> Path:
-        """Copy uploaded files into ``runs/_uploads/NAME`` with a README saying where
-        they came from."""
-        folder = self.uploads_dir / name
+    def corpora(self) -> dict[str, Corpus]:
+        """The studio's corpus list, read afresh (a folder added to a root shows up)."""
+        return list_corpora(self.corpus_roots)
+
+    def listed_corpus(self, value: str) -> Corpus:
+        """The listed corpus ``value`` names, refused (before a file is read) when it is
+        not in the list or holds a link that leads out of its root."""
+        corpus = pick(value, self.corpora(), "corpus")
+        links = escaping_links(corpus.folder, corpus.root)
+        if links:
+            more = f" and {len(links) - SHOWN_LINKS} more" if len(links) > SHOWN_LINKS else ""
+            raise StudioError(f"corpus {corpus.name!r} refused: {', '.join(links[:SHOWN_LINKS])}{more} "
+                              "link outside its corpus folder; copy those files in instead")
+        return corpus
+
+    def corpus_from_uploads(self, name: str, files: list[str]) -> Corpus:
+        """Copy uploaded files (at most ``MAX_UPLOAD_FILES``, ``MAX_UPLOAD_BYTES`` in
+        all, plain names only) into ``runs/_uploads/NAME`` with a README saying where they
+        came from.  Everything is checked before anything is copied."""
+        if len(files) > MAX_UPLOAD_FILES:
+            raise StudioError(f"at most {MAX_UPLOAD_FILES} files per training run (got {len(files)}); "
+                              "put a bigger corpus in a corpus folder")
+        sources = [contain(file, [upload_folder()], what="upload") for file in files]
+        names = [check_name(Path(file).name, "uploaded file") for file in files]
+        if len(set(names)) < len(names):
+            raise StudioError("two uploaded files have the same name: rename one")
+        total = sum(source.stat().st_size for source in sources)
+        if total > MAX_UPLOAD_BYTES:
+            raise StudioError(f"uploads are capped at {MAX_UPLOAD_BYTES // 2**20} MB per training run "
+                              f"(got {total / 2**20:.1f} MB); put a bigger corpus in a corpus folder")
+        folder = confine(self.uploads_dir, name, what="upload folder")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        for file in files:
-            shutil.copyfile(file, folder / Path(file).name)
+        for source, file_name in zip(sources, names):
+            shutil.copyfile(source, folder / file_name)
         (folder / "README.md").write_text(
             f"Uploaded through the web studio on {time.strftime('%Y-%m-%d %H:%M')}: "
             f"{len(files)} file(s). Source and licence: as given by the uploader.\n")
-        return folder
+        return Corpus(name, self.uploads_dir.resolve(), folder)
 
-    def start(self, corpus: Path, name: str, options: dict) -> Job:
+    def shown(self, path: Path, otherwise: str) -> str:
+        """``path`` relative to the working folder when it is inside, else ``otherwise``:
+        the server's own folders are not shown."""
+        workdir = self.workdir.resolve()
+        return str(path.relative_to(workdir)) if path.is_relative_to(workdir) else otherwise
+
+    def folders(self, name: str) -> tuple[Path, Path, Path]:
+        """(run folder, export folder, log file) for a new run ``name``, confined to
+        ``runs/`` and ``export/``; StudioError while another run trains or when the name
+        is taken.  Called before uploads are copied, and again when the run starts."""
+        if self.current is not None and self.current.running:
+            raise StudioError(f"{self.current.name} is still training: cancel it or wait "
+                              "(one run at a time)")
+        run_dir = confine(self.runs_dir, name, what="run")
+        out_dir = confine(self.export_dir, name, what="model")
+        log_path = confine(self.runs_dir, f"{name}.log", what="training log")
+        if run_dir.exists() or out_dir.exists():
+            raise StudioError(f"a run or model called {name!r} exists already: choose another name")
+        return run_dir, out_dir, log_path
+
+    def start(self, corpus: Corpus, name: str, options: dict) -> Job:
         with self.lock:
-            if self.current is not None and self.current.running:
-                raise StudioError(f"{self.current.name} is still training: cancel it or wait "
-                                  "(one run at a time)")
-            run_dir, out_dir = self.runs_dir / name, self.export_dir / name
-            if run_dir.exists() or out_dir.exists():
-                raise StudioError(f"a run or model called {name!r} exists already: choose another name")
+            run_dir, out_dir, log_path = self.folders(name)
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, "-m", "studio", "train", str(corpus), "--name", name,
-                       "--runs-dir", str(self.runs_dir), "--out", str(out_dir), "--quiet"]
+            arguments = [corpus.argument, "--name", name, "--runs-dir", str(run_dir.parent),
+                         "--out", str(out_dir), "--quiet"]
+            shown = ["studio", "train", self.shown(corpus.folder, corpus.argument), "--name", name,
+                     "--runs-dir", self.shown(run_dir.parent, "runs"),
+                     "--out", self.shown(out_dir, f"export/{name}"), "--quiet"]
             for flag, value in options.items():
                 if value is not None:
-                    command += [f"--{flag.replace('_', '-')}", str(value)]
-            log_path = self.runs_dir / f"{name}.log"
+                    arguments += [f"--{flag.replace('_', '-')}", str(value)]
+                    shown += [f"--{flag.replace('_', '-')}", str(value)]
+            # from beside the root, whatever the working folder: the same package, and file
+            # names relative to the corpus in every message the trainer prints
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
             with open(log_path, "w") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, cwd=self.workdir,
+                process = subprocess.Popen([sys.executable, "-m", "studio", "train", *arguments],
+                                           stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, cwd=corpus.root.parent, env=env,
                                            start_new_session=True)
-            self.current = Job(name, command, run_dir, out_dir, log_path, process,
-                               options.get("max_steps"))
+            redactions = ((corpus.argument + os.sep, ""),
+                          (str(self.workdir.resolve()) + os.sep, ""), (str(self.workdir) + os.sep, ""))
+            self.current = Job(name, shown, run_dir, out_dir, log_path, process,
+                               options.get("max_steps"), shown_run=self.shown(run_dir, f"runs/{name}"),
+                               shown_out=self.shown(out_dir, f"export/{name}"), redactions=redactions)
             return self.current
 
     def cancel(self) -> str:
@@ -193,12 +295,13 @@ def make_train(jobs: TrainingJobs):
         name = (name or "").strip()
         if not NAME_PATTERN.match(name):
             raise StudioError("give the model a name: letters, digits, '-', '_' or '.', up to 48 characters")
+        check_name(name, "model name")
+        listed = jobs.listed_corpus(corpus) if corpus and corpus != UPLOAD_CHOICE else None
+        jobs.folders(name)
         if uploads:
             source = jobs.corpus_from_uploads(name, list(uploads))
-        elif corpus and corpus != UPLOAD_CHOICE:
-            source = Path(corpus)
-            if not source.exists():
-                raise StudioError(f"corpus not found: {corpus}")
+        elif listed is not None:
+            source = listed
         else:
             raise StudioError("choose a corpus folder or upload files to train on")
         options = {"hidden_size": as_int(hidden_size, "hidden size"), "layers": as_int(layers, "layers"),
@@ -209,7 +312,7 @@ def make_train(jobs: TrainingJobs):
                    "eval_every": as_int(eval_every, "evaluate every"),
                    "domain": None if domain in (None, "", "auto") else domain}
         job = jobs.start(source, name, options)
-        command = shlex.join(["studio", *job.command[3:]])
+        command = shlex.join(job.shown_command)
         while job.running:
             line, points = progress(job)
             yield line, plot_value(points), job.log_tail(), command
@@ -217,11 +320,11 @@ def make_train(jobs: TrainingJobs):
         line, points = progress(job)
         if job.cancelled:
             line = (f"{job.name}: cancelled. The last checkpoint is kept: "
-                    f"`studio train --resume {job.run_dir}` continues it.")
+                    f"`studio train --resume {job.shown_run}` continues it.")
         elif job.process.returncode != 0:
             raise StudioError(job.error_line())
         elif (job.out_dir / "card.json").exists():
-            line = f"{job.name}: done, exported to {job.out_dir}; pick it in the model lists."
+            line = f"{job.name}: done, exported to {job.shown_out}; pick it in the model lists."
         yield line, plot_value(points), job.log_tail(), command
 
     return train
@@ -230,13 +333,14 @@ def make_train(jobs: TrainingJobs):
 def build_tab(jobs: TrainingJobs) -> gr.Button:
     """Components and events of the Train tab; returns the start button, whose event
     the app chains a picker refresh onto."""
-    choices = corpus_choices()
+    choices = list(jobs.corpora())
     gr.Markdown("Train a recurrent model on a corpus folder or on files you upload. "
                 "One run at a time; a small model on a small corpus takes minutes on a laptop.")
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             corpus = gr.Dropdown(choices + [UPLOAD_CHOICE], value=choices[0] if choices else UPLOAD_CHOICE,
-                                 label="Corpus", allow_custom_value=True, elem_id="train-corpus")
+                                 label="Corpus", allow_custom_value=True, elem_id="train-corpus",
+                                 info="A folder the studio lists (corpora/), or your uploads.")
             uploads = gr.File(label="...or upload files", file_count="multiple", type="filepath",
                               elem_id="train-uploads")
             with gr.Row():

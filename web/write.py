@@ -14,6 +14,7 @@ import time
 import gradio as gr
 
 from studio.api import load, sample_iter, settings_from
+from studio.confine import confine
 from studio.heads import Finished, Token
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
@@ -94,7 +95,7 @@ def make_write(outputs: OutputFolders):
         sample = samples[0]
 
         folder = outputs.new("write")
-        target = folder / f"{runtime.bundle.name}-seed{settings.seed}.txt"
+        target = confine(folder, f"{runtime.bundle.name}-seed{settings.seed}.txt", what="output file")
         atomic_save(sample.output, target)
         recipe = command_line(settings, out=target.name)
         if confidence:
