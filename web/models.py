@@ -57,12 +57,15 @@ def card_rows() -> list[list]:
 
 
 def card_summary(card: dict) -> dict:
-    """A card without its bulky arrays (vocabularies, stored styles), for display."""
+    """A card without its bulky arrays (vocabularies, stored styles) and without server
+    paths (an absolute corpus path shows as its last part), for display."""
     def shrink(value):
-        if isinstance(value, dict):
-            return {key: shrink(item) for key, item in value.items()}
+        if isinstance(value, dict):  # a "path" key would make API clients fetch it as a file
+            return {("folder" if key == "path" else key): shrink(item) for key, item in value.items()}
         if isinstance(value, list) and len(json.dumps(value)) > 300:
             return f"[{len(value)} items]"
+        if isinstance(value, str) and Path(value).is_absolute():
+            return Path(value).name
         return value
 
     return shrink(card)
