@@ -42,7 +42,10 @@ demo: install
 	$(BIN)/studio sample --model doodle --num 4 --seed 1 --out out/demo-doodles.png
 	@echo "demo outputs in out/"
 
+# layers (import-linter contracts in pyproject.toml), lint, then the suite
 test: install
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # Retrain the shipped default models from fixed seeds (tens of minutes each on 2 cores)
