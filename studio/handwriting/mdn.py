@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from ..sampling.numeric import inverse_cdf, log_softmax, logsumexp
+
 
 def apply_bias(head: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray]:
     """A new head with Graves's sampling bias applied (the input is not modified)."""
@@ -28,11 +30,6 @@ def apply_bias(head: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray
     biased["mixture_logits"] = head["mixture_logits"] * (1.0 + bias)
     biased["log_scales"] = head["log_scales"] - bias
     return biased
-
-
-def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def log_likelihood(head: dict[str, np.ndarray], targets: np.ndarray) -> np.ndarray:
@@ -46,8 +43,7 @@ def log_likelihood(head: dict[str, np.ndarray], targets: np.ndarray) -> np.ndarr
     log_gaussian = (-math.log(2 * math.pi) - head["log_scales"].sum(-1) - 0.5 * np.log(one_minus_rho2)
                     - z / (2 * one_minus_rho2))
     joint = log_softmax(head["mixture_logits"]) + log_gaussian  # (B, M)
-    peak = joint.max(-1, keepdims=True)
-    offset_ll = (peak + np.log(np.exp(joint - peak).sum(-1, keepdims=True)))[:, 0]
+    offset_ll = logsumexp(joint)
     logit = head["pen_logit"]
     pen = targets[:, 2]
     # log sigmoid(x) = -softplus(-x), written stably.
@@ -62,10 +58,9 @@ def draw(head: dict[str, np.ndarray], rng: np.random.Generator, bias: float = 0.
     gives the same strokes.
     """
     head = apply_bias(head, bias)
-    batch, mixtures = head["mixture_logits"].shape
+    batch = head["mixture_logits"].shape[0]
     weights = np.exp(log_softmax(head["mixture_logits"].astype(np.float64)))
-    uniform = rng.random(batch)
-    component = np.minimum((weights.cumsum(-1) < uniform[:, None]).sum(-1), mixtures - 1)  # (B,)
+    component = inverse_cdf(weights, rng.random(batch))  # (B,)
     rows = np.arange(batch)
     mean = head["means"][rows, component].astype(np.float64)  # (B, 2)
     scale = np.exp(head["log_scales"][rows, component].astype(np.float64))  # (B, 2)

@@ -1,0 +1,85 @@
+"""The numeric kernels every sampler and scorer shares: log-softmax, log-sum-exp and the
+inverse-CDF draw.  numpy only, and the one definition of each in the project.
+
+All work in float64 over one axis (the last by default).  Logits may be ``-inf``
+(a banned token); a row whose largest logit is not finite gives nan log-probabilities
+rather than a warning, so callers test for it where it matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import numpy as np
+
+
+def _shifted(logits: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(logits - max, max, every max finite) in float64, with the max taken as 0 in rows
+    that have no finite logit.  (Method calls rather than ``np.max`` etc.: this runs for
+    every token.)"""
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(axis, keepdims=True)
+    finite = bool(np.isfinite(top).all())
+    if not finite:
+        top[~np.isfinite(top)] = 0.0
+    return logits - top, top, finite
+
+
+def _quiet(finite: bool):
+    """Silence log(0) and inf - inf where a row has no finite logit (its result is nan or
+    -inf by design); rows with a finite max cannot raise them, so they skip the cost."""
+    return contextlib.nullcontext() if finite else np.errstate(divide="ignore", invalid="ignore")
+
+
+def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """float64 log-probabilities ``x - log(sum(exp(x)))`` along ``axis``, same shape as
+    ``logits``; rows with no finite logit give nan."""
+    shifted, _, finite = _shifted(logits, axis)
+    with _quiet(finite):
+        return shifted - np.log(np.exp(shifted).sum(axis, keepdims=True))
+
+
+def softmax_weights(logits: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """``(exp(x - max), log(sum(exp(x))))``: unnormalised probabilities, ready for
+    :func:`inverse_cdf`, and the log normaliser (``logits``' shape without ``axis``), so
+    that ``log p(i) = x[i] - normaliser`` scores a token without a second pass."""
+    shifted, top, finite = _shifted(logits, axis)
+    weights = np.exp(shifted)
+    with _quiet(finite):
+        return weights, top.squeeze(axis) + np.log(weights.sum(axis))
+
+
+def logsumexp(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``log(sum(exp(values)))`` along ``axis``, computed stably (``axis`` removed)."""
+    return softmax_weights(values, axis)[1]
+
+
+def inverse_cdf(weights: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
+    """One index per row of ``weights`` (n, V), non-negative and unnormalised, row i
+    chosen by ``uniforms[i]`` in [0, 1): the first index whose cumulative weight exceeds
+    ``uniforms[i]`` times the row's total.  Returns (n,) int64.
+
+    Depends only on the uniforms, not on the batch size or the BLAS, so a seeded generator
+    per row reproduces each row exactly.  A zero-weight index (float round-off at the
+    top end of the cumulative sum) is never returned: the nearest allowed one is."""
+    if len(weights) == 1:  # the common case, in a third of the numpy calls
+        row = weights[0]
+        cumulative = row.cumsum()
+        index = min(int(cumulative.searchsorted(uniforms[0] * cumulative[-1], "right")),
+                    len(row) - 1)
+        return np.array([index if row[index] else _nearest_allowed(row, index)])
+    cumulative = weights.cumsum(-1)
+    rows = len(weights)
+    targets = np.asarray(uniforms, dtype=np.float64) * cumulative[:, -1]
+    # counting entries <= target is searchsorted(side="right") for every row at once
+    index = np.minimum((cumulative <= targets[:, None]).sum(-1), weights.shape[-1] - 1)
+    chosen = weights[np.arange(rows), index]
+    for row in np.flatnonzero(chosen == 0):
+        index[row] = _nearest_allowed(weights[row], index[row])
+    return index
+
+
+def _nearest_allowed(weights: np.ndarray, index: int) -> int:
+    allowed = np.flatnonzero(weights > 0)
+    return int(allowed[np.argmin(np.abs(allowed - index))])
