@@ -9,6 +9,7 @@ rather than a warning, so callers test for it where it matters.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +21,8 @@ def _shifted(logits: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, boo
     every token.)"""
     logits = np.asarray(logits, dtype=np.float64)
     top = logits.max(axis, keepdims=True)
-    finite = bool(np.isfinite(top).all())
+    # one row is the common case, and a float test costs far less than two numpy calls
+    finite = math.isfinite(top.item()) if top.size == 1 else bool(np.isfinite(top).all())
     if not finite:
         top[~np.isfinite(top)] = 0.0
     return logits - top, top, finite
