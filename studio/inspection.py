@@ -10,8 +10,10 @@ features of the text (inside quotes, position in the line, indentation, bracket 
 and :func:`rank_cells` orders cells by the absolute Pearson correlation of their
 activation with each.  :func:`look_inside` is all of it for the web's Look inside tab.
 
-Confidence: :func:`token_log_probs` scores a token sequence teacher forced, and
-:func:`confidence_view` colours a sample's tokens by the raw model's probability.
+Confidence: :func:`confidence_view` colours a sample's tokens by the raw model's
+probability of each (:func:`token_log_probs`, teacher forced).
+
+``domain`` is always the bundle's own (what ``runtime`` was exported from).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import StudioError
-from .sampling.numeric import log_softmax
+from .numeric import teacher_forced_log_probs
 from .text_view import activation_html, confidence_html
 
 MAX_TOKENS = 3000  # longest text looked inside (one step call per token)
@@ -113,10 +115,10 @@ def rank_cells(activations: Activations, top: int = TOP_CELLS) -> list[list]:
     return rows
 
 
-def look_inside(runtime, text: str, cell: int) -> tuple[str, list[list], int]:
+def look_inside(runtime, domain, text: str, cell: int) -> tuple[str, list[list], int]:
     """(``text`` coloured by ``cell``'s activation as HTML, :func:`rank_cells`'s table,
     the number of cells) for a text bundle's ``runtime``."""
-    activations = record_activations(runtime, runtime.bundle.domain, text)
+    activations = record_activations(runtime, domain, text)
     count = activations.values.shape[1]
     if not 0 <= cell < count:
         raise StudioError(f"cell must be 0 to {count - 1} for {runtime.bundle.name} (got {cell})")
@@ -127,23 +129,14 @@ def look_inside(runtime, text: str, cell: int) -> tuple[str, list[list], int]:
 def token_log_probs(runtime, ids: list[int], window: int = CONFIDENCE_WINDOW) -> np.ndarray:
     """(len(ids) - 1,) float64: the raw model's log-probability of each id after the
     first given all before it, teacher forced from a fresh state, ``window`` tokens a
-    call (the state carries across calls, so the window changes nothing but memory)."""
-    inputs = np.asarray(ids[:-1], dtype=np.int64)
-    targets = np.asarray(ids[1:], dtype=np.int64)
-    state = runtime.init_state(1)
-    chunks = [np.zeros(0)]
-    for start in range(0, len(inputs), window):
-        chunk = inputs[start:start + window]
-        logits, state = runtime.logits(chunk[None, :], state)  # (1, T, vocab)
-        chunks.append(log_softmax(logits[0])[np.arange(len(chunk)), targets[start:start + len(chunk)]])
-    return np.concatenate(chunks)
+    call."""
+    return teacher_forced_log_probs(runtime.logits, runtime.init_state(1), ids, window)
 
 
-def confidence_view(runtime, settings, tokens: list[int]) -> str:
+def confidence_view(runtime, domain, settings, tokens: list[int]) -> str:
     """HTML of a sample: its shown prime in grey, then each generated token of ``tokens``
     coloured by the raw model's probability of it after the prime and the tokens before
     (``settings``: the sample's SampleSettings, which give the prime)."""
-    domain = runtime.bundle.domain
     prime_ids = list(domain.prime_ids(settings))
     probabilities = np.exp(token_log_probs(runtime, prime_ids + list(tokens)))[-len(tokens):] \
         if tokens else np.zeros(0)

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from studio.errors import StudioError
-from studio.sampling.beam import (BranchFactor, Deterministic, GumbelTopK, Hypothesis, beam_search,
-                                 gumbel_truncated, selection_for)
+from studio.sampling.beam import (
+    BranchFactor,
+    Deterministic,
+    GumbelTopK,
+    Hypothesis,
+    beam_search,
+    gumbel_truncated,
+    selection_for,
+)
 
 END = 0
 

@@ -11,10 +11,19 @@ import pytest
 from studio.bundle import Bundle
 from studio.errors import StudioError
 from studio.generate import nats_per_token
-from studio.inspection import (MAX_TOKENS, Activations, confidence_view, correlations, look_inside,
-                               rank_cells, record_activations, text_features, token_log_probs)
+from studio.inspection import (
+    MAX_TOKENS,
+    Activations,
+    confidence_view,
+    correlations,
+    look_inside,
+    rank_cells,
+    record_activations,
+    text_features,
+    token_log_probs,
+)
+from studio.numeric import log_softmax
 from studio.runtime import Runtime
-from studio.sampling.numeric import log_softmax
 from studio.sampling.settings import SampleSettings
 
 TEXT = "ROMEO:\nWhat say you, sir? I know not.\n\nJULIET:\nAy me!\n"
@@ -25,10 +34,15 @@ def runtime(tiny_bundle) -> Runtime:
     return Runtime(Bundle.load(tiny_bundle), precision="fp32")
 
 
+@pytest.fixture(scope="module")
+def domain(runtime):
+    return runtime.bundle.domain
+
+
 # --- token scores --------------------------------------------------------------------------
 
-def test_token_log_probs_sum_to_the_teacher_forced_nats(runtime):
-    ids = runtime.bundle.domain.encode(TEXT * 4)
+def test_token_log_probs_sum_to_the_teacher_forced_nats(runtime, domain):
+    ids = domain.encode(TEXT * 4)
     log_probs = token_log_probs(runtime, ids)
     nats, count = nats_per_token(runtime, np.asarray(ids))
     assert log_probs.shape == (len(ids) - 1,) and count == len(ids) - 1
@@ -36,8 +50,8 @@ def test_token_log_probs_sum_to_the_teacher_forced_nats(runtime):
     assert (log_probs < 0).all()
 
 
-def test_token_log_probs_windows_carry_the_state(runtime):
-    ids = runtime.bundle.domain.encode(TEXT)
+def test_token_log_probs_windows_carry_the_state(runtime, domain):
+    ids = domain.encode(TEXT)
     whole = token_log_probs(runtime, ids)
     np.testing.assert_allclose(token_log_probs(runtime, ids, window=7), whole, atol=1e-5)
     logits, _ = runtime.logits(np.asarray([ids[:1]]), runtime.init_state(1))
@@ -45,24 +59,22 @@ def test_token_log_probs_windows_carry_the_state(runtime):
     assert token_log_probs(runtime, ids[:1]).shape == (0,)
 
 
-def test_confidence_view_colours_each_generated_token_by_its_probability(runtime):
-    domain = runtime.bundle.domain
+def test_confidence_view_colours_each_generated_token_by_its_probability(runtime, domain):
     settings = SampleSettings(model=str(runtime.bundle.path), prime="ROMEO:")
     tokens = domain.encode("\nI know not.")
-    html = confidence_view(runtime, settings, tokens)
+    html = confidence_view(runtime, domain, settings, tokens)
     expected = np.exp(token_log_probs(runtime, domain.prime_ids(settings) + tokens))[-len(tokens):]
     shown = [float(p) for p in re.findall(r'title="p = ([0-9.]+)"', html)]
     assert shown == pytest.approx(expected.tolist(), abs=5e-4)
     assert html.startswith('<pre class="studio-confidence" style="')
     assert '<span style="color:#777">ROMEO:</span><span style="background:hsl(' in html
     assert re.findall(r'title="p = [0-9.]+">([^<]*)</span>', html) == list("\nI know not.")
-    assert confidence_view(runtime, settings, []).count("title=") == 0
+    assert confidence_view(runtime, domain, settings, []).count("title=") == 0
 
 
 # --- cells ----------------------------------------------------------------------------------
 
-def test_record_activations_keeps_every_state_unit_after_each_token(runtime):
-    domain = runtime.bundle.domain
+def test_record_activations_keeps_every_state_unit_after_each_token(runtime, domain):
     activations = record_activations(runtime, domain, TEXT)
     ids = domain.encode(TEXT)
     config = runtime.bundle.card["model"]
@@ -76,19 +88,19 @@ def test_record_activations_keeps_every_state_unit_after_each_token(runtime):
     np.testing.assert_allclose(activations.values[-1], final, atol=1e-5)
 
 
-def test_look_inside_colours_the_chosen_cell_and_checks_it(runtime):
-    html, rows, count = look_inside(runtime, TEXT, 5)
-    activations = record_activations(runtime, runtime.bundle.domain, TEXT)
+def test_look_inside_colours_the_chosen_cell_and_checks_it(runtime, domain):
+    html, rows, count = look_inside(runtime, domain, TEXT, 5)
+    activations = record_activations(runtime, domain, TEXT)
     assert count == activations.values.shape[1] and rows == rank_cells(activations)
     assert "c layer 1 unit 5" in html and html.count("<span") == len(TEXT)
     values = activations.values[:, 5]
     assert f"(range {values.min():+.3f} to {values.max():+.3f})" in html
     with pytest.raises(StudioError, match=f"cell must be 0 to {count - 1}"):
-        look_inside(runtime, TEXT, count)
+        look_inside(runtime, domain, TEXT, count)
     with pytest.raises(StudioError, match="give some text"):
-        look_inside(runtime, "", 0)
+        look_inside(runtime, domain, "", 0)
     with pytest.raises(StudioError, match=f"at most {MAX_TOKENS} tokens"):
-        look_inside(runtime, "a" * (MAX_TOKENS + 1), 0)
+        look_inside(runtime, domain, "a" * (MAX_TOKENS + 1), 0)
 
 
 def test_text_features_by_hand():

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from studio.sampling.numeric import inverse_cdf, log_softmax, logsumexp, softmax_weights
+from studio.numeric import inverse_cdf, log_softmax, logsumexp, softmax_weights, teacher_forced_log_probs
 
 finite = st.floats(-80, 80, allow_nan=False, allow_infinity=False)
 
@@ -74,3 +74,21 @@ def test_inverse_cdf_edges_and_frequencies():
     rng = np.random.default_rng(3)
     draws = inverse_cdf(np.tile([[1.0, 2.0, 7.0]], (20_000, 1)), rng.random(20_000))
     np.testing.assert_allclose(np.bincount(draws, minlength=3) / 20_000, [0.1, 0.2, 0.7], atol=0.01)
+
+
+def test_teacher_forced_log_probs_with_a_toy_bigram_step():
+    """A step function whose logits depend on the current token only: each score is
+    that row's log-softmax at the next token, whatever the window."""
+    table = np.random.default_rng(5).normal(size=(4, 4))
+    calls = []
+
+    def step(tokens, state):
+        calls.append(tokens.shape[1])
+        return table[tokens], state
+
+    ids = [0, 3, 1, 1, 2, 0, 3]
+    expected = [naive_log_softmax(table[a].tolist())[b] for a, b in zip(ids, ids[1:])]
+    np.testing.assert_allclose(teacher_forced_log_probs(step, None, ids), expected, rtol=1e-12)
+    assert calls == [6]
+    np.testing.assert_allclose(teacher_forced_log_probs(step, None, ids, window=4), expected, rtol=1e-12)
+    assert calls[1:] == [4, 2] and teacher_forced_log_probs(step, None, ids[:1]).shape == (0,)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from studio.cli import app
 from studio.errors import StudioError
-from studio.sampling.numeric import log_softmax
+from studio.numeric import log_softmax
 from studio.sampling.rules import (AllowedTokens, NoRepeatNGram, RepetitionPenalty, Temperature,
                                    TopK, TopP, apply_rules, build_rules, draw)
 from studio.sampling.settings import SampleSettings

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from studio.text_view import (activation_html, code_html, confidence_colour, confidence_html,
-                              corpus_view, markdown_html, plain_html, view_html)
+from studio.text_view import (
+    activation_html,
+    code_html,
+    confidence_colour,
+    confidence_html,
+    corpus_view,
+    markdown_html,
+    plain_html,
+    view_html,
+)
 
 NASTY = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 

@@ -30,7 +30,7 @@ def inspect_cells(model: str, text: str, cell: int):
     domain = runtime.bundle.domain
     if not writes_text(type(domain)):
         raise StudioError(f"{model} is a {domain.name} model: Look inside works on text models")
-    return look_inside(runtime, text or "", as_int(cell, "cell"))
+    return look_inside(runtime, domain, text or "", as_int(cell, "cell"))
 
 
 def build_tab() -> dict:

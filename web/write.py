@@ -96,7 +96,7 @@ def make_write(outputs: OutputFolders):
         atomic_save(sample.output, target)
         recipe = command_line(settings, out=target.name)
         if confidence:
-            html_view = confidence_view(runtime, settings, sample.tokens)
+            html_view = confidence_view(runtime, domain, settings, sample.tokens)
         else:
             html_view = view_html(sample.text, shown, language)
         count = len(sample.tokens)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,21 +35,21 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
     vocabulary stands in for the bundle's weights (``weights: random``)."""
     say = progress or (lambda message: None)
     bundle = Bundle.load(model)
-    if bundle.domain.head != "categorical":
-        raise StudioError(f"bench measures categorical (token) models; {bundle.name} is "
-                          f"{bundle.domain.head}")
+    domain = bundle.domain  # stand-ins below keep the bundle's card, so its domain too
+    if domain.head != "categorical":
+        raise StudioError(f"bench measures categorical (token) models; {bundle.name} is {domain.head}")
     stand_in = tempfile.TemporaryDirectory(prefix="studio-bench-shape-") if shape else None
     if shape:
         say(f"exporting a random {shape} LSTM")
         bundle = shaped_bundle(bundle, shape, Path(stand_in.name))
     try:
-        return _measure(bundle, seconds, torch=torch, cold=cold, say=say, shaped=bool(shape))
+        return _measure(bundle, domain, seconds, torch=torch, cold=cold, say=say, shaped=bool(shape))
     finally:
         if stand_in is not None:
             stand_in.cleanup()
 
 
-def _measure(bundle: Bundle, seconds: float, *, torch: bool, cold: bool,
+def _measure(bundle: Bundle, domain, seconds: float, *, torch: bool, cold: bool,
              say: Callable[[str], None], shaped: bool) -> dict:
     result = _facts(bundle, shaped)
     prime_ids = np.random.default_rng(1).integers(0, bundle.card["model"]["vocab_size"], PREFILL_TOKENS)
@@ -57,10 +57,10 @@ def _measure(bundle: Bundle, seconds: float, *, torch: bool, cold: bool,
         shipped = bundle
         bundle, runtimes, prepared = _runtimes(shipped, Path(tmp))
         result.update(prepared)
-        prime = bundle.domain.decode([int(i) for i in prime_ids[:PRIME_TOKENS]])
+        prime = domain.decode([int(i) for i in prime_ids[:PRIME_TOKENS]])
         base = SampleSettings(model=str(bundle.path), prime=prime, seed=0)
         for precision, runtime in runtimes.items():
-            result.update(precision_figures(precision, runtime, base, prime_ids, seconds, say))
+            result.update(precision_figures(precision, runtime, domain, base, prime_ids, seconds, say))
         default = "int8" if "int8" in shipped.card["graphs"] else "fp32"
         result["default_precision"] = default
         result["prefill_1000_ms"] = result[f"prefill_1000_{default}_ms"]
@@ -68,7 +68,7 @@ def _measure(bundle: Bundle, seconds: float, *, torch: bool, cold: bool,
         result["prefill_1000_step_ms"] = prefill_step_ms(runtimes[default], prime_ids, seconds / 3)
         say("beam search, 8 beams")
         result["beam8_steps_s"] = round(generation_rate(
-            runtimes[default], base.with_(num_beams=8), seconds, lambda s: 1), 1)
+            runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1)
         if cold:
             say("cold start")
             result["cold_start_s"] = round(timing.cold_start(shipped.path), 3)

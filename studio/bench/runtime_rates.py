@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -32,15 +32,15 @@ class _Endless:
         return False
 
 
-def generation_rate(runtime: Runtime, settings: SampleSettings, seconds: float,
+def generation_rate(runtime: Runtime, domain, settings: SampleSettings, seconds: float,
                     per_step: Callable[[SampleSettings], int]) -> float:
-    """Units per second of the sampling loop with ``settings``; each step counts
-    ``per_step(settings)`` units (tokens: ``settings.num``; beam steps: 1)."""
-    domain = _Endless(runtime.bundle.domain)
+    """Units per second of the sampling loop with ``settings`` (``domain``: the bundle's);
+    each step counts ``per_step(settings)`` units (tokens: ``settings.num``; beam steps: 1)."""
+    endless = _Endless(domain)
     prime = settings.prime
 
     def run(length: int) -> int:
-        generation = Generation(runtime, domain, settings.with_(length=length, prime=prime))
+        generation = Generation(runtime, endless, settings.with_(length=length, prime=prime))
         for _ in generation:
             pass
         return length * per_step(settings)
@@ -104,11 +104,11 @@ def _one_call_batches(runtime: Runtime) -> Iterator[None]:
         runtime.row_exact = True
 
 
-def precision_figures(precision: str, runtime: Runtime, base: SampleSettings,
+def precision_figures(precision: str, runtime: Runtime, domain, base: SampleSettings,
                       prime_ids: np.ndarray, seconds: float, say: Callable[[str], None]) -> dict:
     """Every ``ort_{precision}_*`` figure and ``prefill_1000_{precision}_ms``."""
     def tokens_per_second(settings: SampleSettings) -> float:
-        return round(generation_rate(runtime, settings, seconds, lambda s: s.num), 1)
+        return round(generation_rate(runtime, domain, settings, seconds, lambda s: s.num), 1)
 
     figures = {}
     say(f"onnxruntime {precision}, batch 1")

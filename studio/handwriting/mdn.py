@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ..sampling.numeric import inverse_cdf, log_softmax, logsumexp
+from ..numeric import inverse_cdf, log_softmax, logsumexp
 
 
 def apply_bias(head: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray]:

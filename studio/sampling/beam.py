@@ -46,13 +46,14 @@ the final result starts with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import StudioError, require
-from .numeric import inverse_cdf, log_softmax
+from ..numeric import inverse_cdf, log_softmax
 
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 ReorderFn = Callable[[Any, np.ndarray], Any]

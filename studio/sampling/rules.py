@@ -25,7 +25,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import StudioError, require
-from .numeric import inverse_cdf
+from ..numeric import inverse_cdf
 
 NEG_INF = -np.inf
 
@@ -189,5 +189,5 @@ def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.nd
 
 def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``): one
-    uniform from each row's generator, then :func:`~studio.sampling.numeric.inverse_cdf`."""
+    uniform from each row's generator, then :func:`~studio.numeric.inverse_cdf`."""
     return inverse_cdf(weights, [generator.random() for generator in generators[:len(weights)]])

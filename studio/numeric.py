@@ -1,5 +1,5 @@
-"""The numeric kernels every sampler and scorer shares: log-softmax, log-sum-exp and the
-inverse-CDF draw.  numpy only, and the one definition of each in the project.
+"""The numeric kernels every layer shares, numpy only and defined once here:
+log-softmax, log-sum-exp, the inverse-CDF draw and the teacher-forced token scores.
 
 All work in float64 over one axis (the last by default).  Logits may be ``-inf``
 (a banned token); a row whose largest logit is not finite gives nan log-probabilities
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +86,19 @@ def inverse_cdf(weights: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
 def _nearest_allowed(weights: np.ndarray, index: int) -> int:
     allowed = np.flatnonzero(weights > 0)
     return int(allowed[np.argmin(np.abs(allowed - index))])
+
+
+def teacher_forced_log_probs(step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any,
+                             ids: Sequence[int], window: int = 4096) -> np.ndarray:
+    """(len(ids) - 1,) float64: log p(ids[t + 1] | ids[:t + 1]) for every t, with ``ids``
+    fed through ``step(tokens (1, T), state) -> (logits (1, T, vocab), state)`` in windows
+    of ``window`` tokens, the state carried across them (so the window changes nothing
+    but memory)."""
+    inputs = np.asarray(ids[:-1], dtype=np.int64)
+    targets = np.asarray(ids[1:], dtype=np.int64)
+    chunks = [np.zeros(0)]
+    for start in range(0, len(inputs), window):
+        chunk = inputs[start:start + window]
+        logits, state = step(chunk[None, :], state)
+        chunks.append(log_softmax(logits[0])[np.arange(len(chunk)), targets[start:start + len(chunk)]])
+    return np.concatenate(chunks)
