@@ -16,9 +16,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import StudioError
+from .numeric import log_softmax, softmax_weights
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
-from .numeric import log_softmax, softmax_weights
 from .sampling.rules import apply_rules, build_rules, draw, draw_weights
 from .sampling.settings import SampleSettings, command_line
 

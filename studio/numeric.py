@@ -66,7 +66,7 @@ def inverse_cdf(weights: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
     Depends only on the uniforms, not on the batch size or the BLAS, so a seeded generator
     per row reproduces each row exactly.  A zero-weight index (float round-off at the
     top end of the cumulative sum) is never returned: the nearest allowed one is."""
-    if len(weights) == 1:  # the common case, in a third of the numpy calls
+    if len(weights) == 1:  # the common case, done with scalars: a few numpy calls fewer
         row = weights[0]
         cumulative = row.cumsum()
         index = min(int(cumulative.searchsorted(uniforms[0] * cumulative[-1], "right")),
