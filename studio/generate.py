@@ -16,10 +16,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import StudioError
-from .numeric import teacher_forced_nats
+from .numeric import log_softmax, softmax_weights, teacher_forced_nats
 from .runtime import Runtime
-from .sampling.beam import beam_search
-from .sampling.rules import apply_rules, build_rules, draw, draw_weights, log_softmax
+from .sampling.beam import beam_search, selection_for
+from .sampling.rules import apply_rules, build_rules, draw, draw_weights
 from .sampling.settings import SampleSettings, command_line
 
 
@@ -104,9 +104,7 @@ class Generation:
         arange = np.arange(rows)
         for _ in range(settings.length):
             # the model's own distribution scores every sample: log p = x - logsumexp(x)
-            top = last.max(-1, keepdims=True)
-            weights = np.exp(last - top)
-            log_total = top[:, 0] + np.log(weights.sum(-1))
+            weights, log_total = softmax_weights(last)
             if rules:
                 shaped = apply_rules(rules, history[:, :filled], last)
                 tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
@@ -139,11 +137,13 @@ class Generation:
     def _beams(self) -> Iterator[tuple[int, int]]:
         settings = self.settings
         state, last = self._prefill()
+        selection = selection_for(settings.num_beams, length_penalty=settings.length_penalty,
+                                  sample=settings.stochastic_beams,
+                                  branch_factor=settings.branch_factor,
+                                  steps_per_iteration=settings.steps_per_iteration)
         # deterministic beams rank by the model's own scores: the distribution-shaping
         # rules (temperature, top-k, top-p) apply only when beams are sampled
-        sampled = (settings.stochastic_beams or settings.branch_factor > 1
-                   or settings.steps_per_iteration > 1)
-        rules = build_rules(settings, self.mask, self.constraints, shape=sampled)
+        rules = build_rules(settings, self.mask, self.constraints, shape=selection.sampled)
 
         def step(tokens, beam_state):
             logits, beam_state = self.runtime.logits(tokens[:, None], beam_state)
@@ -161,11 +161,8 @@ class Generation:
         streamed = 0
         progress = None
         for progress in beam_search(
-                step, Runtime.select, state, self.prime, log_softmax(last)[0],
-                num_beams=settings.num_beams, max_length=settings.length, is_final=is_final,
-                length_penalty=settings.length_penalty, sample=settings.stochastic_beams,
-                seed=settings.seed, branch_factor=settings.branch_factor,
-                steps_per_iteration=settings.steps_per_iteration,
+                step, Runtime.select, state, self.prime, log_softmax(last)[0], selection,
+                max_length=settings.length, is_final=is_final, seed=settings.seed,
                 rules=(lambda h, lp: apply_rules(rules, h, lp)) if rules else None):
             committed = progress.committed
             for token in committed[streamed:]:
@@ -188,7 +185,3 @@ def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tup
         raise StudioError("the evaluation text is too short (needs at least 2 tokens)")
     nats, count, _ = teacher_forced_nats(runtime.logits, runtime.init_state(1), ids, window)
     return nats, count
-
-
-def bits(nats: float) -> float:
-    return nats / math.log(2)

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from studio.errors import StudioError
-from studio.sampling.beam import beam_search, gumbel_truncated
+from studio.sampling.beam import (
+    BranchFactor,
+    Deterministic,
+    GumbelTopK,
+    Hypothesis,
+    beam_search,
+    gumbel_truncated,
+    selection_for,
+)
 
 END = 0
 
@@ -40,8 +48,13 @@ class ToyModel:
         return last.results
 
     def progress(self, **options):
+        """The search with the command line's flags (``sample``, ``branch_factor``, ...)."""
         options.setdefault("is_final", lambda sequence: False)
-        return list(beam_search(self.step, self.reorder, [[]], [], self.log_probs(()), **options))
+        flags = {name: options.pop(name) for name in ("length_penalty", "sample", "branch_factor",
+                                                      "steps_per_iteration") if name in options}
+        selection = selection_for(options.pop("num_beams"), **flags)
+        return list(beam_search(self.step, self.reorder, [[]], [], self.log_probs(()), selection,
+                                **options))
 
 
 def random_table(vocab: int, seed: int, end: bool = False):
@@ -232,3 +245,72 @@ def test_committed_prefix_only_grows_and_starts_the_result(flavour):
     assert all(final[: len(c)] == c for c in committed)
     if not flavour.get("sample"):  # distinct samples rarely share a prefix: nothing to stream early
         assert any(c for c in committed[:-1]), "nothing was committed before the end"
+
+
+# --- each selection on its own ---------------------------------------------------------------
+
+def test_selection_for_maps_the_flags():
+    assert selection_for(3) == Deterministic(3, 1.0) and not Deterministic(3).sampled
+    assert selection_for(3, length_penalty=0.5, sample=True) == GumbelTopK(3)
+    assert selection_for(2, branch_factor=2) == BranchFactor(2, 2, 1)
+    assert selection_for(2, steps_per_iteration=3, length_penalty=0.0) == BranchFactor(2, 1, 3, 0.0)
+    assert GumbelTopK(3).sampled and BranchFactor(2).sampled
+    with pytest.raises(StudioError, match="beams must be at least 1"):
+        Deterministic(0)
+    with pytest.raises(StudioError, match="branch factor"):
+        BranchFactor(2, branch_factor=0)
+
+
+def test_deterministic_proposes_the_best_two_beams_of_children_in_order():
+    shaped = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
+    beams = [Hypothesis([1], rank=np.log(0.6)), Hypothesis([2], rank=np.log(0.4))]
+    parents, tokens, keys = Deterministic(2).children(beams, shaped, 1, 5, None)
+    # joint probabilities: 0.30 0.18 0.12 / 0.04 0.04 0.32
+    assert list(zip(parents.tolist(), tokens.tolist())) == [(1, 2), (0, 0), (0, 1), (0, 2)]
+    np.testing.assert_allclose(np.exp(keys), [0.32, 0.30, 0.18, 0.12])
+
+
+def test_deterministic_search_through_a_toy_step_function():
+    # a chain where the likeliest first token leads nowhere: 0.5 * 0.2 < 0.4 * 0.9
+    def table(sequence):
+        if not sequence:
+            return [0.1, 0.5, 0.4]
+        return [0.2, 0.4, 0.4] if sequence[0] == 1 else [0.9, 0.05, 0.05]
+
+    model = ToyModel(table)
+    *_, last = beam_search(model.step, model.reorder, [[]], [], model.log_probs(()), Deterministic(2),
+                           max_length=3, is_final=lambda s: s[-1] == END)
+    # [2, 0] ends at step 2; the two best 3-token paths (0.08 each, lower ids first) fill
+    # the last step's two places, and only the first of them ranks among the results
+    assert [h.tokens for h in last.results] == [[2, 0], [1, 1, 1]]
+    assert [h.score for h in last.results] == pytest.approx([np.log(0.4 * 0.9), np.log(0.5 * 0.4 * 0.4)])
+
+
+def test_gumbel_top_k_with_room_for_every_sequence_returns_each_once():
+    """With as many beams as sequences, sampling without replacement enumerates them all:
+    every sequence once, each with its model score, keys descending."""
+    vocab, length = 3, 2
+    model = ToyModel(random_table(vocab, 11))
+    *_, last = beam_search(model.step, model.reorder, [[]], [], model.log_probs(()),
+                           GumbelTopK(vocab ** length), max_length=length,
+                           is_final=lambda s: False, seed=4)
+    assert sorted(tuple(h.tokens) for h in last.results) == list(itertools.product(range(vocab), repeat=length))
+    for h in last.results:
+        assert h.score == pytest.approx(model.log_probs(h.tokens[:1])[h.tokens[1]]
+                                        + model.log_probs(())[h.tokens[0]])
+    keys = [h.key for h in last.results]
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_branch_factor_one_beam_one_step_is_ancestral_sampling():
+    """One beam, no branching: every step is one inverse-CDF draw from the step's
+    distribution, with the search's seeded generator."""
+    model = ToyModel(random_table(6, 8))
+    *_, last = beam_search(model.step, model.reorder, [[]], [], model.log_probs(()),
+                           BranchFactor(1), max_length=9, is_final=lambda s: False, seed=21)
+    rng = np.random.default_rng(21)
+    expected = []
+    for _ in range(9):
+        cumulative = np.cumsum(np.exp(model.log_probs(expected)))
+        expected.append(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")))
+    assert last.results[0].tokens == expected

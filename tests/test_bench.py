@@ -8,17 +8,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import studio.bench as bench
+from studio.bench import KEYS, timing
+from studio.bench.bundles import fp32_bundle, int8_bundle, shaped_bundle
+from studio.bench.onnx_to_torch import check_parity, torch_model_from_onnx
 from studio.bundle import Bundle
 from studio.cli import app
+from studio.errors import StudioError
 from studio.runtime import Runtime
 
 
 def test_torch_model_from_onnx_matches_onnxruntime(tiny_bundle):
     bundle = Bundle.load(tiny_bundle)
-    model = bench.torch_model_from_onnx(bundle)
+    model = torch_model_from_onnx(bundle)
     runtime = Runtime(bundle, precision="fp32")
-    assert bench.check_parity(model, runtime) < 1e-5
+    assert check_parity(model, runtime) < 1e-5
 
 
 def test_torch_model_from_onnx_gate_order_against_checkpoint(tiny_bundle):
@@ -29,18 +32,18 @@ def test_torch_model_from_onnx_gate_order_against_checkpoint(tiny_bundle):
     if not best.exists():
         pytest.skip("the tiny run kept no best.pt")
     saved = torch.load(best, map_location="cpu", weights_only=False)["model_state"]
-    rebuilt = bench.torch_model_from_onnx(Bundle.load(tiny_bundle)).state_dict()
+    rebuilt = torch_model_from_onnx(Bundle.load(tiny_bundle)).state_dict()
     for name, value in saved.items():
         np.testing.assert_allclose(rebuilt[name].numpy(), value.numpy(), rtol=0, atol=1e-7)
 
 
 def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
-    monkeypatch.setattr(bench, "cold_start", lambda path, runs=3: 0.5)  # subprocesses: timed elsewhere
+    monkeypatch.setattr(timing, "cold_start", lambda path, runs=3: 0.5)  # subprocesses: timed elsewhere
     result = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle), "--json",
                                       "--seconds", "0.05"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    for key in bench.KEYS:
+    for key in KEYS:
         assert isinstance(report[key], (int, float)) and report[key] > 0, key
     assert report["cold_start_s"] == 0.5
     assert report["ort_fp32_b8_tok_s"] > 0 and report["ort_int8_b64_tok_s"] > 0
@@ -48,7 +51,7 @@ def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
 
 
 def test_cold_start_runs_a_fresh_process(tiny_bundle):
-    assert 0 < bench.cold_start(tiny_bundle, runs=1) < 60
+    assert 0 < timing.cold_start(tiny_bundle, runs=1) < 60
 
 
 def test_bench_quantises_on_the_fly(tiny_bundle, tmp_path):
@@ -60,7 +63,7 @@ def test_bench_quantises_on_the_fly(tiny_bundle, tmp_path):
     card = json.loads((tiny_bundle / "card.json").read_text())
     card["graphs"] = {"fp32": "model.onnx"}
     (fp32_only / "card.json").write_text(json.dumps(card))
-    quantised = bench._int8_bundle(Bundle.load(fp32_only), tmp_path)
+    quantised = int8_bundle(Bundle.load(fp32_only), tmp_path)
     assert "int8" in quantised.card["graphs"] and (tmp_path / "model.int8.onnx").exists()
 
 
@@ -74,7 +77,7 @@ def test_bench_exports_fp32_for_an_int8_only_bundle(tiny_bundle, tmp_path):
     card["graphs"] = {"int8": "model.int8.onnx"}
     (int8_only / "card.json").write_text(json.dumps(card))
     (tmp_path / "out").mkdir()
-    rebuilt = bench._fp32_bundle(Bundle.load(int8_only), tmp_path / "out",
+    rebuilt = fp32_bundle(Bundle.load(int8_only), tmp_path / "out",
                                  runs_dir=tiny_bundle.parent.parent / "runs")
     original = Runtime(Bundle.load(tiny_bundle), precision="fp32")
     again = Runtime(rebuilt, precision="fp32")
@@ -83,12 +86,12 @@ def test_bench_exports_fp32_for_an_int8_only_bundle(tiny_bundle, tmp_path):
     got, _ = again.logits(tokens, again.init_state(1))
     np.testing.assert_allclose(got, expected, atol=1e-5)
     with pytest.raises(Exception, match="int8"):
-        bench._fp32_bundle(Bundle.load(int8_only), tmp_path / "out", runs_dir=tmp_path / "none")
+        fp32_bundle(Bundle.load(int8_only), tmp_path / "out", runs_dir=tmp_path / "none")
 
 
 def test_shape_times_a_random_model_of_that_shape(tiny_bundle, tmp_path):
     like = Bundle.load(tiny_bundle)
-    shaped = bench._shaped_bundle(like, "3x24", tmp_path)
+    shaped = shaped_bundle(like, "3x24", tmp_path)
     assert shaped.card["model"]["layers"] == 3 and shaped.card["model"]["hidden_size"] == 24
     assert shaped.card["model"]["vocab_size"] == like.card["model"]["vocab_size"]
     runtime = Runtime(shaped, precision="fp32")
@@ -97,5 +100,5 @@ def test_shape_times_a_random_model_of_that_shape(tiny_bundle, tmp_path):
     logits, _ = runtime.logits(np.zeros((2, 5), dtype=np.int64), state)
     assert logits.shape == (2, 5, like.card["model"]["vocab_size"])
     for bad in ("2by512", "0x512", "2x4"):
-        with pytest.raises(bench.StudioError, match="--shape"):
-            bench._shaped_bundle(like, bad, tmp_path)
+        with pytest.raises(StudioError, match="--shape"):
+            shaped_bundle(like, bad, tmp_path)

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from studio.cli import app
 from studio.errors import StudioError
+from studio.numeric import log_softmax
 from studio.sampling.rules import (AllowedTokens, NoRepeatNGram, RepetitionPenalty, Temperature,
-                                   TopK, TopP, apply_rules, build_rules, draw, log_softmax)
+                                   TopK, TopP, apply_rules, build_rules, draw)
 from studio.sampling.settings import SampleSettings
 
 FAST = hypothesis_settings(max_examples=60, deadline=None)

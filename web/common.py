@@ -236,8 +236,3 @@ class OutputFolders:
         for folder in self.root.iterdir():
             if folder.is_dir() and "-" in folder.name and folder.stat().st_mtime < cutoff:
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def recipe_lines(*commands: str) -> str:
-    """Recipes as shown under an output: one shell command per line."""
-    return "\n".join(commands)

@@ -17,12 +17,13 @@ from studio.api import load, sample_iter, settings_from
 from studio.confine import confine
 from studio.heads import Finished, Token
 from studio.errors import StudioError
+from studio.inspection import confidence_view
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.text_view import VIEWS, corpus_view, view_html
 
 from .common import (MAX_SEED, OutputFolders, as_float, as_int, missing_notice, new_seed,
                      preferred, require_model, user_errors, writes_text, bundles_for)
-from .text_view import VIEWS, confidence_html, corpus_view, token_probabilities, view_html
 
 STREAM_INTERVAL_S = 0.08  # a screen update at least this often while tokens come ...
 STREAM_TOKENS = 32  # ... or after this many tokens, so fast small models still stream
@@ -99,11 +100,7 @@ def make_write(outputs: OutputFolders):
         atomic_save(sample.output, target)
         recipe = command_line(settings, out=target.name)
         if confidence:
-            prime_ids = list(domain.prime_ids(settings))
-            probabilities = token_probabilities(runtime, prime_ids + sample.tokens, len(sample.tokens))
-            body = [domain.token_text(t) for t in sample.tokens]
-            shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings):])
-            html_view = confidence_html(shown_prime, body, probabilities)
+            html_view = confidence_view(runtime, domain, settings, sample.tokens)
         else:
             html_view = view_html(sample.text, shown, language)
         count = len(sample.tokens)

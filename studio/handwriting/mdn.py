@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from ..numeric import inverse_cdf, log_softmax, logsumexp
+
 HEAD_NAMES = ("pen_logit", "mixture_logits", "means", "log_scales", "correlations")  # the step graph's mixture outputs
 
 
@@ -32,11 +34,6 @@ def apply_bias(head: dict[str, np.ndarray], bias: float) -> dict[str, np.ndarray
     return biased
 
 
-def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-
-
 def log_likelihood(head: dict[str, np.ndarray], targets: np.ndarray) -> np.ndarray:
     """Log-density of ``targets (B, 3)`` = (dx, dy, pen_lift) under ``head``: ``(B,)``."""
     head = {k: np.asarray(v, dtype=np.float64) for k, v in head.items()}
@@ -48,8 +45,7 @@ def log_likelihood(head: dict[str, np.ndarray], targets: np.ndarray) -> np.ndarr
     log_gaussian = (-math.log(2 * math.pi) - head["log_scales"].sum(-1) - 0.5 * np.log(one_minus_rho2)
                     - z / (2 * one_minus_rho2))
     joint = log_softmax(head["mixture_logits"]) + log_gaussian  # (B, M)
-    peak = joint.max(-1, keepdims=True)
-    offset_ll = (peak + np.log(np.exp(joint - peak).sum(-1, keepdims=True)))[:, 0]
+    offset_ll = logsumexp(joint)
     logit = head["pen_logit"]
     pen = targets[:, 2]
     # log sigmoid(x) = -softplus(-x), written stably.
@@ -64,10 +60,9 @@ def draw(head: dict[str, np.ndarray], rng: np.random.Generator, bias: float = 0.
     gives the same strokes.
     """
     head = apply_bias(head, bias)
-    batch, mixtures = head["mixture_logits"].shape
+    batch = head["mixture_logits"].shape[0]
     weights = np.exp(log_softmax(head["mixture_logits"].astype(np.float64)))
-    uniform = rng.random(batch)
-    component = np.minimum((weights.cumsum(-1) < uniform[:, None]).sum(-1), mixtures - 1)  # (B,)
+    component = inverse_cdf(weights, rng.random(batch))  # (B,)
     rows = np.arange(batch)
     mean = head["means"][rows, component].astype(np.float64)  # (B, 2)
     scale = np.exp(head["log_scales"][rows, component].astype(np.float64))  # (B, 2)

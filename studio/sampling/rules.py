@@ -25,6 +25,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import StudioError, require
+from ..numeric import inverse_cdf
 
 NEG_INF = -np.inf
 
@@ -175,17 +176,6 @@ def apply_rules(rules: Sequence[Rule], history: np.ndarray, logits: np.ndarray) 
     return logits
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """float64 log-probabilities over the last axis; rows with no finite logit give nan.
-    (Method calls rather than ``np.max`` etc.: this runs twice per sampled token.)"""
-    logits = logits.astype(np.float64)
-    top = logits.max(-1, keepdims=True)
-    if not np.isfinite(top).all():
-        top[~np.isfinite(top)] = 0.0
-    shifted = logits - top
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-
-
 def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
     so results depend only on the seed, not on the BLAS or the batch size)."""
@@ -198,25 +188,6 @@ def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.nd
 
 
 def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
-    """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``)."""
-    if len(weights) == 1:  # the common case, in a third of the numpy calls
-        row = weights[0]
-        cumulative = row.cumsum()
-        index = min(int(cumulative.searchsorted(generators[0].random() * cumulative[-1], "right")),
-                    len(row) - 1)
-        return np.array([index if row[index] else _nearest_allowed(row, index)])
-    cumulative = weights.cumsum(-1)
-    rows = len(weights)
-    u = np.fromiter((g.random() for g in generators), np.float64, rows) * cumulative[:, -1]
-    index = np.minimum((cumulative <= u[:, None]).sum(-1), weights.shape[-1] - 1)
-    chosen = weights[np.arange(rows), index]
-    for row in np.flatnonzero(chosen == 0):
-        index[row] = _nearest_allowed(weights[row], index[row])
-    return index
-
-
-def _nearest_allowed(weights: np.ndarray, index: int) -> int:
-    """Float round-off at the edge of the cumulative sum picked a banned token: take the
-    nearest allowed one."""
-    allowed = np.flatnonzero(weights > 0)
-    return int(allowed[np.argmin(np.abs(allowed - index))])
+    """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``): one
+    uniform from each row's generator, then :func:`~studio.numeric.inverse_cdf`."""
+    return inverse_cdf(weights, [generator.random() for generator in generators[:len(weights)]])

@@ -9,7 +9,7 @@ too so one recipe describes any sample.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import require
 
@@ -48,7 +48,6 @@ class SampleSettings:
     style: int | None = None
     stroke_width: float = 2.0
     color: str = "#1a1a2e"
-    extras: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         require(self.temperature >= 0, f"temperature must be 0 (greedy) or more (got {self.temperature})")
@@ -87,8 +86,6 @@ class SampleSettings:
         defaults = SampleSettings()
         out = {}
         for f in fields(self):
-            if f.name == "extras":
-                continue
             value = getattr(self, f.name)
             if f.name in ("model", "seed") or value != getattr(defaults, f.name):
                 out[f.name] = list(value) if isinstance(value, tuple) else value
@@ -96,7 +93,6 @@ class SampleSettings:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.pop("extras")
         data["stop"] = list(self.stop)
         return data
 

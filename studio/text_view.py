@@ -1,12 +1,14 @@
-"""How generated text is shown: rendered Markdown, highlighted code, or each token
-coloured by the model's confidence in it.  Pure functions from text (and numbers) to
-HTML; model text is always escaped, so nothing it writes can run in the page.
+"""How text is shown as HTML: rendered Markdown, highlighted code, each token coloured
+by the model's confidence in it, or by one hidden cell's activation.  Pure functions from
+text (and numbers) to HTML, used by the web app; model text is always escaped, so
+nothing it writes can run in the page.  (The numbers come from :mod:`studio.inspection`.)
 """
 
 from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,6 @@ import numpy as np
 from studio.bundle import PACKAGE_ROOT
 from studio.confine import contain
 from studio.errors import StudioError
-from studio.sampling.rules import log_softmax
 
 VIEWS = ("auto", "plain", "markdown", "code")
 CODE_LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".c": "c",
@@ -23,7 +24,6 @@ CODE_LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".c
                   ".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".tex": "latex"}
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 CORPUS_SCAN_LIMIT = 2000  # files looked at to tell what a corpus holds
-CONFIDENCE_WINDOW = 512  # tokens per teacher-forced call when scoring a sample
 TEXT_STYLE = ("white-space:pre-wrap;font-family:var(--font-mono,monospace);font-size:0.9em;"
               "line-height:1.5;margin:0")
 
@@ -124,19 +124,19 @@ def confidence_html(prime: str, pieces: list[str], probabilities: np.ndarray) ->
     return f'<pre class="studio-confidence" style="{TEXT_STYLE}">{"".join(spans)}</pre>{legend}'
 
 
-def token_probabilities(runtime, ids: list[int], count: int) -> np.ndarray:
-    """The raw model's probability of each of the last ``count`` ids of ``ids`` given all
-    before it (teacher forced from a fresh state, ``CONFIDENCE_WINDOW`` tokens a call)."""
-    if count == 0 or len(ids) < 2:
-        return np.zeros(0)
-    inputs = np.asarray(ids[:-1], dtype=np.int64)
-    targets = np.asarray(ids[1:], dtype=np.int64)
-    state = runtime.init_state(1)
-    chunks = []
-    for start in range(0, len(inputs), CONFIDENCE_WINDOW):
-        window = inputs[start:start + CONFIDENCE_WINDOW]
-        logits, state = runtime.logits(window[None, :], state)  # (1, T, vocab)
-        logprobs = log_softmax(logits[0].astype(np.float64))
-        chunks.append(np.exp(logprobs[np.arange(len(window)), targets[start:start + len(window)]]))
-    return np.concatenate(chunks)[-count:]
-
+def activation_html(pieces: Sequence[str], values: np.ndarray, label: str) -> str:
+    """Each token of ``pieces`` on a background for one cell's activation ``values`` (T,):
+    blue negative, red positive, scaled by the largest magnitude over the text (hover for
+    the value), under a heading with ``label`` and the range."""
+    scale = float(np.abs(values).max()) or 1.0
+    spans = []
+    for piece, value in zip(pieces, values):
+        strength = min(1.0, abs(value) / scale)
+        colour = (f"rgba(220,40,40,{strength:.2f})" if value > 0
+                  else f"rgba(40,90,220,{strength:.2f})")
+        shown = html.escape(piece).replace("\n", "↵\n")
+        spans.append(f'<span style="background:{colour}" title="{value:+.3f}">{shown}</span>')
+    return (f'<div style="font-size:0.85em;margin-bottom:0.3em">{html.escape(label)}'
+            f" (range {values.min():+.3f} to {values.max():+.3f})</div>"
+            '<pre class="studio-cells" style="white-space:pre-wrap;font-family:var(--font-mono,monospace);'
+            f'line-height:1.6;margin:0">{"".join(spans)}</pre>')

@@ -1,0 +1,133 @@
+"""All of ``studio bench``'s figures for one bundle, as one dict (the keys of
+``studio bench --json``; the package docstring says what each one times)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..api import bundle_domain
+from ..bundle import Bundle
+from ..domains import CategoricalDomain
+from ..errors import StudioError
+from ..runtime import Runtime
+from ..sampling.settings import SampleSettings
+from . import timing
+from .bundles import fp32_bundle, int8_bundle, shaped_bundle
+from .runtime_rates import generation_rate, precision_figures, prefill_step_ms
+from .torch_rates import torch_figures
+
+PREFILL_TOKENS = 1000
+AGREEMENT_TOKENS = 200  # tokens over which int8 and fp32 top-1 predictions are compared
+PRIME_TOKENS = 8
+KEYS = ("ort_fp32_tok_s", "ort_int8_tok_s", "torch_naive_tok_s", "torch_best_tok_s",
+        "beam8_steps_s", "prefill_1000_ms", "cold_start_s")
+
+
+def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = True,
+            cold: bool = True, progress: Callable[[str], None] | None = None,
+            shape: str | None = None) -> dict:
+    """All figures for one bundle, as a dict (the keys of ``studio bench --json``).  With
+    ``shape`` ("2x512"), a randomly initialised LSTM of that shape with the bundle's
+    vocabulary stands in for the bundle's weights (``weights: random``)."""
+    say = progress or (lambda message: None)
+    bundle = Bundle.load(model)
+    domain = bundle_domain(bundle)  # stand-ins below keep the bundle's card, so its domain too
+    if not isinstance(domain, CategoricalDomain):
+        raise StudioError(f"bench measures token models (text, music); {bundle.name} is a {domain.name} model")
+    stand_in = tempfile.TemporaryDirectory(prefix="studio-bench-shape-") if shape else None
+    if shape:
+        say(f"exporting a random {shape} LSTM")
+        bundle = shaped_bundle(bundle, shape, Path(stand_in.name))
+    try:
+        return _measure(bundle, domain, seconds, torch=torch, cold=cold, say=say, shaped=bool(shape))
+    finally:
+        if stand_in is not None:
+            stand_in.cleanup()
+
+
+def _measure(bundle: Bundle, domain, seconds: float, *, torch: bool, cold: bool,
+             say: Callable[[str], None], shaped: bool) -> dict:
+    result = _facts(bundle, shaped)
+    prime_ids = np.random.default_rng(1).integers(0, bundle.card["model"]["vocab_size"], PREFILL_TOKENS)
+    with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
+        shipped = bundle
+        bundle, runtimes, prepared = _runtimes(shipped, Path(tmp))
+        result.update(prepared)
+        prime = domain.decode([int(i) for i in prime_ids[:PRIME_TOKENS]])
+        base = SampleSettings(model=str(bundle.path), prime=prime, seed=0)
+        for precision, runtime in runtimes.items():
+            result.update(precision_figures(precision, runtime, domain, base, prime_ids, seconds, say))
+        default = "int8" if "int8" in shipped.card["graphs"] else "fp32"
+        result["default_precision"] = default
+        result["prefill_1000_ms"] = result[f"prefill_1000_{default}_ms"]
+        say("prefill through step calls")
+        result["prefill_1000_step_ms"] = prefill_step_ms(runtimes[default], prime_ids, seconds / 3)
+        say("beam search, 8 beams")
+        result["beam8_steps_s"] = round(generation_rate(
+            runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1)
+        if cold:
+            say("cold start")
+            result["cold_start_s"] = round(timing.cold_start(shipped.path), 3)
+        if torch:
+            say("PyTorch")
+            result.update(torch_figures(bundle, runtimes["fp32"], seconds))
+    result.update(_against_torch(result))
+    result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def _facts(bundle: Bundle, shaped: bool) -> dict:
+    """The model, the machine and the versions, before anything is timed."""
+    import onnxruntime
+
+    config = bundle.card["model"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "model": bundle.name, "path": str(bundle.path),
+        "shape": f"{config['layers']}x{config['hidden_size']} {config['cell']}, "
+                 f"vocab {config['vocab_size']}",
+        "cpu_cores": cores, "load_avg_before": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "weights": "random (--shape)" if shaped else "trained",
+        "onnxruntime": onnxruntime.__version__,
+        "reference_gemv_us": round(timing.reference_gemv_us(), 1),
+    }
+
+
+def _runtimes(shipped: Bundle, folder: Path) -> tuple[Bundle, dict[str, Runtime], dict]:
+    """(the fp32 bundle, an fp32 and an int8 runtime on the same weights, the figures that
+    say how they were made and that they agree), exporting or quantising into ``folder``."""
+    (folder / "fp32").mkdir()
+    (folder / "int8").mkdir()
+    bundle = fp32_bundle(shipped, folder / "fp32")
+    quantised = int8_bundle(bundle, folder / "int8")
+    runtimes = {"fp32": Runtime(bundle, precision="fp32"), "int8": Runtime(quantised, precision="int8")}
+    figures = {"fp32_exported_here_from": None if bundle is shipped else
+               str(Path("runs") / shipped.name / "best.pt"),
+               "int8_quantised_here": quantised is not bundle,
+               "int8_top1_agreement": _top1_agreement(runtimes, bundle.card["model"]["vocab_size"]),
+               "ort_threads": runtimes["fp32"].threads}
+    return bundle, runtimes, figures
+
+
+def _top1_agreement(runtimes: dict[str, Runtime], vocab: int) -> float:
+    """How often int8 and fp32 predict the same next token: same weights must track
+    closely (different weights would not)."""
+    check = np.random.default_rng(2).integers(0, vocab, (1, AGREEMENT_TOKENS))
+    fp32_logits, _ = runtimes["fp32"].logits(check, runtimes["fp32"].init_state(1))
+    int8_logits, _ = runtimes["int8"].logits(check, runtimes["int8"].init_state(1))
+    return round(float(np.mean(fp32_logits.argmax(-1) == int8_logits.argmax(-1))), 3)
+
+
+def _against_torch(result: dict) -> dict:
+    """``ort_{fp32,int8}_vs_torch_best``: onnxruntime's speed over tuned PyTorch's."""
+    if "torch_best_tok_s" not in result:
+        return {}
+    return {f"ort_{precision}_vs_torch_best": round(
+        result[f"ort_{precision}_tok_s"] / result["torch_best_tok_s"], 2) for precision in ("fp32", "int8")}

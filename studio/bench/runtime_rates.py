@@ -1,0 +1,130 @@
+"""onnxruntime figures for ``studio bench``: the product's sampling loop
+(:class:`studio.generate.Generation`) and the bare step graph, per precision."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..generate import Generation
+from ..runtime import Runtime
+from ..sampling.settings import SampleSettings
+from .timing import chunk_length, probe, rate
+
+BATCHES = (8, 64)  # --num figures besides batch 1
+
+
+class _Endless:
+    """A domain whose samples never end early (for timing a fixed number of tokens)."""
+
+    separator_id = -1
+
+    def __init__(self, domain):
+        self._domain = domain
+
+    def __getattr__(self, name):
+        return getattr(self._domain, name)
+
+    def is_finished(self, generated, settings) -> bool:
+        return False
+
+
+def generation_rate(runtime: Runtime, domain, settings: SampleSettings, seconds: float,
+                    per_step: Callable[[SampleSettings], int]) -> float:
+    """Units per second of the sampling loop with ``settings`` (``domain``: the bundle's);
+    each step counts ``per_step(settings)`` units (tokens: ``settings.num``; beam steps: 1)."""
+    endless = _Endless(domain)
+    prime = settings.prime
+
+    def run(length: int) -> int:
+        generation = Generation(runtime, endless, settings.with_(length=length, prime=prime))
+        for _ in generation:
+            pass
+        return length * per_step(settings)
+
+    start = time.perf_counter()
+    run(20)
+    length = chunk_length((time.perf_counter() - start) / 20, seconds)
+    return rate(lambda: run(length), seconds)
+
+
+def graph_rate(runtime: Runtime, seconds: float) -> float:
+    """Steps per second of the bare step graph at batch 1 (state fed back, always the same
+    token, no sampling): the ceiling the sampling loop approaches as its own work shrinks."""
+    feeds = {"tokens": np.zeros((1, 1), dtype=np.int64), **runtime.init_state(1)}
+    fetch = runtime._fetch
+    names = runtime.state_names
+
+    def steps(count: int) -> int:
+        for _ in range(count):
+            values = runtime.session.run(fetch, feeds)
+            for i, name in enumerate(names):
+                feeds[name] = values[i + 1]
+        return count
+
+    length = chunk_length(probe(lambda: steps(1)), seconds)
+    return rate(lambda: steps(length), seconds)
+
+
+def prefill_ms(runtime: Runtime, prime_ids: np.ndarray, seconds: float) -> float:
+    """Milliseconds to prime with ``prime_ids`` through one full-sequence call."""
+    ids = prime_ids[None, :]
+    return round(1000 / rate(lambda: (runtime.logits(ids, runtime.init_state(1)), 1)[1], seconds), 2)
+
+
+def prefill_step_ms(runtime: Runtime, prime_ids: np.ndarray, seconds: float) -> float:
+    """Milliseconds to prime with ``prime_ids`` through one step call per token."""
+    def stepwise() -> int:
+        state = runtime.init_state(1)
+        for t in range(len(prime_ids)):
+            _, state = runtime.logits(prime_ids[None, t:t + 1], state)
+        return 1
+
+    return round(1000 / rate(stepwise, seconds, chunks=3), 2)
+
+
+@contextlib.contextmanager
+def _io_binding(runtime: Runtime) -> Iterator[None]:
+    runtime.use_binding = True
+    try:
+        yield
+    finally:
+        del runtime.use_binding  # back to the class's default
+
+
+@contextlib.contextmanager
+def _one_call_batches(runtime: Runtime) -> Iterator[None]:
+    runtime.row_exact = False
+    try:
+        yield
+    finally:
+        runtime.row_exact = True
+
+
+def precision_figures(precision: str, runtime: Runtime, domain, base: SampleSettings,
+                      prime_ids: np.ndarray, seconds: float, say: Callable[[str], None]) -> dict:
+    """Every ``ort_{precision}_*`` figure and ``prefill_1000_{precision}_ms``."""
+    def tokens_per_second(settings: SampleSettings) -> float:
+        return round(generation_rate(runtime, domain, settings, seconds, lambda s: s.num), 1)
+
+    figures = {}
+    say(f"onnxruntime {precision}, batch 1")
+    figures[f"ort_{precision}_tok_s"] = tokens_per_second(base)
+    say(f"onnxruntime {precision}, the step graph alone")
+    figures[f"ort_{precision}_graph_only_tok_s"] = round(graph_rate(runtime, seconds), 1)
+    if precision == "fp32":  # the IOBinding path, to re-check the default
+        with _io_binding(runtime):
+            figures["ort_fp32_iobinding_tok_s"] = tokens_per_second(base)
+    for batch in BATCHES:
+        say(f"onnxruntime {precision}, batch {batch}")
+        figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
+    if runtime.row_exact:  # what one int8 call per batch would give (rows not exact)
+        say(f"onnxruntime {precision}, batch 64 as one call")
+        with _one_call_batches(runtime):
+            figures[f"ort_{precision}_b64_one_call_tok_s"] = tokens_per_second(base.with_(num=64))
+    say(f"onnxruntime {precision}, prefill")
+    figures[f"prefill_1000_{precision}_ms"] = prefill_ms(runtime, prime_ids, seconds / 3)
+    return figures
