@@ -12,7 +12,6 @@ from studio.config import ModelConfig
 from studio.export import export_onnx, session_for
 from studio.models import TRAINABLES
 from studio.models.categorical import token_parity
-from studio.models.recurrent_lm import RecurrentLM
 from studio.runtime import Runtime
 
 

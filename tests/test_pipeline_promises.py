@@ -92,10 +92,10 @@ def words_corpus(tmp_path_factory) -> Path:
 def words_bundle(words_corpus) -> Path:
     """A 1x32 LSTM over words, 30 steps, exported to an fp32 bundle."""
     work = words_corpus.parent
-    result = invoke("train", str(words_corpus), "--domain", "words", "--vocab-size", "200", "--hidden-size", "32", *TINY_MODEL,
-                    "--batch-size", "4", "--seq-len", "16", "--max-steps", "30", "--eval-every", "15",
-                    "--lr", "1e-2", "--warmup-steps", "2", "--runs-dir", str(work / "runs"),
-                    "--out", str(work / "export" / "notes"), "--quiet")
+    result = invoke("train", str(words_corpus), "--domain", "words", "--vocab-size", "200",
+                    "--hidden-size", "32", *TINY_MODEL, "--batch-size", "4", "--seq-len", "16",
+                    "--max-steps", "30", "--eval-every", "15", "--lr", "1e-2", "--warmup-steps", "2",
+                    "--runs-dir", str(work / "runs"), "--out", str(work / "export" / "notes"), "--quiet")
     assert result.exit_code == 0, result.output
     return work / "export" / "notes"
 
@@ -126,7 +126,9 @@ def test_words_sample_starts_with_the_prime_as_typed(words_bundle):
 
 def test_words_prime_outside_the_vocabulary_is_refused_by_name(words_bundle):
     result = invoke("sample", "--model", str(words_bundle), "--prime", f"The {ROOT_README_WORD} dog")
-    one_line_error(result, repr(ROOT_README_WORD), "vocabulary", "--vocab-size")
+    # as for characters outside a chars model's vocabulary: named, one line, exit 1
+    one_line_error(result, f"1 word(s) of the prime are not in the model's vocabulary: {ROOT_README_WORD!r};",
+                   "--vocab-size")
 
 
 # --- corpus READMEs and LICENSEs -------------------------------------------------------
