@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -116,10 +117,18 @@ def test_rank_zero_alone_writes_files(ddp_run):
     for name in ("metrics.csv", "config.json", "checkpoint.pt", "best.pt", "loss.png",
                  "summary.json", "card.json", "model.onnx"):
         assert name in written, f"rank 0 never wrote {name}: {writes[0]}"
-    rows = list(csv.DictReader(open(ddp_run["run"] / "metrics.csv")))
-    assert len(rows) == len({r["step"] for r in rows})  # each row once
+    with open(ddp_run["run"] / "metrics.csv") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert steps == sorted(set(steps))  # each row once, in order
     assert ddp_run["output"].count("exported") == 1
-    assert (ddp_run["work"] / "export" / "ddp" / "card.json").exists()
+    bundle = ddp_run["work"] / "export" / "ddp"
+    card = json.loads((bundle / "card.json").read_text())
+    summary = json.loads((ddp_run["run"] / "summary.json").read_text())
+    assert (card["name"], card["domain"]["name"], card["metrics"]["steps"]) == ("ddp", "chars", 12)
+    assert card["metrics"]["val_nats_per_token"] == round(summary["best_val_nats"], 5)
+    graph = onnx.load(str(bundle / card["graphs"]["fp32"]))
+    onnx.checker.check_model(graph)
+    assert [i.name for i in graph.graph.input] == ["tokens", "h", "c"]
 
 
 def test_checkpoint_holds_the_state_of_every_stream(ddp_run):

@@ -1,6 +1,7 @@
 """Export: ONNX graph contract, torch parity, dynamic axes, int8 card figures."""
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -11,17 +12,22 @@ from studio.config import ModelConfig
 from studio.export import export_onnx, session_for
 from studio.models import TRAINABLES
 from studio.models.categorical import token_parity
-from studio.models.recurrent_lm import RecurrentLM
 from studio.runtime import Runtime
 
 
-def test_card_holds_everything_to_sample(tiny_bundle):
+def test_card_holds_everything_to_sample(tiny_bundle, tiny_corpus):
     card = json.loads((tiny_bundle / "card.json").read_text())
-    assert card["domain"]["name"] == "chars" and len(card["domain"]["symbols"]) > 30
+    text = "".join(file.read_text() for file in sorted(tiny_corpus.iterdir()))
+    assert card["domain"] == {"name": "chars", "symbols": ["\x1e", *sorted(set(text))]}
     assert card["model"]["cell"] == "lstm" and card["opset"] == 17
+    assert card["model"]["vocab_size"] == len(card["domain"]["symbols"])
     assert len(card["corpus"]["sha256"]) == 64
     assert card["head"] == "categorical" and card["parity"]["max_abs_diff"] < 1e-4
-    assert card["metrics"]["val_nats_per_token"] > 0
+    # the best validation figure of the run, in nats per token: below a uniform guess
+    summary = json.loads((tiny_bundle.parent.parent / "runs" / "tiny" / "summary.json").read_text())
+    assert card["metrics"]["val_nats_per_token"] == round(summary["best_val_nats"], 5)
+    assert card["metrics"]["unit"] == "token" and card["metrics"]["steps"] == summary["step"] == 40
+    assert 0 < card["metrics"]["val_nats_per_token"] < math.log(card["model"]["vocab_size"]) - 0.5
     quant = card["quantization"]
     assert quant["type"] == "int8" and 0.5 < quant["top1_agreement"] <= 1.0
     assert abs(quant["delta_nats_per_token"]) < 0.05

@@ -1,14 +1,17 @@
 """Trainer: exact resume, cells, forget-gate bias, run-folder contents."""
 
 import csv
+import json
+import math
 
 import pytest
 import torch
+from PIL import Image
 
 from studio.config import ModelConfig, TrainConfig
 from studio.errors import StudioError
 from studio.models.recurrent_lm import RecurrentLM
-from studio.train import lr_factor, train
+from studio.train import CHECKPOINT_KEYS, lr_factor, train
 
 MODEL = dict(hidden_size=24, layers=2, embedding_size=8, dropout=0.1)
 
@@ -39,17 +42,35 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
     wa = torch.load(straight.checkpoint, weights_only=False)["model_state"]
     wb = torch.load(resumed.checkpoint, weights_only=False)["model_state"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    for name in ("metrics.csv", "loss.png", "config.json", "checkpoint.pt", "best.pt"):
-        assert (resumed.path / name).exists()
+    assert sorted(b) == [1, 4, 8, 10, 12]  # step 1, every --eval-every, every 10th; each once
+    saved = json.loads((resumed.path / "config.json").read_text())
+    assert (saved["domain"], saved["head"], saved["train"]["max_steps"]) == ("chars", "categorical", 12)
+    checkpoint = torch.load(resumed.checkpoint, weights_only=False)
+    assert set(checkpoint) == set(CHECKPOINT_KEYS) and checkpoint["step"] == 12
+    validated = {step: float(row["val_loss"]) for step, row in b.items() if row["val_loss"]}
+    best = torch.load(resumed.best, weights_only=False)
+    assert best["step"] == min(validated, key=validated.get)
+    assert best["val_nats"] == pytest.approx(min(validated.values()), abs=1e-6)
+    summary = json.loads((resumed.path / "summary.json").read_text())
+    assert (summary["stop_reason"], summary["step"]) == ("finished", 12)
+    with Image.open(resumed.path / "loss.png") as plot:
+        assert plot.format == "PNG" and plot.size == (770, 440)  # 7 x 4 inches at 110 dpi
     assert not list(resumed.path.glob("*.tmp"))
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_other_cells_train(tiny_corpus, tmp_path, cell):
     run = train(tiny_corpus, tmp_path / cell, domain_name="chars",
-                model_overrides={**MODEL, "cell": cell}, train_config=config(max_steps=4),
-                quiet=True)
-    assert float(rows(run)[4]["val_loss"]) > 0
+                model_overrides={**MODEL, "cell": cell},
+                train_config=config(max_steps=4, learning_rate=1e-2), quiet=True)
+    checkpoint = torch.load(run.checkpoint, weights_only=False)
+    gates = {"gru": 3, "rnn": 1}[cell]
+    weights = checkpoint["model_state"]
+    assert weights["rnn.weight_ih_l0"].shape == (gates * 24, 8)
+    assert weights["rnn.weight_hh_l1"].shape == (gates * 24, 24)
+    assert len(checkpoint["carried_state"]) == 1  # h alone: no LSTM cell state
+    # four steps at lr 1e-2 already beat a uniform guess over the vocabulary
+    assert 0 < float(rows(run)[4]["val_loss"]) < math.log(checkpoint["model"]["vocab_size"]) - 0.1
 
 
 def test_refuses_to_overwrite_a_run(tiny_corpus, tmp_path):
@@ -96,8 +117,6 @@ def test_bad_model_settings():
 def test_resume_device_is_the_runs_own_unless_given(tiny_corpus, tmp_path):
     """A run trained on a GPU continues on the CPU when --device cpu is given; without
     --device it keeps the run's device (here: a CUDA run on a machine without one)."""
-    import json
-
     run = train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
                 train_config=config(max_steps=4), stop_after=2, quiet=True)
     saved = json.loads((run.path / "config.json").read_text())
