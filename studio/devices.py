@@ -105,10 +105,11 @@ class Distributed:
 
 
 class InterruptFlag:
-    """Under DDP, Ctrl-C (SIGINT, which torchrun also forwards to every worker) only raises
-    this flag; the ranks agree on it at the end of a step and stop there together, with a
-    checkpoint.  A KeyboardInterrupt would leave each rank at a different point, some of
-    them inside a collective that never completes."""
+    """Ctrl-C (SIGINT, which torchrun also forwards to every worker) only raises this
+    flag; the trainer checks it at the end of a step and stops there with a checkpoint,
+    so the saved weights always match the saved step.  Under DDP the ranks agree on it
+    first: a KeyboardInterrupt would leave each rank at a different point, some of them
+    inside a collective that never completes."""
 
     def __init__(self, active: bool):
         self.active = active and threading.current_thread() is threading.main_thread()

@@ -213,7 +213,7 @@ class Trainer:
             if reason is not None:
                 return reason
             paused = f"(continue with --resume {run.path})"
-            if dist.enabled and dist.any(interrupt.raised):
+            if dist.any(interrupt.raised):  # Ctrl-C lands between steps, never inside one
                 self.save()
                 return f"interrupted at step {self.step}; checkpoint saved {paused}"
             if config.max_minutes is not None and dist.decide(self.elapsed() / 60 >= config.max_minutes):
@@ -232,7 +232,7 @@ class Trainer:
                   f"device {self.device}")
         progress = training_progress(disable=self.quiet or not dist.is_main, unit=self.head.unit)
         reason = "finished"
-        with progress, InterruptFlag(active=dist.enabled) as interrupt:
+        with progress, InterruptFlag(active=True) as interrupt:
             task = progress.add_task(run.path.name, total=self.total_steps, completed=self.step,
                                      loss=0.0, bits=0.0, val="-", tok_s=0.0)
             self.trained.train()
