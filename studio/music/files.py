@@ -24,6 +24,7 @@ from studio.music.events import (
     bar_length,
     normalize_notes,
     time_signature_of,
+    without_pickup,
 )
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -48,7 +49,8 @@ def _to_grid(tick: int, source_ticks_per_beat: int, ticks_per_beat: int) -> int:
 
 
 def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
-    """One MIDI file as a piece on the grid (all tracks and channels merged)."""
+    """One MIDI file as a piece on the grid (all tracks and channels merged); a pickup
+    stated as a short bar of its own metre is padded to a full bar (:func:`without_pickup`)."""
     midi = mido.MidiFile(str(path))
     source = midi.ticks_per_beat
     if source <= 0:
@@ -85,7 +87,7 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
             notes.extend(Note(start, pitch, max(grid, start + 1), vel) for start, vel in starts)
     if not notes:
         raise ValueError("no notes")
-    return Piece(
+    return without_pickup(Piece(
         notes=normalize_notes(notes),
         time_signatures=_signature_list(signatures),
         program=DEFAULT_PROGRAM if program is None else program,
@@ -93,7 +95,7 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
         key=key,
         length=end,
         ticks_per_beat=ticks_per_beat,
-    )
+    ))
 
 
 def _signature_list(signatures: dict[int, tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:

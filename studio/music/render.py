@@ -42,10 +42,12 @@ SUFFIXES = (".mid", ".midi", ".wav", ".png")
 
 @dataclass(frozen=True)
 class Rendered:
-    """A finished piece at a tempo; ``text`` summarises it, ``save`` writes it."""
+    """A finished piece at a tempo; ``text`` summarises it (with ``note``, when there is
+    something the user should know), ``save`` writes it."""
 
     piece: Piece
     tempo: float
+    note: str = ""
 
     @property
     def bars(self) -> int:
@@ -56,10 +58,22 @@ class Rendered:
         return self.piece.end / self.piece.ticks_per_beat * 60.0 / self.tempo
 
     @property
+    def metre(self) -> tuple[int, int]:
+        """The time signature that holds longest: the piece's metre, even when its first
+        bar (or a bar a model wrote loosely) has another."""
+        signatures = sorted(self.piece.time_signatures)
+        ends = [tick for tick, *_ in signatures[1:]] + [max(self.piece.end, signatures[-1][0])]
+        held: dict[tuple[int, int], int] = {}
+        for (tick, numerator, denominator), end in zip(signatures, ends):
+            held[(numerator, denominator)] = held.get((numerator, denominator), 0) + end - tick
+        return max(held, key=lambda metre: (held[metre], -list(held).index(metre)))
+
+    @property
     def text(self) -> str:
-        signature = "/".join(map(str, self.piece.time_signatures[0][1:]))
-        return (f"{self.bars} bars, {len(self.piece.notes)} notes, {self.tempo:g} bpm, "
+        signature = "/".join(map(str, self.metre))
+        text = (f"{self.bars} bars, {len(self.piece.notes)} notes, {self.tempo:g} bpm, "
                 f"{signature}, {self.seconds:.1f} s, program {self.piece.program}")
+        return f"{text} ({self.note})" if self.note else text
 
     def save(self, path: Path) -> Path:
         path = Path(path)
