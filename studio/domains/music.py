@@ -20,7 +20,7 @@ from ..errors import StudioError
 from ..music.bars import BarGrid, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.grammar import NoteGrammar, corpus_limits
-from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, read_pieces
+from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
 from .base import CategoricalDomain, Document
@@ -31,15 +31,18 @@ CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs
 
 
 def read_music_file(path: Path) -> list[Piece]:
-    """Pieces of one file; StudioError naming the file when it cannot be read."""
+    """Pieces of one file; StudioError naming the file (by its own name) and saying
+    what to do when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise StudioError(f"music file not found: {path}")
     try:
         return read_pieces(path)
-    except Exception as error:  # mido/music21 raise many types on damaged files
-        raise StudioError(f"cannot read {path} as music ({type(error).__name__}: {error}); "
-                          "give a MIDI, MusicXML, ABC or Humdrum file") from None
+    except UnreadableMusic as error:
+        raise StudioError(str(error)) from None
+    except Exception:  # a score music21 parsed but could not turn into notes
+        raise StudioError(f"cannot read the music in {path.name}: export it as a standard "
+                          "MIDI file (.mid) and try again") from None
 
 
 class MusicDomain(CategoricalDomain):

@@ -38,6 +38,10 @@ SOUNDFONTS = (
 )
 RELEASE_SECONDS = 0.3  # tail after the last note so the sound can die away
 SUFFIXES = (".mid", ".midi", ".wav", ".png")
+ROLL_HEIGHT_INCHES = 4
+ROLL_DPI = 100
+CLEAR_TOP = 0.12  # of the piano roll's height, left empty for a viewer's label and toolbar
+CAPTION_INCHES = 0.32
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,11 @@ def piano_roll(piece: Piece) -> np.ndarray:
     return roll
 
 
-def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
+def piano_roll_figure(piece: Piece, tempo: float):
+    """The piano roll as a matplotlib Figure (Agg): notes as bars, grey bar lines, and
+    the piece's summary as a caption under the beat axis.  The top ``CLEAR_TOP`` of the
+    picture stays empty: viewers such as the web studio's image box lay their label and
+    toolbar over the top of an image, and nothing readable should sit under them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +168,9 @@ def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
     low, high = (min(pitches) - 2, max(pitches) + 2) if pitches else (55, 80)
     tick = 1 / piece.ticks_per_beat
     beats = max(1, piece.end) * tick
-    figure = Figure(figsize=(min(24, max(6, beats / 4)), 4), dpi=100)
+    # at most 3:1, so that a viewer fitting it to a column keeps the caption readable
+    width = min(3 * ROLL_HEIGHT_INCHES, max(6, beats / 4))
+    figure = Figure(figsize=(width, ROLL_HEIGHT_INCHES), dpi=ROLL_DPI)
     axes = figure.add_subplot()
     # one bar per note, a hair short of its end so repeated notes stay apart
     for note in piece.notes:
@@ -173,6 +183,11 @@ def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
         axes.axvline(line / piece.ticks_per_beat, color="0.75", linewidth=0.6)
     axes.set_xlabel("beat")
     axes.set_ylabel("MIDI pitch")
-    axes.set_title(Rendered(piece, tempo).text, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, metadata={"Software": None})
+    figure.text(0.01, 0.02, Rendered(piece, tempo).text, fontsize=11, ha="left", va="bottom")
+    caption = CAPTION_INCHES / ROLL_HEIGHT_INCHES  # room for the caption under the axis label
+    figure.tight_layout(rect=(0, caption, 1, 1 - CLEAR_TOP))
+    return figure
+
+
+def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
+    piano_roll_figure(piece, tempo).savefig(path, metadata={"Software": None})
