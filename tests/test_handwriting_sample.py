@@ -9,7 +9,12 @@ import pytest
 from studio.domains.strokes import StrokesDomain
 from studio.errors import StudioError
 from studio.handwriting.render import Rendered
-from studio.handwriting.sample import CAPITAL_HEIGHT, POINTS_PER_CHARACTER_LIMIT, generate, write_line
+from studio.handwriting.sample import (
+    CAPITAL_HEIGHT,
+    POINTS_PER_CHARACTER_LIMIT,
+    generate,
+    write_line,
+)
 from studio.sampling.settings import SampleSettings
 
 MIXTURES = 2

@@ -72,7 +72,9 @@ def test_no_end_before_the_bars_asked_for_counted_after_the_prime() -> None:
 
 
 def test_the_domain_builds_the_bar_rules_from_the_settings() -> None:
-    kinds = lambda settings: [type(rule).__name__ for rule in DOMAIN.constraints(settings)]  # noqa: E731
+    def kinds(settings):
+        return [type(rule).__name__ for rule in DOMAIN.constraints(settings)]
+
     assert kinds(SampleSettings()) == ["NoteGrammar", "BarGrid"]
     assert kinds(SampleSettings(bars=8)) == ["NoteGrammar", "BarGrid", "NoEndBeforeBars"]
     rule = DOMAIN.constraints(SampleSettings(bars=8, key="D minor"))[-1]

@@ -234,7 +234,8 @@ def test_unreadable_midi_on_the_command_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "studio", "sample", "--model",
                              str(ROOT / "export" / "songs"), "--prime-midi", "empty.mid", "--bars", "1"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 1
     assert result.stderr == "error: empty.mid is empty (0 bytes): give a MIDI file with notes in it\n"
 

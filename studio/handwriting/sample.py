@@ -6,8 +6,8 @@ wrapped at word boundaries to the line length it was trained on); each line stop
 soon as the attention window has moved past the last character (Graves §5.2: the
 weight of the position after the text exceeds every character's), less a mark the
 model had just begun after the last character (:func:`_without_trailing_mark`), so no
-scribble trails the text.  ``settings.style`` primes every line with a stored real sequence
-(its strokes teacher-forced with its text in front of the line's).  An unconditional
+scribble trails the text.  ``settings.style`` primes every line with a stored real
+sequence (its strokes teacher-forced with its text in front of the line's).  An unconditional
 model draws ``settings.num`` doodles in a row.  ``settings.bias`` is Graves's
 sampling bias (:func:`studio.handwriting.mdn.apply_bias`); ``settings.seed`` fixes
 everything.

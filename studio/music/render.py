@@ -70,7 +70,7 @@ class Rendered:
         held: dict[tuple[int, int], int] = {}
         for (tick, numerator, denominator), end in zip(signatures, ends):
             held[(numerator, denominator)] = held.get((numerator, denominator), 0) + end - tick
-        return max(held, key=lambda metre: (held[metre], -list(held).index(metre)))
+        return max(held, key=held.__getitem__)  # on a tie, the earliest
 
     @property
     def text(self) -> str:
@@ -90,7 +90,7 @@ class Rendered:
         elif suffix == ".wav":
             write_wav(self.piece, self.tempo, path)
         else:
-            write_piano_roll(self.piece, self.tempo, path)
+            write_piano_roll(self.piece, self.tempo, path, self.text)
         return path
 
 
@@ -154,11 +154,12 @@ def piano_roll(piece: Piece) -> np.ndarray:
     return roll
 
 
-def piano_roll_figure(piece: Piece, tempo: float):
+def piano_roll_figure(piece: Piece, tempo: float, caption: str | None = None):
     """The piano roll as a matplotlib Figure (Agg): notes as bars, grey bar lines, and
-    the piece's summary as a caption under the beat axis.  The top ``CLEAR_TOP`` of the
-    picture stays empty: viewers such as the web studio's image box lay their label and
-    toolbar over the top of an image, and nothing readable should sit under them."""
+    ``caption`` (by default the piece's summary) under the beat axis.  The top
+    ``CLEAR_TOP`` of the picture stays empty: viewers such as the web studio's image box
+    lay their label and toolbar over the top of an image, and nothing readable should
+    sit under them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,11 +184,12 @@ def piano_roll_figure(piece: Piece, tempo: float):
         axes.axvline(line / piece.ticks_per_beat, color="0.75", linewidth=0.6)
     axes.set_xlabel("beat")
     axes.set_ylabel("MIDI pitch")
-    figure.text(0.01, 0.02, Rendered(piece, tempo).text, fontsize=11, ha="left", va="bottom")
-    caption = CAPTION_INCHES / ROLL_HEIGHT_INCHES  # room for the caption under the axis label
-    figure.tight_layout(rect=(0, caption, 1, 1 - CLEAR_TOP))
+    caption = Rendered(piece, tempo).text if caption is None else caption
+    figure.text(0.01, 0.02, caption, fontsize=11, ha="left", va="bottom")
+    below = CAPTION_INCHES / ROLL_HEIGHT_INCHES  # room for the caption under the axis label
+    figure.tight_layout(rect=(0, below, 1, 1 - CLEAR_TOP))
     return figure
 
 
-def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
-    piano_roll_figure(piece, tempo).savefig(path, metadata={"Software": None})
+def write_piano_roll(piece: Piece, tempo: float, path: Path, caption: str | None = None) -> None:
+    piano_roll_figure(piece, tempo, caption).savefig(path, metadata={"Software": None})
