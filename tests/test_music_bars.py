@@ -196,3 +196,15 @@ def test_the_label_names_the_metre_that_holds_longest() -> None:
     piece = Piece((Note(0, 60, 300),), time_signatures=((0, 5, 4), (60, 4, 4)), length=300)
     assert Rendered(piece, 120).metre == (4, 4)
     assert Rendered(Piece((Note(0, 60, 72),), time_signatures=((0, 3, 4),)), 120).metre == (3, 4)
+
+
+def test_before_the_metre_a_bar_is_at_most_the_longest() -> None:
+    """A model that never writes a bar marker would never complete the bars asked for."""
+    grid = BarGrid(CODEC)
+    longest = 8 * BEAT
+    events = [BAR, ON + 60, shift(4 * BEAT), shift(3 * BEAT)]
+    ok = allowed(grid, events)
+    assert shift(BEAT) in ok and shift(BEAT + 1) not in ok
+    ok = allowed(grid, events + [shift(BEAT)])
+    assert BAR in ok and OFF + 60 in ok and shift(1) not in ok and ON + 62 not in ok
+    assert grid.position(np.asarray(events + [shift(BEAT), BAR])).line == longest

@@ -209,9 +209,9 @@ def test_score_files_keep_pickups_keys_and_distinct_tied_pitches(tmp_path: Path)
 
 
 @pytest.mark.parametrize("content, says", [
-    (b"", "is empty (0 bytes)"),
-    (b"Dear Ada,\nthis is a letter, not a song.\n", "is not a MIDI file"),
-    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90", "is a damaged MIDI file"),
+    (b"", "it is empty (0 bytes)"),
+    (b"Dear Ada,\nthis is a letter, not a song.\n", "it is not a MIDI file"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90", "it is a damaged MIDI file"),
 ])
 def test_unreadable_midi_is_told_by_its_own_name(tmp_path: Path, content: bytes, says: str) -> None:
     """A 0-byte .mid gave "(EOFError: )"; a text file renamed .mid gave mido's "MThd not
@@ -223,7 +223,7 @@ def test_unreadable_midi_is_told_by_its_own_name(tmp_path: Path, content: bytes,
     with pytest.raises(StudioError) as caught:
         DOMAIN.prime_ids(SampleSettings(prime_file=str(path)))
     message = str(caught.value)
-    assert message.startswith(f"my theme.mid {says}") and str(folder) not in message
+    assert message.startswith(f"cannot read my theme.mid: {says}") and str(folder) not in message
     assert "Error" not in message and "()" not in message and "MThd" not in message
     assert not any(other in message for other in ("MusicXML", "ABC", "Humdrum"))
     assert "give" in message or "export" in message  # what to do
@@ -237,7 +237,8 @@ def test_unreadable_midi_on_the_command_line(tmp_path: Path) -> None:
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 1
-    assert result.stderr == "error: empty.mid is empty (0 bytes): give a MIDI file with notes in it\n"
+    assert result.stderr == ("error: cannot read empty.mid: it is empty (0 bytes); give a MIDI "
+                             "file with notes in it\n")
 
 
 def test_piano_roll_caption_stays_clear_of_a_viewer_toolbar(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def read_music_file(path: Path) -> list[Piece]:
     except UnreadableMusic as error:
         raise StudioError(str(error)) from None
     except Exception:  # a score music21 parsed but could not turn into notes
-        raise StudioError(f"cannot read the music in {path.name}: export it as a standard "
+        raise StudioError(f"cannot read the music in {path.name}; export it as a standard "
                           "MIDI file (.mid) and try again") from None
 
 

@@ -14,7 +14,8 @@ ending the piece before the bars that were asked for.
   before the bar line, no time shift across it, and at the bar line the marker comes
   before any new note (note-offs may still come first, as the codec orders them).
   Before that, bars last whole eighth notes, so the metre found is one a score can
-  state (not 13/16).
+  state (not 13/16), and at most ``LONGEST_BAR_BEATS`` beats, so that a model that
+  forgets bar lines still reaches the bars asked for.
 
 A ``BAR`` completes a bar when time has passed since the previous bar line (or since
 the start of the stream, itself a bar line): an opening marker, or a second marker at
@@ -32,6 +33,7 @@ import numpy as np
 from studio.music.events import EventCodec
 
 NEG_INF = -np.inf
+LONGEST_BAR_BEATS = 8  # before the metre is known (4/2; the corpora's longest bar is 3/2)
 
 
 class Position(NamedTuple):
@@ -131,15 +133,15 @@ class BarGrid:
         shifts = slice(codec.shift_offset, codec.program_offset)
         note_ons = slice(codec.note_on_offset, codec.note_off_offset)
         eighth = max(1, codec.ticks_per_beat // 2)
+        longest = LONGEST_BAR_BEATS * codec.ticks_per_beat
         for row in range(out.shape[0]):
             now, line, _, metre = self.position(history[row, self.start:])
-            if metre is None:  # the first bars: any length, in whole eighth notes
-                if (now - line) % eighth:
-                    out[row, codec.bar_id] = NEG_INF
-                continue
-            room = line + metre - now  # ticks to the next bar line
-            if room > 0:
+            if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
                 out[row, codec.bar_id] = NEG_INF
+            room = line + (metre or longest) - now  # ticks to the next (or the latest) bar line
+            if room > 0:
+                if metre is not None:
+                    out[row, codec.bar_id] = NEG_INF
                 out[row, codec.shift_offset + min(room, codec.max_shift):shifts.stop] = NEG_INF
             else:  # on the bar line, its marker not yet written
                 out[row, shifts] = NEG_INF
