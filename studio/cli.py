@@ -196,7 +196,7 @@ def sample(
     branch_factor: Annotated[int, typer.Option(help="With --beam: magenta-style branches per beam.")] = 1,
     steps_per_iteration: Annotated[int, typer.Option(help="With --beam: sampled steps per branch.")] = 1,
     stop: Annotated[Optional[list[str]], typer.Option(help="Stop when this string appears (repeatable).")] = None,
-    bars: Annotated[Optional[int], typer.Option(help="Music: bars to compose.")] = None,
+    bars: Annotated[Optional[int], typer.Option(help="Music: bars to compose; with --prime-midi, new bars after the primer. The piece does not end before them, unless it reaches --length events first (20,000 by default with --bars, about 400 bars of chorale), and then says so.")] = None,
     tempo: Annotated[Optional[float], typer.Option(help="Music: tempo in bpm.")] = None,
     key: Annotated[Optional[str], typer.Option(help="Music: keep notes in this scale, e.g. 'D minor'.")] = None,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,

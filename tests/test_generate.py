@@ -150,9 +150,9 @@ def test_a_prime_starts_on_a_fresh_line():
     led = SampleSettings(prime="\nAB")
     ids = chars.prime_ids(led)
     assert ids == chars.encode("\nAB") and chars.hidden_prefix(ids, led) == 0
-    no_prime = SampleSettings()
-    assert chars.prime_ids(no_prime) == [chars.separator_id]
-    assert chars.hidden_prefix([chars.separator_id], no_prime) == 1
+    no_prime = SampleSettings()  # a document's start (see tests/test_text_priming.py)
+    assert chars.prime_ids(no_prime) == [newline, newline, chars.separator_id]
+    assert chars.hidden_prefix(chars.prime_ids(no_prime), no_prime) == 3
     # a words prime opening with a blank line ("\n\n" is its own token) still gets the
     # hidden newline, and shows exactly as typed
     words = WordsDomain.from_documents([Document("a", "to be\nor not\n\nto")])

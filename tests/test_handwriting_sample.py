@@ -1,5 +1,6 @@
 """The sampling loop against a toy step function: stop-at-end, styles, rendering."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,12 @@ import pytest
 from studio.domains.strokes import StrokesDomain
 from studio.errors import StudioError
 from studio.handwriting.render import Rendered
-from studio.handwriting.sample import POINTS_PER_CHARACTER_LIMIT, generate, write_line
+from studio.handwriting.sample import (
+    CAPITAL_HEIGHT,
+    POINTS_PER_CHARACTER_LIMIT,
+    generate,
+    write_line,
+)
 from studio.sampling.settings import SampleSettings
 
 MIXTURES = 2
@@ -58,6 +64,44 @@ def test_sampling_stops_once_the_window_passes_the_last_character():
     assert phi.shape == (15, 4)
     assert phi[-1, -1] > phi[-1, :-1].max() and phi[-2, -1] <= phi[-2, :-1].max()
     assert np.isfinite(logprob)
+
+
+def test_a_mark_begun_as_the_window_leaves_the_text_is_dropped():
+    """The window passes the text at point 15; the pen lifted at point 13, so points 14
+    and 15 begin a new mark after the text (the doubled period of "music..")."""
+    runtime = ToyRuntime(speed=0.25, lift_every=13)
+    settings = SampleSettings(model="toy", text="abc", seed=0)
+    offsets, phi, logprob = write_line(DOMAIN, runtime, "abc", settings, np.random.default_rng(0))
+    assert runtime.calls == 15 and len(offsets) == 13 and len(phi) == 13
+    assert offsets[-1, 2] == 1.0 and np.isfinite(logprob)
+    # a longer stroke in progress is the last character's own, and stays
+    runtime = ToyRuntime(speed=0.25, lift_every=12)
+    offsets, _, _ = write_line(DOMAIN, runtime, "abc", settings, np.random.default_rng(0))
+    assert len(offsets) == 15
+
+
+HANDWRITING = Path(__file__).resolve().parent.parent / "export" / "handwriting"
+
+
+@pytest.mark.skipif(not (HANDWRITING / "card.json").is_file(), reason="needs export/handwriting")
+@pytest.mark.parametrize("text", ["music.", "why?"])
+def test_the_shipped_model_ends_on_the_last_mark(text):
+    """"Dear Ada, thank you for the music." ended "music.." in every variant tried: the
+    period, then a second small mark.  Now the last stroke is the period (or the
+    question mark's dot), and the stroke before it is a letter's or the curve's."""
+    from studio.api import load
+
+    loaded = load(str(HANDWRITING))
+    runtime, domain = loaded.runtime, loaded.domain
+    small = CAPITAL_HEIGHT / 4
+    for seed in range(6):
+        settings = SampleSettings(model="handwriting", text=text, seed=seed, bias=1.0 + seed % 3 / 2)
+        offsets, _, _ = write_line(domain, runtime, text, settings, np.random.default_rng(seed))
+        points = np.cumsum(offsets[:, :2], 0)
+        ends = np.flatnonzero(offsets[:, 2] > 0.5)
+        strokes = np.split(points, ends[:-1] + 1)
+        extent = [float(np.ptp(stroke, 0).max()) if len(stroke) > 1 else 0.0 for stroke in strokes]
+        assert extent[-1] < small and extent[-2] > small, (seed, extent[-3:])
 
 
 def test_sampling_gives_up_when_the_window_never_arrives():

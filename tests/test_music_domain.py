@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import wave
@@ -20,6 +21,7 @@ from studio.music.events import Note, Piece
 from studio.music.files import read_midi
 from studio.sampling.settings import SampleSettings
 
+ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = MusicDomain()
 ON, OFF = DOMAIN.codec.note_on_offset, DOMAIN.codec.note_off_offset
 SHIFT1, BAR = DOMAIN.codec.shift_offset, DOMAIN.codec.bar_id
@@ -204,3 +206,64 @@ def test_score_files_keep_pickups_keys_and_distinct_tied_pitches(tmp_path: Path)
         (18, 74, 24), (24, 67, 36), (36, 69, 42), (42, 70, 48), (48, 72, 72)]
     assert piece.key == (7, "minor") and piece.time_signatures == ((0, 2, 4),)
     assert piece.bar_lines() == [0, 24, 48, 72]
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "it is empty (0 bytes)"),
+    (b"Dear Ada,\nthis is a letter, not a song.\n", "it is not a MIDI file"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90", "it is a damaged MIDI file"),
+])
+def test_unreadable_midi_is_told_by_its_own_name(tmp_path: Path, content: bytes, says: str) -> None:
+    """A 0-byte .mid gave "(EOFError: )"; a text file renamed .mid gave mido's "MThd not
+    found", the temp path, and advice to give MusicXML, ABC or Humdrum instead."""
+    folder = tmp_path / "uploads" / "8706a1"
+    folder.mkdir(parents=True)
+    path = folder / "my theme.mid"
+    path.write_bytes(content)
+    with pytest.raises(StudioError) as caught:
+        DOMAIN.prime_ids(SampleSettings(prime_file=str(path)))
+    message = str(caught.value)
+    assert message.startswith(f"cannot read my theme.mid: {says}") and str(folder) not in message
+    assert "Error" not in message and "()" not in message and "MThd" not in message
+    assert not any(other in message for other in ("MusicXML", "ABC", "Humdrum"))
+    assert "give" in message or "export" in message  # what to do
+
+
+def test_unreadable_midi_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "empty.mid").write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "studio", "sample", "--model",
+                             str(ROOT / "export" / "songs"), "--prime-midi", "empty.mid", "--bars", "1"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 1
+    assert result.stderr == ("error: cannot read empty.mid: it is empty (0 bytes); give a MIDI "
+                             "file with notes in it\n")
+
+
+def test_piano_roll_caption_stays_clear_of_a_viewer_toolbar(tmp_path: Path) -> None:
+    """The title sat at the top, under the web image box's label and toolbar."""
+    from PIL import Image
+
+    piece = read_midi(write_song(tmp_path / "song.mid"))
+    rendered = DOMAIN.render([0, *DOMAIN.encode(piece)], SampleSettings(tempo=100))
+    figure = render_module.piano_roll_figure(rendered.piece, rendered.tempo)
+    figure.canvas.draw()
+    [caption] = figure.texts
+    assert caption.get_text() == rendered.text
+    caption_box = caption.get_window_extent()
+    axes_box = figure.axes[0].get_tightbbox()  # the axes with their tick and axis labels
+    assert caption_box.y1 <= axes_box.y0  # below the beat axis, clear of the plot
+    image = np.asarray(Image.open(rendered.save(tmp_path / "roll.png")).convert("L"))
+    top = image[: int(image.shape[0] * render_module.CLEAR_TOP)]
+    assert (top == 255).all()  # nothing under a viewer's label and toolbar
+    bottom = image[int(image.shape[0] * 0.92):]
+    assert (bottom < 128).any()  # the caption's ink
+
+
+def test_a_piece_short_of_its_bars_says_why() -> None:
+    program = DOMAIN.codec.program_offset
+    ids = [DOMAIN.separator_id, program, BAR, ON + 60, SHIFT1 + 47, OFF + 60, BAR]
+    rendered = DOMAIN.render(ids, SampleSettings(bars=4, length=7))
+    assert rendered.text.endswith("(stopped by the 7-event length cap after 1 of 4 bars)")
+    assert "stopped" not in DOMAIN.render(ids, SampleSettings(bars=1, length=7)).text

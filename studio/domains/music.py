@@ -17,10 +17,11 @@ import numpy as np
 
 from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
+from ..music.bars import BarGrid, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.grammar import NoteGrammar, corpus_limits
+from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.metrics import METRICS, compare
-from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, read_pieces
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
 from .base import CategoricalDomain, Document, Medium
@@ -31,15 +32,18 @@ CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs
 
 
 def read_music_file(path: Path) -> list[Piece]:
-    """Pieces of one file; StudioError naming the file when it cannot be read."""
+    """Pieces of one file; StudioError naming the file (by its own name) and saying
+    what to do when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise StudioError(f"music file not found: {path}")
     try:
         return read_pieces(path)
-    except Exception as error:  # mido/music21 raise many types on damaged files
-        raise StudioError(f"cannot read {path} as music ({type(error).__name__}: {error}); "
-                          "give a MIDI, MusicXML, ABC or Humdrum file") from None
+    except UnreadableMusic as error:
+        raise StudioError(str(error)) from None
+    except Exception:  # a score music21 parsed but could not turn into notes
+        raise StudioError(f"cannot read the music in {path.name}; export it as a standard "
+                          "MIDI file (.mid) and try again") from None
 
 
 class MusicDomain(CategoricalDomain):
@@ -211,13 +215,25 @@ class MusicDomain(CategoricalDomain):
 
     def constraints(self, settings: Any) -> list:
         """The note grammar (:mod:`studio.music.grammar`): no note left hanging longer
-        than the corpus's longest note, no more voices than the corpus's most."""
-        return [NoteGrammar(self.codec, self.max_note_ticks, self.max_voices)]
+        than the corpus's longest note, no more voices than the corpus's most; bars of
+        one length, the primer's metre when there is one (:class:`BarGrid`); with
+        ``settings.bars``, no end of the piece before that many new bars
+        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime."""
+        start = len(self.prime_ids(settings))
+        primer = self._primer(settings)
+        lines = primer.bar_lines() if primer is not None else []
+        metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
+        rules: list = [NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
+                       BarGrid(self.codec, start=start, metre=metre)]
+        bars = settings.bars
+        if bars:
+            rules.append(NoEndBeforeBars(self.codec, int(bars), start=start))
+        return rules
 
     def is_finished(self, generated_ids: Sequence[int], settings: Any) -> bool:
         """True on a separator (the model ended the piece) or once ``settings.bars`` bars
-        are complete: a bar completes at each bar marker, except an opening marker that
-        comes before any note or shift (a fresh piece starts with one)."""
+        are complete (see :func:`studio.music.bars.bar_count`), so the piece ends on the
+        bar line that completes the last bar asked for."""
         if not len(generated_ids):
             return False
         last = int(generated_ids[-1])
@@ -228,33 +244,33 @@ class MusicDomain(CategoricalDomain):
         return bool(bars) and last == self.bar_id and self.completed_bars(generated_ids) >= bars
 
     def completed_bars(self, ids: Sequence[int]) -> int:
-        count, started = 0, False
-        program_start = self.codec.program_offset  # PROGRAM and KEY tokens: a piece's header
-        for token_id in ids:
-            token_id = int(token_id)
-            if token_id == self.bar_id:
-                count += started
-                started = True
-            elif token_id != self.separator_id and token_id < program_start:
-                started = True
-        return count
+        """Bars completed by ``ids`` (events after the prime, without separators)."""
+        return bar_count(ids, self.codec)
 
     def render(self, ids: Sequence[int], settings: Any = None) -> Rendered:
         """The piece the ids spell (from the first event after the leading separators up
-        to the next separator), at ``settings.tempo``, else the primer's, else 120 bpm."""
+        to the next separator), at ``settings.tempo``, else the primer's, else 120 bpm.
+        A piece with fewer new bars than ``settings.bars`` says so in its text."""
         ids = [int(i) for i in ids]
         while ids and ids[0] == self.separator_id:
             ids.pop(0)
         if self.separator_id in ids:
             ids = ids[:ids.index(self.separator_id)]
         primer = self._primer(settings) if settings is not None else None
+        primer_ids: list[int] = []
         if primer is not None:
             # callers may hand over the continuation alone; the piece starts with the primer
             primer_ids = self.encode(primer)
             if ids[:len(primer_ids)] != primer_ids:
                 ids = primer_ids + ids
         tempo = (settings.tempo if settings is not None else None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
-        return Rendered(self.decode(ids), float(tempo))
+        asked = (settings.bars if settings is not None else None)
+        written = self.completed_bars(ids[len(primer_ids):]) if asked else 0
+        # only the length cap stops a piece short of its bars (the end is banned until then)
+        cap = (settings.length if settings is not None else 0)
+        note = (f"stopped by the {cap:,}-event length cap after {written} of {asked} bars"
+                if asked and written < asked else "")
+        return Rendered(self.decode(ids), float(tempo), note)
 
     # --- evaluation ---------------------------------------------------------------------
     def sample_report(self, outputs: Sequence[Any], documents: Sequence[Document]) -> dict:

@@ -97,7 +97,30 @@ class Piece:
                 lines.append(position)
                 position += bar
         return lines
-        return lines
+
+
+def pickup_padding(bar_lines: Sequence[int]) -> int:
+    """Ticks of rest that turn a pickup (anacrusis) into a full bar: when the first bar
+    is shorter than the second, it is the end of a bar of the second's length, as a
+    score writes it.  0 when there is no pickup."""
+    if len(bar_lines) < 3:
+        return 0
+    first, second = bar_lines[1] - bar_lines[0], bar_lines[2] - bar_lines[1]
+    return second - first if 0 < first < second else 0
+
+
+def without_pickup(piece: Piece) -> Piece:
+    """``piece`` with a pickup bar padded at the front (see :func:`pickup_padding`), so
+    its first metre is the piece's metre rather than the pickup's length (a MIDI file
+    may state a pickup as a short bar of its own metre, e.g. 1/4 before 4/4)."""
+    padding = pickup_padding(piece.bar_lines())
+    if not padding:
+        return piece
+    notes = tuple(replace(note, start=note.start + padding, end=note.end + padding)
+                  for note in piece.notes)
+    later = [(tick + padding, *metre) for tick, *metre in sorted(piece.time_signatures)[1:]]
+    signatures = ((0, *later[0][1:]),) + tuple(later[1:]) if later else piece.time_signatures
+    return replace(piece, notes=notes, time_signatures=signatures, length=piece.length + padding)
 
 
 def bar_length(numerator: int, denominator: int, ticks_per_beat: int = TICKS_PER_BEAT) -> int:
@@ -252,7 +275,9 @@ class EventCodec:
         """Ids -> piece.  Forgiving, since a model wrote them: stray note-offs are
         ignored, a note-on of a sounding pitch restarts it, zero-length notes vanish,
         notes still sounding end with the piece; separators are skipped.  Bar markers
-        give the time signatures (from their spacing) and the length."""
+        give the time signatures (from their spacing) and the length; a first bar
+        shorter than the second is a pickup, padded with rest at the front (as the
+        corpus's scores are) so that it does not become the piece's metre."""
         time = 0
         level = velocity_bin(DEFAULT_VELOCITY, self.velocity_bins)
         sounding: dict[int, tuple[int, int]] = {}
@@ -292,6 +317,13 @@ class EventCodec:
         time = max([time] + bars[-1:])
         for pitch in sorted(sounding):
             close(pitch)
+        if bars and bars[0] > 0:  # music before the first marker: the piece's start is a bar line
+            bars.insert(0, 0)
+        padding = pickup_padding(bars)
+        if padding:  # a short first bar is a pickup: the metre is the next bar's
+            notes = [replace(note, start=note.start + padding, end=note.end + padding) for note in notes]
+            bars = [0] + [line + padding for line in bars[1:]]
+            time += padding
         return Piece(
             notes=tuple(sorted(notes)),
             time_signatures=self._signatures(bars),

@@ -24,22 +24,51 @@ from studio.music.events import (
     bar_length,
     normalize_notes,
     time_signature_of,
+    without_pickup,
 )
 
 MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = (".musicxml", ".mxl", ".xml", ".abc", ".krn")
 DRUM_CHANNEL = 9
 OUTPUT_TICKS_PER_BEAT = 480  # a multiple of 12: grid ticks land on whole MIDI ticks
+MIDI_HEADER = b"MThd"
+
+
+class UnreadableMusic(ValueError):
+    """A file that holds no readable music.  The message names the file by its own name
+    and says what to do; it is meant for the person who gave the file."""
 
 
 def read_pieces(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> list[Piece]:
-    """Every piece in one file (an ABC book holds many); raises on unreadable files."""
+    """Every piece in one file (an ABC book holds many); raises UnreadableMusic on
+    unreadable files (and may raise other errors on scores music21 chokes on)."""
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
         return [read_midi(path, ticks_per_beat)]
     if suffix in SCORE_SUFFIXES:
         return read_score(path, ticks_per_beat)
-    raise ValueError(f"not a music file: {path}")
+    raise UnreadableMusic(f"cannot read {path.name}: it is not a music file; give a MIDI file "
+                          f"({', '.join(MIDI_SUFFIXES)}) or a score ({', '.join(SCORE_SUFFIXES)})")
+
+
+def _open_midi(path: Path) -> mido.MidiFile:
+    """mido's reading of ``path``, its failures told as what is wrong with the file."""
+    with open(path, "rb") as file:
+        header = file.read(len(MIDI_HEADER))
+    if not header:
+        raise UnreadableMusic(f"cannot read {path.name}: it is empty (0 bytes); give a MIDI file "
+                              "with notes in it")
+    if header != MIDI_HEADER:
+        raise UnreadableMusic(f"cannot read {path.name}: it is not a MIDI file (it does not start "
+                              "as one); export the music from your notation program or DAW as a "
+                              "standard MIDI file (.mid) and try again")
+    try:
+        return mido.MidiFile(str(path))
+    except Exception:  # mido raises EOFError, OSError, ValueError, KeyError ... on damage
+        raise UnreadableMusic(f"cannot read {path.name}: it is a damaged MIDI file (it breaks off "
+                              "or holds invalid data); export it again as a standard MIDI file "
+                              "(.mid)") from None
 
 
 def _to_grid(tick: int, source_ticks_per_beat: int, ticks_per_beat: int) -> int:
@@ -48,11 +77,14 @@ def _to_grid(tick: int, source_ticks_per_beat: int, ticks_per_beat: int) -> int:
 
 
 def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
-    """One MIDI file as a piece on the grid (all tracks and channels merged)."""
-    midi = mido.MidiFile(str(path))
+    """One MIDI file as a piece on the grid (all tracks and channels merged); a pickup
+    stated as a short bar of its own metre is padded to a full bar (:func:`without_pickup`)."""
+    midi = _open_midi(path)
     source = midi.ticks_per_beat
     if source <= 0:
-        raise ValueError("SMPTE time division is not supported")
+        raise UnreadableMusic(f"cannot read {path.name}: it counts time in SMPTE frames, not "
+                              "beats; export it again with beat-based timing (the usual MIDI "
+                              "setting)")
     notes: list[Note] = []
     signatures: dict[int, tuple[int, int]] = {}
     tempo = None
@@ -84,8 +116,9 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
         for (_, pitch), starts in sounding.items():  # never released: end with the track
             notes.extend(Note(start, pitch, max(grid, start + 1), vel) for start, vel in starts)
     if not notes:
-        raise ValueError("no notes")
-    return Piece(
+        raise UnreadableMusic(f"cannot read {path.name}: it has no notes (drum-channel notes do "
+                              "not count); give a MIDI file with notes in it")
+    return without_pickup(Piece(
         notes=normalize_notes(notes),
         time_signatures=_signature_list(signatures),
         program=DEFAULT_PROGRAM if program is None else program,
@@ -93,7 +126,7 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
         key=key,
         length=end,
         ticks_per_beat=ticks_per_beat,
-    )
+    ))
 
 
 def _signature_list(signatures: dict[int, tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
@@ -115,12 +148,17 @@ def read_score(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> list[Piece]:
     """MusicXML / ABC / Humdrum through music21; an opus gives one piece per score."""
     from music21 import converter, stream
 
-    parsed = converter.parse(str(path))
+    try:
+        parsed = converter.parse(str(path))
+    except Exception:  # music21 raises many types on files it cannot parse
+        raise UnreadableMusic(f"cannot read {path.name} as a score; check that it opens in a "
+                              "notation program (e.g. MuseScore), or export it as MIDI (.mid)") from None
     scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
     pieces = [score_to_piece(score, ticks_per_beat) for score in scores]
     pieces = [piece for piece in pieces if piece.notes]
     if not pieces:
-        raise ValueError("no notes")
+        raise UnreadableMusic(f"cannot read {path.name}: it has no notes; give a score with notes "
+                              "in it")
     return pieces
 
 

@@ -38,14 +38,20 @@ SOUNDFONTS = (
 )
 RELEASE_SECONDS = 0.3  # tail after the last note so the sound can die away
 SUFFIXES = (".mid", ".midi", ".wav", ".png")
+ROLL_HEIGHT_INCHES = 4
+ROLL_DPI = 100
+CLEAR_TOP = 0.12  # of the piano roll's height, left empty for a viewer's label and toolbar
+CAPTION_INCHES = 0.32
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """A finished piece at a tempo; ``text`` summarises it, ``save`` writes it."""
+    """A finished piece at a tempo; ``text`` summarises it (with ``note``, when there is
+    something the user should know), ``save`` writes it."""
 
     piece: Piece
     tempo: float
+    note: str = ""
 
     @property
     def bars(self) -> int:
@@ -56,10 +62,22 @@ class Rendered:
         return self.piece.end / self.piece.ticks_per_beat * 60.0 / self.tempo
 
     @property
+    def metre(self) -> tuple[int, int]:
+        """The time signature that holds longest: the piece's metre, even when its first
+        bar (or a bar a model wrote loosely) has another."""
+        signatures = sorted(self.piece.time_signatures)
+        ends = [tick for tick, *_ in signatures[1:]] + [max(self.piece.end, signatures[-1][0])]
+        held: dict[tuple[int, int], int] = {}
+        for (tick, numerator, denominator), end in zip(signatures, ends):
+            held[(numerator, denominator)] = held.get((numerator, denominator), 0) + end - tick
+        return max(held, key=held.__getitem__)  # on a tie, the earliest
+
+    @property
     def text(self) -> str:
-        signature = "/".join(map(str, self.piece.time_signatures[0][1:]))
-        return (f"{self.bars} bars, {len(self.piece.notes)} notes, {self.tempo:g} bpm, "
+        signature = "/".join(map(str, self.metre))
+        text = (f"{self.bars} bars, {len(self.piece.notes)} notes, {self.tempo:g} bpm, "
                 f"{signature}, {self.seconds:.1f} s, program {self.piece.program}")
+        return f"{text} ({self.note})" if self.note else text
 
     def save(self, path: Path) -> Path:
         path = Path(path)
@@ -72,7 +90,7 @@ class Rendered:
         elif suffix == ".wav":
             write_wav(self.piece, self.tempo, path)
         else:
-            write_piano_roll(self.piece, self.tempo, path)
+            write_piano_roll(self.piece, self.tempo, path, self.text)
         return path
 
 
@@ -136,7 +154,12 @@ def piano_roll(piece: Piece) -> np.ndarray:
     return roll
 
 
-def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
+def piano_roll_figure(piece: Piece, tempo: float, caption: str | None = None):
+    """The piano roll as a matplotlib Figure (Agg): notes as bars, grey bar lines, and
+    ``caption`` (by default the piece's summary) under the beat axis.  The top
+    ``CLEAR_TOP`` of the picture stays empty: viewers such as the web studio's image box
+    lay their label and toolbar over the top of an image, and nothing readable should
+    sit under them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,7 +169,9 @@ def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
     low, high = (min(pitches) - 2, max(pitches) + 2) if pitches else (55, 80)
     tick = 1 / piece.ticks_per_beat
     beats = max(1, piece.end) * tick
-    figure = Figure(figsize=(min(24, max(6, beats / 4)), 4), dpi=100)
+    # at most 3:1, so that a viewer fitting it to a column keeps the caption readable
+    width = min(3 * ROLL_HEIGHT_INCHES, max(6, beats / 4))
+    figure = Figure(figsize=(width, ROLL_HEIGHT_INCHES), dpi=ROLL_DPI)
     axes = figure.add_subplot()
     # one bar per note, a hair short of its end so repeated notes stay apart
     for note in piece.notes:
@@ -159,6 +184,12 @@ def write_piano_roll(piece: Piece, tempo: float, path: Path) -> None:
         axes.axvline(line / piece.ticks_per_beat, color="0.75", linewidth=0.6)
     axes.set_xlabel("beat")
     axes.set_ylabel("MIDI pitch")
-    axes.set_title(Rendered(piece, tempo).text, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, metadata={"Software": None})
+    caption = Rendered(piece, tempo).text if caption is None else caption
+    figure.text(0.01, 0.02, caption, fontsize=11, ha="left", va="bottom")
+    below = CAPTION_INCHES / ROLL_HEIGHT_INCHES  # room for the caption under the axis label
+    figure.tight_layout(rect=(0, below, 1, 1 - CLEAR_TOP))
+    return figure
+
+
+def write_piano_roll(piece: Piece, tempo: float, path: Path, caption: str | None = None) -> None:
+    piano_roll_figure(piece, tempo, caption).savefig(path, metadata={"Software": None})

@@ -1,0 +1,149 @@
+"""Bars in a generated event stream: counting them, keeping them one length, and not
+ending the piece before the bars that were asked for.
+
+* :class:`NoEndBeforeBars`.  A model trained on whole pieces learns to end them (it
+  writes the separator), and it ends short pieces as readily as long ones; a primer that
+  stops at its closing bar line looks to it like a finished piece.  With ``--bars N`` the
+  user asked for N bars, so the separator is banned until N bars are complete; the
+  sampler stops at the bar line that completes the N-th (``MusicDomain.is_finished``),
+  so the piece ends on a bar line.
+* :class:`BarGrid`.  A small model places bar markers loosely (a bar of 3 beats, then
+  of 4, then of 17 sixteenths), which a MIDI file can only state as a string of metre
+  changes.  Once the metre is known (a primer's, or the length of the second bar the
+  model writes, its first whole bar), every bar has that length: no marker
+  before the bar line, no time shift across it, and at the bar line the marker comes
+  before any new note (note-offs may still come first, as the codec orders them).
+  Before that, bars last whole eighth notes, so the metre found is one a score can
+  state (not 13/16), and at most ``LONGEST_BAR_BEATS`` beats, so that a model that
+  forgets bar lines still reaches the bars asked for.
+
+A ``BAR`` completes a bar when time has passed since the previous bar line (or since
+the start of the stream, itself a bar line): an opening marker, or a second marker at
+the same instant, completes nothing, exactly as the decoder keeps one bar line per
+instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from studio.music.events import EventCodec
+
+NEG_INF = -np.inf
+LONGEST_BAR_BEATS = 8  # before the metre is known (4/2; the corpora's longest bar is 3/2)
+
+
+class Position(NamedTuple):
+    """Where an event stream stands, in grid ticks from its start (itself a bar line)."""
+
+    time: int = 0
+    line: int = 0  # the latest bar line
+    bars: int = 0  # bars completed
+    metre: int | None = None  # bar length, once known
+
+
+def advance(position: Position, token: int, codec: EventCodec) -> Position:
+    """The position after one more event.  The metre, unless given, is the length of
+    the second bar, the first whole one (the first may be a pickup)."""
+    if codec.shift_offset <= token < codec.program_offset:
+        return position._replace(time=position.time + token - codec.shift_offset + 1)
+    if token == codec.bar_id and position.time > position.line:
+        metre = position.metre
+        if metre is None and position.bars == 1:
+            metre = position.time - position.line
+        return Position(position.time, position.time, position.bars + 1, metre)
+    return position
+
+
+def bar_count(ids, codec: EventCodec) -> int:
+    """Bars completed by the events ``ids`` (1-D ints, no separator inside); the same
+    count as folding :func:`advance` over them, in one vectorised pass."""
+    ids = np.asarray(ids, dtype=np.int64)
+    is_shift = (ids >= codec.shift_offset) & (ids < codec.program_offset)
+    times = np.cumsum(np.where(is_shift, ids - codec.shift_offset + 1, 0))
+    lines = times[ids == codec.bar_id]  # non-decreasing, as time only moves forward
+    return int(np.count_nonzero(np.diff(lines, prepend=0) > 0))
+
+
+@dataclass(frozen=True)
+class NoEndBeforeBars:
+    """Bans the separator while fewer than ``bars`` bars are complete in the events
+    after the first ``start`` (the prime: bars count from where the sample begins).
+    ``history`` is (batch, t) ids, ``logits`` (batch, vocab)."""
+
+    codec: EventCodec
+    bars: int
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bars < 1 or self.start < 0:
+            raise ValueError("bars must be at least 1 and start 0 or more")
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, copy=True)
+        generated = history[:, self.start:]
+        # a cheap bound first: fewer markers than bars cannot complete them
+        markers = np.count_nonzero(generated == self.codec.bar_id, axis=1)
+        for row in range(out.shape[0]):
+            if markers[row] < self.bars or bar_count(generated[row], self.codec) < self.bars:
+                out[row, self.codec.separator_id] = NEG_INF
+        return out
+
+
+@dataclass(frozen=True)
+class BarGrid:
+    """Keeps every bar ``metre`` ticks long once the metre is known (see the module
+    docstring), in the events after the first ``start`` of each history row.  ``metre``
+    None: taken from the second bar the model writes.  A memo keyed by the history
+    prefix keeps it linear in the length (each step folds in only the newest event)."""
+
+    codec: EventCodec
+    start: int = 0
+    metre: int | None = None
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or (self.metre is not None and self.metre < 1):
+            raise ValueError("start must be 0 or more and the metre at least one tick")
+
+    def position(self, events: np.ndarray) -> Position:
+        """:class:`Position` after ``events`` (the part of a row after ``start``)."""
+        n = len(events)
+        if n == 0:
+            return Position(metre=self.metre)
+        key = (n, hash(events.tobytes()))
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
+        previous = self._memo.get((n - 1, hash(events[:-1].tobytes()))) if n > 1 else None
+        if previous is None:  # not seen step by step (a fresh prime): fold from the start
+            previous = Position(metre=self.metre)
+            for token in events[:-1].tolist():
+                previous = advance(previous, token, self.codec)
+        result = advance(previous, int(events[-1]), self.codec)
+        self._memo[key] = result
+        return result
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        codec = self.codec
+        out = np.array(logits, copy=True)
+        shifts = slice(codec.shift_offset, codec.program_offset)
+        note_ons = slice(codec.note_on_offset, codec.note_off_offset)
+        eighth = max(1, codec.ticks_per_beat // 2)
+        longest = LONGEST_BAR_BEATS * codec.ticks_per_beat
+        for row in range(out.shape[0]):
+            now, line, _, metre = self.position(history[row, self.start:])
+            if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
+                out[row, codec.bar_id] = NEG_INF
+            room = line + (metre or longest) - now  # ticks to the next (or the latest) bar line
+            if room > 0:
+                if metre is not None:
+                    out[row, codec.bar_id] = NEG_INF
+                out[row, codec.shift_offset + min(room, codec.max_shift):shifts.stop] = NEG_INF
+            else:  # on the bar line, its marker not yet written
+                out[row, shifts] = NEG_INF
+                out[row, note_ons] = NEG_INF
+        return out

@@ -1,0 +1,210 @@
+"""Bars in generated event streams (studio.music.bars) and pickups (studio.music.events):
+counting, the rule that bans the end before N bars, the metre grid, pickup padding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from studio.domains.music import MusicDomain
+from studio.music.bars import BarGrid, NoEndBeforeBars, Position, advance, bar_count
+from studio.music.events import Note, Piece, pickup_padding, without_pickup
+from studio.music.files import read_midi
+from studio.music.render import Rendered
+from studio.sampling.rules import draw
+from studio.sampling.settings import SampleSettings
+
+DOMAIN = MusicDomain()
+CODEC = DOMAIN.codec
+SEP, BAR = CODEC.separator_id, CODEC.bar_id
+ON, OFF, SHIFT1 = CODEC.note_on_offset, CODEC.note_off_offset, CODEC.shift_offset
+PROGRAM = CODEC.program_offset
+V = CODEC.vocab_size
+BEAT = CODEC.ticks_per_beat
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shift(ticks: int) -> int:
+    return SHIFT1 + ticks - 1
+
+
+def allowed(rule, events: list[int]) -> set[int]:
+    logits = np.zeros((1, V))
+    out = rule(np.asarray([events], dtype=np.int64), logits)
+    assert np.array_equal(logits, np.zeros((1, V)))  # the input is never edited
+    return set(np.flatnonzero(np.isfinite(out[0])).tolist())
+
+
+EVENTS = st.lists(st.sampled_from([BAR, BAR, ON + 60, OFF + 60, shift(1), shift(6), shift(12),
+                                   shift(48), PROGRAM]), max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EVENTS)
+def test_bar_count_is_the_fold_of_advance(events: list[int]) -> None:
+    """The vectorised count agrees with the step-by-step fold (naive vs fast)."""
+    position = Position()
+    for token in events:
+        position = advance(position, token, CODEC)
+    assert bar_count(events, CODEC) == position.bars
+
+
+def test_bar_count_ignores_openings_and_repeated_markers() -> None:
+    assert bar_count([PROGRAM, BAR, ON + 60, BAR], CODEC) == 0  # no time has passed
+    assert bar_count([BAR, shift(48), BAR, BAR, shift(36), BAR], CODEC) == 2
+    assert bar_count([ON + 60, shift(12), BAR], CODEC) == 1  # the start is a bar line
+
+
+def test_no_end_before_the_bars_asked_for_counted_after_the_prime() -> None:
+    prime = [SEP, BAR, shift(48), BAR]  # a primer's bar: it does not count
+    rule = NoEndBeforeBars(CODEC, bars=2, start=len(prime))
+    one = prime + [ON + 60, shift(48), BAR]
+    assert SEP not in allowed(rule, prime) and SEP not in allowed(rule, one)
+    assert SEP in allowed(rule, one + [shift(48), BAR])
+    assert allowed(rule, one) == set(range(V)) - {SEP}
+    with pytest.raises(ValueError):
+        NoEndBeforeBars(CODEC, bars=0)
+
+
+def test_the_domain_builds_the_bar_rules_from_the_settings() -> None:
+    def kinds(settings):
+        return [type(rule).__name__ for rule in DOMAIN.constraints(settings)]
+
+    assert kinds(SampleSettings()) == ["NoteGrammar", "BarGrid"]
+    assert kinds(SampleSettings(bars=8)) == ["NoteGrammar", "BarGrid", "NoEndBeforeBars"]
+    rule = DOMAIN.constraints(SampleSettings(bars=8, key="D minor"))[-1]
+    assert (rule.bars, rule.start) == (8, 2)  # after [SEP, KEY]
+
+
+def test_grid_takes_the_metre_from_the_second_bar() -> None:
+    grid = BarGrid(CODEC)
+    pickup = [BAR, ON + 60, shift(BEAT), OFF + 60, BAR]  # a one-beat upbeat
+    assert grid.position(np.asarray(pickup)).metre is None
+    assert BAR not in allowed(grid, pickup + [shift(BEAT + 1)])  # before: whole eighths only
+    assert BAR in allowed(grid, pickup + [shift(BEAT + BEAT // 2)])
+    whole = pickup + [ON + 62, shift(4 * BEAT), BAR]
+    assert grid.position(np.asarray(whole)) == Position(5 * BEAT, 5 * BEAT, 2, 4 * BEAT)
+    # inside a bar: no marker, and no shift past the next bar line (three beats away)
+    inside = whole + [OFF + 62, ON + 64, shift(BEAT)]
+    ok = allowed(grid, inside)
+    assert BAR not in ok and shift(3 * BEAT) in ok and shift(3 * BEAT + 1) not in ok
+    # on the bar line: note-offs and the marker, then the next bar may start
+    on_line = inside + [shift(3 * BEAT)]
+    ok = allowed(grid, on_line)
+    assert {BAR, OFF + 64} <= ok and ON + 67 not in ok and shift(1) not in ok
+    assert {ON + 67, shift(1)} <= allowed(grid, on_line + [OFF + 64, BAR])
+
+
+def test_grid_keeps_a_primer_metre_from_the_start() -> None:
+    grid = BarGrid(CODEC, start=3, metre=3 * BEAT)
+    prime = [SEP, PROGRAM, BAR]
+    assert BAR not in allowed(grid, prime)  # the primer closed its bar: no empty bar
+    assert shift(3 * BEAT) in allowed(grid, prime) and shift(3 * BEAT + 1) not in allowed(grid, prime)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_drawn_streams_keep_one_bar_length(seed: int) -> None:
+    """Draw from random logits through the grid: after the first bar every bar has the
+    second bar's length, and the decoder states one metre."""
+    grid = BarGrid(CODEC)
+    rng, generator = np.random.default_rng(seed), np.random.default_rng([seed, 0])
+    # short shifts and frequent markers, so that many markers come where they may not
+    vocabulary = [BAR, ON + 60, OFF + 60] + [shift(ticks) for ticks in range(1, BEAT + 1)]
+    events = [BAR]
+    for _ in range(300):
+        logits = np.full((1, V), -np.inf)
+        logits[0, vocabulary] = rng.normal(0, 1, len(vocabulary))
+        logits[0, BAR] += 1.5
+        events.append(int(draw(grid(np.asarray([events]), logits), [generator])[0]))
+    lines = [0]
+    for position in _positions(events):
+        if position.line != lines[-1]:
+            lines.append(position.line)
+    lengths = np.diff(lines)
+    assert len(lengths) >= 3 and len(set(lengths[1:].tolist())) == 1
+    assert lengths[0] % (BEAT // 2) == 0
+
+
+def _positions(events):
+    position = Position()
+    for token in events:
+        position = advance(position, token, CODEC)
+        yield position
+
+
+# --- pickups ---------------------------------------------------------------------------
+
+def test_pickup_padding() -> None:
+    assert pickup_padding([0, 12, 60, 108]) == 36
+    assert pickup_padding([0, 48, 96, 144]) == 0
+    assert pickup_padding([0, 60, 108]) == 0  # a long first bar is no pickup
+    assert pickup_padding([0, 12]) == 0
+
+
+def test_a_generated_pickup_is_padded_not_made_the_metre() -> None:
+    """The default piece of the issue: a three-beat first bar, then 4/4 bars.  It was
+    labelled 3/4 and its MIDI switched to 4/4 after the first bar."""
+    events = [BAR, ON + 60, shift(3 * BEAT), OFF + 60, BAR]
+    for pitch in (62, 64):
+        events += [ON + pitch, shift(4 * BEAT), OFF + pitch, BAR]
+    piece = DOMAIN.decode(events)
+    assert piece.time_signatures == ((0, 4, 4),)
+    assert piece.notes[0].start == BEAT  # one beat of rest before the upbeat
+    assert piece.bar_lines() == [0, 48, 96, 144]
+    assert "4/4" in Rendered(piece, 120).text
+    odd = DOMAIN.decode([ON + 60, shift(4), OFF + 60, BAR, ON + 62, shift(48), BAR])  # a triplet upbeat
+    assert odd.time_signatures == ((0, 4, 4),) and odd.notes[0].start == 44
+
+
+def test_a_midi_pickup_stated_as_its_own_metre_is_read_as_a_padded_bar(tmp_path: Path) -> None:
+    """Notation programs write an upbeat bar as, e.g., 1/4 before the 4/4."""
+    track = mido.MidiTrack([mido.MetaMessage("time_signature", numerator=1, denominator=4)])
+    track.append(mido.Message("note_on", note=67, velocity=80))
+    track.append(mido.Message("note_off", note=67, velocity=0, time=480))
+    track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4))
+    track.append(mido.Message("note_on", note=72, velocity=80))
+    track.append(mido.Message("note_off", note=72, velocity=0, time=4 * 480))
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(str(tmp_path / "upbeat.mid"))
+    piece = read_midi(tmp_path / "upbeat.mid")
+    assert piece.time_signatures == ((0, 4, 4),)
+    assert [(n.start, n.pitch) for n in piece.notes] == [(36, 67), (48, 72)]
+    again = read_midi(Rendered(piece, 100).save(tmp_path / "again.mid"))
+    assert again.time_signatures == ((0, 4, 4),) and again.notes == piece.notes
+
+
+def test_a_corpus_chorale_with_a_pickup_keeps_its_metre(tmp_path: Path) -> None:
+    source = ROOT / "corpora" / "songs" / "bach" / "bwv290.mid"
+    piece = read_midi(source)
+    assert min(n.start for n in piece.notes) == 3 * BEAT  # its one-beat upbeat, padded
+    assert without_pickup(piece) == piece
+    rendered = DOMAIN.render([SEP, *DOMAIN.encode(piece)], SampleSettings())
+    assert rendered.piece.time_signatures == ((0, 4, 4),) and ", 4/4," in rendered.text
+    written = mido.MidiFile(str(rendered.save(tmp_path / "bwv290.mid")))
+    metres = [(m.numerator, m.denominator) for m in written.tracks[0] if m.type == "time_signature"]
+    assert metres == [(4, 4)]
+
+
+def test_the_label_names_the_metre_that_holds_longest() -> None:
+    piece = Piece((Note(0, 60, 300),), time_signatures=((0, 5, 4), (60, 4, 4)), length=300)
+    assert Rendered(piece, 120).metre == (4, 4)
+    assert Rendered(Piece((Note(0, 60, 72),), time_signatures=((0, 3, 4),)), 120).metre == (3, 4)
+
+
+def test_before_the_metre_a_bar_is_at_most_the_longest() -> None:
+    """A model that never writes a bar marker would never complete the bars asked for."""
+    grid = BarGrid(CODEC)
+    longest = 8 * BEAT
+    events = [BAR, ON + 60, shift(4 * BEAT), shift(3 * BEAT)]
+    ok = allowed(grid, events)
+    assert shift(BEAT) in ok and shift(BEAT + 1) not in ok
+    ok = allowed(grid, events + [shift(BEAT)])
+    assert BAR in ok and OFF + 60 in ok and shift(1) not in ok and ON + 62 not in ok
+    assert grid.position(np.asarray(events + [shift(BEAT), BAR])).line == longest
