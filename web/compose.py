@@ -10,8 +10,6 @@ the user's own file name.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from studio.api import load, sample, settings_from

@@ -15,7 +15,6 @@ import re
 import gradio as gr
 
 from studio.api import load, sample, settings_from
-from studio.bundle import Bundle
 from studio.confine import confine
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save

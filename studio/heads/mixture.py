@@ -33,6 +33,6 @@ class MixtureHead(Head):
     def explain(self, nats: float, unit_name: str) -> tuple[str, str]:
         """Nats per point, which may be negative: a density, not a probability."""
         return (f"{nats:.2f} nats per {unit_name}",
-                f"How unlikely the model finds each next pen movement of held-out strokes; pen movements "
-                f"are continuous, so this is a density and can go below zero: lower (more negative) is "
-                f"better.")
+                "How unlikely the model finds each next pen movement of held-out strokes; pen movements "
+                "are continuous, so this is a density and can go below zero: lower (more negative) is "
+                "better.")
