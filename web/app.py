@@ -53,7 +53,7 @@ def build_app(jobs=None, *, training_on: bool = True):
     import functools
 
     from . import cells, compose, handwrite, models, training, write
-    from .common import OutputFolders, missing_notice, picker_update
+    from .common import OutputFolders, choices_update, missing_notice, picker_update
 
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
     jobs = jobs or training.TrainingJobs(Path.cwd())
@@ -83,9 +83,8 @@ def build_app(jobs=None, *, training_on: bool = True):
         pickers = [tab["model"] for tab in tabs]
         notices = [tab["notice"] for tab in tabs]
         for tab in tabs:  # a bundle exported since the page loaded is offered when the list opens
-            tab["model"].focus(functools.partial(picker_update, tab["accepts"], default=tab["default"]),
-                               inputs=tab["model"], outputs=tab["model"], queue=False,
-                               api_visibility="private", show_progress="hidden")
+            tab["model"].focus(functools.partial(choices_update, tab["accepts"]), outputs=tab["model"],
+                               queue=False, api_visibility="private", show_progress="hidden")
         models_tab.select(models.card_rows, outputs=model_list["table"], queue=False,
                           api_visibility="private", show_progress="hidden")
 
@@ -97,8 +96,8 @@ def build_app(jobs=None, *, training_on: bool = True):
                      for tab, update in zip(tabs, updates)]
             rows = models.card_rows()
             names = [row[0] for row in rows]
-            chosen = current[-1] if current[-1] in names else (names[0] if names else None)
-            return (*updates, *texts, rows, gr.update(choices=names, value=chosen))
+            chosen = {} if current[-1] in names else {"value": names[0] if names else None}
+            return (*updates, *texts, rows, gr.update(choices=names, **chosen))
 
         refresh_io = dict(fn=refresh, inputs=[*pickers, model_list["picker"]],
                           outputs=[*pickers, *notices, model_list["table"], model_list["picker"]],

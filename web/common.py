@@ -238,10 +238,18 @@ def preferred(names: list[str], first_choice: str) -> str | None:
     return names[0] if names else None
 
 
+def choices_update(accepts: Callable[[type], bool]):
+    """Fresh choices for a picker, its value untouched (the user may be choosing)."""
+    return gr.update(choices=bundles_for(accepts))
+
+
 def picker_update(accepts: Callable[[type], bool], current: str | None, default: str):
+    """Fresh choices for a picker; its value changes only when ``current`` is gone, so a
+    refresh that answers late never undoes what the user picked meanwhile."""
     names = bundles_for(accepts)
-    value = current if current in names else preferred(names, default)
-    return gr.update(choices=names, value=value)
+    if current in names:
+        return gr.update(choices=names)
+    return gr.update(choices=names, value=preferred(names, default))
 
 
 def missing_notice(names: Iterable[str], what: str, shipped: str) -> str:

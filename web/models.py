@@ -22,6 +22,7 @@ from studio.previews import preview, quality
 from .common import OutputFolders, action, error_box, listed_bundle, studio_bundles, user_errors
 
 COLUMNS = ["name", "domain", "quality", "size MB", "parameters", "steps", "train minutes", "corpus", "path"]
+WIDTHS = ["12%", "8%", "18%", "7%", "9%", "6%", "7%", "15%", "18%"]  # the path column is never clipped
 LEGEND = ("**quality** says how well a model predicts data it never trained on (lower is better): "
           "bits per character for text, per event for music, nats per pen point for strokes. "
           "Pick a model below for what its figure means and a short sample of what it makes.")
@@ -39,7 +40,8 @@ def shown_path(folder: Path) -> str:
 
 def card_rows() -> list[list]:
     """One row per bundle: :data:`COLUMNS`, the quality as words ("2.09 bits per
-    character"); a damaged bundle says what is wrong in its quality column."""
+    character"), a corpus outside the studio's folders by its last part only; a damaged
+    bundle says what is wrong in its quality column."""
     rows = []
     for name, path in studio_bundles().items():
         try:
@@ -50,10 +52,10 @@ def card_rows() -> list[list]:
             rows.append([name, "damaged", message, None, None, None, None, "", shown_path(path)])
             continue
         card, metrics = bundle.card, bundle.card.get("metrics", {})
-        corpus = card.get("corpus") or {}
+        corpus = str((card.get("corpus") or {}).get("path") or (card.get("corpus") or {}).get("name") or "")
         rows.append([name, card["domain"]["name"], figure, round(bundle.size_bytes() / 1e6, 2),
                      metrics.get("parameters"), metrics.get("steps"), metrics.get("train_minutes"),
-                     str(corpus.get("path") or corpus.get("name") or ""), shown_path(path)])
+                     Path(corpus).name if Path(corpus).is_absolute() else corpus, shown_path(path)])
     return rows
 
 
@@ -106,7 +108,7 @@ def build_tab(outputs: OutputFolders) -> dict:
     rows = card_rows()
     gr.Markdown(LEGEND, elem_id="models-legend")
     table = gr.Dataframe(rows, headers=COLUMNS, label="Model bundles", interactive=False, wrap=True,
-                         elem_id="models-table")
+                         column_widths=WIDTHS, elem_id="models-table")
     with gr.Row():
         refresh = gr.Button("Refresh", scale=1)
         names = [row[0] for row in rows]
