@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -266,7 +267,9 @@ def test_compose_continues_an_uploaded_primer(client, studio_server, tmp_path):
     summary, recipe, midi, _, _ = client.predict(
         model=MUSIC, primer=handle_file(str(primer)), tempo=0, bars=3, key="(any)",
         temperature=0.8, beams=1, seed=5, api_name="/compose")
-    assert "--prime-file" in recipe and "--tempo" not in recipe
+    # the recipe names the primer as the user has it, not the server's copy
+    assert "--prime-file piece1.mid" in recipe and "--tempo" not in recipe
+    (tmp_path / "piece1.mid").write_bytes(primer.read_bytes())
     run_cli(recipe.replace(" --wav --piano-roll", ""), work, tmp_path)
     assert (tmp_path / Path(midi).name).read_bytes() == Path(midi).read_bytes()
 
@@ -297,7 +300,8 @@ def test_models_lists_cards(client):
     table = client.predict(api_name="/models")
     rows = {row[0]: row for row in table["data"]}
     assert {TEXT, MUSIC, HAND} <= set(rows)
-    assert rows[TEXT][1] == "chars" and rows[HAND][6] == "nats/point"
+    assert rows[TEXT][1] == "chars" and rows[TEXT][2].endswith("bits per character")
+    assert rows[MUSIC][2].endswith("bits per event") and rows[HAND][2].endswith("nats per point")
     card = client.predict(model=HAND, api_name="/model_card")
     assert card["domain"]["name"] == "strokes" and card["styles"].endswith("items]")
 
@@ -308,7 +312,7 @@ def test_bad_input_is_an_error_and_the_server_keeps_serving(client, studio_serve
     cases = [
         (dict(api_name="/write", **write_args(prime="ROMEO: ~§~")), "not in the model's vocabulary"),
         (dict(api_name="/write", **write_args(model="no-such-model")), "not found"),
-        (dict(api_name="/write", **write_args(top_p=0)), "minimum value"),
+        (dict(api_name="/write", **write_args(top_p=0)), "top-p must be in (0, 1]"),
         (dict(api_name="/write", **write_args(model=MUSIC)), "text model"),
         (dict(api_name="/handwrite", model=HAND, text="ö ü", style="none", bias=1.0, seed=1,
               stroke_width=2.0, color="#000000"), "cannot write"),
@@ -317,7 +321,7 @@ def test_bad_input_is_an_error_and_the_server_keeps_serving(client, studio_serve
     corrupt = tmp_path / "corrupt.mid"
     corrupt.write_bytes(b"MThd\x00\x00\x00\x06 not really a MIDI file")
     cases.append((dict(api_name="/compose", model=MUSIC, primer=handle_file(str(corrupt)), tempo=100,
-                       bars=2, key="(any)", temperature=1.0, beams=1, seed=1), "cannot read"))
+                       bars=2, key="(any)", temperature=1.0, beams=1, seed=1), "cannot read corrupt.mid"))
     cases.append((dict(api_name="/compose", model=MUSIC, primer=None, tempo=100, bars=2,
                        key="H minor", temperature=1.0, beams=1, seed=1), "unknown key"))
     for kwargs, message in cases:
@@ -332,6 +336,81 @@ def test_bad_input_is_an_error_and_the_server_keeps_serving(client, studio_serve
                        temperature=1.0, beams=1, seed=1, api_name="/compose")
     text, *_ = client.predict(**write_args(length=10), api_name="/write")
     assert text.startswith("ROMEO:")
+
+
+def test_every_output_has_a_name_and_the_ui_defaults_hold(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name, endpoint in endpoints.items():
+        for output in endpoint["returns"]:
+            assert not re.fullmatch(r"value_\d+", output["label"]), (name, output)
+    defaults = {name: {p["parameter_name"]: (p["parameter_has_default"], p["parameter_default"])
+                       for p in endpoint["parameters"]} for name, endpoint in endpoints.items()}
+    assert defaults["/write"]["prime"] == (True, "") and defaults["/write"]["stop"] == (True, "")
+    assert defaults["/compose"]["primer"] == (True, None)
+    text, recipe, *_ = client.predict(model=TEXT, api_name="/write")  # everything else as the page has it
+    assert "--length 300" in recipe and "--seed 1" in recipe and text
+
+
+OUT_OF_RANGE = [
+    ("/write", write_args(temperature=-3), "temperature must be 0 (greedy) or more (got -3.0)"),
+    ("/write", write_args(top_p=0), "top-p must be in (0, 1] (got 0.0)"),
+    ("/write", write_args(beams=0), "beams must be at least 1 (got 0)"),
+    ("/write", write_args(beams=9), "beams must be 1 to 8 here (got 9)"),
+    ("/write", write_args(length=99_999_999), "length is at most 2,000 tokens here (got 99,999,999)"),
+    ("/write", write_args(length=2.5), "length must be a whole number"),
+    ("/compose", dict(model=MUSIC, bars=65), "bars must be 1 to 64 here (got 65)"),
+    ("/compose", dict(model=MUSIC, tempo=500), "tempo must be 10-400 bpm (got 500.0)"),
+    ("/compose", dict(model=MUSIC, beams=0), "beams must be at least 1 (got 0)"),
+    ("/handwrite", dict(model=HAND, bias=-3), "bias must be 0 or more (got -3.0)"),
+    ("/handwrite", dict(model=HAND, text=""), "type the text to write"),
+    ("/handwrite", dict(model=HAND, text="a" * 201), "at most 200 characters here (got 201)"),
+    ("/inspect", dict(model=TEXT, text=CODE, cell=-1), "cell must be 0 to 31"),
+    ("/train", dict(corpus="text", name="big", hidden_size=5000), "hidden size must be 16 to 1024 here (got 5000)"),
+    ("/train", dict(corpus="text", name="deep", layers=0), "layers must be 1 to 3 here (got 0)"),
+]
+
+
+def test_out_of_range_numbers_are_refused_in_every_tab(client, studio_server):
+    _, work = studio_server
+    log_before = (work / "server.log").read_text()
+    for api_name, kwargs, message in OUT_OF_RANGE:
+        with pytest.raises(AppError) as caught:
+            client.predict(**kwargs, api_name=api_name)
+        assert message in str(caught.value), (api_name, kwargs, str(caught.value))
+    # one line on the server per refused request, and no traceback for any of them
+    log = (work / "server.log").read_text()[len(log_before):]
+    assert log.count(" refused: ") == len(OUT_OF_RANGE) and "Traceback" not in log, log[-3000:]
+
+
+def test_uploads_are_named_as_the_user_named_them(client, tmp_path):
+    empty = tmp_path / "my empty song.mid"
+    empty.write_bytes(b"")
+    with pytest.raises(AppError) as caught:
+        client.predict(model=MUSIC, primer=handle_file(str(empty)), api_name="/compose")
+    assert "my empty song.mid" in str(caught.value)
+    assert "studio-web" not in str(caught.value) and "/tmp" not in str(caught.value)
+    nothing = tmp_path / "notes.txt"
+    nothing.write_text("")
+    with pytest.raises(AppError, match="nothing to train on: notes.txt is empty"):
+        client.predict(corpus="(uploaded files)", uploads=[handle_file(str(nothing))], name="empty-upload",
+                       api_name="/train")
+
+
+def test_a_primer_in_any_format_the_message_names_is_accepted(client, studio_server, tmp_path):
+    tune = tmp_path / "tune.abc"
+    tune.write_text("X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nC D E F | G A B c |\n")
+    summary, recipe, midi, _, _ = client.predict(model=MUSIC, primer=handle_file(str(tune)), tempo=100,
+                                                 bars=2, seed=1, api_name="/compose")
+    assert "--prime-file tune.abc" in recipe and Path(midi).read_bytes()[:4] == b"MThd"
+
+
+def test_model_previews_explain_the_figure_and_show_a_sample(client):
+    about, text, image, recipe = client.predict(model=TEXT, api_name="/model_preview")
+    assert "bits per character" in about and "equally likely" in about
+    assert text and image is None and recipe.startswith(f"studio sample --model {TEXT}")
+    about, summary, image, recipe = client.predict(model=HAND, api_name="/model_preview")
+    assert "nats per point" in about and "below zero" in about
+    assert Path(image).read_bytes()[:4] == b"\x89PNG" and "--text 'Sequence Studio'" in recipe
 
 
 # --- load ---------------------------------------------------------------------------
@@ -387,19 +466,36 @@ def test_training_can_be_cancelled(client, studio_server):
 # --- a real browser -----------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def browser_page(studio_server):
+def chromium():
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (`make install` installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    requests: list[str] = []
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(studio_server[0], timeout=120_000)
-        page.wait_for_selector("#write-button", timeout=120_000)
-        yield page, requests
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser_page(chromium, studio_server):
+    requests: list[str] = []
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(studio_server[0], timeout=120_000)
+    page.wait_for_selector("#write-button", timeout=120_000)
+    yield page, requests
+    page.close()
+
+
+@pytest.fixture(scope="session")
+def laptop_page(chromium, studio_server):
+    """The studio as a laptop shows it (1366 x 900), in a browser session of its own."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = chromium.new_page(viewport={"width": 1366, "height": 900}, accept_downloads=True)
+    page.goto(studio_server[0], timeout=120_000)
+    page.wait_for_selector("#write-button", timeout=120_000)
+    yield page
+    page.close()
 
 
 def textbox(page, elem_id: str):
@@ -454,7 +550,8 @@ def test_browser_write_streams_text_and_colours_confidence(browser_page):
     page.wait_for_function(
         "document.querySelector('#write-recipe textarea')?.value.includes('--temp 0.8')",
         timeout=120_000)
-    page.wait_for_selector("#write-view .studio-confidence span[title]", timeout=30_000)
+    page.wait_for_selector("#write-view .studio-confidence", timeout=30_000)
+    assert page.locator("#write-view .studio-confidence span[title]").count() > 0
     recipe = textbox(page, "write-recipe").input_value()
     assert recipe.startswith("studio sample --model webtext") and "--prime JULIET:" in recipe
     page.screenshot(path=str(ARTIFACTS / "web-write.png"), full_page=True)
@@ -502,3 +599,252 @@ def test_browser_look_inside_and_no_outside_requests(browser_page, studio_server
     outside = [url for url in requests
                if not url.startswith((origin, "data:", "blob:"))]
     assert not outside, f"requests left the machine: {outside[:5]}"
+
+
+# --- the page as a writer and a musician meet it (1366 x 900) -----------------------------
+
+def laptop_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def error_text(page, tab: str) -> str:
+    page.wait_for_selector(f"#{tab}-error", state="visible", timeout=60_000)
+    return page.locator(f"#{tab}-error").inner_text()
+
+
+PRIMARY = [("Write", "write-button"), ("Compose", "compose-button"), ("Handwrite", "handwrite-button"),
+           ("Look inside", "inspect-button"), ("Train", "train-start"), ("Models", "models-preview-button")]
+
+
+def test_browser_primary_actions_are_above_the_fold(laptop_page):
+    page = laptop_page
+    for tab, button in PRIMARY:
+        laptop_tab(page, tab)
+        page.evaluate("window.scrollTo(0, 0)")
+        box = page.locator(f"#{button}").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, (tab, box)
+        page.screenshot(path=str(ARTIFACTS / f"web-laptop-{button}.png"))
+
+
+def test_browser_errors_stay_beside_the_action_until_the_next_one(laptop_page):
+    page = laptop_page
+    laptop_tab(page, "Write")
+    choose(page, "write-model", TEXT)
+    textbox(page, "write-prime").fill("ROMEO:")
+    number(page, "write-length", 40)
+    page.click("#write-button")
+    page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0", timeout=60_000)
+    number(page, "write-temperature", -3)
+    page.click("#write-button")
+    assert "temperature must be 0 (greedy) or more (got -3.0)" in error_text(page, "write")
+    page.wait_for_timeout(12_000)  # longer than Gradio's toasts last
+    assert page.locator("#write-error").is_visible()
+    # nothing stale under the message: the last run's text and recipe are gone
+    assert textbox(page, "write-text").input_value() == "" and textbox(page, "write-recipe").input_value() == ""
+    assert page.locator(".toast-body").count() == 0  # no pop-up: the sentence is on the page
+    page.screenshot(path=str(ARTIFACTS / "web-error-stays.png"))
+    number(page, "write-temperature", 0.8)
+    page.click("#write-button")
+    page.wait_for_selector("#write-error", state="hidden", timeout=10_000)
+    page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0", timeout=60_000)
+
+
+def test_browser_refuses_out_of_range_numbers_in_every_tab(laptop_page, tmp_path):
+    page = laptop_page
+    laptop_tab(page, "Write")
+    number(page, "write-temperature", 0.8)
+    number(page, "write-length", 99_999_999)
+    page.click("#write-button")
+    assert "length is at most 2,000 tokens here (got 99,999,999)" in error_text(page, "write")
+    assert page.locator("#write-length input").input_value() == "99999999"  # never clamped
+    number(page, "write-length", 40)
+
+    laptop_tab(page, "Compose")
+    choose(page, "compose-model", MUSIC)
+    number(page, "compose-beams", 0)
+    page.click("#compose-button")
+    assert "beams must be at least 1 (got 0)" in error_text(page, "compose")
+    number(page, "compose-beams", 1)
+    empty = tmp_path / "my empty song.mid"
+    empty.write_bytes(b"")
+    page.set_input_files("#compose-primer input[type=file]", str(empty))
+    page.wait_for_selector("#compose-primer .file-preview, #compose-primer a", timeout=30_000)
+    page.click("#compose-button")
+    page.wait_for_function("document.querySelector('#compose-error')?.innerText.includes('my empty song.mid')",
+                           timeout=60_000)
+    assert "/tmp" not in page.locator("#compose-error").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "web-refused-compose.png"))
+
+    laptop_tab(page, "Handwrite")
+    choose(page, "handwrite-model", HAND)
+    number(page, "handwrite-bias", -3)
+    page.click("#handwrite-button")
+    assert "bias must be 0 or more (got -3.0)" in error_text(page, "handwrite")
+    number(page, "handwrite-bias", 1.5)
+    textbox(page, "handwrite-text").fill("")
+    page.click("#handwrite-button")
+    page.wait_for_function("document.querySelector('#handwrite-error')?.innerText.includes('type the text')",
+                           timeout=60_000)
+    assert textbox(page, "handwrite-summary").input_value() == ""  # no "Hello world" drawn instead
+    page.screenshot(path=str(ARTIFACTS / "web-refused-handwrite.png"))
+
+    laptop_tab(page, "Look inside")
+    choose(page, "inspect-model", TEXT)
+    number(page, "inspect-cell", -1)
+    page.click("#inspect-button")
+    assert "cell must be 0 to 31" in error_text(page, "inspect")
+    number(page, "inspect-cell", 0)
+
+    laptop_tab(page, "Train")
+    textbox(page, "train-name").fill("refused")
+    number(page, "train-hidden", 0)
+    page.click("#train-start")
+    assert "hidden size must be 16 to 1024 here (got 0)" in error_text(page, "train")
+    number(page, "train-hidden", 16)
+    nothing = tmp_path / "notes.txt"
+    nothing.write_text("")
+    page.set_input_files("#train-uploads input[type=file]", str(nothing))
+    page.wait_for_timeout(1000)
+    page.click("#train-start")
+    page.wait_for_function("document.querySelector('#train-error')?.innerText.includes('notes.txt is empty')",
+                           timeout=60_000)
+    assert "preparing" not in textbox(page, "train-status").input_value()
+    page.screenshot(path=str(ARTIFACTS / "web-refused-train.png"))
+    page.locator("#train-uploads button[aria-label='Clear']").first.click()
+
+
+def test_browser_loss_plot_draws_its_lines(laptop_page):
+    page = laptop_page
+    laptop_tab(page, "Train")
+    choose(page, "train-corpus", "text")
+    textbox(page, "train-name").fill("plotted")
+    for elem_id, value in [("train-hidden", 16), ("train-layers", 1), ("train-seq-len", 16), ("train-batch", 4),
+                           ("train-max-steps", 12), ("train-eval-every", 4)]:
+        number(page, elem_id, value)
+    page.click("#train-start")
+    page.wait_for_function("document.querySelector('#train-status textarea')?.value.includes('done')",
+                           timeout=180_000)
+    stroked = page.evaluate("""() => [...document.querySelectorAll('#train-plot svg path')]
+        .filter(p => (p.getAttribute('d') || '').includes('L'))
+        .map(p => p.getAttribute('stroke'))
+        .filter(stroke => stroke && stroke !== 'none' && stroke !== 'transparent')""")
+    assert {"#4f46e5", "#ea580c"} <= set(stroked), stroked  # train and validation lines, each stroked
+    page.locator("#train-plot").screenshot(path=str(ARTIFACTS / "web-loss-plot.png"))
+
+
+def test_browser_stop_keeps_what_was_written(laptop_page, studio_server, tmp_path):
+    page = laptop_page
+    laptop_tab(page, "Write")
+    choose(page, "write-model", TEXT)
+    textbox(page, "write-prime").fill("JULIET:")
+    number(page, "write-temperature", 0)
+    number(page, "write-length", 2000)
+    # the page presses Stop itself as soon as text streams in: a tiny model writes 2,000 tokens in a second
+    page.evaluate("""() => { const timer = setInterval(() => {
+        if (document.querySelector('#write-stats')?.innerText.includes('tokens...')) {
+            document.querySelector('#write-stop').click(); clearInterval(timer); } }, 5); }""")
+    page.click("#write-button")
+    page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0", timeout=60_000)
+    stats = page.locator("#write-stats").inner_text()
+    count = int(re.search(r"stopped at (\d+) tokens", stats).group(1))
+    recipe = textbox(page, "write-recipe").input_value()
+    text = textbox(page, "write-text").input_value()
+    assert 0 < count < 2000 and f"--length {count} " in recipe and len(text) == len("JULIET:") + count
+    assert page.locator("#write-file a").count() >= 1
+    cli = run_cli(recipe + " --json", studio_server[1], tmp_path)  # the recipe makes exactly what is shown
+    assert json.loads(cli.stdout)["text"] == text
+    page.screenshot(path=str(ARTIFACTS / "web-write-stopped.png"))
+
+
+def test_browser_shows_prose_once(laptop_page):
+    page = laptop_page
+    laptop_tab(page, "Write")
+    choose(page, "write-model", TEXT)
+    number(page, "write-temperature", 0.8)
+    number(page, "write-length", 60)
+    page.get_by_label("plain").check()
+    page.click("#write-button")
+    page.wait_for_function("document.querySelector('#write-stats')?.innerText.includes('tokens in')",
+                           timeout=60_000)
+    assert page.locator("#write-text").is_visible() and not page.locator("#write-view").is_visible()
+    page.get_by_label("markdown").check()
+    page.click("#write-button")
+    page.wait_for_selector("#write-view .studio-markdown", timeout=60_000)
+    assert page.locator("#write-view").is_visible() and not page.locator("#write-text").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "web-write-once.png"))
+    page.get_by_label("auto").check()
+
+
+def test_browser_look_inside_switches_to_a_text_the_model_reads(laptop_page):
+    page = laptop_page
+    laptop_tab(page, "Look inside")
+    choose(page, "inspect-model", "code")
+    page.wait_for_function("document.querySelector('#inspect-text textarea')?.value.startsWith('def greet')",
+                           timeout=60_000)
+    choose(page, "inspect-model", "prose")
+    page.wait_for_function("document.querySelector('#inspect-text textarea')?.value.startsWith('ROMEO:')",
+                           timeout=60_000)
+    page.click("#inspect-button")
+    page.wait_for_selector("#inspect-html .studio-cells span", timeout=60_000)
+    assert not page.locator("#inspect-error").is_visible()
+    textbox(page, "inspect-text").fill("Good morrow, cousin.")  # the user's own text stays when readable
+    choose(page, "inspect-model", "markdown")
+    page.wait_for_timeout(3000)
+    assert textbox(page, "inspect-text").input_value() == "Good morrow, cousin."
+    page.screenshot(path=str(ARTIFACTS / "web-inspect-switch.png"))
+
+
+def test_browser_doodles_hide_the_text_box(laptop_page):
+    page = laptop_page
+    laptop_tab(page, "Handwrite")
+    choose(page, "handwrite-model", "doodle")
+    page.wait_for_selector("#handwrite-text", state="hidden", timeout=30_000)
+    page.click("#handwrite-button")
+    page.wait_for_selector("#handwrite-svg svg path", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "web-doodle.png"))
+    choose(page, "handwrite-model", HAND)
+    page.wait_for_selector("#handwrite-text", state="visible", timeout=30_000)
+
+
+def test_browser_models_tab_explains_figures_and_previews(laptop_page):
+    page = laptop_page
+    laptop_tab(page, "Models")
+    page.wait_for_selector("#models-table .cell-wrap", timeout=30_000)
+    clipped = page.evaluate("""() => {
+        const table = document.querySelector('#models-table').getBoundingClientRect();
+        return [...document.querySelectorAll('#models-table .cell-wrap')]
+            .filter(cell => cell.innerText.trim() && (cell.scrollWidth > cell.clientWidth + 1
+                                                      || cell.getBoundingClientRect().right > table.right + 1))
+            .map(cell => cell.innerText); }""")
+    assert not clipped, clipped
+    assert "bits per character" in page.locator("#models-legend").inner_text()
+    choose(page, "models-card-picker", HAND)
+    page.wait_for_function("document.querySelector('#models-about')?.innerText.includes('nats per point')",
+                           timeout=60_000)
+    assert "below zero" in page.locator("#models-about").inner_text()
+    page.wait_for_function("document.querySelector('#models-sample-image img')?.naturalWidth > 0",
+                           timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "web-models.png"), full_page=True)
+
+
+def test_browser_model_lists_refresh_without_a_restart(laptop_page, studio_server):
+    import shutil
+
+    page, (_, work) = laptop_page, studio_server
+    shutil.copytree(work / "models" / TEXT, work / "models" / "copied")
+    try:
+        laptop_tab(page, "Write")
+        page.click("#write-model input")
+        page.get_by_role("option", name="copied", exact=True).wait_for(timeout=30_000)
+        page.keyboard.press("Escape")
+        laptop_tab(page, "Models")
+        page.wait_for_function("document.querySelector('#models-table')?.innerText.includes('copied')",
+                               timeout=30_000)
+    finally:
+        shutil.rmtree(work / "models" / "copied")

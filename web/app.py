@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -49,8 +50,10 @@ def build_app(jobs=None, *, training_on: bool = True):
     and there is no ``/train`` or ``/cancel_training`` endpoint."""
     import gradio as gr
 
+    import functools
+
     from . import cells, compose, handwrite, models, training, write
-    from .common import OutputFolders, missing_notice, picker_update
+    from .common import OutputFolders, choices_update, missing_notice, picker_update
 
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
     jobs = jobs or training.TrainingJobs(Path.cwd())
@@ -74,11 +77,16 @@ def build_app(jobs=None, *, training_on: bool = True):
                     train_event = training.build_tab(jobs)
                 else:
                     gr.Markdown(TRAINING_OFF, elem_id="train-off")
-            with gr.Tab("Models", id="models"):
-                model_list = models.build_tab()
+            with gr.Tab("Models", id="models") as models_tab:
+                model_list = models.build_tab(outputs)
 
         pickers = [tab["model"] for tab in tabs]
         notices = [tab["notice"] for tab in tabs]
+        for tab in tabs:  # a bundle exported since the page loaded is offered when the list opens
+            tab["model"].focus(functools.partial(choices_update, tab["accepts"]), outputs=tab["model"],
+                               queue=False, api_visibility="private", show_progress="hidden")
+        models_tab.select(models.card_rows, outputs=model_list["table"], queue=False,
+                          api_visibility="private", show_progress="hidden")
 
         def refresh(*current):
             """New bundles (a finished training run, a copied export) show up everywhere."""
@@ -88,8 +96,8 @@ def build_app(jobs=None, *, training_on: bool = True):
                      for tab, update in zip(tabs, updates)]
             rows = models.card_rows()
             names = [row[0] for row in rows]
-            chosen = current[-1] if current[-1] in names else (names[0] if names else None)
-            return (*updates, *texts, rows, gr.update(choices=names, value=chosen))
+            chosen = {} if current[-1] in names else {"value": names[0] if names else None}
+            return (*updates, *texts, rows, gr.update(choices=names, **chosen))
 
         refresh_io = dict(fn=refresh, inputs=[*pickers, model_list["picker"]],
                           outputs=[*pickers, *notices, model_list["table"], model_list["picker"]],
@@ -113,6 +121,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, ...] =
 
     exposure = decide(host, auth=auth, auth_file=auth_file, no_auth=no_auth,
                       allow_training=allow_training)
+    log_lines()
     if exposure.warning:
         print(exposure.warning, file=sys.stderr, flush=True)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -128,6 +137,18 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, ...] =
                        css_paths=[ASSETS / "studio.css"], ssr_mode=False,
                        show_error=False, footer_links=["api", "settings"], mcp_server=False,
                        pwa=False, enable_monitoring=False, prevent_thread_lock=prevent_thread_lock)
+
+
+def log_lines() -> None:
+    """The studio's own log lines (one per refused request, a trace per real fault) on
+    stderr, each saying where it comes from."""
+    logger = logging.getLogger("studio.web")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _interrupt(signum, frame):

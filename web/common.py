@@ -1,4 +1,4 @@
-"""What every tab shares: turning library errors into ``gr.Error``, the bundle pickers,
+"""What every tab shares: actions whose errors stay on the page, the bundle pickers,
 per-request output folders, seeds and recipes.
 
 Nothing here holds state at import time; :class:`OutputFolders` is created by
@@ -7,6 +7,7 @@ Nothing here holds state at import time; :class:`OutputFolders` is created by
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -24,36 +25,49 @@ from studio.bundle import CARD, Bundle, resolve, search_path
 from studio.confine import confine, is_plain_name, pick, shown
 from studio.domains import Medium, domain_class
 from studio.errors import StudioError
+from studio.limits import SampleLimits
 
 log = logging.getLogger("studio.web")
 
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**31 - 1  # the dice's range; any seed of 0 or more is accepted
+# what one request may ask of this shared machine (the CLI has no such limits)
+LIMITS = SampleLimits(max_length=2000, max_beams=8, max_bars=64, max_text=200)
 OUTPUT_MAX_AGE_S = 3600  # request folders older than this are swept away
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 
 
 # --- errors -----------------------------------------------------------------------
 
-def _as_gradio_error(error: Exception) -> gr.Error:
+def describe(error: Exception, where: str) -> str:
+    """The one sentence a user sees for ``error``, logged once: a user's mistake (a
+    StudioError, a ``gr.Error``) as one line, anything else, our bug, with its trace."""
     if isinstance(error, gr.Error):
-        return error
-    if isinstance(error, StudioError):
-        return gr.Error(str(error))
-    # Anything else is our bug, not the user's: log the trace, show one line.
-    log.exception("unexpected error in a web handler")
-    return gr.Error(f"internal error ({type(error).__name__}); the server log has the details")
+        message = str(error.message)
+    elif isinstance(error, StudioError):
+        message = str(error)
+    else:
+        log.exception("%s: unexpected error", where)
+        return f"internal error ({type(error).__name__}); the server log has the details"
+    log.warning("%s refused: %s", where, message)
+    return message
 
 
-def user_errors(handler: Callable) -> Callable:
-    """Wrap a handler (plain or generator) so every failure reaches the browser as a
-    ``gr.Error`` with one clear sentence, never a stack trace."""
+def _as_gradio_error(error: Exception, where: str = "web handler") -> gr.Error:
+    # Gradio prints a trace for every gr.Error unless told not to: one line is logged here
+    return gr.Error(describe(error, where), print_exception=False)
+
+
+def user_errors(handler: Callable, where: str | None = None) -> Callable:
+    """Wrap a handler (plain or generator) so every failure reaches the caller as a
+    ``gr.Error`` with one clear sentence, never a stack trace (logged as one line)."""
+    where = where or handler.__name__
     if inspect.isgeneratorfunction(handler):
         @functools.wraps(handler)
         def stream(*args, **kwargs):
             try:
                 yield from handler(*args, **kwargs)
             except Exception as error:
-                raise _as_gradio_error(error) from None
+                raise _as_gradio_error(error, where) from None
         return stream
 
     @functools.wraps(handler)
@@ -61,8 +75,92 @@ def user_errors(handler: Callable) -> Callable:
         try:
             return handler(*args, **kwargs)
         except Exception as error:
-            raise _as_gradio_error(error) from None
+            raise _as_gradio_error(error, where) from None
     return call
+
+
+@contextlib.contextmanager
+def named_as_uploaded(names: dict[str, str]):
+    """Inside, a StudioError that names a server copy of an upload (a key of ``names``)
+    names the user's own file (its value) instead."""
+    try:
+        yield
+    except StudioError as error:
+        message = str(error)
+        for server, shown_name in names.items():
+            message = message.replace(server, shown_name)
+        raise StudioError(message) from None
+
+
+def error_box(tab: str) -> gr.Markdown:
+    """Where a tab's last failure stays, beside its action button, until the next action."""
+    return gr.Markdown(visible=False, elem_id=f"{tab}-error", elem_classes=["studio-error"],
+                       label="Error", show_label=False)
+
+
+def _shown_on_page(handler: Callable, count: int, page: Callable, where: str) -> Callable:
+    """``handler`` for the page: each result through ``page`` plus a hidden error box;
+    a failure clears the ``count`` outputs (nothing stale stays on screen) and shows its
+    one sentence in the box."""
+    def failed(error: Exception) -> tuple:
+        return (*[None] * count, gr.update(value=f"**Error:** {describe(error, where)}", visible=True))
+
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def stream(*args, **kwargs):
+            try:
+                for values in handler(*args, **kwargs):
+                    yield (*page(values), gr.update(visible=False))
+            except Exception as error:
+                yield failed(error)
+        return stream
+
+    @functools.wraps(handler)
+    def call(*args, **kwargs):
+        try:
+            return (*page(handler(*args, **kwargs)), gr.update(visible=False))
+        except Exception as error:
+            return failed(error)
+    return call
+
+
+def _as_tuple(values) -> tuple:
+    return values if isinstance(values, tuple) else (values,)
+
+
+def action(trigger, handler: Callable, *, inputs, outputs: list, error: gr.Markdown,
+           api_name: str, api: Callable = _as_tuple, page: Callable = _as_tuple, **options):
+    """Bind ``handler`` (plain or generator) as what ``trigger`` (a button, or a list of
+    events such as ``[button.click, picker.input]``) does, twice.
+
+    On the page, a trigger empties ``error`` at once, then runs ``handler``; each result
+    goes through ``page`` (one value per output) and a failure clears the outputs and
+    stays in ``error`` until the next click.  For API clients, ``/api_name`` runs the
+    same handler from a hidden button, each result through ``api``, and a failure is a
+    ``gr.Error``.  ``options`` (concurrency, progress) apply to both.  Returns the page's
+    event, for chaining."""
+    def api_results(*args, **kwargs):
+        if inspect.isgeneratorfunction(handler):
+            return (api(values) for values in handler(*args, **kwargs))
+        return api(handler(*args, **kwargs))
+
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def for_api(*args, **kwargs):
+            yield from api_results(*args, **kwargs)
+    else:
+        @functools.wraps(handler)
+        def for_api(*args, **kwargs):
+            return api_results(*args, **kwargs)
+
+    hidden = gr.Button(visible=False, elem_id=f"{api_name}-api")
+    hidden.click(user_errors(for_api, f"/{api_name}"), inputs=inputs, outputs=outputs, api_name=api_name,
+                 **options)
+    triggers = [trigger.click] if isinstance(trigger, gr.Button) else list(trigger)
+    cleared = gr.on(triggers, lambda: gr.update(value="", visible=False), outputs=error, queue=False,
+                    api_visibility="private", show_progress="hidden")
+    return cleared.then(_shown_on_page(handler, len(outputs), page, f"/{api_name}"), inputs=inputs,
+                        outputs=[*outputs, error], api_visibility="private", **options)
 
 
 # --- bundles ----------------------------------------------------------------------
@@ -140,10 +238,18 @@ def preferred(names: list[str], first_choice: str) -> str | None:
     return names[0] if names else None
 
 
+def choices_update(accepts: Callable[[type], bool]):
+    """Fresh choices for a picker, its value untouched (the user may be choosing)."""
+    return gr.update(choices=bundles_for(accepts))
+
+
 def picker_update(accepts: Callable[[type], bool], current: str | None, default: str):
+    """Fresh choices for a picker; its value changes only when ``current`` is gone, so a
+    refresh that answers late never undoes what the user picked meanwhile."""
     names = bundles_for(accepts)
-    value = current if current in names else preferred(names, default)
-    return gr.update(choices=names, value=value)
+    if current in names:
+        return gr.update(choices=names)
+    return gr.update(choices=names, value=preferred(names, default))
 
 
 def missing_notice(names: Iterable[str], what: str, shipped: str) -> str:
@@ -184,22 +290,26 @@ def new_seed() -> int:
     return secrets.randbelow(MAX_SEED)
 
 
-def as_int(value, name: str) -> int:
-    """Sliders and number boxes may hand over floats (40.0); recipes need ``40``."""
+def as_float(value, name: str) -> float:
+    """A number box's value; an empty box is refused, never read as 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise StudioError(f"give a number for {name} (the box is empty)")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise StudioError(f"{name} must be a whole number (got {value!r})") from None
+        raise StudioError(f"{name} must be a number (got {value!r})") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise StudioError(f"{name} must be a finite number (got {value!r})")
+    return number
+
+
+def as_int(value, name: str) -> int:
+    """Number boxes hand over floats (40.0); recipes need ``40``.  2.5 is refused, never
+    rounded."""
+    number = as_float(value, name)
     if number != int(number):
         raise StudioError(f"{name} must be a whole number (got {value!r})")
     return int(number)
-
-
-def as_float(value, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise StudioError(f"{name} must be a number (got {value!r})") from None
 
 
 # --- output folders -----------------------------------------------------------------

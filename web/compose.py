@@ -1,10 +1,11 @@
 """The Compose tab: music from a MIDI-event bundle, heard, seen and downloaded.
 
 ``compose(...)`` is the ``/compose`` endpoint: the same settings `studio sample` builds
-(``--bars``, ``--tempo``, ``--key``, ``--prime-midi`` ...), one sample, written as MIDI,
+(``--bars``, ``--tempo``, ``--key``, ``--prime-file`` ...), one sample, written as MIDI,
 WAV and a piano-roll PNG exactly as ``studio sample ... --out NAME.mid --wav
---piano-roll`` writes them.  An uploaded primer is kept under a content-named path so
-the recipe can name it.
+--piano-roll`` writes them.  An uploaded primer (any file the music domain reads) is
+kept under a content-named path on the server; the recipe and every message name it by
+the user's own file name.
 """
 
 from __future__ import annotations
@@ -13,52 +14,56 @@ import gradio as gr
 
 from studio.api import load, sample, settings_from
 from studio.confine import confine, contain
+from studio.domains import DOMAINS, Medium
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
-from .common import (MAX_SEED, OutputFolders, as_float, as_int, bundles_for, missing_notice,
-                     new_seed, preferred, require_model, upload_folder, user_errors, writes_music)
+from .common import (LIMITS, OutputFolders, action, as_float, as_int, bundles_for, error_box,
+                     missing_notice, named_as_uploaded, new_seed, preferred, require_model,
+                     upload_folder, writes_music)
 
 DEFAULT_MODEL = "songs"
-MAX_BARS = 64
 KEYS = ["(any)"] + [f"{tonic} {mode}" for mode in ("major", "minor") for tonic in
                     ("C", "G", "D", "A", "E", "B", "F#", "F", "Bb", "Eb", "Ab", "Db")] + [
     "D dorian", "E phrygian", "F lydian", "G mixolydian", "A minor pentatonic", "C blues"]
-MIDI_SUFFIXES = (".mid", ".midi")
+# what the music domains read: MIDI, MusicXML, ABC, Humdrum
+PRIMER_SUFFIXES = tuple(dict.fromkeys(suffix for cls in DOMAINS.values() if cls.medium is Medium.MUSIC
+                                      for suffix in cls.suffixes))
 
 
 def make_compose(outputs: OutputFolders):
-    @user_errors
-    def compose(model: str, primer: str | None, tempo: float, bars: int, key: str,
-                temperature: float, beams: int, seed: int):
+    def compose(model: str, primer: str | None = None, tempo: float = 110, bars: int = 8,
+                key: str = KEYS[0], temperature: float = 1.0, beams: int = 1, seed: int = 3):
         """Compose one piece; returns (summary, recipe, midi, wav, piano roll png)."""
         model = require_model(model, "music")
-        prime_file = None
+        prime_file, uploaded = None, {}
         if primer:
             primer = contain(primer, [upload_folder()], what="primer")
-            if primer.suffix.lower() not in MIDI_SUFFIXES:
-                raise StudioError(f"the primer must be a MIDI file (.mid), not {primer.name}")
-            prime_file = str(outputs.keep(primer, "primers", primer.suffix.lower()))
-        tempo = as_float(tempo, "tempo") if tempo else None
+            if primer.suffix.lower() not in PRIMER_SUFFIXES:
+                raise StudioError(f"{primer.name} is not a music file: give a MIDI (.mid), MusicXML, "
+                                  "ABC or Humdrum file")
+            kept = outputs.keep(primer, "primers", primer.suffix.lower())
+            prime_file, uploaded = str(kept), {str(kept): primer.name, str(primer): primer.name}
+        tempo = as_float(tempo, "tempo")
         settings = settings_from(
-            model, prime_file=prime_file, tempo=tempo, bars=as_int(bars, "bars"),
+            model, prime_file=prime_file, tempo=tempo or None, bars=as_int(bars, "bars"),
             key=None if key in (None, "", KEYS[0]) else key,
             temperature=as_float(temperature, "temperature"), num_beams=as_int(beams, "beams"),
             seed=as_int(seed, "seed"), length=None)
-        if settings.bars > MAX_BARS:
-            raise StudioError(f"at most {MAX_BARS} bars here (use the CLI for longer pieces)")
         loaded = load(settings.model)
-        runtime = loaded.runtime
         if not writes_music(type(loaded.domain)):
             raise StudioError(f"{model} is not a music model: pick one trained on MIDI")
-        [piece] = sample(settings=settings)
+        LIMITS.check(settings, loaded.domain)
+        with named_as_uploaded(uploaded):
+            [piece] = sample(settings=settings)
         folder = outputs.new("compose")
-        midi = atomic_save(piece.output, confine(folder, f"{runtime.bundle.name}-seed{settings.seed}.mid",
+        midi = atomic_save(piece.output, confine(folder, f"{loaded.name}-seed{settings.seed}.mid",
                                                  what="output file"))
         wav = atomic_save(piece.output, midi.with_suffix(".wav"))
         roll = atomic_save(piece.output, midi.with_suffix(".png"))
-        recipe = command_line(settings, out=midi.name) + " --wav --piano-roll"
+        shown = settings.with_(prime_file=uploaded[prime_file]) if prime_file else settings
+        recipe = command_line(shown, out=midi.name) + " --wav --piano-roll"
         return piece.text, recipe, str(midi), str(wav), str(roll)
 
     return compose
@@ -71,23 +76,27 @@ def build_tab(outputs: OutputFolders) -> dict:
         with gr.Column(scale=2, min_width=320):
             model = gr.Dropdown(names, value=preferred(names, DEFAULT_MODEL), label="Model",
                                 allow_custom_value=True, elem_id="compose-model")
-            primer = gr.File(label="Prime MIDI (optional)", file_types=list(MIDI_SUFFIXES),
-                             type="filepath", elem_id="compose-primer")
             with gr.Row():
-                tempo = gr.Slider(0, 240, value=110, step=1, label="Tempo (bpm)",
-                                  info="0 takes the primer's tempo (else 120).")
-                bars = gr.Slider(1, MAX_BARS, value=8, step=1, label="Bars")
+                tempo = gr.Number(110, step=1, label="Tempo (bpm)", elem_id="compose-tempo",
+                                  info="10 to 400; 0 takes the primer's (else 120).")
+                bars = gr.Number(8, step=1, label="Bars", elem_id="compose-bars",
+                                 info=f"1 to {LIMITS.max_bars}; new bars after a primer.")
             key = gr.Dropdown(KEYS, value=KEYS[0], label="Key / scale", allow_custom_value=True,
+                              elem_id="compose-key",
                               info="Notes outside the scale are never played; type any key, "
                                    "e.g. 'Bb mixolydian'.")
             with gr.Row():
-                temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature")
-                beams = gr.Slider(1, 8, value=1, step=1, label="Beams")
+                temperature = gr.Number(1.0, step=0.05, label="Temperature", elem_id="compose-temperature",
+                                        info="0 or more; 0 is greedy.")
+                beams = gr.Number(1, step=1, label="Beams", elem_id="compose-beams",
+                                  info=f"1 to {LIMITS.max_beams}.")
+                seed = gr.Number(3, step=1, label="Seed", elem_id="compose-seed", info="0 or more.")
             with gr.Row():
-                seed = gr.Number(value=3, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
-                                 scale=3, elem_id="compose-seed")
-                dice = gr.Button("Random", scale=1, min_width=60)
-            go = gr.Button("Compose", variant="primary", elem_id="compose-button")
+                go = gr.Button("Compose", variant="primary", elem_id="compose-button", scale=3)
+                dice = gr.Button("Random seed", scale=1, min_width=60)
+            error = error_box("compose")
+            primer = gr.File(label="Primer to continue (optional)", file_types=list(PRIMER_SUFFIXES),
+                             type="filepath", elem_id="compose-primer", height=120)
         with gr.Column(scale=3, min_width=360):
             summary = gr.Textbox(label="Piece", elem_id="compose-summary")
             audio = gr.Audio(label="Listen (WAV)", type="filepath", elem_id="compose-audio")
@@ -95,10 +104,10 @@ def build_tab(outputs: OutputFolders) -> dict:
             midi = gr.File(label="MIDI", elem_id="compose-midi")
             recipe = gr.Textbox(label="Recipe (writes the same MIDI, WAV and PNG)",
                                 buttons=["copy"], elem_id="compose-recipe")
-    go.click(make_compose(outputs),
-             inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
-             outputs=[summary, recipe, midi, audio, roll], api_name="compose",
-             concurrency_limit=2, concurrency_id="render")
+    action(go, make_compose(outputs),
+           inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
+           outputs=[summary, recipe, midi, audio, roll], error=error, api_name="compose",
+           concurrency_limit=2, concurrency_id="render")
     dice.click(new_seed, outputs=seed, api_visibility="private")
     return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL,
             "what": "music"}

@@ -3,7 +3,9 @@
 ``handwrite(...)`` is the ``/handwrite`` endpoint: the settings `studio sample` builds
 from ``--text --style --bias --seed --stroke-width --color``, one drawing, saved as SVG,
 PNG and an animated GIF exactly as ``studio sample ... --out NAME.svg`` (``.png``,
-``.gif``) saves them.  Unconditional bundles (doodles) ignore the text.
+``.gif``) saves them.  A handwriting model needs text (an empty box is refused, never
+filled in); an unconditional bundle (doodles) takes none, so the page hides the text box
+and the style picker while one is chosen.
 """
 
 from __future__ import annotations
@@ -13,18 +15,16 @@ import re
 import gradio as gr
 
 from studio.api import load, sample, settings_from
-from studio.bundle import Bundle
 from studio.confine import confine
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
-from .common import (MAX_SEED, OutputFolders, as_float, as_int, bundles_for, draws_strokes,
-                     listed_bundle, missing_notice, new_seed, preferred, require_model, user_errors)
+from .common import (LIMITS, OutputFolders, action, as_float, as_int, bundles_for, draws_strokes,
+                     error_box, listed_bundle, missing_notice, new_seed, preferred, require_model)
 
 DEFAULT_MODEL = "handwriting"
 NO_STYLE = "none"
-MAX_TEXT = 200
 FORMATS = (".svg", ".png", ".gif")
 _RGB = re.compile(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)")
 
@@ -59,23 +59,33 @@ def parse_style(choice) -> int | None:
     return as_int(str(choice).split(":")[0], "style")
 
 
+def controls(model: str | None) -> tuple:
+    """Updates for (text box, style picker) when ``model`` is chosen: each shown only
+    when the model uses it (a doodle model takes neither text nor a stored hand)."""
+    try:
+        loaded = load(listed_bundle(model).path) if model else None
+    except StudioError:
+        loaded = None
+    writes = loaded is not None and draws_strokes(type(loaded.domain)) and loaded.domain.conditional
+    styles = style_choices(model)
+    return gr.update(visible=writes or loaded is None), gr.update(choices=styles, value=NO_STYLE,
+                                                                  visible=len(styles) > 1)
+
+
 def make_handwrite(outputs: OutputFolders):
-    @user_errors
-    def handwrite(model: str, text: str, style: str, bias: float, seed: int,
-                  stroke_width: float, color: str):
+    def handwrite(model: str, text: str | None = None, style: str = NO_STYLE, bias: float = 1.5,
+                  seed: int = 1, stroke_width: float = 2.0, color: str = "#1a1a2e"):
         """Write ``text``; returns (summary, recipe, svg markup, png, gif, files)."""
         model = require_model(model, "handwriting")
-        if text and len(text) > MAX_TEXT:
-            raise StudioError(f"at most {MAX_TEXT} characters here (got {len(text)}); use the CLI for more")
         loaded = load(model)
         runtime, domain = loaded.runtime, loaded.domain
         if not draws_strokes(type(domain)):
             raise StudioError(f"{model} does not draw strokes: pick a handwriting or doodle model")
-        conditional = domain.conditional
         settings = settings_from(
-            model, text=(text or None) if conditional else None, style=parse_style(style),
+            model, text=(text or "") if domain.conditional else None, style=parse_style(style),
             bias=as_float(bias, "legibility"), seed=as_int(seed, "seed"),
             stroke_width=as_float(stroke_width, "stroke width"), color=hex_colour(color))
+        LIMITS.check(settings, domain)
         [drawing] = sample(settings=settings)
         folder = outputs.new("handwrite")
         stem = f"{runtime.bundle.name}-seed{settings.seed}"
@@ -92,26 +102,30 @@ def make_handwrite(outputs: OutputFolders):
 def build_tab(outputs: OutputFolders) -> dict:
     names = bundles_for(draws_strokes)
     first = preferred(names, DEFAULT_MODEL)
+    shows_text, shows_style = controls(first)
     notice = gr.Markdown(missing_notice(names, "handwriting", DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model = gr.Dropdown(names, value=first, label="Model", allow_custom_value=True,
                                 elem_id="handwrite-model")
-            text = gr.Textbox("Sequence Studio", label="Text", lines=2, max_length=MAX_TEXT,
-                              elem_id="handwrite-text",
-                              info="Long text wraps at the line length the model was trained on.")
-            style = gr.Dropdown(style_choices(first), value=NO_STYLE, label="Style", allow_custom_value=True,
-                                info="Prime the pen with a stored sample's hand.")
-            bias = gr.Slider(0, 4, value=1.5, step=0.1, label="Legibility (bias)",
-                             info="0 is wild, 3 and up is neat.")
-            with gr.Row():
-                seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
-                                 scale=3, elem_id="handwrite-seed")
-                dice = gr.Button("Random", scale=1, min_width=60)
-            with gr.Row():
-                stroke_width = gr.Slider(0.5, 8, value=2.0, step=0.5, label="Stroke width")
-                color = gr.ColorPicker("#1a1a2e", label="Ink colour")
+            text = gr.Textbox("Sequence Studio", label="Text", lines=2, elem_id="handwrite-text",
+                              visible=shows_text["visible"],
+                              info=f"Up to {LIMITS.max_text} characters; long text wraps at the line "
+                                   "length the model was trained on.")
+            style = gr.Dropdown(shows_style["choices"], value=NO_STYLE, label="Style",
+                                allow_custom_value=True, visible=shows_style["visible"],
+                                elem_id="handwrite-style", info="Prime the pen with a stored sample's hand.")
             go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
+            error = error_box("handwrite")
+            with gr.Row():
+                bias = gr.Number(1.5, step=0.1, label="Legibility (bias)", elem_id="handwrite-bias",
+                                 info="0 or more: 0 is wild, 3 and up is neat.")
+                seed = gr.Number(1, step=1, label="Seed", elem_id="handwrite-seed", info="0 or more.")
+                dice = gr.Button("Random", scale=0, min_width=80)
+            with gr.Row():
+                stroke_width = gr.Number(2.0, step=0.5, label="Stroke width", elem_id="handwrite-width",
+                                         info="Above 0 (pixels).")
+                color = gr.ColorPicker("#1a1a2e", label="Ink colour")
         with gr.Column(scale=3, min_width=360):
             summary = gr.Textbox(label="Drawing", elem_id="handwrite-summary")
             svg = gr.HTML(label="SVG", elem_id="handwrite-svg", max_height=400)
@@ -121,12 +135,11 @@ def build_tab(outputs: OutputFolders) -> dict:
             files = gr.File(label="Downloads", file_count="multiple", elem_id="handwrite-files")
             recipe = gr.Textbox(label="Recipes (one per format)", buttons=["copy"], lines=3,
                                 elem_id="handwrite-recipe")
-    go.click(make_handwrite(outputs),
-             inputs=[model, text, style, bias, seed, stroke_width, color],
-             outputs=[summary, recipe, svg, png, gif, files], api_name="handwrite",
-             concurrency_limit=2, concurrency_id="render")
-    model.change(lambda name: gr.update(choices=style_choices(name), value=NO_STYLE),
-                 inputs=model, outputs=style, api_visibility="private")
+    action(go, make_handwrite(outputs),
+           inputs=[model, text, style, bias, seed, stroke_width, color],
+           outputs=[summary, recipe, svg, png, gif, files], error=error, api_name="handwrite",
+           concurrency_limit=2, concurrency_id="render")
+    model.change(controls, inputs=model, outputs=[text, style], api_visibility="private")
     dice.click(new_seed, outputs=seed, api_visibility="private")
     return {"model": model, "notice": notice, "accepts": draws_strokes, "default": DEFAULT_MODEL,
             "what": "handwriting"}

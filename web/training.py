@@ -36,8 +36,9 @@ import gradio as gr
 from studio.bundle import PACKAGE_ROOT
 from studio.confine import check_name, confine, contain, escaping_links, is_plain_name, pick
 from studio.errors import StudioError
+from studio.limits import Bounds, TrainLimits
 
-from .common import NAME_PATTERN, as_float, as_int, upload_folder, user_errors
+from .common import NAME_PATTERN, action, as_float, as_int, error_box, upload_folder, user_errors
 
 POLL_S = 1.0
 CANCEL_GRACE_S = 10.0
@@ -47,6 +48,12 @@ UPLOADS = "_uploads"  # runs/_uploads/NAME holds a request's uploaded files
 MAX_UPLOAD_FILES = 50
 MAX_UPLOAD_BYTES = 20 * 2**20  # all files of one request together (each is also capped by Gradio)
 SHOWN_LINKS = 3  # links named in the refusal of a corpus that holds links out of its root
+# what the Train tab offers: small models that train in minutes on a shared machine
+LIMITS = TrainLimits(hidden_size=Bounds("hidden size", 16, 1024), layers=Bounds("layers", 1, 3),
+                     seq_len=Bounds("sequence length", 16, 256), batch_size=Bounds("batch size", 1, 128),
+                     max_steps=Bounds("max steps", 0), max_minutes=Bounds("max minutes", 0),
+                     eval_every=Bounds("validate every", 1))
+SERIES_COLOURS = {"train": "#4f46e5", "validation": "#ea580c"}
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,11 @@ class TrainingJobs:
         if len(set(names)) < len(names):
             raise StudioError("two uploaded files have the same name: rename one")
         total = sum(source.stat().st_size for source in sources)
+        if total == 0:
+            shown_names = ", ".join(names[:SHOWN_LINKS]) + (" ..." if len(names) > SHOWN_LINKS else "")
+            raise StudioError(f"nothing to train on: {shown_names} "
+                              f"{'is' if len(names) == 1 else 'are'} empty; upload files with text "
+                              "(or music) in them")
         if total > MAX_UPLOAD_BYTES:
             raise StudioError(f"uploads are capped at {MAX_UPLOAD_BYTES // 2**20} MB per training run "
                               f"(got {total / 2**20:.1f} MB); put a bigger corpus in a corpus folder")
@@ -286,16 +298,39 @@ def plot_value(points: list[list]):
         {"step": "float64", "loss": "float64", "series": "str"})
 
 
+def every_series(table):
+    """``table`` after one empty row per series: the plot fixes its colour scale from the
+    first table it draws, and a series missing from that one would never get a stroke."""
+    import pandas as pd
+
+    if table is None:
+        return None
+    placeholders = plot_value([[0.0, float("nan"), series] for series in SERIES_COLOURS])
+    return pd.concat([placeholders, table], ignore_index=True)
+
+
+def for_page(values: tuple) -> tuple:
+    status, table, log, command = values
+    return status, every_series(table), log, command
+
+
 def make_train(jobs: TrainingJobs):
-    @user_errors
-    def train(corpus: str, uploads: list[str] | None, name: str, domain: str, hidden_size: int,
-              layers: int, seq_len: int, batch_size: int, max_steps: int, max_minutes: float,
-              eval_every: int):
+    def train(corpus: str | None = None, uploads: list[str] | None = None, name: str = "",
+              domain: str = "auto", hidden_size: int = 128, layers: int = 2, seq_len: int = 64,
+              batch_size: int = 32, max_steps: int = 300, max_minutes: float = 10, eval_every: int = 50):
         """Train and export a model; streams (status, loss rows, log, command)."""
         name = (name or "").strip()
         if not NAME_PATTERN.match(name):
             raise StudioError("give the model a name: letters, digits, '-', '_' or '.', up to 48 characters")
         check_name(name, "model name")
+        options = {"hidden_size": as_int(hidden_size, "hidden size"), "layers": as_int(layers, "layers"),
+                   "seq_len": as_int(seq_len, "sequence length"),
+                   "batch_size": as_int(batch_size, "batch size"),
+                   "max_steps": as_int(max_steps, "max steps") or None,
+                   "max_minutes": as_float(max_minutes, "max minutes") or None,
+                   "eval_every": as_int(eval_every, "validate every")}
+        LIMITS.check(options)
+        options["domain"] = None if domain in (None, "", "auto") else domain
         listed = jobs.listed_corpus(corpus) if corpus and corpus != UPLOAD_CHOICE else None
         jobs.folders(name)
         if uploads:
@@ -304,13 +339,6 @@ def make_train(jobs: TrainingJobs):
             source = listed
         else:
             raise StudioError("choose a corpus folder or upload files to train on")
-        options = {"hidden_size": as_int(hidden_size, "hidden size"), "layers": as_int(layers, "layers"),
-                   "seq_len": as_int(seq_len, "sequence length"),
-                   "batch_size": as_int(batch_size, "batch size"),
-                   "max_steps": as_int(max_steps, "max steps") or None,
-                   "max_minutes": as_float(max_minutes, "max minutes") or None,
-                   "eval_every": as_int(eval_every, "evaluate every"),
-                   "domain": None if domain in (None, "", "auto") else domain}
         job = jobs.start(source, name, options)
         command = shlex.join(job.shown_command)
         while job.running:
@@ -330,45 +358,55 @@ def make_train(jobs: TrainingJobs):
     return train
 
 
-def build_tab(jobs: TrainingJobs) -> gr.Button:
-    """Components and events of the Train tab; returns the start button, whose event
-    the app chains a picker refresh onto."""
+def build_tab(jobs: TrainingJobs):
+    """Components and events of the Train tab; returns the start button's page event,
+    onto which the app chains a picker refresh."""
     choices = list(jobs.corpora())
     gr.Markdown("Train a recurrent model on a corpus folder or on files you upload. "
                 "One run at a time; a small model on a small corpus takes minutes on a laptop.")
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            corpus = gr.Dropdown(choices + [UPLOAD_CHOICE], value=choices[0] if choices else UPLOAD_CHOICE,
-                                 label="Corpus", allow_custom_value=True, elem_id="train-corpus",
-                                 info="A folder the studio lists (corpora/), or your uploads.")
-            uploads = gr.File(label="...or upload files", file_count="multiple", type="filepath",
-                              elem_id="train-uploads")
             with gr.Row():
-                name = gr.Textbox(label="Model name", placeholder="my-model", elem_id="train-name")
-                domain = gr.Dropdown(trainable_domains(), value="auto", label="Domain")
-            with gr.Row():
-                hidden_size = gr.Slider(16, 1024, value=128, step=16, label="Hidden size")
-                layers = gr.Slider(1, 3, value=2, step=1, label="Layers")
-            with gr.Row():
-                seq_len = gr.Slider(16, 256, value=64, step=16, label="Sequence length")
-                batch_size = gr.Slider(1, 128, value=32, step=1, label="Batch size")
-            with gr.Row():
-                max_steps = gr.Number(300, precision=0, minimum=0, label="Max steps (0: by epochs)")
-                max_minutes = gr.Number(10, minimum=0, label="Max minutes (0: no limit)")
-                eval_every = gr.Number(50, precision=0, minimum=1, label="Validate every")
+                corpus = gr.Dropdown(choices + [UPLOAD_CHOICE], value=choices[0] if choices else UPLOAD_CHOICE,
+                                     label="Corpus", allow_custom_value=True, elem_id="train-corpus",
+                                     info="A folder the studio lists (corpora/), or your uploads.")
+                name = gr.Textbox("", label="Model name", placeholder="my-model", elem_id="train-name")
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+            error = error_box("train")
+            uploads = gr.File(label="...or upload files", file_count="multiple", type="filepath",
+                              elem_id="train-uploads", height=120)
+            with gr.Row():
+                domain = gr.Dropdown(trainable_domains(), value="auto", label="Domain")
+                hidden_size = gr.Number(128, step=16, label="Hidden size", elem_id="train-hidden",
+                                        info=_range(LIMITS.hidden_size))
+                layers = gr.Number(2, step=1, label="Layers", elem_id="train-layers", info=_range(LIMITS.layers))
+            with gr.Row():
+                seq_len = gr.Number(64, step=16, label="Sequence length", elem_id="train-seq-len",
+                                    info=_range(LIMITS.seq_len))
+                batch_size = gr.Number(32, step=1, label="Batch size", elem_id="train-batch",
+                                       info=_range(LIMITS.batch_size))
+            with gr.Row():
+                max_steps = gr.Number(300, step=1, label="Max steps", info="0: by epochs.",
+                                      elem_id="train-max-steps")
+                max_minutes = gr.Number(10, label="Max minutes", info="0: no limit.", elem_id="train-max-minutes")
+                eval_every = gr.Number(50, step=1, label="Validate every", info="Steps, 1 or more.",
+                                       elem_id="train-eval-every")
         with gr.Column(scale=3, min_width=360):
             status = gr.Textbox(label="Progress", elem_id="train-status")
             plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (nats/token)",
-                               height=320, elem_id="train-plot")
+                               color_map=SERIES_COLOURS, height=320, elem_id="train-plot")
             log = gr.Textbox(label="Log", lines=6, max_lines=15, elem_id="train-log")
-            command = gr.Textbox(label="Same run from the CLI", buttons=["copy"])
-    event = start.click(make_train(jobs),
-                        inputs=[corpus, uploads, name, domain, hidden_size, layers, seq_len,
-                                batch_size, max_steps, max_minutes, eval_every],
-                        outputs=[status, plot, log, command], api_name="train",
-                        concurrency_limit=1, concurrency_id="train", show_progress="minimal")
+            command = gr.Textbox(label="Same run from the CLI", buttons=["copy"], elem_id="train-command")
+    event = action(start, make_train(jobs),
+                   inputs=[corpus, uploads, name, domain, hidden_size, layers, seq_len, batch_size,
+                           max_steps, max_minutes, eval_every],
+                   outputs=[status, plot, log, command], error=error, api_name="train", page=for_page,
+                   concurrency_limit=1, concurrency_id="train", show_progress="minimal")
     cancel.click(user_errors(jobs.cancel), outputs=status, api_name="cancel_training")
     return event
+
+
+def _range(bounds: Bounds) -> str:
+    return f"{bounds.low:g} to {bounds.high:g}."

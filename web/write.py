@@ -4,32 +4,66 @@
 :class:`~studio.sampling.settings.SampleSettings` the CLI builds from the same options,
 runs :func:`studio.api.sample_iter`, and returns the text, its recipe (the
 ``studio sample ... --out FILE.txt`` command that writes the very same bytes), an HTML
-view (Markdown, highlighted code, or confidence colours) and the text file.
+view (Markdown, highlighted code, or confidence colours), the text file and a stats line.
+The page shows the text once: plain text in the text box, anything rendered in the view.
+
+Stop on the page ends the running write at its next token: what was written so far is
+kept, with the file and recipe of exactly those tokens (``--length N``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import gradio as gr
 
-from studio.api import load, sample_iter, settings_from
+from studio.api import load, sample, sample_iter, settings_from
 from studio.confine import confine
-from studio.heads import Finished, Token
 from studio.errors import StudioError
+from studio.heads import Finished, Token
 from studio.inspection import confidence_view
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 from studio.text_view import VIEWS, corpus_view, view_html
 
-from .common import (MAX_SEED, OutputFolders, as_float, as_int, missing_notice, new_seed,
-                     preferred, require_model, user_errors, writes_text, bundles_for)
+from .common import (LIMITS, OutputFolders, action, as_float, as_int, bundles_for, error_box,
+                     missing_notice, new_seed, preferred, require_model, writes_text)
 
 STREAM_INTERVAL_S = 0.08  # a screen update at least this often while tokens come ...
 STREAM_TOKENS = 32  # ... or after this many tokens, so fast small models still stream
-MAX_LENGTH = 2000
 WRITE_CONCURRENCY = 4
 DEFAULT_MODEL = "prose"
+
+
+class StopRequests:
+    """Sessions (browser tabs) whose user pressed Stop while a write of theirs ran.  A
+    Stop with no write running is ignored, so it never cuts the next write short."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        self._pressed: set[str] = set()
+
+    def start(self, session: str | None) -> None:
+        with self._lock:
+            if session is not None:
+                self._running.add(session)
+                self._pressed.discard(session)
+
+    def finish(self, session: str | None) -> None:
+        with self._lock:
+            self._running.discard(session)
+            self._pressed.discard(session)
+
+    def press(self, session: str | None) -> None:
+        with self._lock:
+            if session in self._running:
+                self._pressed.add(session)
+
+    def pressed(self, session: str | None) -> bool:
+        with self._lock:
+            return session in self._pressed
 
 
 def parse_stops(text: str | None) -> tuple[str, ...]:
@@ -53,113 +87,154 @@ def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, 
         length=as_int(length, "length"), stop=parse_stops(stop))
 
 
-def make_write(outputs: OutputFolders):
-    @user_errors
-    def write(model: str, prime: str, temperature: float, top_k: int, top_p: float,
-              repetition_penalty: float, beams: int, seed: int, length: int, stop: str,
-              view: str = "auto", confidence: bool = False):
-        """Generate text; streams (text, recipe, html, file, stats), the last one complete."""
+def make_write(outputs: OutputFolders, stops: StopRequests):
+    def write(model: str, prime: str | None = None, temperature: float = 0.8, top_k: int = 0,
+              top_p: float = 1.0, repetition_penalty: float = 1.0, beams: int = 1, seed: int = 1,
+              length: int = 300, stop: str | None = None, view: str = "auto", confidence: bool = False,
+              request: gr.Request = None):
+        """Generate text; streams (text, recipe, html, file, stats, rendered), the last one
+        complete; ``rendered`` says whether ``html`` shows more than the plain text."""
         settings = write_settings(model, prime, temperature, top_k, top_p, repetition_penalty,
                                   beams, seed, length, stop)
-        if settings.length > MAX_LENGTH:
-            raise StudioError(f"length is capped at {MAX_LENGTH} tokens here (use the CLI for more)")
         loaded = load(settings.model)
         runtime, domain = loaded.runtime, loaded.domain
         if not writes_text(type(domain)):
             raise StudioError(f"{settings.model} is a {domain.name} model: the Write tab needs a "
                               "text model (music goes in Compose, strokes in Handwrite)")
+        LIMITS.check(settings, domain)
         if view not in VIEWS:
             raise StudioError(f"view must be one of {', '.join(VIEWS)} (got {view!r})")
         shown, language = corpus_view(runtime.bundle.card) if view == "auto" else (view, None)
         if shown == "code" and language is None:
             language = corpus_view(runtime.bundle.card)[1]
+        rendered = bool(confidence) or shown != "plain"
 
+        session = request.session_hash if request is not None else None
         text = settings.prime or ""
         pieces: list[str] = []
         started = last_update = time.monotonic()
         shown_tokens = 0
-        yield text, "", view_html(text, shown, language), None, "writing..."
+        stopped = False
         samples = []
-        for event in sample_iter(settings=settings):
-            if isinstance(event, Finished):
-                samples = event.samples
-                break
-            if not isinstance(event, Token):
-                continue
-            pieces.append(event.text)
-            if (time.monotonic() - last_update >= STREAM_INTERVAL_S
-                    or len(pieces) - shown_tokens >= STREAM_TOKENS):
-                last_update, shown_tokens = time.monotonic(), len(pieces)
-                partial = text + "".join(pieces)
-                yield partial, "", view_html(partial, shown, language), None, f"{len(pieces)} tokens..."
+        stops.start(session)
+        try:
+            yield text, "", view_html(text, shown, language), None, "writing...", rendered
+            for event in sample_iter(settings=settings):
+                if isinstance(event, Finished):
+                    samples = event.samples
+                    break
+                if not isinstance(event, Token):
+                    continue
+                pieces.append(event.text)
+                if stops.pressed(session):
+                    stopped = True
+                    break
+                if (time.monotonic() - last_update >= STREAM_INTERVAL_S
+                        or len(pieces) - shown_tokens >= STREAM_TOKENS):
+                    last_update, shown_tokens = time.monotonic(), len(pieces)
+                    partial = text + "".join(pieces)
+                    yield (partial, "", view_html(partial, shown, language), None,
+                           f"{len(pieces)} tokens...", rendered)
+        finally:
+            stops.finish(session)
         seconds = time.monotonic() - started
-        sample = samples[0]
+        if stopped:
+            # what exists is what `--length N` writes: the recipe's own run gives its file
+            settings = settings.with_(length=len(pieces))
+            samples = sample(settings=settings)
+        finished = samples[0]
 
         folder = outputs.new("write")
         target = confine(folder, f"{runtime.bundle.name}-seed{settings.seed}.txt", what="output file")
-        atomic_save(sample.output, target)
+        atomic_save(finished.output, target)
         recipe = command_line(settings, out=target.name)
         if confidence:
-            html_view = confidence_view(runtime, domain, settings, sample.tokens)
+            html_view = confidence_view(runtime, domain, settings, finished.tokens)
         else:
-            html_view = view_html(sample.text, shown, language)
-        count = len(sample.tokens)
-        stats = (f"{count} tokens in {seconds:.2f} s ({1000 * seconds / max(1, count):.1f} ms/token); "
-                 f"log-probability {sample.logprob:.2f} nats ({sample.logprob / max(1, count):.3f} per token)")
-        yield sample.text, recipe, html_view, str(target), stats
+            html_view = view_html(finished.text, shown, language)
+        count = len(finished.tokens)
+        logprob = (f"log-probability {finished.logprob:.2f} nats "
+                   f"({finished.logprob / max(1, count):.3f} per token)")
+        if stopped:
+            stats = (f"stopped at {count} tokens after {seconds:.2f} s; the text file and the recipe "
+                     f"hold these {count} tokens; {logprob}")
+        else:
+            stats = (f"{count} tokens in {seconds:.2f} s ({1000 * seconds / max(1, count):.1f} ms/token); "
+                     f"{logprob}")
+        yield finished.text, recipe, html_view, str(target), stats, rendered
 
     return write
+
+
+def for_api(values: tuple) -> tuple:
+    """(text, recipe, html, file, stats): the endpoint's outputs."""
+    return values[:5]
+
+
+def for_page(values: tuple) -> tuple:
+    """The text once: in the text box when plain, in the view when rendered."""
+    text, recipe, html_view, file, stats, rendered = values
+    return (gr.update(value=text, visible=not rendered), recipe,
+            gr.update(value=html_view, visible=rendered), file, stats)
 
 
 def build_tab(outputs: OutputFolders) -> dict:
     """Components and events of the Write tab; returns the model picker for refreshes."""
     names = bundles_for(writes_text)
+    stops = StopRequests()
     notice = gr.Markdown(missing_notice(names, "text", DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model = gr.Dropdown(names, value=preferred(names, DEFAULT_MODEL), label="Model",
                                 allow_custom_value=True, elem_id="write-model",
                                 info="Any text bundle: prose, Markdown, code or your own.")
-            prime = gr.Textbox(label="Prime", lines=3, placeholder="ROMEO:", elem_id="write-prime",
-                               info="Text the model continues from.")
+            prime = gr.Textbox("", label="Prime", lines=3, placeholder="ROMEO:", elem_id="write-prime",
+                               info="Text the model continues from; empty starts a fresh document.")
             with gr.Row():
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
-                                        info="0 is greedy.", elem_id="write-temperature")
-                length = gr.Slider(1, MAX_LENGTH, value=300, step=1, label="Length (tokens)",
-                                   elem_id="write-length")
+                go = gr.Button("Write", variant="primary", elem_id="write-button")
+                cancel = gr.Button("Stop", variant="stop", elem_id="write-stop")
+            error = error_box("write")
             with gr.Row():
-                top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k", info="0 is off.")
-                top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p")
+                temperature = gr.Number(0.8, step=0.05, label="Temperature", elem_id="write-temperature",
+                                        info="0 or more; 0 is greedy.")
+                length = gr.Number(300, step=1, label="Length (tokens)", elem_id="write-length",
+                                   info=f"1 to {LIMITS.max_length:,}.")
+                beams = gr.Number(1, step=1, label="Beams", elem_id="write-beams",
+                                  info=f"1 to {LIMITS.max_beams}.")
             with gr.Row():
-                repetition_penalty = gr.Slider(0.5, 2, value=1.0, step=0.05,
-                                               label="Repetition penalty", info="1.0 is off.")
-                beams = gr.Slider(1, 8, value=1, step=1, label="Beams")
+                top_k = gr.Number(0, step=1, label="Top-k", info="0 is off.", elem_id="write-top-k")
+                top_p = gr.Number(1.0, step=0.01, label="Top-p", info="Above 0, up to 1 (off).",
+                                  elem_id="write-top-p")
+                repetition_penalty = gr.Number(1.0, step=0.05, label="Repetition penalty",
+                                               info="Above 0; 1 is off.", elem_id="write-repetition")
             with gr.Row():
-                seed = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
-                                 elem_id="write-seed", scale=3)
+                seed = gr.Number(1, step=1, label="Seed", elem_id="write-seed", scale=3,
+                                 info="0 or more: the same seed writes the same text.")
                 dice = gr.Button("Random", scale=1, min_width=60, elem_id="write-dice")
-            stop = gr.Textbox(label="Stop strings", lines=2, placeholder="one per line; \\n is a newline")
+            stop = gr.Textbox("", label="Stop strings", lines=2, elem_id="write-stop-strings",
+                              placeholder="one per line; \\n is a newline")
             with gr.Row():
                 view = gr.Radio(list(VIEWS), value="auto", label="Show as",
                                 info="auto: Markdown or code when the model was trained on it.")
                 confidence = gr.Checkbox(False, label="Colour by confidence", elem_id="write-confidence")
-            with gr.Row():
-                go = gr.Button("Write", variant="primary", elem_id="write-button")
-                cancel = gr.Button("Stop", variant="stop", elem_id="write-stop")
         with gr.Column(scale=3, min_width=360):
             text = gr.Textbox(label="Text", lines=12, max_lines=30, buttons=["copy"],
                               elem_id="write-text", autoscroll=True)
-            html_view = gr.HTML(label="View", elem_id="write-view", max_height=520)
-            stats = gr.Markdown(elem_id="write-stats")
+            html_view = gr.HTML(label="View", elem_id="write-view", max_height=520, visible=False)
+            stats = gr.Markdown(label="Stats", elem_id="write-stats")
             recipe = gr.Textbox(label="Recipe (reproduces the text file byte for byte)",
                                 buttons=["copy"], elem_id="write-recipe", lines=1)
             file = gr.File(label="Text file", elem_id="write-file")
-    event = go.click(make_write(outputs),
-                     inputs=[model, prime, temperature, top_k, top_p, repetition_penalty, beams,
-                             seed, length, stop, view, confidence],
-                     outputs=[text, recipe, html_view, file, stats], api_name="write",
-                     concurrency_limit=WRITE_CONCURRENCY, concurrency_id="write")
-    cancel.click(None, cancels=[event], api_visibility="private")
+    action(go, make_write(outputs, stops),
+           inputs=[model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop,
+                   view, confidence],
+           outputs=[text, recipe, html_view, file, stats], error=error, api_name="write",
+           api=for_api, page=for_page, concurrency_limit=WRITE_CONCURRENCY, concurrency_id="write")
+
+    def press_stop(request: gr.Request):
+        stops.press(request.session_hash)
+
+    cancel.click(press_stop, queue=False, api_visibility="private", show_progress="hidden")
     dice.click(new_seed, outputs=seed, api_visibility="private")
     return {"model": model, "notice": notice, "accepts": writes_text, "default": DEFAULT_MODEL,
             "what": "text"}

@@ -63,6 +63,7 @@ class Domain(ABC):
     default_suffix: ClassVar[str | None] = None  # what `studio sample` writes when no --out is given
     streams_text: ClassVar[bool] = False  # tokens can be printed as they come
     compares_samples: ClassVar[bool] = False  # `studio eval` also scores generated samples
+    unit_name: ClassVar[str] = "token"  # one step of the model, as a reader would name it
 
     # --- corpus -------------------------------------------------------------
     @classmethod

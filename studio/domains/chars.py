@@ -130,6 +130,7 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
     """Vocabulary: the corpus's code points, sorted, plus the document separator."""
 
     name = "chars"
+    unit_name = "character"
 
     def __init__(self, symbols: Sequence[str]):
         if SEPARATOR not in symbols:

@@ -54,6 +54,7 @@ class MusicDomain(CategoricalDomain):
     medium: ClassVar[Medium] = Medium.MUSIC
     default_suffix: ClassVar[str | None] = ".mid"  # `studio sample` writes a MIDI file unasked
     compares_samples: ClassVar[bool] = True  # `studio eval` sets generated pieces beside the corpus
+    unit_name: ClassVar[str] = "event"
 
     def __init__(self, codec: EventCodec | None = None, max_note_ticks: int | None = None,
                  max_voices: int | None = None):

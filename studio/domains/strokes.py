@@ -40,6 +40,7 @@ class StrokesDomain(MixtureDomain):
     medium: ClassVar[Medium] = Medium.INK
     suffixes: ClassVar[tuple[str, ...]] = (".npz",)
     default_suffix: ClassVar[str | None] = ".svg"
+    unit_name: ClassVar[str] = "point"
 
     def __init__(self, alphabet: str = "", mean: Sequence[float] = (0.0, 0.0), std: Sequence[float] = (1.0, 1.0),
                  conditional: bool = False, source: str = "", line_characters: int = 0,

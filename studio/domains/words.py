@@ -25,6 +25,7 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
     """Vocabulary: separator, unknown, then the most frequent tokens (ties by first sight)."""
 
     name = "words"
+    unit_name = "word"
 
     def __init__(self, tokens: Sequence[str]):
         self.tokens = list(tokens)

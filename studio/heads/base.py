@@ -75,3 +75,8 @@ class Head(ABC):
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
         """Teacher-forced mean nats per unit of ``corpus`` (``split="val"``: its held-out
         part) through onnxruntime."""
+
+    @abstractmethod
+    def explain(self, nats: float, unit_name: str) -> tuple[str, str]:
+        """(the figure as a reader should see it, one sentence saying what it means) for a
+        held-out score of ``nats`` per ``unit_name`` ("character", "point", ...)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -29,3 +30,11 @@ class CategoricalHead(Head):
             ids = ids[int(len(ids) * (1 - val_fraction)):]
         nats, count = nats_per_token(runtime, ids)
         return Score(nats, count, self.unit)
+
+    def explain(self, nats: float, unit_name: str) -> tuple[str, str]:
+        """Bits per unit, and the number of equally likely choices that is as uncertain
+        (the perplexity, ``2 ** bits``)."""
+        bits = nats / math.log(2)
+        return (f"{bits:.2f} bits per {unit_name}",
+                f"On held-out data it never trained on, the model is as unsure of each next {unit_name} "
+                f"as a pick among {2 ** bits:.1f} equally likely ones; lower is better.")

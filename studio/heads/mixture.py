@@ -29,3 +29,10 @@ class MixtureHead(Head):
         source = corpus if (not domain.conditional and corpus.suffix == ".npz") else None
         result = evaluate_strokes(runtime, domain, source)
         return Score(result["nats_per_point"], result["points"], self.unit)
+
+    def explain(self, nats: float, unit_name: str) -> tuple[str, str]:
+        """Nats per point, which may be negative: a density, not a probability."""
+        return (f"{nats:.2f} nats per {unit_name}",
+                "How unlikely the model finds each next pen movement of held-out strokes; pen movements "
+                "are continuous, so this is a density and can go below zero: lower (more negative) is "
+                "better.")
