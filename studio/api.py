@@ -13,9 +13,10 @@ yielding typed events (:class:`~studio.heads.Started`, :class:`~studio.heads.Tok
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .bundle import Bundle, list_bundles
 from .domains import Domain, domain_class, domain_from_config

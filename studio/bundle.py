@@ -62,7 +62,7 @@ class Bundle:
     card: dict
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL) -> "Bundle":
+    def load(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Bundle:
         path = resolve(name_or_path)
         try:
             card = json.loads((path / CARD).read_text(encoding="utf-8"))

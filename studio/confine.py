@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping, TypeVar
+from typing import TypeVar
 
 from .errors import StudioError
 

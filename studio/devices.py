@@ -19,7 +19,6 @@ import torch
 
 from .errors import StudioError, require
 
-
 # --- devices and distribution -------------------------------------------------------
 
 def resolve_device(name: str) -> torch.device:
@@ -119,7 +118,7 @@ class InterruptFlag:
     def _raise(self, signum, frame) -> None:
         self.raised = True
 
-    def __enter__(self) -> "InterruptFlag":
+    def __enter__(self) -> InterruptFlag:
         if self.active:
             self._previous = signal.signal(signal.SIGINT, self._raise)
         return self

@@ -44,7 +44,7 @@ class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def create(self) -> "RunDir":
+    def create(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -115,8 +115,14 @@ class RunDir:
 
 def training_progress(disable: bool = False, unit: str = "token"):
     """A rich progress bar showing loss, bits per unit, units/s, rate and ETA."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     short = {"token": "tok", "point": "pt"}.get(unit, unit)
 

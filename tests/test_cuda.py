@@ -27,8 +27,8 @@ from studio.bundle import Bundle
 from studio.cli import app
 from studio.config import TrainConfig
 from studio.errors import StudioError
-from studio.runtime import Runtime, providers_for
 from studio.models.categorical import to_device
+from studio.runtime import Runtime, providers_for
 from studio.train import resolve_device, train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -215,7 +215,8 @@ def test_stroke_models_train_under_ddp_too(tmp_path):
     summary = json.loads((tmp_path / "runs" / "pen" / "summary.json").read_text())
     assert summary["world_size"] == WORLD and summary["effective_batch"] == WORLD * 2
     assert summary["step"] == 4 and summary["unit"] == "point"
-    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "runs" / "pen" / "metrics.csv"))]
+    with open(tmp_path / "runs" / "pen" / "metrics.csv") as handle:
+        steps = [int(r["step"]) for r in csv.DictReader(handle)]
     assert steps == [1, 2, 4]
     card = json.loads((tmp_path / "export" / "pen" / "card.json").read_text())
     assert card["head"] == "mixture" and card["parity"]["max_abs_diff"] < 1e-4

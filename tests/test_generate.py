@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from studio.api import load, sample, sample_iter
-from studio.heads import Finished, Started, Token
 from studio.bundle import Bundle
 from studio.cli import app
 from studio.generate import Generation
+from studio.heads import Finished, Started, Token
 from studio.runtime import Runtime
 from studio.sampling.settings import SampleSettings
 

@@ -149,7 +149,7 @@ def test_augment_transposes_every_piece_within_range() -> None:
     parts = np.split(augmented, np.flatnonzero(augmented == 0)[:-1] + 1)
     pieces = [DOMAIN.decode(p) for p in parts if p.size > 1]  # [SEP] alone opens the stream
     assert len(pieces) == 8 + 11  # the low piece cannot go down more than 2
-    assert sorted(p.notes[0].pitch for p in pieces if len(p.notes) == 2) == list(range(0, 8))
+    assert sorted(p.notes[0].pitch for p in pieces if len(p.notes) == 2) == list(range(8))
     assert all(p.key == ((p.notes[0].pitch + 8) % 12, "minor") for p in pieces if len(p.notes) == 2)
     assert sorted(p.notes[0].pitch for p in pieces if len(p.notes) == 1) == list(range(55, 66))
     assert np.array_equal(DOMAIN.augment(ids, 5), augmented)  # fixed order

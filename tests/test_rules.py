@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
 from studio.cli import app
 from studio.errors import StudioError
 from studio.numeric import log_softmax
-from studio.sampling.rules import (AllowedTokens, NoRepeatNGram, RepetitionPenalty, Temperature,
-                                   TopK, TopP, apply_rules, build_rules, draw)
+from studio.sampling.rules import (
+    AllowedTokens,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+    apply_rules,
+    build_rules,
+    draw,
+)
 from studio.sampling.settings import SampleSettings
 
 FAST = hypothesis_settings(max_examples=60, deadline=None)

@@ -1,6 +1,7 @@
 """Round-trip properties of the text domains (hypothesis)."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from studio.domains.base import Document
 from studio.domains.chars import SEPARATOR, CharsDomain

@@ -60,7 +60,7 @@ def start_server(work: Path, *flags: str) -> tuple[subprocess.Popen, str]:
     once the server answers (401 counts: it is up)."""
     port = free_port()
     (work / "tmp").mkdir(exist_ok=True)
-    log = open(work / "server.log", "w")
+    log = open(work / "server.log", "w")  # noqa: SIM115 (the server writes to it until the fixture ends)
     server = subprocess.Popen([sys.executable, "-m", "studio", "web", "--host", "0.0.0.0", "--port",
                                str(port), *flags], cwd=work, env=server_env(work), stdout=log,
                               stderr=subprocess.STDOUT)

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from studio.errors import StudioError  # noqa: E402
-from web.common import as_int, user_errors  # noqa: E402
-from web.handwrite import hex_colour, parse_style  # noqa: E402
-from web.write import parse_stops  # noqa: E402
+from studio.errors import StudioError
+from web.common import as_int, user_errors
+from web.handwrite import hex_colour, parse_style
+from web.write import parse_stops
 
 
 def test_option_parsing():

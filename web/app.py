@@ -48,9 +48,9 @@ def build_app(jobs=None, *, training_on: bool = True):
     Train tab's subprocesses; by default one working in the current folder (``runs/``,
     ``export/``, ``corpora/``).  Without ``training_on`` the Train tab only says it is off,
     and there is no ``/train`` or ``/cancel_training`` endpoint."""
-    import gradio as gr
-
     import functools
+
+    import gradio as gr
 
     from . import cells, compose, handwrite, models, training, write
     from .common import OutputFolders, choices_update, missing_notice, picker_update

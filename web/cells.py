@@ -12,8 +12,18 @@ from studio.errors import StudioError
 from studio.inspection import look_inside
 from studio.previews import READING_SAMPLES, reading_sample
 
-from .common import (action, as_int, bundles_for, error_box, listed_bundle, missing_notice, preferred,
-                     require_model, user_errors, writes_text)
+from .common import (
+    action,
+    as_int,
+    bundles_for,
+    error_box,
+    listed_bundle,
+    missing_notice,
+    preferred,
+    require_model,
+    user_errors,
+    writes_text,
+)
 
 DEFAULT_MODEL = "code"
 

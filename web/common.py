@@ -16,8 +16,8 @@ import secrets
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import gradio as gr
 

@@ -19,9 +19,22 @@ from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
-from .common import (LIMITS, OutputFolders, action, as_float, as_int, bundles_for, error_box,
-                     missing_notice, named_as_uploaded, new_seed, preferred, require_model,
-                     upload_folder, writes_music)
+from .common import (
+    LIMITS,
+    OutputFolders,
+    action,
+    as_float,
+    as_int,
+    bundles_for,
+    error_box,
+    missing_notice,
+    named_as_uploaded,
+    new_seed,
+    preferred,
+    require_model,
+    upload_folder,
+    writes_music,
+)
 
 DEFAULT_MODEL = "songs"
 KEYS = ["(any)"] + [f"{tonic} {mode}" for mode in ("major", "minor") for tonic in

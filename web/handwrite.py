@@ -20,8 +20,21 @@ from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
-from .common import (LIMITS, OutputFolders, action, as_float, as_int, bundles_for, draws_strokes,
-                     error_box, listed_bundle, missing_notice, new_seed, preferred, require_model)
+from .common import (
+    LIMITS,
+    OutputFolders,
+    action,
+    as_float,
+    as_int,
+    bundles_for,
+    draws_strokes,
+    error_box,
+    listed_bundle,
+    missing_notice,
+    new_seed,
+    preferred,
+    require_model,
+)
 
 DEFAULT_MODEL = "handwriting"
 NO_STYLE = "none"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from studio.errors import StudioError
 

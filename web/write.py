@@ -27,8 +27,20 @@ from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 from studio.text_view import VIEWS, corpus_view, view_html
 
-from .common import (LIMITS, OutputFolders, action, as_float, as_int, bundles_for, error_box,
-                     missing_notice, new_seed, preferred, require_model, writes_text)
+from .common import (
+    LIMITS,
+    OutputFolders,
+    action,
+    as_float,
+    as_int,
+    bundles_for,
+    error_box,
+    missing_notice,
+    new_seed,
+    preferred,
+    require_model,
+    writes_text,
+)
 
 STREAM_INTERVAL_S = 0.08  # a screen update at least this often while tokens come ...
 STREAM_TOKENS = 32  # ... or after this many tokens, so fast small models still stream

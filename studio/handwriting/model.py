@@ -24,9 +24,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .mdn import HEAD_NAMES
-
-
 
 def split_head(raw: torch.Tensor, mixtures: int) -> dict[str, torch.Tensor]:
     """Raw output ``(..., 1 + 6M)`` -> named mixture parameters.

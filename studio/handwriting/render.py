@@ -67,7 +67,7 @@ class Layout:
     height: int
 
     @classmethod
-    def fit(cls, page: list[np.ndarray], scale: float = PIXELS_PER_UNIT) -> "Layout":
+    def fit(cls, page: list[np.ndarray], scale: float = PIXELS_PER_UNIT) -> Layout:
         points = np.concatenate([p[:, :2] for p in page if len(p)] or [np.zeros((1, 2))])
         low, high = points.min(0), points.max(0)
         extent = np.maximum(high - low, 1.0)

@@ -22,9 +22,9 @@ pitch twice on one channel).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Iterable, Sequence
 
 from studio.music.scales import key_name
 
@@ -70,7 +70,7 @@ class Piece:
     def end(self) -> int:
         return max([self.length] + [note.end for note in self.notes])
 
-    def transposed(self, semitones: int) -> "Piece | None":
+    def transposed(self, semitones: int) -> Piece | None:
         """The piece moved by ``semitones``, or None when a pitch would leave 0..127."""
         pitches = [note.pitch + semitones for note in self.notes]
         if pitches and (min(pitches) < 0 or max(pitches) >= PITCH_COUNT):
@@ -356,7 +356,7 @@ class EventCodec:
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "EventCodec":
+    def from_config(cls, config: dict) -> EventCodec:
         codec = cls(
             ticks_per_beat=int(config["ticks_per_beat"]),
             velocity_bins=int(config["velocity_bins"]),

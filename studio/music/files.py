@@ -13,7 +13,6 @@ from pathlib import Path
 
 import mido
 
-from studio.music.scales import major_or_minor, midi_key_name, parse_key
 from studio.music.events import (
     DEFAULT_PROGRAM,
     DEFAULT_TIME_SIGNATURE,
@@ -26,6 +25,7 @@ from studio.music.events import (
     time_signature_of,
     without_pickup,
 )
+from studio.music.scales import major_or_minor, midi_key_name, parse_key
 
 MIDI_SUFFIXES = (".mid", ".midi")
 SCORE_SUFFIXES = (".musicxml", ".mxl", ".xml", ".abc", ".krn")

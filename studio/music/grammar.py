@@ -20,8 +20,8 @@ prefix keeps it linear in the length (each step only folds in the newest event).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -20,7 +20,8 @@ Each returns NaN where undefined (no notes, one measure); summaries ignore NaNs.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

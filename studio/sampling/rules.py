@@ -19,8 +19,9 @@ equal logits the lower id wins; top-k keeps exactly ``k`` tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -78,7 +78,7 @@ class SampleSettings:
     def is_greedy(self) -> bool:
         return self.greedy or self.temperature == 0
 
-    def with_(self, **changes) -> "SampleSettings":
+    def with_(self, **changes) -> SampleSettings:
         return replace(self, **changes)
 
     def recipe(self) -> dict:
