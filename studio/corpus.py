@@ -17,7 +17,7 @@ from .errors import StudioError
 # corpus folders document themselves; these files at a corpus root are not training data
 DOC_PREFIXES = ("README", "LICENSE", "COPYING", "NOTICE")
 SNIFF_BYTES = 8192
-CHUNK_BYTES = 4 << 20  # what streaming readers and the fingerprint hold of a file at once
+CHUNK_BYTES = 1 << 20  # what streaming readers and the fingerprint hold of a file at once
 
 
 class NotText(ValueError):

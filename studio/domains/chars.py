@@ -202,14 +202,16 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
             seen = np.union1d(seen, points)
             usable.append(file)
         domain = cls([SEPARATOR, *(chr(point) for point in seen if chr(point) != SEPARATOR)])
-        lookup = np.full(max(int(seen[-1]), ord(SEPARATOR)) + 1, -1, dtype=np.int64)
+        lookup = np.full(max(int(seen[-1]), ord(SEPARATOR)) + 1, -1, dtype=np.int32)  # -1: not seen
         lookup[[ord(symbol) for symbol in domain.symbols]] = np.arange(domain.vocab_size)
 
         def encode(pieces: Iterable[str]) -> Iterator[np.ndarray]:
             for text in pieces:
                 points = code_points(text)
-                ids = lookup[np.minimum(points, len(lookup) - 1)]
-                if ids.size and (ids.min() < 0 or points.max() >= len(lookup)):  # a character the first pass never saw
+                if points.size and points.max() >= len(lookup):  # a character the first pass never saw
+                    raise changed_while_streaming(path)
+                ids = lookup[points]
+                if ids.size and ids.min() < 0:
                     raise changed_while_streaming(path)
                 yield ids
 
