@@ -84,6 +84,12 @@ def read_text(file: Path) -> str | None:
         return None
 
 
+def changed_while_reading(path: Path, detail: str = "") -> StudioError:
+    """The error for a corpus edited while it was being tokenised (a streamed corpus is
+    read more than once, and fingerprinted before and after)."""
+    return StudioError(f"{path} changed while it was being tokenised{detail}: run again once nothing writes to it")
+
+
 def warn_skipped(skipped: Sequence[Path], why: str) -> None:
     """One warning line listing every skipped file."""
     if skipped:

@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .corpus import fingerprint
+from .corpus import changed_while_reading, fingerprint
 from .data import split_point
 from .domains import Domain, domain_class, domain_from_config
 from .errors import StudioError, require
@@ -230,8 +230,7 @@ def _build(corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path]
             handle.flush()
             os.fsync(handle.fileno())
         if fingerprint(cls.source_files(corpus)) != corpus_sha256:
-            raise StudioError(f"{corpus} changed while its token cache was built: run again once "
-                              "nothing writes to it")
+            raise changed_while_reading(corpus)
         cut = split_point(writer.tokens, val_fraction)
         meta = {"format": FORMAT_VERSION, "dtype": writer.dtype.name, "tokens": writer.tokens,
                 "vocab_size": writer.vocab_size,
@@ -251,8 +250,7 @@ def _build(corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path]
             raise StudioError(f"no space left for the token cache in {folder.parent} ({corpus_bytes / 1e6:,.0f} MB "
                               "of corpus): free some space or give --cache-dir a folder on a larger disk") from None
         if isinstance(error, FileNotFoundError) and not Path(error.filename or "").is_relative_to(folder.parent):
-            raise StudioError(f"{corpus} changed while its token cache was built ({error.filename} "
-                              "vanished): run again once nothing writes to it") from None
+            raise changed_while_reading(corpus, f" ({error.filename} vanished)") from None
         raise StudioError(f"cannot write the token cache in {folder.parent} ({error.strerror}): "
                           "give --cache-dir a writable folder") from None
     finally:

@@ -170,19 +170,31 @@ def test_a_damaged_cache_is_rebuilt_with_a_notice(tiny_corpus, tmp_path, capsys,
     assert rebuilt.folder == cache.folder and np.array_equal(rebuilt.ids, expected)
 
 
-def test_a_corpus_edited_while_it_is_cached_is_refused(tiny_corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("when", ["between the passes", "after the passes"])
+def test_a_corpus_edited_while_it_is_cached_is_refused(tiny_corpus, tmp_path, monkeypatch, when):
+    """Between the passes, encoding meets a character the first pass never saw; after
+    them, the second fingerprint differs from the first."""
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, corpus)
-    chars = DOMAINS["chars"]
-    streamed = chars.stream_corpus.__func__
+    if when == "between the passes":
+        begin = token_cache.CacheWriter.begin
 
-    def edit_meanwhile(cls, path, files, options, sink):
-        domain = streamed(cls, path, files, options, sink)
-        (corpus / "a.txt").write_text("someone saved the file meanwhile")
-        return domain
+        def edit_then_begin(self, vocab_size, separator_id):
+            (corpus / "a.txt").write_text("Ω, someone saved the file meanwhile")
+            begin(self, vocab_size, separator_id)
 
-    monkeypatch.setattr(chars, "stream_corpus", classmethod(edit_meanwhile))
-    with pytest.raises(StudioError, match="changed while its token cache was built") as caught:
+        monkeypatch.setattr(token_cache.CacheWriter, "begin", edit_then_begin)
+    else:
+        chars = DOMAINS["chars"]
+        streamed = chars.stream_corpus.__func__
+
+        def stream_then_edit(cls, path, files, options, sink):
+            domain = streamed(cls, path, files, options, sink)
+            (corpus / "a.txt").write_text("someone saved the file meanwhile")
+            return domain
+
+        monkeypatch.setattr(chars, "stream_corpus", classmethod(stream_then_edit))
+    with pytest.raises(StudioError, match="changed while it was being tokenised") as caught:
         build(corpus, tmp_path / "cache")
     assert "\n" not in str(caught.value)
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()] == []  # nothing half-written

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from ..corpus import NotText, corpus_files, read_text, text_chunks, warn_skipped
+from ..corpus import NotText, changed_while_reading, corpus_files, read_text, text_chunks, warn_skipped
 from ..errors import StudioError
 from .base import CategoricalDomain, Document, Medium, TokenSink
 
@@ -76,12 +76,8 @@ def encode_text_files(path: Path, files: Sequence[Path], sink: TokenSink,
             for ids in encode(_pieces(file, sink, [True])):
                 sink.write(ids)
         except NotText:
-            raise changed_while_streaming(path) from None
+            raise changed_while_reading(path) from None
         sink.end_document()
-
-
-def changed_while_streaming(path: Path) -> StudioError:
-    return StudioError(f"{path} changed while it was being tokenised: run again once nothing writes to it")
 
 
 def code_points(text: str) -> np.ndarray:
@@ -209,10 +205,10 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
             for text in pieces:
                 points = code_points(text)
                 if points.size and points.max() >= len(lookup):  # a character the first pass never saw
-                    raise changed_while_streaming(path)
+                    raise changed_while_reading(path)
                 ids = lookup[points]
                 if ids.size and ids.min() < 0:
-                    raise changed_while_streaming(path)
+                    raise changed_while_reading(path)
                 yield ids
 
         sink.begin(domain.vocab_size, domain.separator_id)
