@@ -87,6 +87,12 @@ def train(
     export: Annotated[bool, typer.Option(help="Export a bundle when training finishes.")] = True,
     nproc: Annotated[int, typer.Option(help="Processes for DDP on this machine (runs torchrun).")] = 1,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
+    cache: Annotated[bool, typer.Option(
+        help="Text and music: tokenise the corpus once into the token cache and train from a memory map "
+             "(--no-cache: read it into memory, the ids kept in the checkpoint).")] = True,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Token cache folder (default $STUDIO_CACHE_DIR, else ~/.cache/sequence-studio; "
+             "with --resume, the run's own).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ):
     """Train a model on a corpus (then export it to export/NAME): text by characters or
@@ -95,6 +101,7 @@ def train(
     if nproc > 1:
         return _torchrun(nproc, device or "cpu")
     from .config import TrainConfig
+    from .token_cache import CacheSettings
     from .training import run_training
 
     if resume is None and corpus is None:
@@ -110,7 +117,7 @@ def train(
     run_training(corpus=corpus, resume=resume, name=name, domain=domain,
                  domain_options={"vocab_size": vocab_size}, model=model, config=config,
                  stop_after=stop_after, out=out, quantize=quantize, export=export, int8_only=int8_only,
-                 runs_dir=runs_dir, quiet=quiet)
+                 runs_dir=runs_dir, quiet=quiet, cache=CacheSettings(enabled=cache, folder=cache_dir))
 
 
 def _torchrun(nproc: int, device: str) -> None:
@@ -331,6 +338,53 @@ def web(
 
     launch(host=host, port=port, auth=tuple(auth or ()), auth_file=auth_file, no_auth=no_auth,
            allow_training=allow_training, corpus_roots=tuple(corpus_root or ()))
+
+
+# --- token cache ------------------------------------------------------------------------
+
+cache_app = typer.Typer(no_args_is_help=True, help="Show or free the token cache (corpora tokenised once for training).")
+app.add_typer(cache_app, name="cache")
+CacheDirOption = Annotated[Optional[Path], typer.Option(
+    help="Token cache folder (default $STUDIO_CACHE_DIR, else ~/.cache/sequence-studio).")]
+
+
+@cache_app.command("list")
+@friendly
+def cache_list(cache_dir: CacheDirOption = None,
+               json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+    """List cached corpora: key, domain, corpus, tokens and size on disk."""
+    import json
+
+    from .token_cache import CacheSettings, list_caches
+
+    root = CacheSettings(folder=cache_dir).root()
+    rows = list_caches(root)
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"token cache {root}: {sum(r['bytes'] for r in rows) / 1e6:,.1f} MB")
+    for column in ("key", "state", "domain", "tokens", "MB", "built", "corpus"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["key"], r["state"], r["domain"], f"{r['tokens']:,}", f"{r['bytes'] / 1e6:,.1f}",
+                      r["built"], r["corpus"])
+    Console().print(table)
+
+
+@cache_app.command("clear")
+@friendly
+def cache_clear(keys: Annotated[Optional[list[str]], typer.Argument(help="Caches to delete (default: all).")] = None,
+                cache_dir: CacheDirOption = None):
+    """Delete token caches (all, or the KEYS given); one being built is kept."""
+    from .token_cache import CacheSettings, clear_caches
+
+    root = CacheSettings(folder=cache_dir).root()
+    removed, busy, freed = clear_caches(root, keys or ())
+    typer.echo(f"removed {len(removed)} token cache(s) from {root}, freed {freed / 1e6:,.1f} MB"
+               + (f"; kept {len(busy)} being built: {', '.join(busy)}" if busy else ""))
 
 
 def main() -> None:

@@ -1,20 +1,27 @@
 """Finding and fingerprinting corpus files.
 
 A corpus is a file or a folder read recursively.  Domains decide how to parse each
-file; this module finds the files, reads text safely and reports skipped files once.
+file; this module finds the files, reads text safely (whole, or in chunks for corpora
+larger than memory) and reports skipped files once.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .errors import StudioError
 
 # corpus folders document themselves; these files at a corpus root are not training data
 DOC_PREFIXES = ("README", "LICENSE", "COPYING", "NOTICE")
 SNIFF_BYTES = 8192
+CHUNK_BYTES = 1 << 20  # what streaming readers and the fingerprint hold of a file at once
+
+
+class NotText(ValueError):
+    """A file that is binary (NUL bytes near its start) or not valid UTF-8."""
 
 
 def corpus_files(path: Path, suffixes: Iterable[str] | None = None) -> list[Path]:
@@ -41,16 +48,46 @@ def corpus_files(path: Path, suffixes: Iterable[str] | None = None) -> list[Path
     return files
 
 
+def text_chunks(file: Path, chunk_bytes: int | None = None) -> Iterator[tuple[str, int]]:
+    """The file's text in pieces, each with the number of bytes read for it; joined, the
+    pieces are exactly :func:`read_text`'s text (a leading BOM dropped, CRLF as LF).
+
+    Decoding is incremental, so a character or a CRLF split by a chunk edge comes out
+    whole.  Raises :class:`NotText` when the file is binary (NUL bytes in its first
+    ``SNIFF_BYTES``) or not valid UTF-8, possibly after some pieces were yielded."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()  # drops one leading BOM, as read_text does
+    held = ""  # a trailing CR waits for the next piece: it may be half of a CRLF
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    with open(file, "rb") as handle:
+        data = handle.read(max(chunk_bytes, SNIFF_BYTES))
+        if b"\x00" in data[:SNIFF_BYTES]:
+            raise NotText(f"{file} is binary")
+        while True:
+            try:
+                text = held + decoder.decode(data, final=not data)
+            except UnicodeDecodeError:
+                raise NotText(f"{file} is not UTF-8") from None
+            held = text[-1:] if data and text.endswith("\r") else ""
+            text = text[:len(text) - len(held)].replace("\r\n", "\n")
+            if text or data:
+                yield text, len(data)
+            if not data:
+                return
+            data = handle.read(chunk_bytes)
+
+
 def read_text(file: Path) -> str | None:
     """The file's text, or None when it is binary (NUL bytes) or not valid UTF-8."""
-    data = file.read_bytes()
-    if b"\x00" in data[:SNIFF_BYTES]:
-        return None
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
+        return "".join(text for text, _ in text_chunks(file))
+    except NotText:
         return None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def changed_while_reading(path: Path, detail: str = "") -> StudioError:
+    """The error for a corpus edited while it was being tokenised (a streamed corpus is
+    read more than once, and fingerprinted before and after)."""
+    return StudioError(f"{path} changed while it was being tokenised{detail}: run again once nothing writes to it")
 
 
 def warn_skipped(skipped: Sequence[Path], why: str) -> None:
@@ -64,9 +101,12 @@ def warn_skipped(skipped: Sequence[Path], why: str) -> None:
 
 
 def fingerprint(files: Sequence[Path]) -> str:
-    """sha256 over the files' relative names and bytes, in sorted order."""
+    """sha256 over the files' names and bytes, in sorted order, read in chunks (a corpus
+    may be larger than memory)."""
     digest = hashlib.sha256()
     for file in sorted(files):
         digest.update(file.name.encode())
-        digest.update(file.read_bytes())
+        with open(file, "rb") as handle:
+            while data := handle.read(CHUNK_BYTES):
+                digest.update(data)
     return digest.hexdigest()

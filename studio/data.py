@@ -14,9 +14,15 @@ import numpy as np
 from .errors import require
 
 
+def split_point(tokens: int, val_fraction: float) -> int:
+    """Where the validation tail of ``tokens`` ids starts."""
+    return int(tokens * (1.0 - val_fraction))
+
+
 def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """First ``1 - val_fraction`` of the tokens for training, the rest for validation."""
-    cut = int(len(ids) * (1.0 - val_fraction))
+    """First ``1 - val_fraction`` of the tokens for training, the rest for validation
+    (views: a memory-mapped corpus stays on disk)."""
+    cut = split_point(len(ids), val_fraction)
     train, val = ids[:cut], ids[cut:]
     require(len(train) >= 4 and len(val) >= 2,
             f"the corpus is too small ({len(ids)} tokens): add more text")
@@ -26,7 +32,8 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
 @dataclass
 class StreamBatches:
     """Windows of ``seq_len`` over ``rows`` parallel streams; this rank sees rows
-    ``[rank * batch, (rank + 1) * batch)``."""
+    ``[rank * batch, (rank + 1) * batch)``.  The streams are views of ``ids`` (a memory
+    map stays on disk: only the windows read are copied, by the caller)."""
 
     ids: np.ndarray
     batch_size: int
@@ -55,7 +62,7 @@ class StreamBatches:
 
 
 def eval_streams(ids: np.ndarray, rows: int = 16) -> np.ndarray:
-    """Validation ids as ``rows`` contiguous streams (fewer if the text is short)."""
+    """Validation ids as ``rows`` contiguous streams (fewer if the text is short); a view."""
     rows = max(1, min(rows, len(ids) // 64))
     row_len = len(ids) // rows
     return ids[: rows * row_len].reshape(rows, row_len)

@@ -28,7 +28,7 @@ from .formats import CARD, FP32_GRAPH, INT8_GRAPH, OPSET, PARITY_TOLERANCE
 from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
 from .runs import RunDir
-from .train import CHECKPOINT_KEYS, count_parameters
+from .train import CHECKPOINT_KEYS, count_parameters, stored_payload
 
 __all__ = ["export_onnx", "export_run", "quantize_int8"]
 
@@ -84,11 +84,11 @@ def _load(run: RunDir) -> tuple[dict, dict]:
     return best, checkpoint
 
 
-def _quantize(head: Trainable, model, domain, checkpoint: dict, folder: Path, fp32: dict) -> dict:
+def _quantize(head: Trainable, model, domain, checkpoint: dict, payload, folder: Path, fp32: dict) -> dict:
     """Write the int8 graph and measure what it costs against fp32 on held-out data."""
     int8_path = folder / INT8_GRAPH
     quantize_int8(folder / FP32_GRAPH, int8_path)
-    int8 = head.metrics(model, session_for(int8_path), domain, checkpoint["corpus"], checkpoint["train"])
+    int8 = head.metrics(model, session_for(int8_path), domain, payload, checkpoint["train"])
     report = {"type": "int8"}
     if "held_out_nats" in fp32:
         report.update(delta_nats_per_token=round(int8["held_out_nats"] - fp32["held_out_nats"], 5),
@@ -125,11 +125,14 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, dro
         if not worst < PARITY_TOLERANCE:
             raise StudioError(f"export drifted: onnxruntime differs from torch by {worst:.2e} "
                               f"(limit {PARITY_TOLERANCE:g}); please report this model config")
-        fp32 = head.metrics(model, session, domain, checkpoint["corpus"], checkpoint["train"])
+        # the run's corpus (a token cache is mapped again, or rebuilt from an unchanged corpus)
+        payload = stored_payload(checkpoint["corpus"], checkpoint["domain"],
+                                 val_fraction=checkpoint["train"]["val_fraction"], quiet=True)
+        fp32 = head.metrics(model, session, domain, payload, checkpoint["train"])
         graphs = {"fp32": FP32_GRAPH}
         quantization = None
         if quantize == "int8":
-            quantization = _quantize(head, model, domain, checkpoint, folder, fp32)
+            quantization = _quantize(head, model, domain, checkpoint, payload, folder, fp32)
             graphs["int8"] = INT8_GRAPH
             if drop_fp32:
                 (folder / FP32_GRAPH).unlink()

@@ -1,6 +1,7 @@
 """The one training loop, for every domain and head, on one CPU, one GPU or many (DDP).
 
-``train(...)`` reads a corpus through its domain, asks the domain's head
+``train(...)`` reads a corpus through its domain (a categorical domain's through the
+token cache, :mod:`studio.token_cache`: tokenised once, memory-mapped), asks the domain's head
 (:data:`studio.models.TRAINABLES`) for the model, the data and the loss, and trains with
 AdamW, warm-up then cosine decay, gradient clipping, periodic validation, early stopping,
 time and step limits and exact resume, writing ``runs/<name>/``.  Categorical heads carry
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 
 from .config import TrainConfig
-from .corpus import corpus_files, fingerprint
+from .corpus import fingerprint
 from .devices import (Distributed, InterruptFlag, lr_factor, resolve_device, rng_state, seed_everything,
                       set_rng_state)
 from .domains import Domain, domain_class, domain_from_config, guess_domain
@@ -34,6 +36,8 @@ from .errors import StudioError, require
 from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
 from .runs import RunDir, atomic_torch_save, training_progress
+from .token_cache import CacheSettings, is_reference, reopen
+from .token_cache import load as load_token_cache
 
 LN2 = math.log(2.0)
 CHECKPOINT_KEYS = ("studio_version", "head", "domain", "model", "train", "model_state", "optimizer_state",
@@ -50,25 +54,53 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 @dataclass
 class Corpus:
-    """What a run keeps of its corpus: the domain built from it and the head's payload."""
+    """What a run keeps of its corpus: the domain built from it, the head's payload, and
+    what the checkpoint stores of it (a token cache reference, or the payload itself)."""
 
     domain: Domain
     payload: Any
     facts: dict  # path, sha256, documents, units
+    stored: Any
 
 
-def load_corpus(corpus: Path, domain_name: str | None, domain_options: dict) -> Corpus:
-    """Read ``corpus`` through its domain (guessed from file types unless named)."""
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or a single process (before :class:`Distributed` exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def load_corpus(corpus: Path, domain_name: str | None, domain_options: dict, cache: CacheSettings | None = None,
+                *, val_fraction: float = 0.1, quiet: bool = False) -> Corpus:
+    """Read ``corpus`` through its domain (guessed from file types unless named): through
+    the token cache when the domain streams and ``cache`` is enabled, else whole."""
     corpus = Path(corpus)
     if not corpus.exists():
         raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
     cls = domain_class(domain_name or guess_domain(corpus))
+    cache = cache or CacheSettings()
+    if cache.enabled and cls.streams_corpus:
+        tokens = load_token_cache(corpus, cls, domain_options, cache, val_fraction=val_fraction,
+                                  quiet=quiet or not is_main_process())
+        return Corpus(tokens.domain, tokens.ids, tokens.facts(corpus), tokens.reference())
     documents = cls.read_corpus(corpus)
     domain = cls.from_documents(documents, **domain_options)
     payload, units = trainable_for(domain.head).corpus_payload(domain, documents)
-    facts = {"path": str(corpus), "sha256": fingerprint(corpus_files(corpus, cls.suffixes or None)),
+    facts = {"path": str(corpus), "sha256": fingerprint(cls.source_files(corpus)),
              "documents": len(documents), "tokens": int(units)}
-    return Corpus(domain, payload, facts)
+    return Corpus(domain, payload, facts, payload)
+
+
+def stored_payload(stored: Any, domain_config: dict, cache: CacheSettings | None = None, *,
+                   val_fraction: float = 0.1, quiet: bool = False) -> Any:
+    """The payload a checkpoint's corpus entry stands for: the token cache it refers to
+    (mapped again, or rebuilt from an unchanged corpus), or the payload itself."""
+    if not is_reference(stored):
+        return stored
+    tokens = reopen(stored, cache or CacheSettings(), val_fraction=val_fraction,
+                    quiet=quiet or not is_main_process())
+    require(tokens.meta["domain"] == domain_config,
+            f"the token cache {tokens.key} does not hold this run's vocabulary: clear it "
+            "(`studio cache clear`) and resume again")
+    return tokens.ids
 
 
 class Trainer:
@@ -77,7 +109,7 @@ class Trainer:
     def __init__(self, run: RunDir, corpus: Corpus, model_config: dict, config: TrainConfig,
                  checkpoint: dict | None, quiet: bool):
         self.run, self.config, self.quiet = run, config, quiet
-        self.domain, self.payload = corpus.domain, corpus.payload
+        self.domain, self.payload, self.stored_corpus = corpus.domain, corpus.payload, corpus.stored
         self.head: Trainable = trainable_for(self.domain.head)
         self.model_config = model_config
         device = resolve_device(config.device)
@@ -144,7 +176,7 @@ class Trainer:
             "rng": rng_state(), "step": self.step, "best_val": self.best_val, "bad_evals": self.bad_evals,
             "elapsed_s": self.elapsed(),
             "carried_state": None if carried is None else tuple(s.float().cpu() for s in carried),  # bf16 under autocast
-            "corpus": self.payload}, self.run.checkpoint)
+            "corpus": self.stored_corpus}, self.run.checkpoint)
         if tag_best:
             atomic_torch_save({"head": self.domain.head, "model": self.model_config,
                                "domain": self.domain.to_config(), "model_state": self.model.state_dict(),
@@ -269,11 +301,13 @@ def _resume_config(saved: dict, given: TrainConfig | None) -> TrainConfig:
 def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
           domain_options: dict | None = None, model_overrides: dict | None = None,
           train_config: TrainConfig | None = None, resume: bool = False,
-          stop_after: int | None = None, quiet: bool = False) -> RunDir:
+          stop_after: int | None = None, quiet: bool = False, cache: CacheSettings | None = None) -> RunDir:
     """Train (or, with ``resume``, continue) the run in ``run_dir``; returns the run.
 
     ``stop_after`` pauses after that many steps of this invocation (the schedule still
     spans the whole run), so a later ``resume`` continues exactly where this stopped.
+    ``cache`` chooses the token cache (default: on, in the default folder); a resumed run
+    keeps the choice it started with.
     """
     run = RunDir(run_dir)
     checkpoint = None
@@ -284,8 +318,10 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
         require(not missing, f"{run.checkpoint} is from an older studio (no {', '.join(missing)}): "
                              "train it again")
         saved = run.read_config()
-        corpus_data = Corpus(domain_from_config(checkpoint["domain"]), checkpoint["corpus"], saved["corpus"])
         config = _resume_config(saved["train"], train_config)
+        payload = stored_payload(checkpoint["corpus"], checkpoint["domain"], cache, val_fraction=config.val_fraction,
+                                 quiet=quiet)
+        corpus_data = Corpus(domain_from_config(checkpoint["domain"]), payload, saved["corpus"], checkpoint["corpus"])
         model_config = checkpoint["model"]
     else:
         require(corpus is not None, "give a corpus to train on")
@@ -294,7 +330,8 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                               f"{run.path}, or pick another --name")
         config = train_config or TrainConfig()
         config = replace(config, device=config.device or "cpu")  # None: not given
-        corpus_data = load_corpus(Path(corpus), domain_name, domain_options or {})
+        corpus_data = load_corpus(Path(corpus), domain_name, domain_options or {}, cache,
+                                  val_fraction=config.val_fraction, quiet=quiet)
         model_config = trainable_for(corpus_data.domain.head).model_config(corpus_data.domain, model_overrides or {})
     Trainer(run, corpus_data, model_config, config, checkpoint, quiet).run_to_end(stop_after)
     return run

@@ -10,6 +10,7 @@ from .config import TrainConfig
 from .errors import StudioError
 from .export import export_run
 from .runs import RunDir
+from .token_cache import CacheSettings
 from .train import train
 
 EXPORT_ROOT = Path("export")
@@ -18,8 +19,9 @@ EXPORT_ROOT = Path("export")
 def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, domain: str | None,
                  domain_options: dict, model: dict, config: TrainConfig, stop_after: int | None,
                  out: Path | None, quantize: str | None, export: bool, runs_dir: Path,
-                 quiet: bool, int8_only: bool = False) -> Path:
-    """Train (or resume) a run, then export it unless paused, interrupted or asked not to."""
+                 quiet: bool, int8_only: bool = False, cache: CacheSettings | None = None) -> Path:
+    """Train (or resume) a run, then export it unless paused, interrupted or asked not to;
+    ``cache`` chooses the token cache (see :mod:`studio.token_cache`)."""
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.json").exists():
@@ -29,7 +31,7 @@ def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, 
             raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
         run_dir = Path(runs_dir) / (name or Path(corpus).resolve().stem)
     run = train(corpus, run_dir, domain_name=domain, domain_options=domain_options, model_overrides=model,
-                 train_config=config, resume=resume is not None, stop_after=stop_after, quiet=quiet)
+                 train_config=config, resume=resume is not None, stop_after=stop_after, quiet=quiet, cache=cache)
     summary_file = run.path / "summary.json"
     reason = json.loads(summary_file.read_text())["stop_reason"] if summary_file.exists() else ""
     stopped_early = reason.startswith(("paused", "interrupted"))

@@ -21,6 +21,15 @@ SHAKESPEARE = ROOT / "corpora" / "shakespeare" / "input.txt"
 STUDIO = [sys.executable, "-m", "studio"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def token_cache_dir(tmp_path_factory) -> Path:
+    """Token caches of every test (and of the `studio` processes tests start) go to one
+    session folder, never the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("token-cache")
+    os.environ["STUDIO_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """Two small text files cut from tinyshakespeare (about 30 k characters)."""

@@ -13,6 +13,12 @@ representation travels with the weights.  ``head`` names the output head a domai
 (:mod:`studio.models` for training and export, :mod:`studio.heads` for sampling and
 scoring) dispatch on it.
 
+A categorical domain also *streams* its corpus (:meth:`Domain.stream_corpus`): it builds
+its vocabulary and writes its ids to a :class:`TokenSink` without ever holding the
+corpus's text, which is how :mod:`studio.token_cache` tokenises corpora larger than
+memory once.  Stroke corpora (a generated Hershey corpus, or one npz loaded whole) are
+read whole and need no token cache.
+
 Domains are numpy-only: they import nothing from training, export, generation,
 evaluation or torch (an import-linter contract in ``pyproject.toml`` checks it).
 """
@@ -26,6 +32,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
+
+from ..corpus import corpus_files
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,29 @@ class Output(Protocol):
     def save(self, path: Path) -> Path | None: ...
 
 
+class TokenSink(Protocol):
+    """Where :meth:`Domain.stream_corpus` sends a corpus (the token cache writes it to a
+    file).  The stream it receives is laid out as :meth:`CategoricalDomain.corpus_ids`
+    lays out a corpus read whole: a separator first, then every document followed by a
+    separator."""
+
+    def start_pass(self, description: str) -> None:
+        """A pass over every corpus file begins (progress restarts at 0 bytes)."""
+
+    def advance(self, bytes_read: int) -> None:
+        """``bytes_read`` more bytes of corpus files were read in this pass."""
+
+    def begin(self, vocab_size: int, separator_id: int) -> None:
+        """Called once, before the first :meth:`write`: the ids are below ``vocab_size``
+        (which picks the storage dtype); writes the opening separator."""
+
+    def write(self, ids: np.ndarray) -> None:
+        """Append ids of the current document (any integer dtype, one dimension)."""
+
+    def end_document(self) -> None:
+        """The current document is complete: writes a separator after it."""
+
+
 class Domain(ABC):
     """Base of every domain; see the module docstring for the contract."""
 
@@ -64,6 +95,7 @@ class Domain(ABC):
     streams_text: ClassVar[bool] = False  # tokens can be printed as they come
     compares_samples: ClassVar[bool] = False  # `studio eval` also scores generated samples
     unit_name: ClassVar[str] = "token"  # one step of the model, as a reader would name it
+    streams_corpus: ClassVar[bool] = False  # stream_corpus works: training goes through the token cache
 
     # --- corpus -------------------------------------------------------------
     @classmethod
@@ -77,6 +109,30 @@ class Domain(ABC):
     def from_documents(cls, documents: Sequence[Document], **options: Any) -> Domain:
         """Build the domain (its vocabulary, its normalisation) from a corpus.  Options
         meant for other domains are ignored."""
+
+    @classmethod
+    def source_files(cls, path: Path) -> list[Path]:
+        """The files under ``path`` that reading the corpus opens, sorted: what its
+        fingerprint covers.  By default those with one of the domain's ``suffixes``."""
+        return corpus_files(Path(path), cls.suffixes or None)
+
+    @classmethod
+    def corpus_options(cls, options: dict) -> dict:
+        """The options of :meth:`from_documents` this domain reads, defaults filled in:
+        besides the corpus, what decides its vocabulary and ids (a token cache's key)."""
+        return {}
+
+    @classmethod
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> Domain:
+        """Build the domain from the corpus ``files`` (its :meth:`source_files`; ``path``
+        names the corpus in messages) and write its ids to ``sink``, holding no more than
+        a chunk of a file at a time (one file, for formats parsed whole).
+
+        The domain and the ids equal what :meth:`from_documents` and ``corpus_ids`` give
+        for :meth:`read_corpus`, unreadable files skipped with the same warning.  Only
+        domains that set ``streams_corpus`` implement it; the others' corpora are read
+        whole (strokes: a generated corpus or one npz) and need no token cache."""
+        raise NotImplementedError(f"{cls.name} corpora are read whole, not streamed")
 
     # --- persistence ----------------------------------------------------------
     @abstractmethod
@@ -101,6 +157,13 @@ class CategoricalDomain(Domain):
     :class:`studio.sampling.settings.SampleSettings`."""
 
     head: ClassVar[str] = "categorical"
+    streams_corpus: ClassVar[bool] = True
+
+    @classmethod
+    @abstractmethod
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict,
+                      sink: TokenSink) -> CategoricalDomain:
+        """See :meth:`Domain.stream_corpus`; every categorical domain streams."""
 
     @property
     @abstractmethod
@@ -127,7 +190,8 @@ class CategoricalDomain(Domain):
     # --- training data --------------------------------------------------------------
     def corpus_ids(self, documents: Sequence[Document]) -> np.ndarray:
         """All documents as one int array, each preceded and the last followed by
-        ``separator_id``, so the model learns how documents start and end."""
+        ``separator_id``, so the model learns how documents start and end (the layout a
+        :class:`TokenSink` gives a streamed corpus)."""
         parts: list[int] = [self.separator_id]
         for document in documents:
             parts.extend(self.encode(document.content))
@@ -172,7 +236,8 @@ class CategoricalDomain(Domain):
 class MixtureDomain(Domain):
     """A domain of real-valued points (pen offsets) drawn from a mixture density; the
     sampler and scorer of the ``mixture`` head (:mod:`studio.heads.mixture`) and its
-    trainer (:mod:`studio.models.mixture`) call what is declared here."""
+    trainer (:mod:`studio.models.mixture`) call what is declared here.  Its corpora are
+    read whole (``streams_corpus`` is False): no token cache."""
 
     head: ClassVar[str] = "mixture"
 

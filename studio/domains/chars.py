@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from ..corpus import corpus_files, read_text, warn_skipped
+import numpy as np
+
+from ..corpus import NotText, changed_while_reading, corpus_files, read_text, text_chunks, warn_skipped
 from ..errors import StudioError
-from .base import CategoricalDomain, Document, Medium
+from .base import CategoricalDomain, Document, Medium, TokenSink
+
+Tally = TypeVar("Tally")
 
 SEPARATOR = "\x1e"  # ASCII record separator: ends a document, never occurs in real text
 BLANK_LINE = "\n\n"
@@ -32,6 +36,65 @@ def read_text_corpus(path: Path) -> list[Document]:
     return documents
 
 
+def _pieces(file: Path, sink: TokenSink, usable: list[bool]) -> Iterator[str]:
+    """The file's text pieces; reports bytes read to ``sink`` and sets ``usable[0]`` once a
+    piece holds more than whitespace (blank files are no documents, as in read_text_corpus)."""
+    for text, size in text_chunks(file):
+        sink.advance(size)
+        if not usable[0] and text.strip():
+            usable[0] = True
+        yield text
+
+
+def scan_text_corpus(path: Path, files: Sequence[Path], sink: TokenSink,
+                     tally: Callable[[Iterable[str]], Tally]) -> Iterator[tuple[Path, Tally]]:
+    """The first pass over a streamed text corpus: ``(file, tally(pieces of its text))``
+    for each usable file.  A file that turns out binary or not UTF-8 part-way has its
+    tally dropped; such files are listed in one warning at the end, and StudioError
+    follows when no file is usable (the rules of :func:`read_text_corpus`)."""
+    skipped, found = [], 0
+    for file in files:
+        usable = [False]
+        try:
+            result = tally(_pieces(file, sink, usable))
+        except NotText:
+            skipped.append(file)
+            continue
+        if usable[0]:
+            found += 1
+            yield file, result
+    warn_skipped(skipped, "binary or non-UTF-8 files")
+    if not found:
+        raise StudioError(f"no usable text in {path}: the corpus needs non-empty UTF-8 text files")
+
+
+def encode_text_files(path: Path, files: Sequence[Path], sink: TokenSink,
+                      encode: Callable[[Iterable[str]], Iterable[np.ndarray]]) -> None:
+    """The second pass: each file's ids (``encode(pieces of its text)``), one document per
+    file.  The files passed the first pass, so failing now means they changed."""
+    for file in files:
+        try:
+            for ids in encode(_pieces(file, sink, [True])):
+                sink.write(ids)
+        except NotText:
+            raise changed_while_reading(path) from None
+        sink.end_document()
+
+
+def code_points(text: str) -> np.ndarray:
+    """The text's Unicode code points as uint32, one per character."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def distinct_code_points(pieces: Iterable[str]) -> np.ndarray:
+    """Sorted code points occurring in the pieces."""
+    seen = np.zeros(0, dtype=np.int64)
+    for text in pieces:
+        if text:
+            seen = np.union1d(seen, np.flatnonzero(np.bincount(code_points(text))))
+    return seen
+
+
 class TextDomainMixin:
     """Sampling hooks shared by the text domains (chars and words)."""
 
@@ -43,6 +106,10 @@ class TextDomainMixin:
     @classmethod
     def read_corpus(cls, path: Path) -> list[Document]:
         return read_text_corpus(path)
+
+    @classmethod
+    def source_files(cls, path: Path) -> list[Path]:
+        return corpus_files(Path(path))  # every file is tried as text, whatever its suffix
 
     def _prime_text(self, settings: Any) -> str:
         if settings.prime_file:
@@ -145,6 +212,34 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
             counts.update(document.content)
         counts.pop(SEPARATOR, None)
         return cls([SEPARATOR, *sorted(counts)])
+
+    @classmethod
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> "CharsDomain":
+        """Two passes: the code points that occur, then each piece's ids through a lookup
+        table indexed by code point (vectorised; no per-character Python)."""
+        sink.start_pass("finding characters")
+        seen, usable = np.zeros(0, dtype=np.int64), []
+        for file, points in scan_text_corpus(path, files, sink, distinct_code_points):
+            seen = np.union1d(seen, points)
+            usable.append(file)
+        domain = cls([SEPARATOR, *(chr(point) for point in seen if chr(point) != SEPARATOR)])
+        lookup = np.full(max(int(seen[-1]), ord(SEPARATOR)) + 1, -1, dtype=np.int32)  # -1: not seen
+        lookup[[ord(symbol) for symbol in domain.symbols]] = np.arange(domain.vocab_size)
+
+        def encode(pieces: Iterable[str]) -> Iterator[np.ndarray]:
+            for text in pieces:
+                points = code_points(text)
+                if points.size and points.max() >= len(lookup):  # a character the first pass never saw
+                    raise changed_while_reading(path)
+                ids = lookup[points]
+                if ids.size and ids.min() < 0:
+                    raise changed_while_reading(path)
+                yield ids
+
+        sink.begin(domain.vocab_size, domain.separator_id)
+        sink.start_pass("encoding characters")
+        encode_text_files(path, usable, sink, encode)
+        return domain
 
     def to_config(self) -> dict:
         return {"name": self.name, "symbols": self.symbols}

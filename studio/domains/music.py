@@ -24,7 +24,7 @@ from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_p
 from ..music.metrics import METRICS, compare
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
-from .base import CategoricalDomain, Document, Medium
+from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
@@ -67,14 +67,19 @@ class MusicDomain(CategoricalDomain):
 
     # --- corpus -------------------------------------------------------------------
     @classmethod
-    def read_corpus(cls, path: Path) -> list[Document]:
+    def source_files(cls, path: Path) -> list[Path]:
+        """Music files under ``path``; none (not an error yet) when it holds other files."""
         path = Path(path)
         try:
-            files = corpus_files(path, cls.suffixes)
+            return corpus_files(path, cls.suffixes)
         except StudioError:
             if not path.exists():
                 raise
-            files = []
+            return []
+
+    @classmethod
+    def read_corpus(cls, path: Path) -> list[Document]:
+        files = cls.source_files(path)
         documents, skipped = [], []
         for file in files:
             try:
@@ -98,6 +103,39 @@ class MusicDomain(CategoricalDomain):
         and most simultaneous notes become the note grammar's limits."""
         codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
         longest, voices = corpus_limits([document.content for document in documents])
+        return cls(codec, max_note_ticks=longest, max_voices=voices)
+
+    @classmethod
+    def corpus_options(cls, options: dict) -> dict:
+        codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
+        return {k: v for k, v in codec.to_config().items() if k in CODEC_OPTIONS}
+
+    @classmethod
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> "MusicDomain":
+        """One pass, a file at a time: the codebook is fixed by the options, so each
+        piece is encoded as soon as it is parsed, and the note grammar's limits are
+        taken over the pieces on the way."""
+        codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
+        sink.begin(codec.vocab_size, codec.separator_id)
+        sink.start_pass("reading music")
+        longest, voices, pieces_found, skipped = 1, 1, 0, []
+        for file in files:
+            try:
+                pieces = read_pieces(file)
+            except Exception:  # damaged or unsupported file: listed once below
+                skipped.append(file)
+                pieces = []
+            for piece in pieces:
+                sink.write(np.asarray(codec.encode(piece), dtype=np.int64))
+                sink.end_document()
+                piece_longest, piece_voices = corpus_limits([piece])
+                longest, voices = max(longest, piece_longest), max(voices, piece_voices)
+                pieces_found += 1
+            sink.advance(file.stat().st_size)
+        warn_skipped(skipped, "unreadable music files")
+        if not pieces_found:
+            raise StudioError(f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or "
+                              "Humdrum files with notes in them")
         return cls(codec, max_note_ticks=longest, max_voices=voices)
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:

@@ -13,6 +13,10 @@ Corpora (``studio train PATH --domain strokes``):
 * a stroke ``.npz`` in the Omniglot layout (``train_points``/``train_offsets``, ...):
   unlabelled strokes, which train the unconditional prediction network.
 
+Both are read whole, never streamed (``streams_corpus`` is False): the Hershey corpus is
+generated line by line as training asks for it, and an npz is loaded in one piece (numpy
+cannot read part of a compressed archive), so stroke corpora need no token cache.
+
 Nothing here imports torch.
 """
 

@@ -56,8 +56,11 @@ class Trainable(ABC):
     # --- training ---------------------------------------------------------------------
     @abstractmethod
     def corpus_payload(self, domain: Any, documents: list) -> tuple[Any, int]:
-        """What a checkpoint keeps of the corpus so a resume never rereads it (the
-        token ids; nothing for a generated corpus), and its size in units."""
+        """What training reads of a corpus read whole, and its size in units: the token
+        ids (kept in the checkpoint, so a resume never rereads the corpus); nothing for a
+        generated corpus.  A streamed corpus (``Domain.streams_corpus``) skips this: its
+        payload is the token cache's memory-mapped ids (:mod:`studio.token_cache`), and
+        the checkpoint keeps a reference to the cache instead."""
 
     @abstractmethod
     def train_data(self, domain: Any, payload: Any, config: Any, rank: int, world_size: int) -> TrainData:

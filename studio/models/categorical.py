@@ -2,7 +2,8 @@
 
 Training data are the corpus's ids cut into parallel streams for truncated BPTT (the
 state a row ends a window with starts its next window, see :mod:`studio.data`); the loss
-is cross-entropy in nats per token.  The step graph takes ``tokens (batch, time)`` and
+is cross-entropy in nats per token.  The ids may be a memory map (the token cache): only
+the windows a step or a validation reads are copied, as int64.  The step graph takes ``tokens (batch, time)`` and
 ``h``/``c`` ``[layers, batch, hidden]`` and returns ``logits (batch, time, vocab)`` and
 ``h_out``/``c_out``; batch and time are dynamic, so one graph steps, primes and scores.
 """
@@ -46,7 +47,7 @@ class TokenStreams(TrainData):
 
     def batch(self, step: int, device: torch.device) -> Batch:
         x, y = self.batches.window(step)
-        return {"inputs": to_device(x, device), "targets": to_device(y, device)}
+        return {"inputs": to_device(x.astype(np.int64), device), "targets": to_device(y.astype(np.int64), device)}
 
     @torch.no_grad()
     def validation_nats(self, model: torch.nn.Module, device: torch.device, dist: Any) -> float:
@@ -55,12 +56,11 @@ class TokenStreams(TrainData):
         was_training = model.training
         model.eval()
         streams = eval_streams(self.val_ids)[dist.rank::dist.world_size]
-        streams = torch.from_numpy(streams).to(device)
         state = model.init_state(streams.shape[0], device)
         total, count = 0.0, 0
         for start in range(0, streams.shape[1] - 1 if len(streams) else 0, VALIDATION_WINDOW):
-            y = streams[:, start + 1:start + 1 + VALIDATION_WINDOW]
-            x = streams[:, start:start + y.shape[1]]
+            window = to_device(streams[:, start:start + 1 + VALIDATION_WINDOW].astype(np.int64), device)
+            x, y = window[:, :-1], window[:, 1:]
             logits, state = model(x, state)
             total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
                                      reduction="sum").item()
@@ -84,7 +84,8 @@ class CategoricalTrainable(Trainable):
         return ids.astype(np.int32), len(ids)
 
     def train_data(self, domain: Any, payload: Any, config: Any, rank: int, world_size: int) -> TrainData:
-        train_ids, val_ids = split_ids(np.asarray(payload, dtype=np.int64), config.val_fraction)
+        """``payload``: the ids, in memory or a token cache's memory map (never copied whole)."""
+        train_ids, val_ids = split_ids(np.asarray(payload), config.val_fraction)
         if config.transpose:
             train_ids = domain.augment(train_ids, config.transpose)
         return TokenStreams(train_ids, val_ids, config.batch_size, config.seq_len, rank, world_size)
@@ -119,7 +120,7 @@ class CategoricalTrainable(Trainable):
         return worst, {"steps": PARITY_TOKENS, "batches": [1, 3]}
 
     def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
-        _, val_ids = split_ids(np.asarray(payload, dtype=np.int64), train["val_fraction"])
+        _, val_ids = split_ids(np.asarray(payload), train["val_fraction"])
         nats, predictions = held_out_nats(session, io_state_names(session), val_ids)
         return {"held_out_nats": nats, "predictions": predictions,
                 "held_out_tokens": int(min(len(val_ids) - 1, HELD_OUT_TOKENS))}
