@@ -54,12 +54,15 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name: runs/NAME and export/NAME (default: the corpus name).")] = None,
     domain: Annotated[Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")] = None,
     vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
-    cell: Annotated[str, typer.Option(help="lstm | gru | rnn.")] = "lstm",
+    cell: Annotated[str, typer.Option(
+        help="lstm | gru | rnn (fused) | lnlstm (layer-normalised LSTM) | sru | qrnn | rwa (explicit).")] = "lstm",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
     hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.")] = 512,
     embedding_size: Annotated[int, typer.Option(help="Embedding width.")] = 64,
     dropout: Annotated[float, typer.Option(help="Dropout on inputs, between layers and on outputs.")] = 0.25,
     tie_weights: Annotated[bool, typer.Option(help="Share the embedding and output weights.")] = False,
+    recurrent_dropout: Annotated[float, typer.Option(
+        help="Variational dropout on the recurrent state, one mask per row and window (explicit cells).")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Parallel streams per step (per process under DDP).")] = 64,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
@@ -106,7 +109,8 @@ def train(
                          seed=seed, device=device, transpose=transpose, max_points=max_points,
                          val_sequences=val_sequences)
     model = dict(cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=embedding_size,
-                 dropout=dropout, tie_weights=tie_weights, mixtures=mixtures, window_gaussians=window_gaussians)
+                 dropout=dropout, tie_weights=tie_weights, recurrent_dropout=recurrent_dropout,
+                 mixtures=mixtures, window_gaussians=window_gaussians)
     run_training(corpus=corpus, resume=resume, name=name, domain=domain,
                  domain_options={"vocab_size": vocab_size}, model=model, config=config,
                  stop_after=stop_after, out=out, quantize=quantize, export=export, int8_only=int8_only,

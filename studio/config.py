@@ -7,7 +7,14 @@ from typing import Any
 
 from .errors import require
 
-CELLS = ("lstm", "gru", "rnn")
+FUSED_CELLS = ("lstm", "gru", "rnn")  # torch's fused kernels, exported as ONNX LSTM/GRU/RNN ops
+EXPLICIT_CELLS = ("lnlstm", "sru", "qrnn", "rwa")  # studio.models.cells, stepped one token per call
+CELLS = FUSED_CELLS + EXPLICIT_CELLS
+STATE_NAMES = {"lstm": ("h", "c"), "gru": ("h",), "rnn": ("h",), "lnlstm": ("h", "c"), "sru": ("c",),
+               "qrnn": ("c", "last_input"), "rwa": ("h", "numerator", "denominator", "max_score")}
+# widths in units of hidden_size: a QRNN carries its last input already through the
+# width-2 convolution's second tap (z, f, o), so every layer's state has one width
+STATE_WIDTHS = {"last_input": 3}
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class ModelConfig:
     embedding_size: int = 64
     dropout: float = 0.25
     tie_weights: bool = False
+    recurrent_dropout: float = 0.0
     type: str = "rnn_lm"
 
     def __post_init__(self) -> None:
@@ -29,12 +37,25 @@ class ModelConfig:
         require(self.hidden_size >= 1, f"--hidden-size must be positive (got {self.hidden_size})")
         require(self.embedding_size >= 1, f"--embedding-size must be positive (got {self.embedding_size})")
         require(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1) (got {self.dropout})")
+        require(0.0 <= self.recurrent_dropout < 1.0,
+                f"--recurrent-dropout must be in [0, 1) (got {self.recurrent_dropout})")
+        require(self.recurrent_dropout == 0.0 or self.cell in EXPLICIT_CELLS,
+                f"--recurrent-dropout needs an explicit cell ({', '.join(EXPLICIT_CELLS)}), not {self.cell}")
         require(self.vocab_size >= 2, "the vocabulary needs at least two symbols")
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        """Names of the recurrent state tensors, each shaped [layers, batch, hidden_size]."""
-        return ("h", "c") if self.cell == "lstm" else ("h",)
+        """Names of the recurrent state tensors, each shaped [layers, batch, width]."""
+        return STATE_NAMES[self.cell]
+
+    def state_width(self, name: str) -> int:
+        """The last axis of state ``name``: [layers, batch, state_width(name)]."""
+        return STATE_WIDTHS.get(name, 1) * self.hidden_size
+
+    @property
+    def steps_one_token(self) -> bool:
+        """Explicit cells export a graph of one time step (the runtime loops over time)."""
+        return self.cell in EXPLICIT_CELLS
 
     def to_dict(self) -> dict:
         return asdict(self)

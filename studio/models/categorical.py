@@ -100,16 +100,20 @@ class CategoricalTrainable(Trainable):
     # --- export -------------------------------------------------------------------------
     def io_spec(self, config: dict) -> dict:
         model_config = ModelConfig.from_dict(config)
-        state_shape = [model_config.layers, "batch", model_config.hidden_size]
-        return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "time"]}},
-                "state": {name: {"dtype": "float32", "shape": state_shape} for name in model_config.state_names},
-                "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "time", model_config.vocab_size]}}}
+        time = 1 if model_config.steps_one_token else "time"
+        return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", time]}},
+                "state": {name: {"dtype": "float32",
+                                 "shape": [model_config.layers, "batch", model_config.state_width(name)]}
+                          for name in model_config.state_names},
+                "outputs": {"logits": {"dtype": "float32", "shape": ["batch", time, model_config.vocab_size]}}}
 
     def step_module(self, model: torch.nn.Module) -> torch.nn.Module:
         return StepGraph(model)
 
     def example_inputs(self, model: torch.nn.Module, io: dict) -> dict[str, torch.Tensor]:
-        return {"tokens": torch.zeros(2, 3, dtype=torch.long), **dict(zip(io["state"], model.init_state(2)))}
+        time = io["inputs"]["tokens"]["shape"][1]
+        tokens = torch.zeros(2, 3 if time == "time" else time, dtype=torch.long)
+        return {"tokens": tokens, **dict(zip(io["state"], model.init_state(2)))}
 
     def parity(self, model: torch.nn.Module, session: Any, domain: Any, io: dict) -> tuple[float, dict]:
         generator = np.random.default_rng(0)
@@ -133,11 +137,17 @@ def io_state_names(session: Any) -> list[str]:
 
 
 def _ort_run(session: Any, state_names: list[str], tokens: np.ndarray, state: dict | None = None):
-    feeds = {"tokens": tokens.astype(np.int64)}
+    """logits (batch, T, vocab), next state; a graph of one time step is stepped T times."""
+    shapes = {i.name: i.shape for i in session.get_inputs()}
     if state is None:
-        shapes = {i.name: i.shape for i in session.get_inputs()}
         state = {n: np.zeros((shapes[n][0], tokens.shape[0], shapes[n][2]), np.float32) for n in state_names}
-    outputs = session.run(None, {**feeds, **state})
+    if shapes["tokens"][1] == 1 and tokens.shape[1] != 1:
+        steps = []
+        for t in range(tokens.shape[1]):
+            logits, state = _ort_run(session, state_names, tokens[:, t:t + 1], state)
+            steps.append(logits)
+        return np.concatenate(steps, 1), state
+    outputs = session.run(None, {"tokens": tokens.astype(np.int64), **state})
     return outputs[0], dict(zip(state_names, outputs[1:]))
 
 
