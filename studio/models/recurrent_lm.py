@@ -2,7 +2,8 @@
 
 Embedding -> dropout -> stacked LSTM/GRU/RNN, or an explicit cell of
 :mod:`studio.models.cells` (dropout between layers) -> dropout -> linear head.  State is
-explicit: ``init_state(batch)`` and ``forward(tokens, state)`` return the next state, a tuple of tensors named by ``config.state_names``.
+explicit: ``init_state(batch)`` and ``forward(tokens, state)`` return the next state, a
+tuple of tensors named by ``config.state_names``.
 """
 
 from __future__ import annotations
