@@ -83,6 +83,9 @@ def train(
     window_gaussians: Annotated[int, typer.Option(help="Strokes (text-conditioned): Gaussians of the attention window.")] = 10,
     max_points: Annotated[int, typer.Option(help="Strokes: longest sequence trained on, in points.")] = 240,
     val_sequences: Annotated[int, typer.Option(help="Strokes: held-out sequences scored at each evaluation.")] = 256,
+    scheduled_sampling: Annotated[float, typer.Option(
+        help="Token models: feed the model its own sampled token instead of the true one with a "
+             "probability that rises linearly from 0 at the first step to P at the last.")] = 0.0,
     stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
@@ -107,7 +110,7 @@ def train(
                          max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                          eval_every=eval_every, patience=patience, val_fraction=val_fraction,
                          seed=seed, device=device, transpose=transpose, max_points=max_points,
-                         val_sequences=val_sequences)
+                         val_sequences=val_sequences, scheduled_sampling=scheduled_sampling)
     model = dict(cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=embedding_size,
                  dropout=dropout, tie_weights=tie_weights, recurrent_dropout=recurrent_dropout,
                  mixtures=mixtures, window_gaussians=window_gaussians)

@@ -90,6 +90,12 @@ class TrainConfig:
     transpose: int = 5
     max_points: int = 240  # strokes: longest sequence trained on (longer Hershey lines are skipped)
     val_sequences: int = 256  # strokes: held-out sequences scored at each evaluation
+    scheduled_sampling: float = 0.0  # final probability of feeding the model its own sample
+
+    def sampling_probability(self, step: int, total_steps: int) -> float:
+        """Scheduled sampling (Bengio et al. 2015): rises linearly from 0 at step 0 to
+        ``scheduled_sampling`` at the last step of the schedule."""
+        return self.scheduled_sampling * min(1.0, step / max(1, total_steps))
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
@@ -103,6 +109,8 @@ class TrainConfig:
         require(0.0 < self.val_fraction < 0.5, f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
         require(self.transpose >= 0, "--transpose must be 0 or more semitones")
         require(self.max_points >= 2, f"--max-points must be at least 2 (got {self.max_points})")
+        require(0.0 <= self.scheduled_sampling <= 1.0,
+                f"--scheduled-sampling must be in [0, 1] (got {self.scheduled_sampling})")
         require(self.val_sequences >= 1, f"--val-sequences must be at least 1 (got {self.val_sequences})")
 
     def to_dict(self) -> dict:

@@ -72,6 +72,7 @@ class TokenStreams(TrainData):
 class CategoricalTrainable(Trainable):
     name: ClassVar[str] = "categorical"
     unit: ClassVar[str] = "token"
+    scheduled_sampling: ClassVar[bool] = True
 
     def model_config(self, domain: Any, options: dict) -> dict:
         return ModelConfig.from_dict({**options, "vocab_size": domain.vocab_size}).to_dict()
@@ -93,7 +94,15 @@ class CategoricalTrainable(Trainable):
         return model.init_state(batch_size, device)
 
     def loss(self, model: torch.nn.Module, batch: Batch, carry: Carry) -> tuple[torch.Tensor, Carry]:
-        logits, carry = model(batch["inputs"], carry)  # (B, T, V)
+        """Cross-entropy of the window; with ``batch["sampling_probability"]`` p > 0, each
+        input after the first is, with probability p, replaced by a token drawn from the
+        model's own prediction for it (a teacher-forced pass without gradients first: the
+        parallel form of scheduled sampling, Duckworth et al. 2019)."""
+        inputs = batch["inputs"]
+        probability = batch.get("sampling_probability", 0.0)
+        if probability > 0:
+            inputs = scheduled_inputs(model, inputs, carry, probability)
+        logits, carry = model(inputs, carry)  # (B, T, V)
         targets = batch["targets"]
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)), carry
 
@@ -130,6 +139,17 @@ class CategoricalTrainable(Trainable):
 
     def quantizable(self) -> bool:
         return True
+
+
+@torch.no_grad()
+def scheduled_inputs(model: torch.nn.Module, inputs: torch.Tensor, carry: Carry, probability: float) -> torch.Tensor:
+    """inputs (B, T) with positions 1.. replaced, each with ``probability``, by a draw from
+    the model's teacher-forced prediction of that position."""
+    logits, _ = model(inputs, carry)  # (B, T, V): position t predicts input t + 1
+    drawn = torch.multinomial(torch.softmax(logits[:, :-1].float().reshape(-1, logits.shape[-1]), -1), 1)
+    drawn = drawn.reshape(inputs.shape[0], -1)
+    replace = torch.rand(drawn.shape, device=inputs.device) < probability
+    return torch.cat([inputs[:, :1], torch.where(replace, drawn, inputs[:, 1:])], 1)
 
 
 def io_state_names(session: Any) -> list[str]:
