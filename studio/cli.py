@@ -54,12 +54,15 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name: runs/NAME and export/NAME (default: the corpus name).")] = None,
     domain: Annotated[Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")] = None,
     vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
-    cell: Annotated[str, typer.Option(help="lstm | gru | rnn.")] = "lstm",
+    cell: Annotated[str, typer.Option(
+        help="lstm | gru | rnn (fused) | lnlstm (layer-normalised LSTM) | sru | qrnn | rwa (explicit).")] = "lstm",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
     hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.")] = 512,
     embedding_size: Annotated[int, typer.Option(help="Embedding width.")] = 64,
     dropout: Annotated[float, typer.Option(help="Dropout on inputs, between layers and on outputs.")] = 0.25,
     tie_weights: Annotated[bool, typer.Option(help="Share the embedding and output weights.")] = False,
+    recurrent_dropout: Annotated[float, typer.Option(
+        help="Variational dropout on the recurrent state, one mask per row and window (explicit cells).")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Parallel streams per step (per process under DDP).")] = 64,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
@@ -80,6 +83,9 @@ def train(
     window_gaussians: Annotated[int, typer.Option(help="Strokes (text-conditioned): Gaussians of the attention window.")] = 10,
     max_points: Annotated[int, typer.Option(help="Strokes: longest sequence trained on, in points.")] = 240,
     val_sequences: Annotated[int, typer.Option(help="Strokes: held-out sequences scored at each evaluation.")] = 256,
+    scheduled_sampling: Annotated[float, typer.Option(
+        help="Token models: feed the model its own sampled token instead of the true one with a "
+             "probability that rises linearly from 0 at the first step to P at the last.")] = 0.0,
     stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
@@ -111,9 +117,10 @@ def train(
                          max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
                          eval_every=eval_every, patience=patience, val_fraction=val_fraction,
                          seed=seed, device=device, transpose=transpose, max_points=max_points,
-                         val_sequences=val_sequences)
+                         val_sequences=val_sequences, scheduled_sampling=scheduled_sampling)
     model = dict(cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=embedding_size,
-                 dropout=dropout, tie_weights=tie_weights, mixtures=mixtures, window_gaussians=window_gaussians)
+                 dropout=dropout, tie_weights=tie_weights, recurrent_dropout=recurrent_dropout,
+                 mixtures=mixtures, window_gaussians=window_gaussians)
     run_training(corpus=corpus, resume=resume, name=name, domain=domain,
                  domain_options={"vocab_size": vocab_size}, model=model, config=config,
                  stop_after=stop_after, out=out, quantize=quantize, export=export, int8_only=int8_only,

@@ -7,7 +7,14 @@ from typing import Any
 
 from .errors import require
 
-CELLS = ("lstm", "gru", "rnn")
+FUSED_CELLS = ("lstm", "gru", "rnn")  # torch's fused kernels, exported as ONNX LSTM/GRU/RNN ops
+EXPLICIT_CELLS = ("lnlstm", "sru", "qrnn", "rwa")  # studio.models.cells, stepped one token per call
+CELLS = FUSED_CELLS + EXPLICIT_CELLS
+STATE_NAMES = {"lstm": ("h", "c"), "gru": ("h",), "rnn": ("h",), "lnlstm": ("h", "c"), "sru": ("c",),
+               "qrnn": ("c", "last_input"), "rwa": ("h", "numerator", "denominator", "max_score")}
+# widths in units of hidden_size: a QRNN carries its last input already through the
+# width-2 convolution's second tap (z, f, o), so every layer's state has one width
+STATE_WIDTHS = {"last_input": 3}
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class ModelConfig:
     embedding_size: int = 64
     dropout: float = 0.25
     tie_weights: bool = False
+    recurrent_dropout: float = 0.0
     type: str = "rnn_lm"
 
     def __post_init__(self) -> None:
@@ -29,12 +37,25 @@ class ModelConfig:
         require(self.hidden_size >= 1, f"--hidden-size must be positive (got {self.hidden_size})")
         require(self.embedding_size >= 1, f"--embedding-size must be positive (got {self.embedding_size})")
         require(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1) (got {self.dropout})")
+        require(0.0 <= self.recurrent_dropout < 1.0,
+                f"--recurrent-dropout must be in [0, 1) (got {self.recurrent_dropout})")
+        require(self.recurrent_dropout == 0.0 or self.cell in EXPLICIT_CELLS,
+                f"--recurrent-dropout needs an explicit cell ({', '.join(EXPLICIT_CELLS)}), not {self.cell}")
         require(self.vocab_size >= 2, "the vocabulary needs at least two symbols")
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        """Names of the recurrent state tensors, each shaped [layers, batch, hidden_size]."""
-        return ("h", "c") if self.cell == "lstm" else ("h",)
+        """Names of the recurrent state tensors, each shaped [layers, batch, width]."""
+        return STATE_NAMES[self.cell]
+
+    def state_width(self, name: str) -> int:
+        """The last axis of state ``name``: [layers, batch, state_width(name)]."""
+        return STATE_WIDTHS.get(name, 1) * self.hidden_size
+
+    @property
+    def steps_one_token(self) -> bool:
+        """Explicit cells export a graph of one time step (the runtime loops over time)."""
+        return self.cell in EXPLICIT_CELLS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +90,12 @@ class TrainConfig:
     transpose: int = 5
     max_points: int = 240  # strokes: longest sequence trained on (longer Hershey lines are skipped)
     val_sequences: int = 256  # strokes: held-out sequences scored at each evaluation
+    scheduled_sampling: float = 0.0  # final probability of feeding the model its own sample
+
+    def sampling_probability(self, step: int, total_steps: int) -> float:
+        """Scheduled sampling (Bengio et al. 2015): rises linearly from 0 at step 0 to
+        ``scheduled_sampling`` at the last step of the schedule."""
+        return self.scheduled_sampling * min(1.0, step / max(1, total_steps))
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
@@ -82,6 +109,8 @@ class TrainConfig:
         require(0.0 < self.val_fraction < 0.5, f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
         require(self.transpose >= 0, "--transpose must be 0 or more semitones")
         require(self.max_points >= 2, f"--max-points must be at least 2 (got {self.max_points})")
+        require(0.0 <= self.scheduled_sampling <= 1.0,
+                f"--scheduled-sampling must be in [0, 1] (got {self.scheduled_sampling})")
         require(self.val_sequences >= 1, f"--val-sequences must be at least 1 (got {self.val_sequences})")
 
     def to_dict(self) -> dict:

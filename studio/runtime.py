@@ -181,7 +181,14 @@ class Runtime:
 
     # categorical convenience ---------------------------------------------------------
     def logits(self, tokens: np.ndarray, state: dict[str, np.ndarray]):
-        """tokens (batch, time) -> logits (batch, time, vocab), next state."""
+        """tokens (batch, time) -> logits (batch, time, vocab), next state.  A graph whose
+        time axis is 1 (explicit cells) is stepped one token per call."""
+        if self._input_shapes["tokens"][1] == 1 and np.shape(tokens)[1] != 1:
+            steps = []
+            for t in range(np.shape(tokens)[1]):
+                logits, state = self.logits(np.asarray(tokens)[:, t:t + 1], state)
+                steps.append(logits)
+            return np.concatenate(steps, 1), state
         outputs, state = self.run({"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}, state)
         return outputs["logits"], state
 

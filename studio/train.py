@@ -117,6 +117,8 @@ class Trainer:
         self.device = self.dist.device  # cuda:LOCAL_RANK under torchrun
         seed_everything(config.seed)  # the same initial weights on every rank
         torch.backends.mkldnn.enabled = True  # oneDNN: ~2x faster training windows on CPU
+        require(config.scheduled_sampling == 0 or self.head.scheduled_sampling,
+                f"--scheduled-sampling needs a token model; {self.domain.name} has a {self.head.name} head")
         self.data = self.head.train_data(self.domain, self.payload, config, self.dist.rank, self.dist.world_size)
         self.total_steps = config.max_steps or max(1, int(config.epochs * self.data.steps_per_epoch))
         self.model = self.head.build_model(model_config).to(self.device)
@@ -189,6 +191,8 @@ class Trainer:
                 self.carry = self.head.init_carry(self.model, self.config.batch_size, self.device)
             self.carry = tuple(s.detach() for s in self.carry)  # truncated BPTT: stop gradients here
         batch = self.data.batch(self.step, self.device)
+        if self.config.scheduled_sampling > 0:
+            batch["sampling_probability"] = self.config.sampling_probability(self.step, self.total_steps)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.device.type == "cuda"):
             loss, self.carry = self.head.loss(self.trained, batch, self.carry)
         self.optimizer.zero_grad(set_to_none=True)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..api import bundle_domain
 from ..bundle import Bundle
+from ..config import FUSED_CELLS
 from ..domains import CategoricalDomain
 from ..errors import StudioError
 from ..runtime import Runtime
@@ -74,7 +75,7 @@ def _measure(bundle: Bundle, domain, seconds: float, *, torch: bool, cold: bool,
         if cold:
             say("cold start")
             result["cold_start_s"] = round(timing.cold_start(shipped.path), 3)
-        if torch:
+        if torch and bundle.card["model"].get("cell", "lstm") in FUSED_CELLS:  # rebuilt from ONNX LSTM/GRU/RNN ops
             say("PyTorch")
             result.update(torch_figures(bundle, runtimes["fp32"], seconds))
     result.update(_against_torch(result))

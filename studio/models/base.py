@@ -42,6 +42,8 @@ class Trainable(ABC):
 
     name: ClassVar[str]
     unit: ClassVar[str]  # what a loss is per: "token" or "point"
+    # whether loss() reads batch["sampling_probability"] (scheduled sampling, --scheduled-sampling)
+    scheduled_sampling: ClassVar[bool] = False
 
     # --- model ----------------------------------------------------------------------
     @abstractmethod

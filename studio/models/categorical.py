@@ -72,6 +72,7 @@ class TokenStreams(TrainData):
 class CategoricalTrainable(Trainable):
     name: ClassVar[str] = "categorical"
     unit: ClassVar[str] = "token"
+    scheduled_sampling: ClassVar[bool] = True
 
     def model_config(self, domain: Any, options: dict) -> dict:
         return ModelConfig.from_dict({**options, "vocab_size": domain.vocab_size}).to_dict()
@@ -94,23 +95,35 @@ class CategoricalTrainable(Trainable):
         return model.init_state(batch_size, device)
 
     def loss(self, model: torch.nn.Module, batch: Batch, carry: Carry) -> tuple[torch.Tensor, Carry]:
-        logits, carry = model(batch["inputs"], carry)  # (B, T, V)
+        """Cross-entropy of the window; with ``batch["sampling_probability"]`` p > 0, each
+        input after the first is, with probability p, replaced by a token drawn from the
+        model's own prediction for it (a teacher-forced pass without gradients first: the
+        parallel form of scheduled sampling, Duckworth et al. 2019)."""
+        inputs = batch["inputs"]
+        probability = batch.get("sampling_probability", 0.0)
+        if probability > 0:
+            inputs = scheduled_inputs(model, inputs, carry, probability)
+        logits, carry = model(inputs, carry)  # (B, T, V)
         targets = batch["targets"]
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)), carry
 
     # --- export -------------------------------------------------------------------------
     def io_spec(self, config: dict) -> dict:
         model_config = ModelConfig.from_dict(config)
-        state_shape = [model_config.layers, "batch", model_config.hidden_size]
-        return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", "time"]}},
-                "state": {name: {"dtype": "float32", "shape": state_shape} for name in model_config.state_names},
-                "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "time", model_config.vocab_size]}}}
+        time = 1 if model_config.steps_one_token else "time"
+        return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", time]}},
+                "state": {name: {"dtype": "float32",
+                                 "shape": [model_config.layers, "batch", model_config.state_width(name)]}
+                          for name in model_config.state_names},
+                "outputs": {"logits": {"dtype": "float32", "shape": ["batch", time, model_config.vocab_size]}}}
 
     def step_module(self, model: torch.nn.Module) -> torch.nn.Module:
         return StepGraph(model)
 
     def example_inputs(self, model: torch.nn.Module, io: dict) -> dict[str, torch.Tensor]:
-        return {"tokens": torch.zeros(2, 3, dtype=torch.long), **dict(zip(io["state"], model.init_state(2)))}
+        time = io["inputs"]["tokens"]["shape"][1]
+        tokens = torch.zeros(2, 3 if time == "time" else time, dtype=torch.long)
+        return {"tokens": tokens, **dict(zip(io["state"], model.init_state(2)))}
 
     def parity(self, model: torch.nn.Module, session: Any, domain: Any, io: dict) -> tuple[float, dict]:
         generator = np.random.default_rng(0)
@@ -129,16 +142,33 @@ class CategoricalTrainable(Trainable):
         return True
 
 
+@torch.no_grad()
+def scheduled_inputs(model: torch.nn.Module, inputs: torch.Tensor, carry: Carry, probability: float) -> torch.Tensor:
+    """inputs (B, T) with positions 1.. replaced, each with ``probability``, by a draw from
+    the model's teacher-forced prediction of that position."""
+    logits, _ = model(inputs, carry)  # (B, T, V): position t predicts input t + 1
+    drawn = torch.multinomial(torch.softmax(logits[:, :-1].float().reshape(-1, logits.shape[-1]), -1), 1)
+    drawn = drawn.reshape(inputs.shape[0], -1)
+    replace = torch.rand(drawn.shape, device=inputs.device) < probability
+    return torch.cat([inputs[:, :1], torch.where(replace, drawn, inputs[:, 1:])], 1)
+
+
 def io_state_names(session: Any) -> list[str]:
     return [i.name for i in session.get_inputs() if i.name != "tokens"]
 
 
 def _ort_run(session: Any, state_names: list[str], tokens: np.ndarray, state: dict | None = None):
-    feeds = {"tokens": tokens.astype(np.int64)}
+    """logits (batch, T, vocab), next state; a graph of one time step is stepped T times."""
+    shapes = {i.name: i.shape for i in session.get_inputs()}
     if state is None:
-        shapes = {i.name: i.shape for i in session.get_inputs()}
         state = {n: np.zeros((shapes[n][0], tokens.shape[0], shapes[n][2]), np.float32) for n in state_names}
-    outputs = session.run(None, {**feeds, **state})
+    if shapes["tokens"][1] == 1 and tokens.shape[1] != 1:
+        steps = []
+        for t in range(tokens.shape[1]):
+            logits, state = _ort_run(session, state_names, tokens[:, t:t + 1], state)
+            steps.append(logits)
+        return np.concatenate(steps, 1), state
+    outputs = session.run(None, {"tokens": tokens.astype(np.int64), **state})
     return outputs[0], dict(zip(state_names, outputs[1:]))
 
 

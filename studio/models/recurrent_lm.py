@@ -1,8 +1,9 @@
 """The recurrent language model shared by every categorical domain (chars, words, music).
 
-Embedding -> dropout -> stacked LSTM/GRU/RNN (dropout between layers) -> dropout ->
-linear head.  State is explicit: ``init_state(batch)`` and ``forward(tokens, state)``
-return the next state, a tuple of tensors named by ``config.state_names``.
+Embedding -> dropout -> stacked LSTM/GRU/RNN, or an explicit cell of
+:mod:`studio.models.cells` (dropout between layers) -> dropout -> linear head.  State is
+explicit: ``init_state(batch)`` and ``forward(tokens, state)`` return the next state, a
+tuple of tensors named by ``config.state_names``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import EXPLICIT_CELLS, ModelConfig
+from .cells import ExplicitStack
 
 RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -21,9 +23,12 @@ class RecurrentLM(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
         self.input_dropout = nn.Dropout(config.dropout)
-        self.rnn = RECURRENT[config.cell](
-            config.embedding_size, config.hidden_size, config.layers, batch_first=True,
-            dropout=config.dropout if config.layers > 1 else 0.0)
+        if config.cell in EXPLICIT_CELLS:
+            self.rnn = ExplicitStack(config)
+        else:
+            self.rnn = RECURRENT[config.cell](
+                config.embedding_size, config.hidden_size, config.layers, batch_first=True,
+                dropout=config.dropout if config.layers > 1 else 0.0)
         self.output_dropout = nn.Dropout(config.dropout)
         self.projection = None
         if config.tie_weights and config.hidden_size != config.embedding_size:
@@ -48,14 +53,15 @@ class RecurrentLM(nn.Module):
                     bias[hidden:2 * hidden].fill_(0.0)
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-        """Zeros, one [layers, batch, hidden_size] tensor per state name."""
-        shape = (self.config.layers, batch, self.config.hidden_size)
-        return tuple(torch.zeros(shape, device=device) for _ in self.config.state_names)
+        """Zeros, one [layers, batch, state_width(name)] tensor per state name."""
+        config = self.config
+        return tuple(torch.zeros((config.layers, batch, config.state_width(name)), device=device)
+                     for name in config.state_names)
 
     def forward(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
         """tokens (B, T) int64 -> logits (B, T, V), next state."""
         x = self.input_dropout(self.embedding(tokens))  # (B, T, E)
-        rnn_state = state if self.config.cell == "lstm" else state[0]
+        rnn_state = state if self.config.cell in ("lstm", *EXPLICIT_CELLS) else state[0]
         y, next_state = self.rnn(x, rnn_state)  # (B, T, H)
         y = self.output_dropout(y)
         if self.projection is not None:
