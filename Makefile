@@ -46,6 +46,7 @@ demo: install
 test: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 # Retrain the shipped default models from fixed seeds (tens of minutes each on 2 cores)

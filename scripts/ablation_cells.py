@@ -24,8 +24,9 @@ from studio.train import load_corpus, train
 
 CORPUS = Path("corpora/shakespeare")
 MODEL = dict(hidden_size=192, layers=2, embedding_size=64, dropout=0.1)
-SETTINGS = dict(batch_size=32, seq_len=64, learning_rate=3e-3, warmup_steps=20, eval_every=10**6,
-                patience=10**6, seed=1337)
+SETTINGS = dict(
+    batch_size=32, seq_len=64, learning_rate=3e-3, warmup_steps=20, eval_every=10**6, patience=10**6, seed=1337
+)
 HELD_OUT_CHARS = 30_000  # the first 30k characters of the held-out 10%: the same for every cell
 
 
@@ -42,13 +43,15 @@ def held_out_nats(run_path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cells", nargs="*", default=["lstm", "lnlstm", "sru", "qrnn", "rwa"],
-                        help=f"any of {', '.join(CELLS)}")
+    parser.add_argument(
+        "cells", nargs="*", default=["lstm", "lnlstm", "sru", "qrnn", "rwa"], help=f"any of {', '.join(CELLS)}"
+    )
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--recurrent-dropout", type=float, default=0.0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription "
-                        "on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: no oversubscription on a shared machine)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     unknown = sorted(set(args.cells) - set(CELLS))
@@ -58,8 +61,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for cell in args.cells:
         model = {**MODEL, "cell": cell, "recurrent_dropout": args.recurrent_dropout}
-        run = train(CORPUS, args.runs_dir / cell, domain_name="chars", model_overrides=model,
-                    train_config=TrainConfig(**SETTINGS, max_minutes=args.minutes), quiet=True)
+        run = train(
+            CORPUS,
+            args.runs_dir / cell,
+            domain_name="chars",
+            model_overrides=model,
+            train_config=TrainConfig(**SETTINGS, max_minutes=args.minutes),
+            quiet=True,
+        )
         with open(run.path / "metrics.csv") as handle:
             rows = list(csv.DictReader(handle))
         rate = statistics.median(float(r["tokens_per_s"]) for r in rows[1:] or rows)

@@ -94,8 +94,12 @@ def measure(command: list[str], log: Path) -> dict:
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{log.read_text()[-3000:]}")
-    return {"seconds": round(seconds, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "launched": launched}
+    return {
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "launched": launched,
+    }
 
 
 def first_step(measured: dict, run: Path) -> float:
@@ -118,35 +122,96 @@ def bench_size(megabytes: int, work: Path, baseline: bool, validate: bool) -> di
 
     build = measure([sys.executable, "-c", BUILD, str(corpus), str(cache)], folder / "build.log")
     facts = json.loads((folder / "build.log").read_text().strip().splitlines()[-1])
-    row.update(build_s=round(facts["seconds"], 2), build_process_s=build["seconds"],
-               build_peak_rss_mb=build["peak_rss_mb"], cache_mb=round(facts["bytes"] / MB, 1),
-               cache_bytes_per_char=round(facts["bytes"] / characters, 3), tokens=facts["tokens"])
+    row.update(
+        build_s=round(facts["seconds"], 2),
+        build_process_s=build["seconds"],
+        build_peak_rss_mb=build["peak_rss_mb"],
+        cache_mb=round(facts["bytes"] / MB, 1),
+        cache_bytes_per_char=round(facts["bytes"] / characters, 3),
+        tokens=facts["tokens"],
+    )
 
     measure([sys.executable, "-c", READY, str(corpus), str(cache)], folder / "ready.log")
     ready = json.loads((folder / "ready.log").read_text().strip().splitlines()[-1])
     row.update(ready_s=round(ready["new_run"], 2), resume_ready_s=round(ready["resume"], 3))
 
-    common = ["--cache-dir", str(cache), "--runs-dir", str(runs), "--batch-size", "64", "--seq-len", "128",
-              *SMALL_MODEL]
-    start = measure(studio_train(str(corpus), "--name", "start", *common, "--max-steps", "1000000",
-                                 "--eval-every", "1000000", "--stop-after", "1"), folder / "start.log")
+    common = [
+        "--cache-dir",
+        str(cache),
+        "--runs-dir",
+        str(runs),
+        "--batch-size",
+        "64",
+        "--seq-len",
+        "128",
+        *SMALL_MODEL,
+    ]
+    start = measure(
+        studio_train(
+            str(corpus),
+            "--name",
+            "start",
+            *common,
+            "--max-steps",
+            "1000000",
+            "--eval-every",
+            "1000000",
+            "--stop-after",
+            "1",
+        ),
+        folder / "start.log",
+    )
     start_step = first_step(start, runs / "start")
     resume = measure(studio_train("--resume", str(runs / "start"), "--stop-after", "1"), folder / "resume.log")
     floor = measure([sys.executable, "-c", TORCH_FLOOR], folder / "floor.log")
-    steps = ["--max-steps", "50", "--eval-every", "50"] if validate else \
-        ["--max-steps", "1000000", "--eval-every", "1000000", "--stop-after", "50"]
+    steps = (
+        ["--max-steps", "50", "--eval-every", "50"]
+        if validate
+        else ["--max-steps", "1000000", "--eval-every", "1000000", "--stop-after", "50"]
+    )
     trained = measure(studio_train(str(corpus), "--name", "train", *common, *steps), folder / "train.log")
-    row.update(torch_floor_s=floor["seconds"], torch_floor_cpu_s=floor["cpu_seconds"], start_s=start_step,
-               start_process_s=start["seconds"], start_cpu_s=start["cpu_seconds"], resume_cpu_s=resume["cpu_seconds"],
-               start_peak_rss_mb=start["peak_rss_mb"], resume_s=first_step(resume, runs / "start"),
-               resume_process_s=resume["seconds"], train_s=trained["seconds"],
-               train_peak_rss_mb=trained["peak_rss_mb"], validated=validate)
+    row.update(
+        torch_floor_s=floor["seconds"],
+        torch_floor_cpu_s=floor["cpu_seconds"],
+        start_s=start_step,
+        start_process_s=start["seconds"],
+        start_cpu_s=start["cpu_seconds"],
+        resume_cpu_s=resume["cpu_seconds"],
+        start_peak_rss_mb=start["peak_rss_mb"],
+        resume_s=first_step(resume, runs / "start"),
+        resume_process_s=resume["seconds"],
+        train_s=trained["seconds"],
+        train_peak_rss_mb=trained["peak_rss_mb"],
+        validated=validate,
+    )
     if baseline:
-        whole = measure(studio_train(str(corpus), "--name", "whole", "--no-cache", "--runs-dir", str(runs),
-                                     "--batch-size", "64", "--seq-len", "128", *SMALL_MODEL, "--max-steps", "1000000",
-                                     "--eval-every", "1000000", "--stop-after", "1"), folder / "whole.log")
-        row.update(no_cache_start_s=first_step(whole, runs / "whole"), no_cache_process_s=whole["seconds"],
-                   no_cache_peak_rss_mb=whole["peak_rss_mb"])
+        whole = measure(
+            studio_train(
+                str(corpus),
+                "--name",
+                "whole",
+                "--no-cache",
+                "--runs-dir",
+                str(runs),
+                "--batch-size",
+                "64",
+                "--seq-len",
+                "128",
+                *SMALL_MODEL,
+                "--max-steps",
+                "1000000",
+                "--eval-every",
+                "1000000",
+                "--stop-after",
+                "1",
+            ),
+            folder / "whole.log",
+        )
+        row.update(
+            no_cache_start_s=first_step(whole, runs / "whole"),
+            no_cache_process_s=whole["seconds"],
+            no_cache_peak_rss_mb=whole["peak_rss_mb"],
+        )
     shutil.rmtree(folder)  # the next size needs the disk more than this one
     return row
 
@@ -160,33 +225,52 @@ def machine() -> dict:
             flags = {f for f in line.split(":", 1)[1].split() if f.startswith("avx") or f == "sha_ni"}
         if line.startswith("model name") and not model:
             model = line.split(":", 1)[1].strip()
-    return {"cpu": model, "cores": os.cpu_count(), "flags": sorted(flags), "python": platform.python_version(),
-            "numpy": version("numpy"), "torch": version("torch")}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "flags": sorted(flags),
+        "python": platform.python_version(),
+        "numpy": version("numpy"),
+        "torch": version("torch"),
+    }
 
 
 def table(rows: list[dict], facts: dict) -> str:
-    lines = [f"CPU: {facts['cpu']}, {facts['cores']} cores, flags {' '.join(facts['flags']) or '(no AVX)'}; "
-             f"Python {facts['python']}, numpy {facts['numpy']}, torch {facts['torch']}; load average "
-             f"{facts['load_before']:.1f} before, {facts['load_after']:.1f} after (other work shares the cores).", "",
-             "| corpus | cache build | build rate | build peak RSS | cache on disk | bytes/char |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"CPU: {facts['cpu']}, {facts['cores']} cores, flags {' '.join(facts['flags']) or '(no AVX)'}; "
+        f"Python {facts['python']}, numpy {facts['numpy']}, torch {facts['torch']}; load average "
+        f"{facts['load_before']:.1f} before, {facts['load_after']:.1f} after (other work shares the cores).",
+        "",
+        "| corpus | cache build | build rate | build peak RSS | cache on disk | bytes/char |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['corpus_mb']} MB | {r['build_s']} s | {r['corpus_mb'] / max(r['build_s'], 1e-9):.0f} MB/s "
-                     f"| {r['build_peak_rss_mb']:.0f} MB | {r['cache_mb']} MB | {r['cache_bytes_per_char']} |")
-    lines += ["", "| corpus | corpus ready: new run / resume | first step: new run / resume | whole process, "
-                  "CPU time: new run / resume | `import torch, torch._dynamo` alone: wall (CPU) | start peak RSS "
-                  "| train peak RSS | train time |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['corpus_mb']} MB | {r['build_s']} s | {r['corpus_mb'] / max(r['build_s'], 1e-9):.0f} MB/s "
+            f"| {r['build_peak_rss_mb']:.0f} MB | {r['cache_mb']} MB | {r['cache_bytes_per_char']} |"
+        )
+    lines += [
+        "",
+        "| corpus | corpus ready: new run / resume | first step: new run / resume | whole process, "
+        "CPU time: new run / resume | `import torch, torch._dynamo` alone: wall (CPU) | start peak RSS "
+        "| train peak RSS | train time |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['corpus_mb']} MB | {r['ready_s']} s / {r['resume_ready_s']} s "
-                     f"| {r['start_s']} s / {r['resume_s']} s | {r['start_cpu_s']} s / {r['resume_cpu_s']} s "
-                     f"| {r['torch_floor_s']} s ({r['torch_floor_cpu_s']} s) "
-                     f"| {r['start_peak_rss_mb']:.0f} MB | {r['train_peak_rss_mb']:.0f} MB "
-                     f"| {r['train_s']} s{'' if r['validated'] else ' (no validation)'} |")
+        lines.append(
+            f"| {r['corpus_mb']} MB | {r['ready_s']} s / {r['resume_ready_s']} s "
+            f"| {r['start_s']} s / {r['resume_s']} s | {r['start_cpu_s']} s / {r['resume_cpu_s']} s "
+            f"| {r['torch_floor_s']} s ({r['torch_floor_cpu_s']} s) "
+            f"| {r['start_peak_rss_mb']:.0f} MB | {r['train_peak_rss_mb']:.0f} MB "
+            f"| {r['train_s']} s{'' if r['validated'] else ' (no validation)'} |"
+        )
     for r in rows:
         if "no_cache_start_s" in r:
-            lines += ["", f"Without the cache (`--no-cache`, {r['corpus_mb']} MB): first step after "
-                          f"{r['no_cache_start_s']} s at {r['no_cache_peak_rss_mb']:.0f} MB peak RSS."]
+            lines += [
+                "",
+                f"Without the cache (`--no-cache`, {r['corpus_mb']} MB): first step after "
+                f"{r['no_cache_start_s']} s at {r['no_cache_peak_rss_mb']:.0f} MB peak RSS.",
+            ]
     return "\n".join(lines)
 
 
@@ -196,8 +280,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--baseline", action="store_true", help="also train the smallest size with --no-cache")
-    parser.add_argument("--skip-validation", action="store_true",
-                        help="train 50 steps without the validation pass (it reads the whole held-out tenth)")
+    parser.add_argument(
+        "--skip-validation",
+        action="store_true",
+        help="train 50 steps without the validation pass (it reads the whole held-out tenth)",
+    )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="studio-bench-corpus-"))
     facts = {**machine(), "load_before": os.getloadavg()[0]}

@@ -28,8 +28,19 @@ from .heads import Event, Finished, Head, head_for
 from .runtime import Runtime
 from .sampling.settings import SampleSettings
 
-__all__ = ["Loaded", "Sample", "SampleSettings", "evaluate", "load", "load_bundle", "list_models", "load_runtime", "sample",
-           "sample_iter", "settings_from"]
+__all__ = [
+    "Loaded",
+    "Sample",
+    "SampleSettings",
+    "evaluate",
+    "load",
+    "load_bundle",
+    "list_models",
+    "load_runtime",
+    "sample",
+    "sample_iter",
+    "settings_from",
+]
 
 
 @dataclass(frozen=True)
@@ -55,8 +66,9 @@ def bundle_domain(bundle: Bundle) -> Domain:
     try:
         return domain_from_config(bundle.card["domain"])
     except (KeyError, TypeError, ValueError) as error:
-        raise StudioError(f"damaged model card {bundle.path / CARD}: bad domain ({error}); "
-                          "re-export the model") from None
+        raise StudioError(
+            f"damaged model card {bundle.path / CARD}: bad domain ({error}); re-export the model"
+        ) from None
 
 
 def bundle_head(bundle: Bundle) -> Head:
@@ -70,8 +82,9 @@ def bundle_head(bundle: Bundle) -> Head:
 @functools.lru_cache(maxsize=8)
 def _cached(path: str, mtime: float, device: str, precision: str) -> Loaded:
     bundle = Bundle.load(path)
-    return Loaded(bundle, Runtime(bundle, device=device, precision=precision), bundle_domain(bundle),
-                  bundle_head(bundle))
+    return Loaded(
+        bundle, Runtime(bundle, device=device, precision=precision), bundle_domain(bundle), bundle_head(bundle)
+    )
 
 
 def load(model: str | Path, device: str = "cpu", precision: str = "auto") -> Loaded:
@@ -104,8 +117,7 @@ def settings_from(model: str | Path = "prose", **options: Any) -> SampleSettings
         raise StudioError(f"unknown sampling option: {error}") from None
 
 
-def sample_iter(model: str | Path = "prose", settings: SampleSettings | None = None,
-                **options: Any) -> Iterator[Event]:
+def sample_iter(model: str | Path = "prose", settings: SampleSettings | None = None, **options: Any) -> Iterator[Event]:
     """Stream a generation as typed events: ``Started``, then ``Token`` as tokens are
     committed (text and music), then ``Finished`` with the samples."""
     settings = settings or settings_from(model, **options)
@@ -113,8 +125,7 @@ def sample_iter(model: str | Path = "prose", settings: SampleSettings | None = N
     yield from loaded.head.generate(loaded.runtime, loaded.domain, settings)
 
 
-def sample(model: str | Path = "prose", settings: SampleSettings | None = None,
-           **options: Any) -> list[Sample]:
+def sample(model: str | Path = "prose", settings: SampleSettings | None = None, **options: Any) -> list[Sample]:
     """Generate ``num`` samples (list of :class:`Sample`) with the given settings."""
     results: list[Sample] = []
     for event in sample_iter(model, settings, **options):
@@ -123,9 +134,18 @@ def sample(model: str | Path = "prose", settings: SampleSettings | None = None,
     return results
 
 
-def evaluate(model: str | Path, corpus: str | Path, device: str = "cpu",
-             precision: str = "auto", split: str = "all", val_fraction: float = 0.1,
-             temperature: float = 1.0, samples: int = 50, bars: int = 16, seed: int = 0) -> dict:
+def evaluate(
+    model: str | Path,
+    corpus: str | Path,
+    device: str = "cpu",
+    precision: str = "auto",
+    split: str = "all",
+    val_fraction: float = 0.1,
+    temperature: float = 1.0,
+    samples: int = 50,
+    bars: int = 16,
+    seed: int = 0,
+) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
     onnxruntime; ``split="val"`` scores only the held-out tail (the last
     ``val_fraction``).  Domains that compare samples (music) also generate ``samples``
@@ -136,9 +156,18 @@ def evaluate(model: str | Path, corpus: str | Path, device: str = "cpu",
     require(temperature > 0, f"--temp must be positive (got {temperature})")
     require(samples >= 1 and bars >= 1, f"--samples and --bars must be at least 1 (got {samples}, {bars})")
     loaded = load(model, device, precision)
-    return evaluate_model(loaded.runtime, loaded.domain, loaded.head, Path(corpus), split=split,
-                          val_fraction=val_fraction, temperature=temperature, samples=samples, bars=bars,
-                          seed=seed)
+    return evaluate_model(
+        loaded.runtime,
+        loaded.domain,
+        loaded.head,
+        Path(corpus),
+        split=split,
+        val_fraction=val_fraction,
+        temperature=temperature,
+        samples=samples,
+        bars=bars,
+        seed=seed,
+    )
 
 
 def list_models() -> list[dict]:
@@ -153,11 +182,20 @@ def list_models() -> list[dict]:
             continue
         value, unit = bundle.validation()
         metrics, corpus = bundle.card.get("metrics", {}), bundle.card.get("corpus") or {}
-        rows.append({"name": name, "path": str(path), "domain": bundle.card["domain"].get("name"),
-                     "head": bundle.head or bundle_head(bundle).name,
-                     "size_mb": round(bundle.size_bytes() / 1e6, 2), "graphs": ",".join(bundle.card["graphs"]),
-                     "parameters": metrics.get("parameters"),
-                     "corpus": str(corpus.get("path") or corpus.get("name") or ""),
-                     "validation": value, "unit": f"nats/{unit}", "steps": metrics.get("steps"),
-                     "train_minutes": metrics.get("train_minutes")})
+        rows.append(
+            {
+                "name": name,
+                "path": str(path),
+                "domain": bundle.card["domain"].get("name"),
+                "head": bundle.head or bundle_head(bundle).name,
+                "size_mb": round(bundle.size_bytes() / 1e6, 2),
+                "graphs": ",".join(bundle.card["graphs"]),
+                "parameters": metrics.get("parameters"),
+                "corpus": str(corpus.get("path") or corpus.get("name") or ""),
+                "validation": value,
+                "unit": f"nats/{unit}",
+                "steps": metrics.get("steps"),
+                "train_minutes": metrics.get("train_minutes"),
+            }
+        )
     return rows

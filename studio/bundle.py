@@ -67,8 +67,10 @@ class Bundle:
         try:
             card = json.loads((path / CARD).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise StudioError(f"damaged model card {path / CARD} ({error.__class__.__name__}): "
-                              "re-export the model with `studio export`") from None
+            raise StudioError(
+                f"damaged model card {path / CARD} ({error.__class__.__name__}): "
+                "re-export the model with `studio export`"
+            ) from None
         for key in CARD_REQUIRED_KEYS:
             if key not in card:
                 raise StudioError(f"damaged model card {path / CARD}: no {key!r} field; re-export the model")

@@ -16,9 +16,12 @@ import typer
 
 from .errors import StudioError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sequence Studio: train, export and sample recurrent models of text, "
-                       "code, music and handwriting.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Sequence Studio: train, export and sample recurrent models of text, code, music and handwriting.",
+)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -39,30 +42,41 @@ def friendly(command):
             fail("interrupted", 130)
         except BrokenPipeError:
             sys.stderr.close()
-            raise typer.Exit(0)
+            raise typer.Exit(0) from None
 
     return wrapper
 
 
 # --- train / export ---------------------------------------------------------------
 
+
 @app.command()
 @friendly
 def train(
     corpus: Annotated[Optional[Path], typer.Argument(help="File or folder to train on (recursive).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder exactly where it stopped.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name: runs/NAME and export/NAME (default: the corpus name).")] = None,
-    domain: Annotated[Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue the run in this folder exactly where it stopped.")
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option(help="Run name: runs/NAME and export/NAME (default: the corpus name).")
+    ] = None,
+    domain: Annotated[
+        Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")
+    ] = None,
     vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
-    cell: Annotated[str, typer.Option(
-        help="lstm | gru | rnn (fused) | lnlstm (layer-normalised LSTM) | sru | qrnn | rwa (explicit).")] = "lstm",
+    cell: Annotated[
+        str,
+        typer.Option(help="lstm | gru | rnn (fused) | lnlstm (layer-normalised LSTM) | sru | qrnn | rwa (explicit)."),
+    ] = "lstm",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
     hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.")] = 512,
     embedding_size: Annotated[int, typer.Option(help="Embedding width.")] = 64,
     dropout: Annotated[float, typer.Option(help="Dropout on inputs, between layers and on outputs.")] = 0.25,
     tie_weights: Annotated[bool, typer.Option(help="Share the embedding and output weights.")] = False,
-    recurrent_dropout: Annotated[float, typer.Option(
-        help="Variational dropout on the recurrent state, one mask per row and window (explicit cells).")] = 0.0,
+    recurrent_dropout: Annotated[
+        float,
+        typer.Option(help="Variational dropout on the recurrent state, one mask per row and window (explicit cells)."),
+    ] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Parallel streams per step (per process under DDP).")] = 64,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
@@ -70,22 +84,33 @@ def train(
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps before cosine decay.")] = 100,
     clip: Annotated[float, typer.Option(help="Gradient clipping by global norm.")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this many minutes.")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the training text (when --max-steps is not given).")] = 10.0,
+    max_minutes: Annotated[
+        Optional[float], typer.Option(help="Stop (with a checkpoint) after this many minutes.")
+    ] = None,
+    epochs: Annotated[
+        float, typer.Option(help="Passes over the training text (when --max-steps is not given).")
+    ] = 10.0,
     eval_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 200,
     patience: Annotated[int, typer.Option(help="Early stop after N evaluations without improvement.")] = 5,
     val_fraction: Annotated[float, typer.Option(help="Last fraction of the tokens held out for validation.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.")] = 1337,
-    device: Annotated[Optional[str], typer.Option(
-        help="cpu | cuda | auto (default: cpu; with --resume, the run's own device).")] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="cpu | cuda | auto (default: cpu; with --resume, the run's own device).")
+    ] = None,
     transpose: Annotated[int, typer.Option(help="Music: transposition augmentation, +-N semitones.")] = 5,
     mixtures: Annotated[int, typer.Option(help="Strokes: Gaussian components of the mixture-density head.")] = 20,
-    window_gaussians: Annotated[int, typer.Option(help="Strokes (text-conditioned): Gaussians of the attention window.")] = 10,
+    window_gaussians: Annotated[
+        int, typer.Option(help="Strokes (text-conditioned): Gaussians of the attention window.")
+    ] = 10,
     max_points: Annotated[int, typer.Option(help="Strokes: longest sequence trained on, in points.")] = 240,
     val_sequences: Annotated[int, typer.Option(help="Strokes: held-out sequences scored at each evaluation.")] = 256,
-    scheduled_sampling: Annotated[float, typer.Option(
-        help="Token models: feed the model its own sampled token instead of the true one with a "
-             "probability that rises linearly from 0 at the first step to P at the last.")] = 0.0,
+    scheduled_sampling: Annotated[
+        float,
+        typer.Option(
+            help="Token models: feed the model its own sampled token instead of the true one with a "
+            "probability that rises linearly from 0 at the first step to P at the last."
+        ),
+    ] = 0.0,
     stop_after: Annotated[Optional[int], typer.Option(help="Pause after N steps of this call (resume later).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder to export to (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
@@ -93,12 +118,20 @@ def train(
     export: Annotated[bool, typer.Option(help="Export a bundle when training finishes.")] = True,
     nproc: Annotated[int, typer.Option(help="Processes for DDP on this machine (runs torchrun).")] = 1,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
-    cache: Annotated[bool, typer.Option(
-        help="Text and music: tokenise the corpus once into the token cache and train from a memory map "
-             "(--no-cache: read it into memory, the ids kept in the checkpoint).")] = True,
-    cache_dir: Annotated[Optional[Path], typer.Option(
-        help="Token cache folder (default $STUDIO_CACHE_DIR, else ~/.cache/sequence-studio; "
-             "with --resume, the run's own).")] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            help="Text and music: tokenise the corpus once into the token cache and train from a memory map "
+            "(--no-cache: read it into memory, the ids kept in the checkpoint)."
+        ),
+    ] = True,
+    cache_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Token cache folder (default $STUDIO_CACHE_DIR, else ~/.cache/sequence-studio; "
+            "with --resume, the run's own)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ):
     """Train a model on a corpus (then export it to export/NAME): text by characters or
@@ -112,19 +145,54 @@ def train(
 
     if resume is None and corpus is None:
         raise StudioError("give a corpus to train on (e.g. `studio train corpora/shakespeare`) or --resume RUN")
-    config = TrainConfig(batch_size=batch_size, seq_len=seq_len, learning_rate=lr,
-                         weight_decay=weight_decay, warmup_steps=warmup_steps, clip=clip,
-                         max_steps=max_steps, max_minutes=max_minutes, epochs=epochs,
-                         eval_every=eval_every, patience=patience, val_fraction=val_fraction,
-                         seed=seed, device=device, transpose=transpose, max_points=max_points,
-                         val_sequences=val_sequences, scheduled_sampling=scheduled_sampling)
-    model = dict(cell=cell, layers=layers, hidden_size=hidden_size, embedding_size=embedding_size,
-                 dropout=dropout, tie_weights=tie_weights, recurrent_dropout=recurrent_dropout,
-                 mixtures=mixtures, window_gaussians=window_gaussians)
-    run_training(corpus=corpus, resume=resume, name=name, domain=domain,
-                 domain_options={"vocab_size": vocab_size}, model=model, config=config,
-                 stop_after=stop_after, out=out, quantize=quantize, export=export, int8_only=int8_only,
-                 runs_dir=runs_dir, quiet=quiet, cache=CacheSettings(enabled=cache, folder=cache_dir))
+    config = TrainConfig(
+        batch_size=batch_size,
+        seq_len=seq_len,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        clip=clip,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        epochs=epochs,
+        eval_every=eval_every,
+        patience=patience,
+        val_fraction=val_fraction,
+        seed=seed,
+        device=device,
+        transpose=transpose,
+        max_points=max_points,
+        val_sequences=val_sequences,
+        scheduled_sampling=scheduled_sampling,
+    )
+    model = dict(
+        cell=cell,
+        layers=layers,
+        hidden_size=hidden_size,
+        embedding_size=embedding_size,
+        dropout=dropout,
+        tie_weights=tie_weights,
+        recurrent_dropout=recurrent_dropout,
+        mixtures=mixtures,
+        window_gaussians=window_gaussians,
+    )
+    run_training(
+        corpus=corpus,
+        resume=resume,
+        name=name,
+        domain=domain,
+        domain_options={"vocab_size": vocab_size},
+        model=model,
+        config=config,
+        stop_after=stop_after,
+        out=out,
+        quantize=quantize,
+        export=export,
+        int8_only=int8_only,
+        runs_dir=runs_dir,
+        quiet=quiet,
+        cache=CacheSettings(enabled=cache, folder=cache_dir),
+    )
 
 
 def _torchrun(nproc: int, device: str) -> None:
@@ -141,10 +209,11 @@ def _torchrun(nproc: int, device: str) -> None:
         from .devices import resolve_device
 
         if resolve_device(device).type == "cuda" and torch.cuda.device_count() < nproc:
-            raise StudioError(f"--nproc {nproc} wants one GPU per process but "
-                              f"{torch.cuda.device_count()} are visible: lower --nproc")
+            raise StudioError(
+                f"--nproc {nproc} wants one GPU per process but {torch.cuda.device_count()} are visible: lower --nproc"
+            )
 
-    args = [a for a in sys.argv[1:]]
+    args = list(sys.argv[1:])
     cleaned, skip = [], False
     for a in args:
         if skip:
@@ -156,8 +225,16 @@ def _torchrun(nproc: int, device: str) -> None:
         if a.startswith("--nproc="):
             continue
         cleaned.append(a)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "studio", *cleaned]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "studio",
+        *cleaned,
+    ]
     env = dict(os.environ)
     # share this machine's cores between the processes (torchrun's default is 1 thread each)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
@@ -178,26 +255,36 @@ def export_command(
     out: Annotated[Optional[Path], typer.Option(help="Bundle folder (default export/NAME).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="Also write an int8 graph: int8.")] = None,
     int8_only: Annotated[bool, typer.Option(help="With --quantize int8, ship only the int8 graph.")] = False,
-    fp32_only: Annotated[bool, typer.Option(help="With --quantize int8, measure int8 (card) but ship only fp32.")] = False,
+    fp32_only: Annotated[
+        bool, typer.Option(help="With --quantize int8, measure int8 (card) but ship only fp32.")
+    ] = False,
 ):
     """Export a trained run to an ONNX bundle with its card."""
     from .training import export_any
 
-    export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only,
-               drop_int8=fp32_only)
+    export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only, drop_int8=fp32_only)
 
 
 # --- sample / eval / models -----------------------------------------------------------
+
 
 @app.command()
 @friendly
 def sample(
     model: Annotated[str, typer.Option(help="Bundle name (under export/) or path.")] = "prose",
-    temperature: Annotated[float, typer.Option("--temp", "--temperature", help="Softmax temperature; 0 means greedy.")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option("--temp", "--temperature", help="Softmax temperature; 0 means greedy.")
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed: same seed and settings, same output.")] = 0,
     prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
-    prime_file: Annotated[Optional[Path], typer.Option("--prime-file", "--prime-midi", help="File to start from (text, or MIDI for music models).")] = None,
-    length: Annotated[Optional[int], typer.Option("--length", "--max-new-tokens", help="Tokens to generate (default 500; music: until --bars).")] = None,
+    prime_file: Annotated[
+        Optional[Path],
+        typer.Option("--prime-file", "--prime-midi", help="File to start from (text, or MIDI for music models)."),
+    ] = None,
+    length: Annotated[
+        Optional[int],
+        typer.Option("--length", "--max-new-tokens", help="Tokens to generate (default 500; music: until --bars)."),
+    ] = None,
     num: Annotated[int, typer.Option(help="Number of samples (one batch), or results with --beam.")] = 1,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely token.")] = False,
     top_k: Annotated[int, typer.Option(help="Keep the k most likely tokens (0: off).")] = 0,
@@ -206,11 +293,20 @@ def sample(
     no_repeat_ngram: Annotated[int, typer.Option(help="Ban repeating any n-gram of this size (0: off).")] = 0,
     beam: Annotated[int, typer.Option(help="Beam search with N beams (num_beams).")] = 1,
     length_penalty: Annotated[float, typer.Option(help="Beam ranking: score / length ** penalty.")] = 1.0,
-    stochastic: Annotated[bool, typer.Option("--sample", help="With --beam: stochastic beam search (Gumbel-top-k).")] = False,
+    stochastic: Annotated[
+        bool, typer.Option("--sample", help="With --beam: stochastic beam search (Gumbel-top-k).")
+    ] = False,
     branch_factor: Annotated[int, typer.Option(help="With --beam: magenta-style branches per beam.")] = 1,
     steps_per_iteration: Annotated[int, typer.Option(help="With --beam: sampled steps per branch.")] = 1,
     stop: Annotated[Optional[list[str]], typer.Option(help="Stop when this string appears (repeatable).")] = None,
-    bars: Annotated[Optional[int], typer.Option(help="Music: bars to compose; with --prime-midi, new bars after the primer. The piece does not end before them, unless it reaches --length events first (20,000 by default with --bars, about 400 bars of chorale), and then says so.")] = None,
+    bars: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Music: bars to compose; with --prime-midi, new bars after the primer. The piece does not "
+            "end before them, unless it reaches --length events first (20,000 by default with --bars, "
+            "about 400 bars of chorale), and then says so."
+        ),
+    ] = None,
     tempo: Annotated[Optional[float], typer.Option(help="Music: tempo in bpm.")] = None,
     key: Annotated[Optional[str], typer.Option(help="Music: keep notes in this scale, e.g. 'D minor'.")] = None,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
@@ -220,29 +316,52 @@ def sample(
     style: Annotated[Optional[int], typer.Option(help="Handwriting: stored style to imitate.")] = None,
     stroke_width: Annotated[float, typer.Option(help="Handwriting: pen width.")] = 2.0,
     color: Annotated[str, typer.Option(help="Handwriting: ink colour.")] = "#1a1a2e",
-    attention_plot: Annotated[Optional[Path], typer.Option(help="Handwriting: save the attention alignment PNG.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the result here (.txt, .mid, .svg, .png, .gif ...).")] = None,
+    attention_plot: Annotated[
+        Optional[Path], typer.Option(help="Handwriting: save the attention alignment PNG.")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Write the result here (.txt, .mid, .svg, .png, .gif ...).")
+    ] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per sample.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda (onnxruntime-gpu).")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto | fp32 | int8.")] = "auto",
 ):
     """Generate from a model (torch-free, onnxruntime)."""
     from .api import settings_from
-    from .sampling.settings import DEFAULT_LENGTH
     from .sample_cli import run_sample
+    from .sampling.settings import DEFAULT_LENGTH
 
     settings = settings_from(
-        model, temperature=temperature, seed=seed, prime=prime,
+        model,
+        temperature=temperature,
+        seed=seed,
+        prime=prime,
         prime_file=str(prime_file) if prime_file else None,
         length=length if length is not None else (None if bars else DEFAULT_LENGTH),
-        num=num, greedy=greedy, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-        no_repeat_ngram_size=no_repeat_ngram, num_beams=beam, length_penalty=length_penalty,
-        stochastic_beams=stochastic, branch_factor=branch_factor,
-        steps_per_iteration=steps_per_iteration, stop=tuple(stop or ()), bars=bars, tempo=tempo,
-        key=key, text=text, bias=bias, style=style, stroke_width=stroke_width, color=color,
-        device=device, precision=precision)
-    run_sample(settings, out=out, json_lines=json_lines, wav=wav, piano_roll=piano_roll,
-               attention_plot=attention_plot)
+        num=num,
+        greedy=greedy,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        no_repeat_ngram_size=no_repeat_ngram,
+        num_beams=beam,
+        length_penalty=length_penalty,
+        stochastic_beams=stochastic,
+        branch_factor=branch_factor,
+        steps_per_iteration=steps_per_iteration,
+        stop=tuple(stop or ()),
+        bars=bars,
+        tempo=tempo,
+        key=key,
+        text=text,
+        bias=bias,
+        style=style,
+        stroke_width=stroke_width,
+        color=color,
+        device=device,
+        precision=precision,
+    )
+    run_sample(settings, out=out, json_lines=json_lines, wav=wav, piano_roll=piano_roll, attention_plot=attention_plot)
 
 
 @app.command("eval")
@@ -255,8 +374,9 @@ def eval_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
     precision: Annotated[str, typer.Option(help="auto | fp32 | int8.")] = "auto",
-    temperature: Annotated[float, typer.Option("--temp", "--temperature",
-                           help="Music: temperature of the generated pieces.")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option("--temp", "--temperature", help="Music: temperature of the generated pieces.")
+    ] = 1.0,
     samples: Annotated[int, typer.Option(help="Music: pieces to generate and compare.")] = 50,
     bars: Annotated[int, typer.Option(help="Music: bars per generated piece.")] = 16,
     seed: Annotated[int, typer.Option(help="Music: seed of the generated pieces.")] = 0,
@@ -267,9 +387,18 @@ def eval_command(
 
     from .api import evaluate
 
-    report = evaluate(model, corpus, device=device, precision=precision, split=split,
-                      val_fraction=val_fraction, temperature=temperature, samples=samples,
-                      bars=bars, seed=seed)
+    report = evaluate(
+        model,
+        corpus,
+        device=device,
+        precision=precision,
+        split=split,
+        val_fraction=val_fraction,
+        temperature=temperature,
+        samples=samples,
+        bars=bars,
+        seed=seed,
+    )
     if json_out:
         typer.echo(json.dumps(report))
         return
@@ -307,21 +436,33 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
         if "error" in r:
             table.add_row(r["name"], "[red]damaged[/]", "", "", r["error"], "", r["path"])
         else:
-            table.add_row(r["name"], r["domain"], f"{r['size_mb']:.2f}", r["graphs"],
-                          "-" if r["validation"] is None else f"{r['validation']:.4f} {r['unit']}",
-                          str(r["train_minutes"] or "-"), r["path"])
+            table.add_row(
+                r["name"],
+                r["domain"],
+                f"{r['size_mb']:.2f}",
+                r["graphs"],
+                "-" if r["validation"] is None else f"{r['validation']:.4f} {r['unit']}",
+                str(r["train_minutes"] or "-"),
+                r["path"],
+            )
     Console().print(table)
 
 
 @app.command()
 @friendly
 def bench(
-    model: Annotated[str, typer.Option(help="Bundle to benchmark (a run folder beside it is used for torch).")] = "prose",
+    model: Annotated[
+        str, typer.Option(help="Bundle to benchmark (a run folder beside it is used for torch).")
+    ] = "prose",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     seconds: Annotated[float, typer.Option(help="Time budget per measurement.")] = 3.0,
-    shape: Annotated[Optional[str], typer.Option(
-        help="Time a randomly initialised LSTM of this shape (e.g. 2x512) with the model's "
-             "vocabulary instead of its trained weights.")] = None,
+    shape: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Time a randomly initialised LSTM of this shape (e.g. 2x512) with the model's "
+            "vocabulary instead of its trained weights."
+        ),
+    ] = None,
 ):
     """Measure sampling speed: PyTorch vs onnxruntime fp32/int8, batches, beams, prefill, cold start."""
     from .bench import run_bench
@@ -332,33 +473,64 @@ def bench(
 @app.command()
 @friendly
 def web(
-    host: Annotated[str, typer.Option(help="Interface to bind (loopback unless you say otherwise; any other needs --auth or --no-auth).")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to bind (loopback unless you say otherwise; any other needs --auth or --no-auth)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
-    auth: Annotated[Optional[list[str]], typer.Option(help="USER:PASSWORD a browser or client must give (repeatable; $STUDIO_WEB_AUTH may hold them too, one per line).")] = None,
-    auth_file: Annotated[Optional[Path], typer.Option(help="File with one USER:PASSWORD per line (keeps the password out of `ps`).")] = None,
-    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve another interface without a password (prints a warning).")] = False,
-    allow_training: Annotated[bool, typer.Option("--allow-training", help="Keep the Train tab when serving another interface.")] = False,
-    corpus_root: Annotated[Optional[list[Path]], typer.Option(help="Folder whose subfolders the Train tab lists as corpora, beside ./corpora (repeatable).")] = None,
+    auth: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="USER:PASSWORD a browser or client must give (repeatable; $STUDIO_WEB_AUTH may hold them "
+            "too, one per line)."
+        ),
+    ] = None,
+    auth_file: Annotated[
+        Optional[Path], typer.Option(help="File with one USER:PASSWORD per line (keeps the password out of `ps`).")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve another interface without a password (prints a warning).")
+    ] = False,
+    allow_training: Annotated[
+        bool, typer.Option("--allow-training", help="Keep the Train tab when serving another interface.")
+    ] = False,
+    corpus_root: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="Folder whose subfolders the Train tab lists as corpora, beside ./corpora (repeatable)."),
+    ] = None,
 ):
     """Serve the Gradio studio (Write, Compose, Handwrite, Look inside, Train, Models)."""
     from web.app import launch
 
-    launch(host=host, port=port, auth=tuple(auth or ()), auth_file=auth_file, no_auth=no_auth,
-           allow_training=allow_training, corpus_roots=tuple(corpus_root or ()))
+    launch(
+        host=host,
+        port=port,
+        auth=tuple(auth or ()),
+        auth_file=auth_file,
+        no_auth=no_auth,
+        allow_training=allow_training,
+        corpus_roots=tuple(corpus_root or ()),
+    )
 
 
 # --- token cache ------------------------------------------------------------------------
 
-cache_app = typer.Typer(no_args_is_help=True, help="Show or free the token cache (corpora tokenised once for training).")
+cache_app = typer.Typer(
+    no_args_is_help=True, help="Show or free the token cache (corpora tokenised once for training)."
+)
 app.add_typer(cache_app, name="cache")
-CacheDirOption = Annotated[Optional[Path], typer.Option(
-    help="Token cache folder (default $STUDIO_CACHE_DIR, else ~/.cache/sequence-studio).")]
+CacheDirOption = Annotated[
+    Optional[Path], typer.Option(help="Token cache folder (default $STUDIO_CACHE_DIR, else ~/.cache/sequence-studio).")
+]
 
 
 @cache_app.command("list")
 @friendly
-def cache_list(cache_dir: CacheDirOption = None,
-               json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+def cache_list(
+    cache_dir: CacheDirOption = None, json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+):
     """List cached corpora: key, domain, corpus, tokens and size on disk."""
     import json
 
@@ -376,22 +548,27 @@ def cache_list(cache_dir: CacheDirOption = None,
     for column in ("key", "state", "domain", "tokens", "MB", "built", "corpus"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["key"], r["state"], r["domain"], f"{r['tokens']:,}", f"{r['bytes'] / 1e6:,.1f}",
-                      r["built"], r["corpus"])
+        table.add_row(
+            r["key"], r["state"], r["domain"], f"{r['tokens']:,}", f"{r['bytes'] / 1e6:,.1f}", r["built"], r["corpus"]
+        )
     Console().print(table)
 
 
 @cache_app.command("clear")
 @friendly
-def cache_clear(keys: Annotated[Optional[list[str]], typer.Argument(help="Caches to delete (default: all).")] = None,
-                cache_dir: CacheDirOption = None):
+def cache_clear(
+    keys: Annotated[Optional[list[str]], typer.Argument(help="Caches to delete (default: all).")] = None,
+    cache_dir: CacheDirOption = None,
+):
     """Delete token caches (all, or the KEYS given); one being built is kept."""
     from .token_cache import CacheSettings, clear_caches
 
     root = CacheSettings(folder=cache_dir).root()
     removed, busy, freed = clear_caches(root, keys or ())
-    typer.echo(f"removed {len(removed)} token cache(s) from {root}, freed {freed / 1e6:,.1f} MB"
-               + (f"; kept {len(busy)} being built: {', '.join(busy)}" if busy else ""))
+    typer.echo(
+        f"removed {len(removed)} token cache(s) from {root}, freed {freed / 1e6:,.1f} MB"
+        + (f"; kept {len(busy)} being built: {', '.join(busy)}" if busy else "")
+    )
 
 
 def main() -> None:

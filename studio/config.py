@@ -10,8 +10,15 @@ from .errors import require
 FUSED_CELLS = ("lstm", "gru", "rnn")  # torch's fused kernels, exported as ONNX LSTM/GRU/RNN ops
 EXPLICIT_CELLS = ("lnlstm", "sru", "qrnn", "rwa")  # studio.models.cells, stepped one token per call
 CELLS = FUSED_CELLS + EXPLICIT_CELLS
-STATE_NAMES = {"lstm": ("h", "c"), "gru": ("h",), "rnn": ("h",), "lnlstm": ("h", "c"), "sru": ("c",),
-               "qrnn": ("c", "last_input"), "rwa": ("h", "numerator", "denominator", "max_score")}
+STATE_NAMES = {
+    "lstm": ("h", "c"),
+    "gru": ("h",),
+    "rnn": ("h",),
+    "lnlstm": ("h", "c"),
+    "sru": ("c",),
+    "qrnn": ("c", "last_input"),
+    "rwa": ("h", "numerator", "denominator", "max_score"),
+}
 # widths in units of hidden_size: a QRNN carries its last input already through the
 # width-2 convolution's second tap (z, f, o), so every layer's state has one width
 STATE_WIDTHS = {"last_input": 3}
@@ -37,10 +44,13 @@ class ModelConfig:
         require(self.hidden_size >= 1, f"--hidden-size must be positive (got {self.hidden_size})")
         require(self.embedding_size >= 1, f"--embedding-size must be positive (got {self.embedding_size})")
         require(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1) (got {self.dropout})")
-        require(0.0 <= self.recurrent_dropout < 1.0,
-                f"--recurrent-dropout must be in [0, 1) (got {self.recurrent_dropout})")
-        require(self.recurrent_dropout == 0.0 or self.cell in EXPLICIT_CELLS,
-                f"--recurrent-dropout needs an explicit cell ({', '.join(EXPLICIT_CELLS)}), not {self.cell}")
+        require(
+            0.0 <= self.recurrent_dropout < 1.0, f"--recurrent-dropout must be in [0, 1) (got {self.recurrent_dropout})"
+        )
+        require(
+            self.recurrent_dropout == 0.0 or self.cell in EXPLICIT_CELLS,
+            f"--recurrent-dropout needs an explicit cell ({', '.join(EXPLICIT_CELLS)}), not {self.cell}",
+        )
         require(self.vocab_size >= 2, "the vocabulary needs at least two symbols")
 
     @property
@@ -61,7 +71,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -109,14 +119,16 @@ class TrainConfig:
         require(0.0 < self.val_fraction < 0.5, f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
         require(self.transpose >= 0, "--transpose must be 0 or more semitones")
         require(self.max_points >= 2, f"--max-points must be at least 2 (got {self.max_points})")
-        require(0.0 <= self.scheduled_sampling <= 1.0,
-                f"--scheduled-sampling must be in [0, 1] (got {self.scheduled_sampling})")
+        require(
+            0.0 <= self.scheduled_sampling <= 1.0,
+            f"--scheduled-sampling must be in [0, 1] (got {self.scheduled_sampling})",
+        )
         require(self.val_sequences >= 1, f"--val-sequences must be at least 1 (got {self.val_sequences})")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

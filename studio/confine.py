@@ -92,8 +92,7 @@ def confine(root: str | os.PathLike, *names: str, what: str) -> Path:
     base = _resolved(Path(root))
     target = _resolved(Path(root).joinpath(*names)) if base is not None else None
     if target is None or not _inside(target, base):
-        raise StudioError(f"{what} {shown('/'.join(names))} refused: it leads outside the "
-                          "studio's folders")
+        raise StudioError(f"{what} {shown('/'.join(names))} refused: it leads outside the studio's folders")
     return target
 
 
@@ -107,8 +106,7 @@ def contain(path: str | os.PathLike, roots: Iterable[str | os.PathLike], what: s
             base = _resolved(Path(root))
             if base is not None and _inside(target, base):
                 return target
-    raise StudioError(f"{what} {shown(Path(path).name)} refused: it is not where the studio "
-                      "keeps such files")
+    raise StudioError(f"{what} {shown(Path(path).name)} refused: it is not where the studio keeps such files")
 
 
 def pick(value: object, listing: Mapping[str, Entry], what: str) -> Entry:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from .errors import StudioError
 
@@ -68,7 +68,7 @@ def text_chunks(file: Path, chunk_bytes: int | None = None) -> Iterator[tuple[st
             except UnicodeDecodeError:
                 raise NotText(f"{file} is not UTF-8") from None
             held = text[-1:] if data and text.endswith("\r") else ""
-            text = text[:len(text) - len(held)].replace("\r\n", "\n")
+            text = text[: len(text) - len(held)].replace("\r\n", "\n")
             if text or data:
                 yield text, len(data)
             if not data:
@@ -96,8 +96,9 @@ def warn_skipped(skipped: Sequence[Path], why: str) -> None:
         from rich.console import Console
 
         names = ", ".join(str(p) for p in skipped[:20]) + (" ..." if len(skipped) > 20 else "")
-        Console(stderr=True).print(f"[yellow]warning:[/] skipped {len(skipped)} {why}: {names}",
-                                   highlight=False, markup=True, soft_wrap=True)
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] skipped {len(skipped)} {why}: {names}", highlight=False, markup=True, soft_wrap=True
+        )
 
 
 def fingerprint(files: Sequence[Path]) -> str:

@@ -24,8 +24,7 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
     (views: a memory-mapped corpus stays on disk)."""
     cut = split_point(len(ids), val_fraction)
     train, val = ids[:cut], ids[cut:]
-    require(len(train) >= 4 and len(val) >= 2,
-            f"the corpus is too small ({len(ids)} tokens): add more text")
+    require(len(train) >= 4 and len(val) >= 2, f"the corpus is too small ({len(ids)} tokens): add more text")
     return train, val
 
 
@@ -45,19 +44,21 @@ class StreamBatches:
         rows = self.batch_size * self.world_size
         row_len = len(self.ids) // rows
         seq_len = min(self.seq_len, max(1, row_len - 1))
-        require(row_len >= 2, f"the training text ({len(self.ids)} tokens) is too short for "
-                              f"{rows} streams: lower --batch-size")
+        require(
+            row_len >= 2,
+            f"the training text ({len(self.ids)} tokens) is too short for {rows} streams: lower --batch-size",
+        )
         self.seq_len = seq_len
         streams = self.ids[: rows * row_len].reshape(rows, row_len)
-        self.streams = streams[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        self.streams = streams[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         self.windows_per_epoch = (row_len - 1) // seq_len
 
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-token targets, each (batch, seq_len), for window ``index``
         of the epoch."""
         start = (index % self.windows_per_epoch) * self.seq_len
-        x = self.streams[:, start:start + self.seq_len]
-        y = self.streams[:, start + 1:start + 1 + self.seq_len]
+        x = self.streams[:, start : start + self.seq_len]
+        y = self.streams[:, start + 1 : start + 1 + self.seq_len]
         return x, y
 
 

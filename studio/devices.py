@@ -21,8 +21,9 @@ from .errors import StudioError, require
 
 # --- devices and distribution -------------------------------------------------------
 
+
 def resolve_device(name: str) -> torch.device:
-    """"cpu", "cuda", "cuda:N" or "auto" (CUDA when present)."""
+    """ "cpu", "cuda", "cuda:N" or "auto" (CUDA when present)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -47,8 +48,10 @@ class Distributed:
         if device.type == "cuda":
             index = self.local_rank if self.enabled else (device.index or 0)
             if index >= torch.cuda.device_count():
-                raise StudioError(f"no GPU {index} here ({torch.cuda.device_count()} visible): "
-                                  "start at most one process per GPU (--nproc-per-node)")
+                raise StudioError(
+                    f"no GPU {index} here ({torch.cuda.device_count()} visible): "
+                    "start at most one process per GPU (--nproc-per-node)"
+                )
             self.device = torch.device("cuda", index)
             torch.cuda.set_device(self.device)  # the current device is the one RNG state and nccl use
         if self.enabled and not torch.distributed.is_initialized():
@@ -130,6 +133,7 @@ class InterruptFlag:
 
 # --- schedule and RNG -----------------------------------------------------------------
 
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio``."""
     if step < warmup:
@@ -145,8 +149,7 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_initialized():
         # this rank's GPU only: *_all would wake a CUDA context on every visible GPU
         state["cuda"] = torch.cuda.get_rng_state()

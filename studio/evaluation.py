@@ -22,18 +22,34 @@ from .sampling.settings import SampleSettings
 TOKENS_PER_BAR_CAP = 256  # a safety cap only (chorales use ~45): the bar count ends a piece
 
 
-def evaluate_model(runtime: Runtime, domain: Domain, head: Head, corpus: Path, *, split: str = "all",
-                   val_fraction: float = 0.1, temperature: float = 1.0, samples: int = 50, bars: int = 16,
-                   seed: int = 0) -> dict:
+def evaluate_model(
+    runtime: Runtime,
+    domain: Domain,
+    head: Head,
+    corpus: Path,
+    *,
+    split: str = "all",
+    val_fraction: float = 0.1,
+    temperature: float = 1.0,
+    samples: int = 50,
+    bars: int = 16,
+    seed: int = 0,
+) -> dict:
     score = head.score(runtime, domain, corpus, split, val_fraction)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
     if not domain.compares_samples:
         return report
     documents = domain.read_corpus(Path(corpus))
     if split == "val":
-        documents = documents[min(len(documents) - 1, int(len(documents) * (1 - val_fraction))):]
-    settings = SampleSettings(model=str(runtime.bundle.path), temperature=temperature, seed=seed, num=samples,
-                              bars=bars, length=min(MAX_TOKENS, bars * TOKENS_PER_BAR_CAP))
+        documents = documents[min(len(documents) - 1, int(len(documents) * (1 - val_fraction))) :]
+    settings = SampleSettings(
+        model=str(runtime.bundle.path),
+        temperature=temperature,
+        seed=seed,
+        num=samples,
+        bars=bars,
+        length=min(MAX_TOKENS, bars * TOKENS_PER_BAR_CAP),
+    )
     generated = Generation(runtime, domain, settings).run()
     report.update(pieces=len(documents), samples=len(generated), bars=bars, temperature=temperature, seed=seed)
     report.update(domain.sample_report([sample.output for sample in generated], documents))

@@ -49,8 +49,16 @@ def export_onnx(module: torch.nn.Module, example_inputs: dict[str, torch.Tensor]
     module.eval()  # the exporter keeps the module's mode: dropout must be off
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, tuple(example_inputs.values()), str(path), input_names=list(example_inputs),
-                          output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            module,
+            tuple(example_inputs.values()),
+            str(path),
+            input_names=list(example_inputs),
+            output_names=output_names,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
     onnx.checker.check_model(onnx.load(str(path)))
 
 
@@ -68,16 +76,23 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # its pre-processing advice is for CNNs
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm", "LSTM", "Gather"])
+    quantize_dynamic(
+        str(fp32_path),
+        str(int8_path),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm", "LSTM", "Gather"],
+    )
 
 
 def _load(run: RunDir) -> tuple[dict, dict]:
     """(the best weights' record, the last checkpoint) of a run."""
-    require(run.checkpoint.exists() or run.best.exists(),
-            f"{run.path} is not a training run (no checkpoint.pt): train one with `studio train`")
-    checkpoint = torch.load(run.checkpoint if run.checkpoint.exists() else run.best, map_location="cpu",
-                            weights_only=False)
+    require(
+        run.checkpoint.exists() or run.best.exists(),
+        f"{run.path} is not a training run (no checkpoint.pt): train one with `studio train`",
+    )
+    checkpoint = torch.load(
+        run.checkpoint if run.checkpoint.exists() else run.best, map_location="cpu", weights_only=False
+    )
     missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
     require(not missing, f"{run.checkpoint} is from an older studio (no {', '.join(missing)}): train it again")
     best = torch.load(run.best, map_location="cpu", weights_only=False) if run.best.exists() else checkpoint
@@ -91,14 +106,23 @@ def _quantize(head: Trainable, model, domain, checkpoint: dict, payload, folder:
     int8 = head.metrics(model, session_for(int8_path), domain, payload, checkpoint["train"])
     report = {"type": "int8"}
     if "held_out_nats" in fp32:
-        report.update(delta_nats_per_token=round(int8["held_out_nats"] - fp32["held_out_nats"], 5),
-                      top1_agreement=round(float(np.mean(int8["predictions"] == fp32["predictions"])), 5),
-                      held_out_tokens=fp32["held_out_tokens"])
+        report.update(
+            delta_nats_per_token=round(int8["held_out_nats"] - fp32["held_out_nats"], 5),
+            top1_agreement=round(float(np.mean(int8["predictions"] == fp32["predictions"])), 5),
+            held_out_tokens=fp32["held_out_tokens"],
+        )
     return report
 
 
-def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, drop_fp32: bool = False,
-               drop_int8: bool = False, quiet: bool = False) -> Path:
+def export_run(
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    quantize: str | None = None,
+    drop_fp32: bool = False,
+    drop_int8: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Write a bundle for the run's best weights to ``out_dir``; returns the card path.
     ``drop_fp32`` ships only the int8 graph; ``drop_int8`` measures int8 (in the card)
     but ships only fp32."""
@@ -106,8 +130,7 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, dro
     require(quantize in (None, "int8"), f"--quantize must be int8 (got {quantize!r})")
     best, checkpoint = _load(run)
     head = trainable_for(checkpoint["head"])
-    require(quantize is None or head.quantizable(),
-            f"{checkpoint['head']} models have no int8 export: drop --quantize")
+    require(quantize is None or head.quantizable(), f"{checkpoint['head']} models have no int8 export: drop --quantize")
     domain = domain_from_config(best["domain"])
     model = head.build_model(best["model"])
     model.load_state_dict(best["model_state"])
@@ -123,11 +146,14 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, dro
         session = session_for(folder / FP32_GRAPH)
         worst, checked = head.parity(model, session, domain, io)
         if not worst < PARITY_TOLERANCE:
-            raise StudioError(f"export drifted: onnxruntime differs from torch by {worst:.2e} "
-                              f"(limit {PARITY_TOLERANCE:g}); please report this model config")
+            raise StudioError(
+                f"export drifted: onnxruntime differs from torch by {worst:.2e} "
+                f"(limit {PARITY_TOLERANCE:g}); please report this model config"
+            )
         # the run's corpus (a token cache is mapped again, or rebuilt from an unchanged corpus)
-        payload = stored_payload(checkpoint["corpus"], checkpoint["domain"],
-                                 val_fraction=checkpoint["train"]["val_fraction"], quiet=True)
+        payload = stored_payload(
+            checkpoint["corpus"], checkpoint["domain"], val_fraction=checkpoint["train"]["val_fraction"], quiet=True
+        )
         fp32 = head.metrics(model, session, domain, payload, checkpoint["train"])
         graphs = {"fp32": FP32_GRAPH}
         quantization = None
@@ -140,8 +166,21 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, dro
             elif drop_int8:  # measured and recorded in the card, but not shipped
                 (folder / INT8_GRAPH).unlink()
                 del graphs["int8"]
-        card = _card(run, out_dir.name, head, domain, best, checkpoint, fp32, graphs, io, worst, checked,
-                     quantization, count_parameters(model))
+        card = _card(
+            run,
+            out_dir.name,
+            head,
+            domain,
+            best,
+            checkpoint,
+            fp32,
+            graphs,
+            io,
+            worst,
+            checked,
+            quantization,
+            count_parameters(model),
+        )
         (folder / CARD).write_text(json.dumps(card, indent=1, ensure_ascii=False))
         shutil.rmtree(out_dir, ignore_errors=True)
         folder.rename(out_dir)
@@ -151,27 +190,57 @@ def export_run(run_dir: Path, out_dir: Path, *, quantize: str | None = None, dro
         size = sum(f.stat().st_size for f in out_dir.iterdir()) / 1e6
         extra = ""
         if quantization and "delta_nats_per_token" in quantization:
-            extra = (f", int8 Δ {quantization['delta_nats_per_token']:+.4f} nats/token, "
-                     f"top-1 agreement {quantization['top1_agreement']:.3f}")
+            extra = (
+                f", int8 Δ {quantization['delta_nats_per_token']:+.4f} nats/token, "
+                f"top-1 agreement {quantization['top1_agreement']:.3f}"
+            )
         print(f"exported {out_dir} ({size:.1f} MB): parity {worst:.1e}{extra}")
     return out_dir / CARD
 
 
-def _card(run: RunDir, name: str, head: Trainable, domain, best: dict, checkpoint: dict, fp32: dict,
-          graphs: dict, io: dict, worst: float, checked: dict, quantization: dict | None,
-          parameters: int) -> dict:
+def _card(
+    run: RunDir,
+    name: str,
+    head: Trainable,
+    domain,
+    best: dict,
+    checkpoint: dict,
+    fp32: dict,
+    graphs: dict,
+    io: dict,
+    worst: float,
+    checked: dict,
+    quantization: dict | None,
+    parameters: int,
+) -> dict:
     run_config = run.read_config()
     summary_file = run.path / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     val = float(best.get("val_nats", checkpoint["best_val"]))
-    metrics = {"val_nats": round(val, 5), "unit": head.unit, f"val_nats_per_{head.unit}": round(val, 5),
-               f"val_bits_per_{head.unit}": round(val / math.log(2), 5), "steps": int(checkpoint["step"]),
-               "train_minutes": summary.get("train_minutes", round(checkpoint["elapsed_s"] / 60, 2)),
-               "parameters": parameters}
+    metrics = {
+        "val_nats": round(val, 5),
+        "unit": head.unit,
+        f"val_nats_per_{head.unit}": round(val, 5),
+        f"val_bits_per_{head.unit}": round(val / math.log(2), 5),
+        "steps": int(checkpoint["step"]),
+        "train_minutes": summary.get("train_minutes", round(checkpoint["elapsed_s"] / 60, 2)),
+        "parameters": parameters,
+    }
     if "held_out_nats" in fp32:
         metrics["held_out_nats_fp32"] = round(fp32["held_out_nats"], 5)
-    return {"studio_version": __version__, "name": name, "head": head.name, "domain": domain.to_config(),
-            "model": best["model"], "train": run_config["train"], "corpus": run_config["corpus"],
-            "metrics": metrics, "graphs": graphs, "io": io, "opset": OPSET,
-            "parity": {"max_abs_diff": worst, **checked}, "quantization": quantization,
-            **head.card_extras(domain)}
+    return {
+        "studio_version": __version__,
+        "name": name,
+        "head": head.name,
+        "domain": domain.to_config(),
+        "model": best["model"],
+        "train": run_config["train"],
+        "corpus": run_config["corpus"],
+        "metrics": metrics,
+        "graphs": graphs,
+        "io": io,
+        "opset": OPSET,
+        "parity": {"max_abs_diff": worst, **checked},
+        "quantization": quantization,
+        **head.card_extras(domain),
+    }

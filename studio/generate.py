@@ -42,8 +42,14 @@ class Sample:
 
     def to_json(self) -> dict:
         logprob = round(self.logprob, 6) if math.isfinite(self.logprob) else None  # JSON has no NaN
-        return {"text": self.text, "tokens": self.tokens, "logprob": logprob,
-                "settings": self.settings.to_dict(), "command": self.command, **self.extra}
+        return {
+            "text": self.text,
+            "tokens": self.tokens,
+            "logprob": logprob,
+            "settings": self.settings.to_dict(),
+            "command": self.command,
+            **self.extra,
+        }
 
 
 class Generation:
@@ -66,15 +72,16 @@ class Generation:
         return state, logits[:, -1].astype(np.float64)
 
     def _is_final(self, generated: list[int]) -> bool:
-        return bool(generated) and (generated[-1] == self.domain.separator_id
-                                    or self.domain.is_finished(generated, self.settings))
+        return bool(generated) and (
+            generated[-1] == self.domain.separator_id or self.domain.is_finished(generated, self.settings)
+        )
 
     def _hits_stop(self, text_tail: str) -> bool:
         return any(stop in text_tail for stop in self.settings.stop)
 
     def _finish(self, generated: list[int], logprob: float) -> Sample:
         body = generated[:-1] if generated and generated[-1] == self.domain.separator_id else generated
-        output = self.domain.render(self.prime[self.hidden:] + body, self.settings)
+        output = self.domain.render(self.prime[self.hidden :] + body, self.settings)
         return Sample(output.text, [int(t) for t in body], float(logprob), self.settings, output)
 
     # --- sampling -----------------------------------------------------------------------
@@ -93,7 +100,7 @@ class Generation:
         generators = [np.random.default_rng([settings.seed, row]) for row in range(rows)]
         # one buffer for the whole run: growing an array every step costs O(length^2)
         history = np.empty((rows, len(self.prime) + settings.length), dtype=np.int64)
-        history[:, :len(self.prime)] = self.prime
+        history[:, : len(self.prime)] = self.prime
         filled = len(self.prime)
         generated: list[list[int]] = [[] for _ in range(rows)]
         tails = [""] * rows
@@ -122,7 +129,7 @@ class Generation:
                 if self._is_final(generated[row]):
                     ended.append(row)
                 elif settings.stop:
-                    tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64):]
+                    tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64) :]
                     if self._hits_stop(tails[row]):
                         ended.append(row)
             if ended:
@@ -138,10 +145,13 @@ class Generation:
     def _beams(self) -> Iterator[tuple[int, int]]:
         settings = self.settings
         state, last = self._prefill()
-        selection = selection_for(settings.num_beams, length_penalty=settings.length_penalty,
-                                  sample=settings.stochastic_beams,
-                                  branch_factor=settings.branch_factor,
-                                  steps_per_iteration=settings.steps_per_iteration)
+        selection = selection_for(
+            settings.num_beams,
+            length_penalty=settings.length_penalty,
+            sample=settings.stochastic_beams,
+            branch_factor=settings.branch_factor,
+            steps_per_iteration=settings.steps_per_iteration,
+        )
         # deterministic beams rank by the model's own scores: the distribution-shaping
         # rules (temperature, top-k, top-p) apply only when beams are sampled
         rules = build_rules(settings, self.mask, self.constraints, shape=selection.sampled)
@@ -151,7 +161,7 @@ class Generation:
             return log_softmax(logits[:, 0]), beam_state
 
         def is_final(sequence: list[int]) -> bool:
-            generated = sequence[len(self.prime):]
+            generated = sequence[len(self.prime) :]
             if self._is_final(generated):
                 return True
             if settings.stop:
@@ -162,9 +172,17 @@ class Generation:
         streamed = 0
         progress = None
         for progress in beam_search(
-                step, Runtime.select, state, self.prime, log_softmax(last)[0], selection,
-                max_length=settings.length, is_final=is_final, seed=settings.seed,
-                rules=(lambda h, lp: apply_rules(rules, h, lp)) if rules else None):
+            step,
+            Runtime.select,
+            state,
+            self.prime,
+            log_softmax(last)[0],
+            selection,
+            max_length=settings.length,
+            is_final=is_final,
+            seed=settings.seed,
+            rules=(lambda h, lp: apply_rules(rules, h, lp)) if rules else None,
+        ):
             committed = progress.committed
             for token in committed[streamed:]:
                 if token != self.domain.separator_id:

@@ -52,9 +52,12 @@ def record_activations(runtime, domain, text: str) -> Activations:
     state = runtime.init_state(1)
     _, state = runtime.logits(np.asarray([[domain.separator_id]]), state)
     names = sorted(state)
-    labels = [f"{name} layer {layer + 1} unit {unit}"
-              for name in names for layer in range(state[name].shape[0])
-              for unit in range(state[name].shape[-1])]
+    labels = [
+        f"{name} layer {layer + 1} unit {unit}"
+        for name in names
+        for layer in range(state[name].shape[0])
+        for unit in range(state[name].shape[-1])
+    ]
     rows = []
     for token in ids:
         _, state = runtime.logits(np.asarray([[token]], dtype=np.int64), state)
@@ -87,8 +90,12 @@ def text_features(pieces: list[str]) -> dict[str, np.ndarray]:
                 depth = max(0, depth - 1)
         rows.append((in_quotes, column, indent, depth))
     table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-    return {"inside quotes": table[:, 0], "line length so far": table[:, 1],
-            "indentation": table[:, 2], "bracket depth": table[:, 3]}
+    return {
+        "inside quotes": table[:, 0],
+        "line length so far": table[:, 1],
+        "indentation": table[:, 2],
+        "bracket depth": table[:, 3],
+    }
 
 
 def correlations(values: np.ndarray, feature: np.ndarray) -> np.ndarray:
@@ -96,7 +103,7 @@ def correlations(values: np.ndarray, feature: np.ndarray) -> np.ndarray:
     either side is constant."""
     centred = values - values.mean(0)
     target = feature - feature.mean()
-    scale = np.sqrt((centred ** 2).sum(0) * (target ** 2).sum())
+    scale = np.sqrt((centred**2).sum(0) * (target**2).sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (centred * target[:, None]).sum(0) / scale
     return np.nan_to_num(r)
@@ -138,7 +145,8 @@ def confidence_view(runtime, domain, settings, tokens: list[int]) -> str:
     coloured by the raw model's probability of it after the prime and the tokens before
     (``settings``: the sample's SampleSettings, which give the prime)."""
     prime_ids = list(domain.prime_ids(settings))
-    probabilities = np.exp(token_log_probs(runtime, prime_ids + list(tokens)))[-len(tokens):] \
-        if tokens else np.zeros(0)
-    shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings):])
+    probabilities = (
+        np.exp(token_log_probs(runtime, prime_ids + list(tokens)))[-len(tokens) :] if tokens else np.zeros(0)
+    )
+    shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings) :])
     return confidence_html(shown_prime, [domain.token_text(t) for t in tokens], probabilities)

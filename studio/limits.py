@@ -36,22 +36,30 @@ class SampleLimits:
         for a text-conditioned pen model given no text (it would otherwise write a
         default line the user never typed)."""
         if domain.medium is Medium.TEXT:
-            require(settings.length <= self.max_length,
-                    f"length is at most {self.max_length:,} tokens here (got {settings.length:,}); "
-                    "the command line `studio sample --length N` has no such limit")
+            require(
+                settings.length <= self.max_length,
+                f"length is at most {self.max_length:,} tokens here (got {settings.length:,}); "
+                "the command line `studio sample --length N` has no such limit",
+            )
         if domain.medium in (Medium.TEXT, Medium.MUSIC):
-            require(settings.num_beams <= self.max_beams,
-                    f"beams must be 1 to {self.max_beams} here (got {settings.num_beams})")
+            require(
+                settings.num_beams <= self.max_beams,
+                f"beams must be 1 to {self.max_beams} here (got {settings.num_beams})",
+            )
         if domain.medium is Medium.MUSIC and settings.bars is not None:
-            require(settings.bars <= self.max_bars,
-                    f"bars must be 1 to {self.max_bars} here (got {settings.bars}); "
-                    "the command line `studio sample --bars N` has no such limit")
+            require(
+                settings.bars <= self.max_bars,
+                f"bars must be 1 to {self.max_bars} here (got {settings.bars}); "
+                "the command line `studio sample --bars N` has no such limit",
+            )
         if domain.medium is Medium.INK and domain.conditional:
             text = settings.text or ""
             require(text.strip() != "", "type the text to write: this model writes what you give it")
-            require(len(text) <= self.max_text,
-                    f"at most {self.max_text} characters here (got {len(text)}); "
-                    "the command line `studio sample --text` has no such limit")
+            require(
+                len(text) <= self.max_text,
+                f"at most {self.max_text} characters here (got {len(text)}); "
+                "the command line `studio sample --text` has no such limit",
+            )
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,10 @@ class Bounds:
         if self.high is None:
             require(value >= self.low, f"{self.label} must be {self.low:g} or more (got {value:g})")
         else:
-            require(self.low <= value <= self.high,
-                    f"{self.label} must be {self.low:g} to {self.high:g} here (got {value:g})")
+            require(
+                self.low <= value <= self.high,
+                f"{self.label} must be {self.low:g} to {self.high:g} here (got {value:g})",
+            )
 
 
 @dataclass(frozen=True)
@@ -86,14 +96,17 @@ class TrainLimits:
         """StudioError for the first option outside its range, then for anything
         :class:`TrainConfig` refuses.  ``options`` holds the fields named here (a
         ``max_steps`` or ``max_minutes`` of None means "no limit")."""
-        for name in ("hidden_size", "layers", "seq_len", "batch_size", "max_steps", "max_minutes",
-                     "eval_every"):
+        for name in ("hidden_size", "layers", "seq_len", "batch_size", "max_steps", "max_minutes", "eval_every"):
             value = options.get(name)
             if value is not None:
                 getattr(self, name).check(value)
         try:
-            TrainConfig(**{name: options[name] for name in ("seq_len", "batch_size", "max_steps",
-                                                            "max_minutes", "eval_every")
-                           if name in options})
+            TrainConfig(
+                **{
+                    name: options[name]
+                    for name in ("seq_len", "batch_size", "max_steps", "max_minutes", "eval_every")
+                    if name in options
+                }
+            )
         except TypeError as error:  # a programming error, not the user's
             raise StudioError(f"unknown training option: {error}") from None

@@ -69,8 +69,7 @@ def inverse_cdf(weights: np.ndarray, uniforms: Sequence[float]) -> np.ndarray:
     if len(weights) == 1:  # the common case, done with scalars: a few numpy calls fewer
         row = weights[0]
         cumulative = row.cumsum()
-        index = min(int(cumulative.searchsorted(uniforms[0] * cumulative[-1], "right")),
-                    len(row) - 1)
+        index = min(int(cumulative.searchsorted(uniforms[0] * cumulative[-1], "right")), len(row) - 1)
         return np.array([index if row[index] else _nearest_allowed(row, index)])
     cumulative = weights.cumsum(-1)
     rows = len(weights)
@@ -88,21 +87,23 @@ def _nearest_allowed(weights: np.ndarray, index: int) -> int:
     return int(allowed[np.argmin(np.abs(allowed - index))])
 
 
-def _scored_windows(step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int],
-                    window: int):
+def _scored_windows(
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int], window: int
+):
     """Per window of ``ids`` fed through ``step``: (log p of each next token, the argmax
     prediction at each position)."""
     inputs = np.asarray(ids[:-1], dtype=np.int64)
     targets = np.asarray(ids[1:], dtype=np.int64)
     for start in range(0, len(inputs), window):
-        chunk = inputs[start:start + window]
+        chunk = inputs[start : start + window]
         logits, state = step(chunk[None, :], state)
         log_probs = log_softmax(logits[0])
-        yield log_probs[np.arange(len(chunk)), targets[start:start + len(chunk)]], log_probs.argmax(-1)
+        yield log_probs[np.arange(len(chunk)), targets[start : start + len(chunk)]], log_probs.argmax(-1)
 
 
-def teacher_forced_log_probs(step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any,
-                             ids: Sequence[int], window: int = 4096) -> np.ndarray:
+def teacher_forced_log_probs(
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int], window: int = 4096
+) -> np.ndarray:
     """(len(ids) - 1,) float64: log p(ids[t + 1] | ids[:t + 1]) for every t, with ``ids``
     fed through ``step(tokens (1, T), state) -> (logits (1, T, vocab), state)`` in windows
     of ``window`` tokens, the state carried across them (so the window changes nothing
@@ -110,8 +111,9 @@ def teacher_forced_log_probs(step: Callable[[np.ndarray, Any], tuple[np.ndarray,
     return np.concatenate([np.zeros(0)] + [scores for scores, _ in _scored_windows(step, state, ids, window)])
 
 
-def teacher_forced_nats(step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any,
-                        ids: Sequence[int], window: int = 4096) -> tuple[float, int, np.ndarray]:
+def teacher_forced_nats(
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int], window: int = 4096
+) -> tuple[float, int, np.ndarray]:
     """The same scores summed: (mean nats per token, tokens scored, the argmax prediction
     at every position), as ``studio eval`` and the exporter's held-out check report them."""
     total, count, predictions = 0.0, 0, [np.zeros(0, np.int64)]

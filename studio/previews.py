@@ -37,15 +37,15 @@ READING_SAMPLES = (
             print("Hello, " + name + "!")
     return {"name": name, "said": times}
 ''',
-    '''ROMEO:
+    """ROMEO:
 But soft, what light through yonder window breaks?
 It is the east, and Juliet is the sun.
 
 JULIET:
 O Romeo, Romeo! wherefore art thou Romeo?
 Deny thy father and refuse thy name.
-''',
-    '''# Streams
+""",
+    """# Streams
 
 A *stream* hands over data in chunks. Use `pipe()` to connect two of them:
 
@@ -55,7 +55,7 @@ A *stream* hands over data in chunks. Use `pipe()` to connect two of them:
 ```js
 source.pipe(destination);
 ```
-''',
+""",
 )
 
 
@@ -140,6 +140,7 @@ def reading_sample(loaded: Loaded, current: str | None = None) -> str:
             scored.append((nats_per_token(loaded.runtime, ids)[0], text))
     if scored:
         return min(scored)[1]
-    [written] = sample(settings=settings_from(loaded.name, seed=PREVIEW_SEED, length=READ_TOKENS,
-                                              temperature=PREVIEW_TEMPERATURE))
+    [written] = sample(
+        settings=settings_from(loaded.name, seed=PREVIEW_SEED, length=READ_TOKENS, temperature=PREVIEW_TEMPERATURE)
+    )
     return written.text

@@ -127,8 +127,19 @@ def training_progress(disable: bool = False, unit: str = "token"):
     short = {"token": "tok", "point": "pt"}.get(unit, unit)
 
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}  {task.fields[bits]:.3f} bits/" + short +
-                   "  val {task.fields[val]}  {task.fields[tok_s]:,.0f} " + short + "/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        disable=disable, transient=False)
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "loss {task.fields[loss]:.3f}  {task.fields[bits]:.3f} bits/"
+            + short
+            + "  val {task.fields[val]}  {task.fields[tok_s]:,.0f} "
+            + short
+            + "/s"
+        ),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        disable=disable,
+        transient=False,
+    )

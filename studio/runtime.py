@@ -44,8 +44,7 @@ def providers_for(device: str) -> list[str]:
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
         import sys
 
-        print("notice: onnxruntime has no CUDA provider here (install onnxruntime-gpu); using CPU",
-              file=sys.stderr)
+        print("notice: onnxruntime has no CUDA provider here (install onnxruntime-gpu); using CPU", file=sys.stderr)
         return ["CPUExecutionProvider"]
     raise StudioError(f"unknown --device {device!r}: use cpu or cuda")
 
@@ -66,8 +65,7 @@ def default_threads() -> int:
 class Runtime:
     use_binding = False  # class switch so benchmarks and tests can compare both paths
 
-    def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto",
-                 threads: int | None = None):
+    def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
         self.bundle = bundle
@@ -88,23 +86,24 @@ class Runtime:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own types for corrupt files
-            raise StudioError(f"cannot load {path} ({str(error).splitlines()[0][:120]}): "
-                              "the model file is damaged; re-export it") from None
+            raise StudioError(
+                f"cannot load {path} ({str(error).splitlines()[0][:120]}): the model file is damaged; re-export it"
+            ) from None
         self._fetch = self.output_names + [f"{n}_out" for n in self.state_names]
         specs = {**io["inputs"], **self.state_spec}
         self._input_dtypes = {name: DTYPES[spec["dtype"]] for name, spec in specs.items()}
         self._input_shapes = {name: spec["shape"] for name, spec in specs.items()}
-        self._output_specs = [(DTYPES[io["outputs"][n]["dtype"]], io["outputs"][n]["shape"])
-                              for n in self.output_names]
-        self._output_specs += [(DTYPES[self.state_spec[n]["dtype"]], self.state_spec[n]["shape"])
-                               for n in self.state_names]
+        self._output_specs = [(DTYPES[io["outputs"][n]["dtype"]], io["outputs"][n]["shape"]) for n in self.output_names]
+        self._output_specs += [
+            (DTYPES[self.state_spec[n]["dtype"]], self.state_spec[n]["shape"]) for n in self.state_names
+        ]
         self._bindable = providers[0] == "CPUExecutionProvider"
         graphs = bundle.card["graphs"]
         self.precision = precision if precision != "auto" else ("int8" if "int8" in graphs else "fp32")
-        self._batch_axes = {name: spec["shape"].index("batch") if "batch" in spec["shape"] else None
-                            for name, spec in specs.items()}
-        self.row_exact = self.precision == "int8" and all(
-            "batch" in shape for _, shape in self._output_specs)
+        self._batch_axes = {
+            name: spec["shape"].index("batch") if "batch" in spec["shape"] else None for name, spec in specs.items()
+        }
+        self.row_exact = self.precision == "int8" and all("batch" in shape for _, shape in self._output_specs)
         self._local = threading.local()  # one IOBinding per thread: bindings are not thread-safe
 
     def init_state(self, batch: int) -> dict[str, np.ndarray]:
@@ -118,14 +117,16 @@ class Runtime:
         feeds = {**inputs, **state}
         batch = self._batch_size(feeds)
         if self.row_exact and batch > 1:
-            rows = [self._run_once({name: self._row(name, value, row) for name, value in feeds.items()})
-                    for row in range(batch)]
+            rows = [
+                self._run_once({name: self._row(name, value, row) for name, value in feeds.items()})
+                for row in range(batch)
+            ]
             axes = [shape.index("batch") for _, shape in self._output_specs]
             values = [np.concatenate([r[i] for r in rows], axis=axis) for i, axis in enumerate(axes)]
         else:
             values = self._run_once(feeds)
         outputs = dict(zip(self.output_names, values[: len(self.output_names)]))
-        next_state = dict(zip(self.state_names, values[len(self.output_names):]))
+        next_state = dict(zip(self.state_names, values[len(self.output_names) :]))
         return outputs, next_state
 
     def _batch_size(self, feeds: dict[str, np.ndarray]) -> int:
@@ -186,7 +187,7 @@ class Runtime:
         if self._input_shapes["tokens"][1] == 1 and np.shape(tokens)[1] != 1:
             steps = []
             for t in range(np.shape(tokens)[1]):
-                logits, state = self.logits(np.asarray(tokens)[:, t:t + 1], state)
+                logits, state = self.logits(np.asarray(tokens)[:, t : t + 1], state)
                 steps.append(logits)
             return np.concatenate(steps, 1), state
         outputs, state = self.run({"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}, state)
@@ -202,8 +203,7 @@ class Runtime:
         feeds.update(state)
         values = self.session.run(self._fetch, feeds)
         names = self.state_names
-        return (values[0][:, 0].astype(np.float64),
-                {names[i]: values[i + 1] for i in range(len(names))})
+        return (values[0][:, 0].astype(np.float64), {names[i]: values[i + 1] for i in range(len(names))})
 
     @staticmethod
     def select(state: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -35,8 +35,15 @@ def numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
-def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, wav: bool = False,
-               piano_roll: bool = False, attention_plot: Path | None = None) -> list[Sample]:
+def run_sample(
+    settings: SampleSettings,
+    *,
+    out: Path | None,
+    json_lines: bool,
+    wav: bool = False,
+    piano_roll: bool = False,
+    attention_plot: Path | None = None,
+) -> list[Sample]:
     """Generate per ``settings`` through :func:`studio.api.sample_iter`, streaming text to
     stdout as it comes, then write every sample's files atomically."""
     loaded = load(settings.model, settings.device, settings.precision)
@@ -72,8 +79,7 @@ def run_sample(settings: SampleSettings, *, out: Path | None, json_lines: bool, 
                 item.output.save_attention_plot(plot)
                 written.append(str(plot))
         if json_lines:
-            print(json.dumps({**item.to_json(), "files": written[:]} if out else item.to_json(),
-                             ensure_ascii=False))
+            print(json.dumps({**item.to_json(), "files": written[:]} if out else item.to_json(), ensure_ascii=False))
         elif not stream:
             if len(samples) > 1:
                 print(f"--- sample {index + 1} (logprob {item.logprob:.2f}) ---")

@@ -18,14 +18,30 @@ from studio.confine import contain
 from studio.errors import StudioError
 
 VIEWS = ("auto", "plain", "markdown", "code")
-CODE_LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".c": "c",
-                  ".h": "c", ".cpp": "cpp", ".rs": "rust", ".go": "go", ".java": "java",
-                  ".sh": "bash", ".lua": "lua", ".rb": "ruby", ".css": "css", ".html": "html",
-                  ".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".tex": "latex"}
+CODE_LANGUAGES = {
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".rs": "rust",
+    ".go": "go",
+    ".java": "java",
+    ".sh": "bash",
+    ".lua": "lua",
+    ".rb": "ruby",
+    ".css": "css",
+    ".html": "html",
+    ".toml": "toml",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".tex": "latex",
+}
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 CORPUS_SCAN_LIMIT = 2000  # files looked at to tell what a corpus holds
-TEXT_STYLE = ("white-space:pre-wrap;font-family:var(--font-mono,monospace);font-size:0.9em;"
-              "line-height:1.5;margin:0")
+TEXT_STYLE = "white-space:pre-wrap;font-family:var(--font-mono,monospace);font-size:0.9em;line-height:1.5;margin:0"
 
 
 def corpus_view(card: dict) -> tuple[str, str | None]:
@@ -93,8 +109,7 @@ def code_html(text: str, language: str | None) -> str:
     except ClassNotFound:
         lexer = get_lexer_by_name("text")
     formatter = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
-    return (f'<pre class="studio-code" style="{TEXT_STYLE}">'
-            f"{highlight(text, lexer, formatter)}</pre>")
+    return f'<pre class="studio-code" style="{TEXT_STYLE}">{highlight(text, lexer, formatter)}</pre>'
 
 
 def view_html(text: str, view: str, language: str | None = None) -> str:
@@ -116,11 +131,18 @@ def confidence_html(prime: str, pieces: list[str], probabilities: np.ndarray) ->
     model's probability of it (hover for the number)."""
     spans = [f'<span style="color:#777">{html.escape(prime)}</span>'] if prime else []
     for piece, probability in zip(pieces, probabilities):
-        spans.append(f'<span style="background:{confidence_colour(float(probability))}" '
-                     f'title="p = {float(probability):.3f}">{html.escape(piece)}</span>')
-    legend = ('<div style="font-size:0.8em;margin-top:0.5em">confidence: '
-              + "".join(f'<span style="background:{confidence_colour(p)};padding:0 0.4em">{p:.1f}</span>'
-                        for p in (0.0, 0.25, 0.5, 0.75, 1.0)) + "</div>")
+        spans.append(
+            f'<span style="background:{confidence_colour(float(probability))}" '
+            f'title="p = {float(probability):.3f}">{html.escape(piece)}</span>'
+        )
+    legend = (
+        '<div style="font-size:0.8em;margin-top:0.5em">confidence: '
+        + "".join(
+            f'<span style="background:{confidence_colour(p)};padding:0 0.4em">{p:.1f}</span>'
+            for p in (0.0, 0.25, 0.5, 0.75, 1.0)
+        )
+        + "</div>"
+    )
     return f'<pre class="studio-confidence" style="{TEXT_STYLE}">{"".join(spans)}</pre>{legend}'
 
 
@@ -132,11 +154,12 @@ def activation_html(pieces: Sequence[str], values: np.ndarray, label: str) -> st
     spans = []
     for piece, value in zip(pieces, values):
         strength = min(1.0, abs(value) / scale)
-        colour = (f"rgba(220,40,40,{strength:.2f})" if value > 0
-                  else f"rgba(40,90,220,{strength:.2f})")
+        colour = f"rgba(220,40,40,{strength:.2f})" if value > 0 else f"rgba(40,90,220,{strength:.2f})"
         shown = html.escape(piece).replace("\n", "↵\n")
         spans.append(f'<span style="background:{colour}" title="{value:+.3f}">{shown}</span>')
-    return (f'<div style="font-size:0.85em;margin-bottom:0.3em">{html.escape(label)}'
-            f" (range {values.min():+.3f} to {values.max():+.3f})</div>"
-            '<pre class="studio-cells" style="white-space:pre-wrap;font-family:var(--font-mono,monospace);'
-            f'line-height:1.6;margin:0">{"".join(spans)}</pre>')
+    return (
+        f'<div style="font-size:0.85em;margin-bottom:0.3em">{html.escape(label)}'
+        f" (range {values.min():+.3f} to {values.max():+.3f})</div>"
+        '<pre class="studio-cells" style="white-space:pre-wrap;font-family:var(--font-mono,monospace);'
+        f'line-height:1.6;margin:0">{"".join(spans)}</pre>'
+    )

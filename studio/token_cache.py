@@ -36,10 +36,11 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,15 +107,25 @@ class TokenCache:
 
     def facts(self, corpus: Path) -> dict:
         """What a run's config records of its corpus (as for a corpus read whole)."""
-        return {"path": str(corpus), "sha256": self.meta["corpus"]["sha256"],
-                "documents": len(self.meta["document_ends"]), "tokens": int(self.meta["tokens"])}
+        return {
+            "path": str(corpus),
+            "sha256": self.meta["corpus"]["sha256"],
+            "documents": len(self.meta["document_ends"]),
+            "tokens": int(self.meta["tokens"]),
+        }
 
     def reference(self) -> dict:
         """What a checkpoint keeps instead of the ids: enough to map this cache again, or
         to rebuild it from an unchanged corpus."""
         corpus = self.meta["corpus"]
-        return {REFERENCE_KEY: self.key, "cache_dir": str(self.folder.parent), "corpus": corpus["path"],
-                "sha256": corpus["sha256"], "domain": self.meta["domain"]["name"], "options": self.meta["options"]}
+        return {
+            REFERENCE_KEY: self.key,
+            "cache_dir": str(self.folder.parent),
+            "corpus": corpus["path"],
+            "sha256": corpus["sha256"],
+            "domain": self.meta["domain"]["name"],
+            "options": self.meta["options"],
+        }
 
 
 def open_cache(folder: Path) -> TokenCache:
@@ -131,8 +142,11 @@ def open_cache(folder: Path) -> TokenCache:
         dtype = np.dtype(meta["dtype"])
         tokens = int(meta["tokens"])
         domain_from_config(meta["domain"])
-        if not (isinstance(meta["corpus"]["sha256"], str) and isinstance(meta["document_ends"], list)
-                and isinstance(meta["options"], dict)):
+        if not (
+            isinstance(meta["corpus"]["sha256"], str)
+            and isinstance(meta["document_ends"], list)
+            and isinstance(meta["options"], dict)
+        ):
             raise TypeError("corpus, document_ends or options")
     except (KeyError, TypeError, ValueError, StudioError) as error:
         raise DamagedCache(f"{META_FILE} lacks or garbles {error}") from None
@@ -151,10 +165,12 @@ def open_cache(folder: Path) -> TokenCache:
 
 # --- building ----------------------------------------------------------------------------
 
+
 def cache_key(corpus: Path, domain: str, options: dict, corpus_sha256: str) -> str:
     """``<corpus name>-<domain>-<16 hex>``: readable in ``studio cache list``, unique by hash."""
-    recipe = json.dumps({"format": FORMAT_VERSION, "sha256": corpus_sha256, "domain": domain,
-                         "options": options}, sort_keys=True)
+    recipe = json.dumps(
+        {"format": FORMAT_VERSION, "sha256": corpus_sha256, "domain": domain, "options": options}, sort_keys=True
+    )
     name = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(corpus).resolve().stem)[:40] or "corpus"
     return f"{name}-{domain}-{hashlib.sha256(recipe.encode()).hexdigest()[:16]}"
 
@@ -210,8 +226,16 @@ class CacheWriter:
             self.tokens += int(ids.size)
 
 
-def _build(corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path], corpus_sha256: str,
-           folder: Path, val_fraction: float, quiet: bool) -> None:
+def _build(
+    corpus: Path,
+    cls: type[Domain],
+    options: dict,
+    files: Sequence[Path],
+    corpus_sha256: str,
+    folder: Path,
+    val_fraction: float,
+    quiet: bool,
+) -> None:
     """Stream the corpus into ``<folder>.building-<pid>``, check the fingerprint again and
     rename the folder into place; nothing is left behind on failure."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -219,9 +243,17 @@ def _build(corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path]
     building = folder.with_name(folder.name + BUILDING + str(os.getpid()))
     corpus_bytes = sum(f.stat().st_size for f in files)
     started = time.time()
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                        console=_console(), disable=quiet, transient=True)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=_console(),
+        disable=quiet,
+        transient=True,
+    )
     try:
         building.mkdir(parents=True)
         with open(building / TOKENS_FILE, "wb", buffering=1 << 20) as handle, progress:
@@ -232,14 +264,24 @@ def _build(corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path]
         if fingerprint(cls.source_files(corpus)) != corpus_sha256:
             raise changed_while_reading(corpus)
         cut = split_point(writer.tokens, val_fraction)
-        meta = {"format": FORMAT_VERSION, "dtype": writer.dtype.name, "tokens": writer.tokens,
-                "vocab_size": writer.vocab_size,
-                "corpus": {"path": str(Path(corpus).resolve()), "sha256": corpus_sha256, "files": len(files),
-                           "bytes": corpus_bytes},
-                "options": options, "domain": domain.to_config(),
-                "split": {"val_fraction": val_fraction, "train_tokens": cut, "validation_tokens": writer.tokens - cut},
-                "document_ends": writer.document_ends, "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "build_seconds": round(time.time() - started, 2)}
+        meta = {
+            "format": FORMAT_VERSION,
+            "dtype": writer.dtype.name,
+            "tokens": writer.tokens,
+            "vocab_size": writer.vocab_size,
+            "corpus": {
+                "path": str(Path(corpus).resolve()),
+                "sha256": corpus_sha256,
+                "files": len(files),
+                "bytes": corpus_bytes,
+            },
+            "options": options,
+            "domain": domain.to_config(),
+            "split": {"val_fraction": val_fraction, "train_tokens": cut, "validation_tokens": writer.tokens - cut},
+            "document_ends": writer.document_ends,
+            "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "build_seconds": round(time.time() - started, 2),
+        }
         with open(building / META_FILE, "w") as handle:
             json.dump(meta, handle)
             handle.flush()
@@ -247,12 +289,15 @@ def _build(corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path]
         _rename_into_place(building, folder)
     except OSError as error:
         if error.errno in FULL_DISK:
-            raise StudioError(f"no space left for the token cache in {folder.parent} ({corpus_bytes / 1e6:,.0f} MB "
-                              "of corpus): free some space or give --cache-dir a folder on a larger disk") from None
+            raise StudioError(
+                f"no space left for the token cache in {folder.parent} ({corpus_bytes / 1e6:,.0f} MB "
+                "of corpus): free some space or give --cache-dir a folder on a larger disk"
+            ) from None
         if isinstance(error, FileNotFoundError) and not Path(error.filename or "").is_relative_to(folder.parent):
             raise changed_while_reading(corpus, f" ({error.filename} vanished)") from None
-        raise StudioError(f"cannot write the token cache in {folder.parent} ({error.strerror}): "
-                          "give --cache-dir a writable folder") from None
+        raise StudioError(
+            f"cannot write the token cache in {folder.parent} ({error.strerror}): give --cache-dir a writable folder"
+        ) from None
     finally:
         shutil.rmtree(building, ignore_errors=True)  # gone already when the rename happened
 
@@ -275,8 +320,9 @@ def _locked(root: Path, key: str, corpus: Path, quiet: bool) -> Iterator[None]:
         root.mkdir(parents=True, exist_ok=True)
         lock_path.touch()
     except OSError as error:
-        raise StudioError(f"cannot use {root} for the token cache ({error.strerror}): "
-                          "give --cache-dir a writable folder") from None
+        raise StudioError(
+            f"cannot use {root} for the token cache ({error.strerror}): give --cache-dir a writable folder"
+        ) from None
     with open(lock_path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -306,8 +352,17 @@ def _stale_versions(root: Path, corpus: Path, domain: str, options: dict, key: s
     return stale
 
 
-def _open_or_build(root: Path, key: str, corpus: Path, cls: type[Domain], options: dict, files: Sequence[Path],
-                   corpus_sha256: str, val_fraction: float, quiet: bool) -> TokenCache:
+def _open_or_build(
+    root: Path,
+    key: str,
+    corpus: Path,
+    cls: type[Domain],
+    options: dict,
+    files: Sequence[Path],
+    corpus_sha256: str,
+    val_fraction: float,
+    quiet: bool,
+) -> TokenCache:
     folder = root / key
     if folder.is_dir():  # complete by construction (renamed into place), unless damaged since
         try:
@@ -325,28 +380,40 @@ def _open_or_build(root: Path, key: str, corpus: Path, cls: type[Domain], option
             shutil.rmtree(leftover, ignore_errors=True)
         stale = _stale_versions(root, corpus, cls.name, options, key)
         if stale:
-            notice(f"{corpus} changed since it was tokenised: building a new token cache "
-                   f"(`studio cache clear {' '.join(stale)}` frees the old)")
+            notice(
+                f"{corpus} changed since it was tokenised: building a new token cache "
+                f"(`studio cache clear {' '.join(stale)}` frees the old)"
+            )
         _build(corpus, cls, options, files, corpus_sha256, folder, val_fraction, quiet)
         cache = open_cache(folder)
     if not quiet:
         meta = cache.meta
-        _console().print(f"token cache: {meta['tokens']:,} tokens ({meta['dtype']}), "
-                         f"{cache.size_bytes / 1e6:,.1f} MB on disk, "
-                         f"{cache.size_bytes / max(1, meta['corpus']['bytes']):.2f} bytes per corpus byte, "
-                         f"built in {meta['build_seconds']:.1f} s: {folder}")
+        _console().print(
+            f"token cache: {meta['tokens']:,} tokens ({meta['dtype']}), "
+            f"{cache.size_bytes / 1e6:,.1f} MB on disk, "
+            f"{cache.size_bytes / max(1, meta['corpus']['bytes']):.2f} bytes per corpus byte, "
+            f"built in {meta['build_seconds']:.1f} s: {folder}"
+        )
     return cache
 
 
 def _reused(cache: TokenCache, quiet: bool) -> TokenCache:
     if not quiet:
-        _console().print(f"token cache: {cache.meta['tokens']:,} tokens, {cache.size_bytes / 1e6:,.1f} MB, "
-                         f"reused: {cache.folder}")
+        _console().print(
+            f"token cache: {cache.meta['tokens']:,} tokens, {cache.size_bytes / 1e6:,.1f} MB, reused: {cache.folder}"
+        )
     return cache
 
 
-def load(corpus: Path, cls: type[Domain], options: dict, settings: CacheSettings, *,
-         val_fraction: float = 0.1, quiet: bool = False) -> TokenCache:
+def load(
+    corpus: Path,
+    cls: type[Domain],
+    options: dict,
+    settings: CacheSettings,
+    *,
+    val_fraction: float = 0.1,
+    quiet: bool = False,
+) -> TokenCache:
     """The cache of ``corpus`` read by ``cls`` with ``options``: reused when the corpus is
     unchanged, built (streaming, under the lock) otherwise."""
     require(cls.streams_corpus, f"{cls.name} corpora are read whole: train with --no-cache")
@@ -368,17 +435,20 @@ def reopen(reference: dict, settings: CacheSettings, *, val_fraction: float = 0.
     except DamagedCache:
         pass
     corpus = Path(reference["corpus"])
-    require(corpus.exists(), f"the token cache {key} is gone and so is its corpus {corpus}: "
-                             "restore the corpus to continue this run")
+    require(
+        corpus.exists(),
+        f"the token cache {key} is gone and so is its corpus {corpus}: restore the corpus to continue this run",
+    )
     cls = domain_class(reference["domain"])
     files = cls.source_files(corpus)
-    require(fingerprint(files) == reference["sha256"],
-            f"the token cache {key} is gone and {corpus} changed since this run started: restore the "
-            "corpus it was trained on to continue, or start a new run")
+    require(
+        fingerprint(files) == reference["sha256"],
+        f"the token cache {key} is gone and {corpus} changed since this run started: restore the "
+        "corpus it was trained on to continue, or start a new run",
+    )
     if not quiet:
         notice(f"the token cache {key} is gone: tokenising {corpus} again")
-    return _open_or_build(root, key, corpus, cls, reference["options"], files, reference["sha256"], val_fraction,
-                          quiet)
+    return _open_or_build(root, key, corpus, cls, reference["options"], files, reference["sha256"], val_fraction, quiet)
 
 
 def is_reference(stored: Any) -> bool:
@@ -387,6 +457,7 @@ def is_reference(stored: Any) -> bool:
 
 
 # --- listing and clearing ------------------------------------------------------------------
+
 
 def list_caches(root: Path) -> list[dict]:
     """One row per folder in ``root``: key, state (ok, damaged, building), domain,
@@ -397,13 +468,24 @@ def list_caches(root: Path) -> list[dict]:
         if not folder.is_dir():
             continue
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-        row = {"key": folder.name, "state": "building" if BUILDING in folder.name else "ok", "bytes": size,
-               "domain": "", "corpus": "", "tokens": 0, "built": ""}
+        row = {
+            "key": folder.name,
+            "state": "building" if BUILDING in folder.name else "ok",
+            "bytes": size,
+            "domain": "",
+            "corpus": "",
+            "tokens": 0,
+            "built": "",
+        }
         if row["state"] == "ok":
             try:
                 meta = open_cache(folder).meta
-                row.update(domain=meta["domain"]["name"], corpus=meta["corpus"]["path"], tokens=meta["tokens"],
-                           built=meta.get("built", ""))
+                row.update(
+                    domain=meta["domain"]["name"],
+                    corpus=meta["corpus"]["path"],
+                    tokens=meta["tokens"],
+                    built=meta.get("built", ""),
+                )
             except DamagedCache as why:
                 row.update(state=f"damaged: {why}")
         rows.append(row)

@@ -29,8 +29,7 @@ import torch
 
 from .config import TrainConfig
 from .corpus import fingerprint
-from .devices import (Distributed, InterruptFlag, lr_factor, resolve_device, rng_state, seed_everything,
-                      set_rng_state)
+from .devices import Distributed, InterruptFlag, lr_factor, resolve_device, rng_state, seed_everything, set_rng_state
 from .domains import Domain, domain_class, domain_from_config, guess_domain
 from .errors import StudioError, require
 from .formats import VERSION as __version__
@@ -40,9 +39,23 @@ from .token_cache import CacheSettings, is_reference, reopen
 from .token_cache import load as load_token_cache
 
 LN2 = math.log(2.0)
-CHECKPOINT_KEYS = ("studio_version", "head", "domain", "model", "train", "model_state", "optimizer_state",
-                   "scheduler_state", "rng", "step", "best_val", "bad_evals", "elapsed_s", "carried_state",
-                   "corpus")
+CHECKPOINT_KEYS = (
+    "studio_version",
+    "head",
+    "domain",
+    "model",
+    "train",
+    "model_state",
+    "optimizer_state",
+    "scheduler_state",
+    "rng",
+    "step",
+    "best_val",
+    "bad_evals",
+    "elapsed_s",
+    "carried_state",
+    "corpus",
+)
 RESUME_OVERRIDES = ("max_steps", "max_minutes", "device", "epochs")  # what --resume may change
 
 __all__ = ["CHECKPOINT_KEYS", "train", "load_corpus", "resolve_device"]
@@ -68,8 +81,15 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def load_corpus(corpus: Path, domain_name: str | None, domain_options: dict, cache: CacheSettings | None = None,
-                *, val_fraction: float = 0.1, quiet: bool = False) -> Corpus:
+def load_corpus(
+    corpus: Path,
+    domain_name: str | None,
+    domain_options: dict,
+    cache: CacheSettings | None = None,
+    *,
+    val_fraction: float = 0.1,
+    quiet: bool = False,
+) -> Corpus:
     """Read ``corpus`` through its domain (guessed from file types unless named): through
     the token cache when the domain streams and ``cache`` is enabled, else whole."""
     corpus = Path(corpus)
@@ -78,36 +98,49 @@ def load_corpus(corpus: Path, domain_name: str | None, domain_options: dict, cac
     cls = domain_class(domain_name or guess_domain(corpus))
     cache = cache or CacheSettings()
     if cache.enabled and cls.streams_corpus:
-        tokens = load_token_cache(corpus, cls, domain_options, cache, val_fraction=val_fraction,
-                                  quiet=quiet or not is_main_process())
+        tokens = load_token_cache(
+            corpus, cls, domain_options, cache, val_fraction=val_fraction, quiet=quiet or not is_main_process()
+        )
         return Corpus(tokens.domain, tokens.ids, tokens.facts(corpus), tokens.reference())
     documents = cls.read_corpus(corpus)
     domain = cls.from_documents(documents, **domain_options)
     payload, units = trainable_for(domain.head).corpus_payload(domain, documents)
-    facts = {"path": str(corpus), "sha256": fingerprint(cls.source_files(corpus)),
-             "documents": len(documents), "tokens": int(units)}
+    facts = {
+        "path": str(corpus),
+        "sha256": fingerprint(cls.source_files(corpus)),
+        "documents": len(documents),
+        "tokens": int(units),
+    }
     return Corpus(domain, payload, facts, payload)
 
 
-def stored_payload(stored: Any, domain_config: dict, cache: CacheSettings | None = None, *,
-                   val_fraction: float = 0.1, quiet: bool = False) -> Any:
+def stored_payload(
+    stored: Any,
+    domain_config: dict,
+    cache: CacheSettings | None = None,
+    *,
+    val_fraction: float = 0.1,
+    quiet: bool = False,
+) -> Any:
     """The payload a checkpoint's corpus entry stands for: the token cache it refers to
     (mapped again, or rebuilt from an unchanged corpus), or the payload itself."""
     if not is_reference(stored):
         return stored
-    tokens = reopen(stored, cache or CacheSettings(), val_fraction=val_fraction,
-                    quiet=quiet or not is_main_process())
-    require(tokens.meta["domain"] == domain_config,
-            f"the token cache {tokens.key} does not hold this run's vocabulary: clear it "
-            "(`studio cache clear`) and resume again")
+    tokens = reopen(stored, cache or CacheSettings(), val_fraction=val_fraction, quiet=quiet or not is_main_process())
+    require(
+        tokens.meta["domain"] == domain_config,
+        f"the token cache {tokens.key} does not hold this run's vocabulary: clear it "
+        "(`studio cache clear`) and resume again",
+    )
     return tokens.ids
 
 
 class Trainer:
     """One run's model, optimiser, schedule and position; :meth:`run` trains it."""
 
-    def __init__(self, run: RunDir, corpus: Corpus, model_config: dict, config: TrainConfig,
-                 checkpoint: dict | None, quiet: bool):
+    def __init__(
+        self, run: RunDir, corpus: Corpus, model_config: dict, config: TrainConfig, checkpoint: dict | None, quiet: bool
+    ):
         self.run, self.config, self.quiet = run, config, quiet
         self.domain, self.payload, self.stored_corpus = corpus.domain, corpus.payload, corpus.stored
         self.head: Trainable = trainable_for(self.domain.head)
@@ -117,28 +150,41 @@ class Trainer:
         self.device = self.dist.device  # cuda:LOCAL_RANK under torchrun
         seed_everything(config.seed)  # the same initial weights on every rank
         torch.backends.mkldnn.enabled = True  # oneDNN: ~2x faster training windows on CPU
-        require(config.scheduled_sampling == 0 or self.head.scheduled_sampling,
-                f"--scheduled-sampling needs a token model; {self.domain.name} has a {self.head.name} head")
+        require(
+            config.scheduled_sampling == 0 or self.head.scheduled_sampling,
+            f"--scheduled-sampling needs a token model; {self.domain.name} has a {self.head.name} head",
+        )
         self.data = self.head.train_data(self.domain, self.payload, config, self.dist.rank, self.dist.world_size)
         self.total_steps = config.max_steps or max(1, int(config.epochs * self.data.steps_per_epoch))
         self.model = self.head.build_model(model_config).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
-                                           weight_decay=config.weight_decay, betas=(0.9, 0.99))
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.99)
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, self.total_steps, config.min_lr_ratio))
+            self.optimizer, lambda s: lr_factor(s, config.warmup_steps, self.total_steps, config.min_lr_ratio)
+        )
         self.step, self.best_val, self.bad_evals, self.elapsed_before = 0, math.inf, 0, 0.0
         self.carry = self.head.init_carry(self.model, config.batch_size, self.device)
         if checkpoint is not None:
             self._restore(checkpoint)
         elif self.dist.is_main:
             run.create()
-            run.write_config({"studio_version": __version__, "domain": self.domain.name, "head": self.domain.head,
-                              "corpus": corpus.facts, "model": model_config, "train": config.to_dict(),
-                              "parameters": count_parameters(self.model)})
+            run.write_config(
+                {
+                    "studio_version": __version__,
+                    "domain": self.domain.name,
+                    "head": self.domain.head,
+                    "corpus": corpus.facts,
+                    "model": model_config,
+                    "train": config.to_dict(),
+                    "parameters": count_parameters(self.model),
+                }
+            )
         self.trained = self.model
         if self.dist.enabled:
             self.trained = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.amp_dtype = torch.bfloat16 if use_bf16 else torch.float16  # fp16 needs the grad scaler
         self.scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" and not use_bf16 else None
@@ -156,9 +202,11 @@ class Trainer:
             mine = slice(self.dist.rank * self.config.batch_size, (self.dist.rank + 1) * self.config.batch_size)
             self.carry = tuple(s[:, mine].to(self.device) for s in saved)
         elif saved is not None and self.dist.is_main:
-            print(f"note: the checkpoint carried {saved[0].shape[1]} streams, this run has {rows} "
-                  f"({self.dist.world_size} process(es) x batch {self.config.batch_size}); "
-                  "carried state starts from zeros")
+            print(
+                f"note: the checkpoint carried {saved[0].shape[1]} streams, this run has {rows} "
+                f"({self.dist.world_size} process(es) x batch {self.config.batch_size}); "
+                "carried state starts from zeros"
+            )
         set_rng_state(checkpoint["rng"])
         if self.dist.is_main:
             self.run.truncate_metrics(self.step)
@@ -171,18 +219,40 @@ class Trainer:
         carried = None if self.carry is None else tuple(self.dist.gather_rows(s.detach()) for s in self.carry)
         if not self.dist.is_main:
             return
-        atomic_torch_save({
-            "studio_version": __version__, "head": self.domain.head, "domain": self.domain.to_config(),
-            "model": self.model_config, "train": self.config.to_dict(), "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict(),
-            "rng": rng_state(), "step": self.step, "best_val": self.best_val, "bad_evals": self.bad_evals,
-            "elapsed_s": self.elapsed(),
-            "carried_state": None if carried is None else tuple(s.float().cpu() for s in carried),  # bf16 under autocast
-            "corpus": self.stored_corpus}, self.run.checkpoint)
+        atomic_torch_save(
+            {
+                "studio_version": __version__,
+                "head": self.domain.head,
+                "domain": self.domain.to_config(),
+                "model": self.model_config,
+                "train": self.config.to_dict(),
+                "model_state": self.model.state_dict(),
+                "optimizer_state": self.optimizer.state_dict(),
+                "scheduler_state": self.scheduler.state_dict(),
+                "rng": rng_state(),
+                "step": self.step,
+                "best_val": self.best_val,
+                "bad_evals": self.bad_evals,
+                "elapsed_s": self.elapsed(),
+                "carried_state": None
+                if carried is None
+                else tuple(s.float().cpu() for s in carried),  # bf16 under autocast
+                "corpus": self.stored_corpus,
+            },
+            self.run.checkpoint,
+        )
         if tag_best:
-            atomic_torch_save({"head": self.domain.head, "model": self.model_config,
-                               "domain": self.domain.to_config(), "model_state": self.model.state_dict(),
-                               "step": self.step, "val_nats": self.best_val}, self.run.best)
+            atomic_torch_save(
+                {
+                    "head": self.domain.head,
+                    "model": self.model_config,
+                    "domain": self.domain.to_config(),
+                    "model_state": self.model.state_dict(),
+                    "step": self.step,
+                    "val_nats": self.best_val,
+                },
+                self.run.best,
+            )
 
     def train_step(self) -> float:
         """One optimiser step; returns its loss (nats per unit)."""
@@ -239,13 +309,18 @@ class Trainer:
             if row is not None or self.step % 10 == 0 or self.step == 1:
                 last_loss = dist.mean(last_loss)  # over the effective batch, on every rank
                 if dist.is_main:
-                    run.append_metrics({"step": self.step, "epoch": f"{self.step / self.data.steps_per_epoch:.4f}",
-                                        "train_loss": f"{last_loss:.6f}",
-                                        "learning_rate": f"{self.scheduler.get_last_lr()[0]:.6g}",
-                                        "tokens_per_s": f"{rate:.0f}", "elapsed_s": f"{self.elapsed():.1f}",
-                                        **(row or {})})
-            progress.update(task, completed=self.step, loss=last_loss, bits=last_loss / LN2, val=last_val,
-                            tok_s=rate)
+                    run.append_metrics(
+                        {
+                            "step": self.step,
+                            "epoch": f"{self.step / self.data.steps_per_epoch:.4f}",
+                            "train_loss": f"{last_loss:.6f}",
+                            "learning_rate": f"{self.scheduler.get_last_lr()[0]:.6g}",
+                            "tokens_per_s": f"{rate:.0f}",
+                            "elapsed_s": f"{self.elapsed():.1f}",
+                            **(row or {}),
+                        }
+                    )
+            progress.update(task, completed=self.step, loss=last_loss, bits=last_loss / LN2, val=last_val, tok_s=rate)
             if reason is not None:
                 return reason
             paused = f"(continue with --resume {run.path})"
@@ -263,14 +338,18 @@ class Trainer:
     def run_to_end(self, stop_after: int | None) -> None:
         dist, run = self.dist, self.run
         if dist.is_main and not self.quiet:
-            print(f"{self.domain.name} ({self.domain.head} head), {count_parameters(self.model):,} parameters; "
-                  f"effective batch {self.config.batch_size * dist.world_size} x {self.data.sequence_length}; lr {self.config.learning_rate:g}; "
-                  f"device {self.device}")
+            print(
+                f"{self.domain.name} ({self.domain.head} head), {count_parameters(self.model):,} parameters; "
+                f"effective batch {self.config.batch_size * dist.world_size} x {self.data.sequence_length}; "
+                f"lr {self.config.learning_rate:g}; "
+                f"device {self.device}"
+            )
         progress = training_progress(disable=self.quiet or not dist.is_main, unit=self.head.unit)
         reason = "finished"
         with progress, InterruptFlag(active=True) as interrupt:
-            task = progress.add_task(run.path.name, total=self.total_steps, completed=self.step,
-                                     loss=0.0, bits=0.0, val="-", tok_s=0.0)
+            task = progress.add_task(
+                run.path.name, total=self.total_steps, completed=self.step, loss=0.0, bits=0.0, val="-", tok_s=0.0
+            )
             self.trained.train()
             try:
                 reason = self.run_steps(stop_after, progress, task, interrupt)
@@ -281,14 +360,21 @@ class Trainer:
             self.save(tag_best=True)
         if dist.is_main:
             run.plot_loss(unit=f"nats/{self.head.unit}")
-            summary = {"stop_reason": reason, "step": self.step, "best_val_nats": self.best_val,
-                       "unit": self.head.unit, "world_size": dist.world_size,
-                       "effective_batch": self.config.batch_size * dist.world_size,
-                       "train_minutes": round(self.elapsed() / 60, 2)}
+            summary = {
+                "stop_reason": reason,
+                "step": self.step,
+                "best_val_nats": self.best_val,
+                "unit": self.head.unit,
+                "world_size": dist.world_size,
+                "effective_batch": self.config.batch_size * dist.world_size,
+                "train_minutes": round(self.elapsed() / 60, 2),
+            }
             (run.path / "summary.json").write_text(json.dumps(summary, indent=2))
             if not self.quiet:
-                print(f"{reason}; step {self.step}; best validation {self.best_val:.4f} nats/{self.head.unit} "
-                      f"({self.best_val / LN2:.4f} bits); run folder {run.path}")
+                print(
+                    f"{reason}; step {self.step}; best validation {self.best_val:.4f} nats/{self.head.unit} "
+                    f"({self.best_val / LN2:.4f} bits); run folder {run.path}"
+                )
         dist.barrier()
         dist.close()
 
@@ -297,15 +383,27 @@ def _resume_config(saved: dict, given: TrainConfig | None) -> TrainConfig:
     """The run's own config with what ``--resume`` may change (steps, minutes, epochs, device)."""
     base = TrainConfig.from_dict(saved)
     defaults = TrainConfig()
-    overrides = {k: v for k, v in (given.to_dict() if given else {}).items()
-                 if k in RESUME_OVERRIDES and v is not None and (k == "device" or v != getattr(defaults, k))}
+    overrides = {
+        k: v
+        for k, v in (given.to_dict() if given else {}).items()
+        if k in RESUME_OVERRIDES and v is not None and (k == "device" or v != getattr(defaults, k))
+    }
     return replace(base, **overrides)
 
 
-def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
-          domain_options: dict | None = None, model_overrides: dict | None = None,
-          train_config: TrainConfig | None = None, resume: bool = False,
-          stop_after: int | None = None, quiet: bool = False, cache: CacheSettings | None = None) -> RunDir:
+def train(
+    corpus: Path | None,
+    run_dir: Path,
+    *,
+    domain_name: str | None = None,
+    domain_options: dict | None = None,
+    model_overrides: dict | None = None,
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    quiet: bool = False,
+    cache: CacheSettings | None = None,
+) -> RunDir:
     """Train (or, with ``resume``, continue) the run in ``run_dir``; returns the run.
 
     ``stop_after`` pauses after that many steps of this invocation (the schedule still
@@ -319,23 +417,25 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
         require(run.checkpoint.exists(), f"nothing to resume in {run.path}: no {run.checkpoint.name}")
         checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
         missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
-        require(not missing, f"{run.checkpoint} is from an older studio (no {', '.join(missing)}): "
-                             "train it again")
+        require(not missing, f"{run.checkpoint} is from an older studio (no {', '.join(missing)}): train it again")
         saved = run.read_config()
         config = _resume_config(saved["train"], train_config)
-        payload = stored_payload(checkpoint["corpus"], checkpoint["domain"], cache, val_fraction=config.val_fraction,
-                                 quiet=quiet)
+        payload = stored_payload(
+            checkpoint["corpus"], checkpoint["domain"], cache, val_fraction=config.val_fraction, quiet=quiet
+        )
         corpus_data = Corpus(domain_from_config(checkpoint["domain"]), payload, saved["corpus"], checkpoint["corpus"])
         model_config = checkpoint["model"]
     else:
         require(corpus is not None, "give a corpus to train on")
         if run.checkpoint.exists():
-            raise StudioError(f"{run.path} already holds a run: continue it with --resume "
-                              f"{run.path}, or pick another --name")
+            raise StudioError(
+                f"{run.path} already holds a run: continue it with --resume {run.path}, or pick another --name"
+            )
         config = train_config or TrainConfig()
         config = replace(config, device=config.device or "cpu")  # None: not given
-        corpus_data = load_corpus(Path(corpus), domain_name, domain_options or {}, cache,
-                                  val_fraction=config.val_fraction, quiet=quiet)
+        corpus_data = load_corpus(
+            Path(corpus), domain_name, domain_options or {}, cache, val_fraction=config.val_fraction, quiet=quiet
+        )
         model_config = trainable_for(corpus_data.domain.head).model_config(corpus_data.domain, model_overrides or {})
     Trainer(run, corpus_data, model_config, config, checkpoint, quiet).run_to_end(stop_after)
     return run

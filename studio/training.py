@@ -16,10 +16,24 @@ from .train import train
 EXPORT_ROOT = Path("export")
 
 
-def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, domain: str | None,
-                 domain_options: dict, model: dict, config: TrainConfig, stop_after: int | None,
-                 out: Path | None, quantize: str | None, export: bool, runs_dir: Path,
-                 quiet: bool, int8_only: bool = False, cache: CacheSettings | None = None) -> Path:
+def run_training(
+    *,
+    corpus: Path | None,
+    resume: Path | None,
+    name: str | None,
+    domain: str | None,
+    domain_options: dict,
+    model: dict,
+    config: TrainConfig,
+    stop_after: int | None,
+    out: Path | None,
+    quantize: str | None,
+    export: bool,
+    runs_dir: Path,
+    quiet: bool,
+    int8_only: bool = False,
+    cache: CacheSettings | None = None,
+) -> Path:
     """Train (or resume) a run, then export it unless paused, interrupted or asked not to;
     ``cache`` chooses the token cache (see :mod:`studio.token_cache`)."""
     if resume is not None:
@@ -30,19 +44,29 @@ def run_training(*, corpus: Path | None, resume: Path | None, name: str | None, 
         if corpus is None or not Path(corpus).exists():
             raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
         run_dir = Path(runs_dir) / (name or Path(corpus).resolve().stem)
-    run = train(corpus, run_dir, domain_name=domain, domain_options=domain_options, model_overrides=model,
-                 train_config=config, resume=resume is not None, stop_after=stop_after, quiet=quiet, cache=cache)
+    run = train(
+        corpus,
+        run_dir,
+        domain_name=domain,
+        domain_options=domain_options,
+        model_overrides=model,
+        train_config=config,
+        resume=resume is not None,
+        stop_after=stop_after,
+        quiet=quiet,
+        cache=cache,
+    )
     summary_file = run.path / "summary.json"
     reason = json.loads(summary_file.read_text())["stop_reason"] if summary_file.exists() else ""
     stopped_early = reason.startswith(("paused", "interrupted"))
     if export and not stopped_early and int(os.environ.get("RANK", "0")) == 0:
-        export_run(run.path, out or EXPORT_ROOT / run.path.name, quantize=quantize, drop_fp32=int8_only,
-                   quiet=quiet)
+        export_run(run.path, out or EXPORT_ROOT / run.path.name, quantize=quantize, drop_fp32=int8_only, quiet=quiet)
     return run.path
 
 
-def export_any(run_dir: Path, out_dir: Path, *, quantize: str | None = None,
-               drop_fp32: bool = False, drop_int8: bool = False) -> Path:
+def export_any(
+    run_dir: Path, out_dir: Path, *, quantize: str | None = None, drop_fp32: bool = False, drop_int8: bool = False
+) -> Path:
     """Export a run of any domain to a bundle folder; returns the card path."""
     if not RunDir(run_dir).path.joinpath("config.json").exists():
         raise StudioError(f"{run_dir} is not a training run (no config.json): train one with `studio train`")

@@ -47,12 +47,24 @@ def tiny_bundle(tiny_corpus, tmp_path_factory) -> Path:
     from studio.training import run_training
 
     root = tmp_path_factory.mktemp("tiny")
-    config = TrainConfig(batch_size=8, seq_len=32, max_steps=40, eval_every=20, seed=7,
-                         learning_rate=1e-2, warmup_steps=5)
-    run_training(corpus=tiny_corpus, resume=None, name="tiny", domain="chars", domain_options={},
-                 model=dict(hidden_size=48, layers=1, embedding_size=16, dropout=0.0),
-                 config=config, stop_after=None, out=root / "export" / "tiny", quantize="int8",
-                 export=True, runs_dir=root / "runs", quiet=True)
+    config = TrainConfig(
+        batch_size=8, seq_len=32, max_steps=40, eval_every=20, seed=7, learning_rate=1e-2, warmup_steps=5
+    )
+    run_training(
+        corpus=tiny_corpus,
+        resume=None,
+        name="tiny",
+        domain="chars",
+        domain_options={},
+        model=dict(hidden_size=48, layers=1, embedding_size=16, dropout=0.0),
+        config=config,
+        stop_after=None,
+        out=root / "export" / "tiny",
+        quantize="int8",
+        export=True,
+        runs_dir=root / "runs",
+        quiet=True,
+    )
     return root / "export" / "tiny"
 
 

@@ -50,11 +50,13 @@ class ToyModel:
     def progress(self, **options):
         """The search with the command line's flags (``sample``, ``branch_factor``, ...)."""
         options.setdefault("is_final", lambda sequence: False)
-        flags = {name: options.pop(name) for name in ("length_penalty", "sample", "branch_factor",
-                                                      "steps_per_iteration") if name in options}
+        flags = {
+            name: options.pop(name)
+            for name in ("length_penalty", "sample", "branch_factor", "steps_per_iteration")
+            if name in options
+        }
         selection = selection_for(options.pop("num_beams"), **flags)
-        return list(beam_search(self.step, self.reorder, [[]], [], self.log_probs(()), selection,
-                                **options))
+        return list(beam_search(self.step, self.reorder, [[]], [], self.log_probs(()), selection, **options))
 
 
 def random_table(vocab: int, seed: int, end: bool = False):
@@ -62,6 +64,7 @@ def random_table(vocab: int, seed: int, end: bool = False):
         rng = np.random.default_rng([seed, *[t + 1 for t in sequence], 99])
         p = rng.dirichlet(np.full(vocab, 0.5))
         return np.maximum(p, 1e-6) / np.maximum(p, 1e-6).sum()
+
     return table
 
 
@@ -102,8 +105,9 @@ def test_wide_beam_is_exact(seed, length_penalty):
     is_final = lambda sequence: sequence[-1] == END  # noqa: E731
     candidates = all_sequences(model, vocab, length, is_final)
     best = max(candidates, key=lambda s: candidates[s] / len(s) ** length_penalty)
-    results = model.search(num_beams=vocab ** (length - 1), max_length=length, is_final=is_final,
-                           length_penalty=length_penalty)
+    results = model.search(
+        num_beams=vocab ** (length - 1), max_length=length, is_final=is_final, length_penalty=length_penalty
+    )
     assert tuple(results[0].tokens) == best
     assert results[0].score == pytest.approx(candidates[best])
     normalised = [h.rank / len(h.tokens) ** length_penalty for h in results]
@@ -132,8 +136,7 @@ def test_stopping_waits_until_no_live_beam_can_win():
         return [0.7, 0.2, 0.1]
 
     model = ToyModel(table)
-    results = model.search(num_beams=2, max_length=50, length_penalty=0.0,
-                           is_final=lambda s: s[-1] == END)
+    results = model.search(num_beams=2, max_length=50, length_penalty=0.0, is_final=lambda s: s[-1] == END)
     assert results[0].tokens == [0]
     assert len(model.batches) < 5
 
@@ -162,6 +165,7 @@ def test_rules_that_ban_everything_raise():
 
 # --- stochastic beam search (Gumbel-top-k) -------------------------------------------------
 
+
 def test_truncated_gumbel_keys_peak_at_the_parent_key():
     rng = np.random.default_rng(0)
     phi = np.log(rng.dirichlet(np.ones(7), size=5)) - 3.0
@@ -188,6 +192,7 @@ def test_stochastic_beams_are_distinct_and_seeded():
 def test_stochastic_beams_sample_without_replacement():
     """The keys order the samples like successive draws without replacement:
     P(first = a) = p(a) and P(second = b) = sum over a of p(a) p(b) / (1 - p(a))."""
+
     def table(sequence):
         return [0.5, 0.3, 0.2] if not sequence else [0.2, 0.3, 0.5]
 
@@ -208,6 +213,7 @@ def test_stochastic_beams_sample_without_replacement():
 
 # --- magenta's sampled beams -----------------------------------------------------------------
 
+
 def test_magenta_iterations_branch_then_prune():
     model = ToyModel(random_table(6, 5))
     results = model.search(num_beams=2, max_length=7, branch_factor=3, steps_per_iteration=3, seed=1)
@@ -215,8 +221,9 @@ def test_magenta_iterations_branch_then_prune():
     assert model.batches == [2, 6, 6, 2, 6, 6]
     assert len(results) == 2 and len({tuple(h.tokens) for h in results}) == 2
     assert all(len(h.tokens) == 7 for h in results)
-    again = ToyModel(random_table(6, 5)).search(num_beams=2, max_length=7, branch_factor=3,
-                                                steps_per_iteration=3, seed=1)
+    again = ToyModel(random_table(6, 5)).search(
+        num_beams=2, max_length=7, branch_factor=3, steps_per_iteration=3, seed=1
+    )
     assert [h.tokens for h in results] == [h.tokens for h in again]
 
 
@@ -228,16 +235,22 @@ def test_magenta_and_stochastic_beams_are_alternatives():
 
 # --- streaming ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flavour", [dict(num_beams=3), dict(num_beams=3, sample=True, seed=2),
-                                     dict(num_beams=1, branch_factor=3, steps_per_iteration=2, seed=2)])
+
+@pytest.mark.parametrize(
+    "flavour",
+    [
+        dict(num_beams=3),
+        dict(num_beams=3, sample=True, seed=2),
+        dict(num_beams=1, branch_factor=3, steps_per_iteration=2, seed=2),
+    ],
+)
 def test_committed_prefix_only_grows_and_starts_the_result(flavour):
     def table(sequence):  # branch 1 is near-deterministic and wins, so it commits early
         if not sequence:
             return [0.01, 0.5, 0.3, 0.19]
         return [0.01, 0.97, 0.01, 0.01] if sequence[0] == 1 else [0.25] * 4
 
-    steps = ToyModel(table).progress(max_length=12,
-                                     is_final=lambda s: s[-1] == END, **flavour)
+    steps = ToyModel(table).progress(max_length=12, is_final=lambda s: s[-1] == END, **flavour)
     final = steps[-1].results[0].tokens
     committed = [p.committed for p in steps]
     for before, after in zip(committed, committed[1:]):
@@ -248,6 +261,7 @@ def test_committed_prefix_only_grows_and_starts_the_result(flavour):
 
 
 # --- each selection on its own ---------------------------------------------------------------
+
 
 def test_selection_for_maps_the_flags():
     assert selection_for(3) == Deterministic(3, 1.0) and not Deterministic(3).sampled
@@ -278,8 +292,16 @@ def test_deterministic_search_through_a_toy_step_function():
         return [0.2, 0.4, 0.4] if sequence[0] == 1 else [0.9, 0.05, 0.05]
 
     model = ToyModel(table)
-    *_, last = beam_search(model.step, model.reorder, [[]], [], model.log_probs(()), Deterministic(2),
-                           max_length=3, is_final=lambda s: s[-1] == END)
+    *_, last = beam_search(
+        model.step,
+        model.reorder,
+        [[]],
+        [],
+        model.log_probs(()),
+        Deterministic(2),
+        max_length=3,
+        is_final=lambda s: s[-1] == END,
+    )
     # [2, 0] ends at step 2; the two best 3-token paths (0.08 each, lower ids first) fill
     # the last step's two places, and only the first of them ranks among the results
     assert [h.tokens for h in last.results] == [[2, 0], [1, 1, 1]]
@@ -291,13 +313,20 @@ def test_gumbel_top_k_with_room_for_every_sequence_returns_each_once():
     every sequence once, each with its model score, keys descending."""
     vocab, length = 3, 2
     model = ToyModel(random_table(vocab, 11))
-    *_, last = beam_search(model.step, model.reorder, [[]], [], model.log_probs(()),
-                           GumbelTopK(vocab ** length), max_length=length,
-                           is_final=lambda s: False, seed=4)
+    *_, last = beam_search(
+        model.step,
+        model.reorder,
+        [[]],
+        [],
+        model.log_probs(()),
+        GumbelTopK(vocab**length),
+        max_length=length,
+        is_final=lambda s: False,
+        seed=4,
+    )
     assert sorted(tuple(h.tokens) for h in last.results) == list(itertools.product(range(vocab), repeat=length))
     for h in last.results:
-        assert h.score == pytest.approx(model.log_probs(h.tokens[:1])[h.tokens[1]]
-                                        + model.log_probs(())[h.tokens[0]])
+        assert h.score == pytest.approx(model.log_probs(h.tokens[:1])[h.tokens[1]] + model.log_probs(())[h.tokens[0]])
     keys = [h.key for h in last.results]
     assert keys == sorted(keys, reverse=True)
 
@@ -306,8 +335,17 @@ def test_branch_factor_one_beam_one_step_is_ancestral_sampling():
     """One beam, no branching: every step is one inverse-CDF draw from the step's
     distribution, with the search's seeded generator."""
     model = ToyModel(random_table(6, 8))
-    *_, last = beam_search(model.step, model.reorder, [[]], [], model.log_probs(()),
-                           BranchFactor(1), max_length=9, is_final=lambda s: False, seed=21)
+    *_, last = beam_search(
+        model.step,
+        model.reorder,
+        [[]],
+        [],
+        model.log_probs(()),
+        BranchFactor(1),
+        max_length=9,
+        is_final=lambda s: False,
+        seed=21,
+    )
     rng = np.random.default_rng(21)
     expected = []
     for _ in range(9):

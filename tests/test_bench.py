@@ -39,8 +39,7 @@ def test_torch_model_from_onnx_gate_order_against_checkpoint(tiny_bundle):
 
 def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
     monkeypatch.setattr(timing, "cold_start", lambda path, runs=3: 0.5)  # subprocesses: timed elsewhere
-    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle), "--json",
-                                      "--seconds", "0.05"])
+    result = CliRunner().invoke(app, ["bench", "--model", str(tiny_bundle), "--json", "--seconds", "0.05"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     for key in KEYS:
@@ -77,8 +76,7 @@ def test_bench_exports_fp32_for_an_int8_only_bundle(tiny_bundle, tmp_path):
     card["graphs"] = {"int8": "model.int8.onnx"}
     (int8_only / "card.json").write_text(json.dumps(card))
     (tmp_path / "out").mkdir()
-    rebuilt = fp32_bundle(Bundle.load(int8_only), tmp_path / "out",
-                                 runs_dir=tiny_bundle.parent.parent / "runs")
+    rebuilt = fp32_bundle(Bundle.load(int8_only), tmp_path / "out", runs_dir=tiny_bundle.parent.parent / "runs")
     original = Runtime(Bundle.load(tiny_bundle), precision="fp32")
     again = Runtime(rebuilt, precision="fp32")
     tokens = np.arange(12)[None, :] % card["model"]["vocab_size"]

@@ -19,14 +19,21 @@ from studio.runtime import Runtime
 from studio.train import train
 
 MODEL = dict(hidden_size=16, layers=2, embedding_size=8, dropout=0.0)
-SHAPES = {"lnlstm": {"h": 16, "c": 16}, "sru": {"c": 16}, "qrnn": {"c": 16, "last_input": 48},
-          "rwa": {"h": 16, "numerator": 16, "denominator": 16, "max_score": 16}}
+SHAPES = {
+    "lnlstm": {"h": 16, "c": 16},
+    "sru": {"c": 16},
+    "qrnn": {"c": 16, "last_input": 48},
+    "rwa": {"h": 16, "numerator": 16, "denominator": 16, "max_score": 16},
+}
 
 
 def random_state(config: ModelConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """A non-zero state (RWA's denominator kept positive, as every stepped state has it)."""
-    return tuple(torch.rand((config.layers, batch, config.state_width(name)), generator=generator)
-                 + (0.5 if name == "denominator" else -0.5) for name in config.state_names)
+    return tuple(
+        torch.rand((config.layers, batch, config.state_width(name)), generator=generator)
+        + (0.5 if name == "denominator" else -0.5)
+        for name in config.state_names
+    )
 
 
 @pytest.mark.parametrize("cell", EXPLICIT_CELLS)
@@ -44,7 +51,7 @@ def test_window_equals_step_by_step(cell, input_size):
         fast, fast_state = layer(x, state, mask)
         steps, step_state = [], state
         for t in range(20):
-            y, step_state = layer(x[:, t:t + 1], step_state, mask)
+            y, step_state = layer(x[:, t : t + 1], step_state, mask)
             steps.append(y)
     assert torch.allclose(fast, torch.cat(steps, 1), atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast_state, step_state))
@@ -60,7 +67,8 @@ def test_explicit_cell_exports_with_parity(cell, tmp_path):
     io = head.io_spec(config)
     assert io["inputs"]["tokens"]["shape"] == ["batch", 1]
     assert {name: spec["shape"] for name, spec in io["state"].items()} == {
-        name: [2, "batch", width] for name, width in SHAPES[cell].items()}
+        name: [2, "batch", width] for name, width in SHAPES[cell].items()
+    }
     export_onnx(head.step_module(model), head.example_inputs(model, io), io, tmp_path / "m.onnx")
     session = session_for(tmp_path / "m.onnx")
     tokens = np.random.default_rng(0).integers(0, 12, (3, 40))
@@ -78,12 +86,24 @@ def rows(run):
 @pytest.mark.parametrize("cell", EXPLICIT_CELLS)
 def test_cell_trains_resumes_exports_and_samples(cell, tiny_corpus, tmp_path):
     model = {**MODEL, "cell": cell, "recurrent_dropout": 0.2}
-    settings = dict(batch_size=4, seq_len=16, max_steps=8, eval_every=4, seed=3, warmup_steps=2,
-                    learning_rate=1e-2)
-    straight = train(tiny_corpus, tmp_path / "straight", domain_name="chars", model_overrides=model,
-                     train_config=TrainConfig(**settings), quiet=True)
-    train(tiny_corpus, tmp_path / "halves", domain_name="chars", model_overrides=model,
-          train_config=TrainConfig(**settings), stop_after=4, quiet=True)
+    settings = dict(batch_size=4, seq_len=16, max_steps=8, eval_every=4, seed=3, warmup_steps=2, learning_rate=1e-2)
+    straight = train(
+        tiny_corpus,
+        tmp_path / "straight",
+        domain_name="chars",
+        model_overrides=model,
+        train_config=TrainConfig(**settings),
+        quiet=True,
+    )
+    train(
+        tiny_corpus,
+        tmp_path / "halves",
+        domain_name="chars",
+        model_overrides=model,
+        train_config=TrainConfig(**settings),
+        stop_after=4,
+        quiet=True,
+    )
     resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
     a, b = rows(straight), rows(resumed)
     assert set(a) == set(b) and 8 in a

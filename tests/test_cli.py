@@ -14,16 +14,32 @@ runner = CliRunner()
 
 
 def studio(*args, env=None, check=True):
-    result = subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True,
-                            text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", *args], capture_output=True, text=True, env=env, timeout=120
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
 
 
 def test_json_sample_contract(tiny_bundle):
-    result = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--prime", "MENENIUS:",
-                                 "--length", "40", "--seed", "3", "--num", "2", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "sample",
+            "--model",
+            str(tiny_bundle),
+            "--prime",
+            "MENENIUS:",
+            "--length",
+            "40",
+            "--seed",
+            "3",
+            "--num",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.strip().splitlines()]
     assert len(lines) == 2
@@ -36,8 +52,21 @@ def test_json_sample_contract(tiny_bundle):
 
 
 def test_same_seed_same_bytes_across_processes(tiny_bundle, studio_env):
-    args = ["sample", "--model", "tiny", "--prime", "MENE", "--length", "120", "--seed", "11",
-            "--temp", "0.9", "--top-k", "20"]
+    args = [
+        "sample",
+        "--model",
+        "tiny",
+        "--prime",
+        "MENE",
+        "--length",
+        "120",
+        "--seed",
+        "11",
+        "--temp",
+        "0.9",
+        "--top-k",
+        "20",
+    ]
     first = studio(*args, env=studio_env).stdout
     second = studio(*args, env=studio_env).stdout
     assert first == second and first.startswith("MENE")
@@ -46,25 +75,57 @@ def test_same_seed_same_bytes_across_processes(tiny_bundle, studio_env):
 
 
 def test_recipe_reproduces_sample(tiny_bundle, studio_env):
-    out = json.loads(studio("sample", "--model", "tiny", "--prime", "A", "--length", "30",
-                            "--seed", "5", "--temp", "0.7", "--top-p", "0.9", "--json",
-                            env=studio_env).stdout)
+    out = json.loads(
+        studio(
+            "sample",
+            "--model",
+            "tiny",
+            "--prime",
+            "A",
+            "--length",
+            "30",
+            "--seed",
+            "5",
+            "--temp",
+            "0.7",
+            "--top-p",
+            "0.9",
+            "--json",
+            env=studio_env,
+        ).stdout
+    )
     command = out["command"].split()[2:]  # drop "studio sample"
     again = json.loads(studio("sample", *command, "--json", env=studio_env).stdout)
     assert again["text"] == out["text"] and again["tokens"] == out["tokens"]
 
 
 def test_sampling_works_without_torch(tiny_bundle, studio_env):
-    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['studio', 'sample', '--model', "
-            f"{str(tiny_bundle)!r}, '--prime', 'MENENIUS:', '--length', '30', '--seed', '1', "
-            "'--temp', '0.5']; "
-            "from studio.cli import main; main()")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=studio_env, timeout=120)
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.argv = ['studio', 'sample', '--model', "
+        f"{str(tiny_bundle)!r}, '--prime', 'MENENIUS:', '--length', '30', '--seed', '1', "
+        "'--temp', '0.5']; "
+        "from studio.cli import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=studio_env, timeout=120)
     assert result.returncode == 0, result.stderr
     # the prime and the same 30 characters as the same command gives with torch at hand
-    reference = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--prime", "MENENIUS:",
-                                    "--length", "30", "--seed", "1", "--temp", "0.5", "--json"])
+    reference = runner.invoke(
+        app,
+        [
+            "sample",
+            "--model",
+            str(tiny_bundle),
+            "--prime",
+            "MENENIUS:",
+            "--length",
+            "30",
+            "--seed",
+            "1",
+            "--temp",
+            "0.5",
+            "--json",
+        ],
+    )
     item = json.loads(reference.output)
     symbols = json.loads((tiny_bundle / "card.json").read_text())["domain"]["symbols"]
     assert len(item["tokens"]) == 30
@@ -73,23 +134,41 @@ def test_sampling_works_without_torch(tiny_bundle, studio_env):
 
 
 def test_cli_import_is_light():
-    code = ("import sys, studio.cli; heavy = [m for m in ('torch', 'onnx', 'gradio', 'music21') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, studio.cli; heavy = [m for m in ('torch', 'onnx', 'gradio', 'music21') "
+        "if m in sys.modules]; print(heavy)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]"
 
 
 def test_greedy_and_temperature_zero_agree(tiny_bundle):
     a = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--greedy", "--length", "30", "--json"])
-    b = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--temp", "0", "--length", "30",
-                            "--seed", "9", "--json"])
+    b = runner.invoke(
+        app, ["sample", "--model", str(tiny_bundle), "--temp", "0", "--length", "30", "--seed", "9", "--json"]
+    )
     assert json.loads(a.output)["text"] == json.loads(b.output)["text"]
 
 
 def test_out_file_and_stop_string(tiny_bundle, tmp_path):
     out = tmp_path / "sample.txt"
-    result = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--length", "300",
-                                 "--seed", "2", "--stop", "e", "--out", str(out), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "sample",
+            "--model",
+            str(tiny_bundle),
+            "--length",
+            "300",
+            "--seed",
+            "2",
+            "--stop",
+            "e",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert text == json.loads(result.output.splitlines()[0])["text"]
@@ -97,8 +176,7 @@ def test_out_file_and_stop_string(tiny_bundle, tmp_path):
 
 
 def test_eval_and_models(tiny_bundle, tiny_corpus, studio_env):
-    report = json.loads(studio("eval", str(tiny_bundle), str(tiny_corpus), "--json",
-                               env=studio_env).stdout)
+    report = json.loads(studio("eval", str(tiny_bundle), str(tiny_corpus), "--json", env=studio_env).stdout)
     assert set(report) >= {"nats_per_token", "bits_per_token", "tokens"}
     assert report["tokens"] == 30_000 + 2  # [SEP] a [SEP] b [SEP], minus one
     # a 40-step model is far from uniform (ln 65 = 4.17) yet far from the corpus's ~1.5
@@ -108,17 +186,20 @@ def test_eval_and_models(tiny_bundle, tiny_corpus, studio_env):
     assert any(row["name"] == "tiny" and row["domain"] == "chars" for row in listing)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sample", "--prime", "héllo ☃"], "not in the model's vocabulary"),
-    (["sample", "--temp", "-1"], "temperature"),
-    (["sample", "--top-p", "0"], "top-p"),
-    (["sample", "--top-p", "1.5"], "top-p"),
-    (["sample", "--top-k", "-2"], "top-k"),
-    (["sample", "--beam", "0"], "beams"),
-    (["sample", "--beam", "2", "--num", "3"], "--num"),
-    (["sample", "--repetition-penalty", "-1"], "penalty"),
-    (["sample", "--model", "no-such-model"], "not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "--prime", "héllo ☃"], "not in the model's vocabulary"),
+        (["sample", "--temp", "-1"], "temperature"),
+        (["sample", "--top-p", "0"], "top-p"),
+        (["sample", "--top-p", "1.5"], "top-p"),
+        (["sample", "--top-k", "-2"], "top-k"),
+        (["sample", "--beam", "0"], "beams"),
+        (["sample", "--beam", "2", "--num", "3"], "--num"),
+        (["sample", "--repetition-penalty", "-1"], "penalty"),
+        (["sample", "--model", "no-such-model"], "not found"),
+    ],
+)
 def test_bad_sample_input(tiny_bundle, studio_env, args, message):
     if "--model" not in args:
         args = [*args, "--model", "tiny"]
@@ -132,10 +213,12 @@ def test_bad_train_input(tmp_path, studio_env):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "x.dat").write_bytes(b"\x00\x01" * 50)
     (tmp_path / "empty").mkdir()
-    for corpus, message in ((tmp_path / "missing", "not found"), (tmp_path / "empty", "no usable"),
-                            (tmp_path / "bin", "no usable text")):
-        result = studio("train", str(corpus), "--runs-dir", str(tmp_path / "runs"),
-                        env=studio_env, check=False)
+    for corpus, message in (
+        (tmp_path / "missing", "not found"),
+        (tmp_path / "empty", "no usable"),
+        (tmp_path / "bin", "no usable text"),
+    ):
+        result = studio("train", str(corpus), "--runs-dir", str(tmp_path / "runs"), env=studio_env, check=False)
         assert result.returncode == 1 and message in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -159,10 +242,32 @@ def test_damaged_bundle(tiny_bundle, tmp_path, studio_env):
 def test_end_to_end_train_export_sample(tmp_path, studio_env):
     corpus = tmp_path / "poem.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
-    studio("train", str(corpus), "--hidden-size", "32", "--layers", "1", "--batch-size", "4",
-           "--seq-len", "16", "--max-steps", "60", "--eval-every", "15", "--lr", "1e-2",
-           "--warmup-steps", "2", "--runs-dir", str(tmp_path / "runs"),
-           "--out", str(tmp_path / "export" / "poem"), "--quiet", env=studio_env)
+    studio(
+        "train",
+        str(corpus),
+        "--hidden-size",
+        "32",
+        "--layers",
+        "1",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "60",
+        "--eval-every",
+        "15",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "2",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "export" / "poem"),
+        "--quiet",
+        env=studio_env,
+    )
     bundle = tmp_path / "export" / "poem"
     graph = onnx.load(str(bundle / "model.onnx"))
     onnx.checker.check_model(graph)
@@ -171,8 +276,21 @@ def test_end_to_end_train_export_sample(tmp_path, studio_env):
     symbols = card["domain"]["symbols"]
     assert symbols == ["\x1e", *sorted(set(corpus.read_text()))]
     assert card["model"]["hidden_size"] == 32 and card["metrics"]["steps"] == 60
-    result = studio("sample", "--model", str(bundle), "--prime", "the ", "--length", "50",
-                    "--seed", "1", "--temp", "0.5", "--json", env=studio_env)
+    result = studio(
+        "sample",
+        "--model",
+        str(bundle),
+        "--prime",
+        "the ",
+        "--length",
+        "50",
+        "--seed",
+        "1",
+        "--temp",
+        "0.5",
+        "--json",
+        env=studio_env,
+    )
     item = json.loads(result.stdout)
     assert len(item["tokens"]) == 50
     assert item["text"] == "the " + "".join(symbols[t] for t in item["tokens"])

@@ -47,13 +47,28 @@ def test_plain_names_pass(name):
     assert check_name(name, "model") == name and is_plain_name(name)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("", "empty"), ("   ", "empty"), (None, "empty"),
-    (".", "hidden"), ("..", "hidden"), (".env", "hidden"), (".git", "hidden"),
-    ("/etc", "a path"), ("a/b", "a path"), ("a\\b", "a path"), ("../x", "a path"),
-    ("a\x00b", "control"), ("a\nb", "control"), ("a\u200bb", "invisible"), ("a\u202eb", "invisible"),
-    ("x" * 256, "longer than 255"), ("é" * 128, "longer than 255"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        (None, "empty"),
+        (".", "hidden"),
+        ("..", "hidden"),
+        (".env", "hidden"),
+        (".git", "hidden"),
+        ("/etc", "a path"),
+        ("a/b", "a path"),
+        ("a\\b", "a path"),
+        ("../x", "a path"),
+        ("a\x00b", "control"),
+        ("a\nb", "control"),
+        ("a\u200bb", "invisible"),
+        ("a\u202eb", "invisible"),
+        ("x" * 256, "longer than 255"),
+        ("é" * 128, "longer than 255"),
+    ],
+)
 def test_names_refused_say_why(name, reason):
     with pytest.raises(StudioError, match=reason) as caught:
         check_name(name, "model")
@@ -84,9 +99,21 @@ def test_confine_keeps_names_inside_the_root(tree):
     assert confine(root, "inside", what="corpus") == (root / "corpus").resolve()  # a link within
 
 
-@pytest.mark.parametrize("names", [("/etc",), ("..",), ("corpus", ".."), ("../outside",),
-                                   ("out-folder",), ("out-file",), ("relative-out",),
-                                   ("out-folder", "secret.txt"), ("loop",), ("",)])
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("/etc",),
+        ("..",),
+        ("corpus", ".."),
+        ("../outside",),
+        ("out-folder",),
+        ("out-file",),
+        ("relative-out",),
+        ("out-folder", "secret.txt"),
+        ("loop",),
+        ("",),
+    ],
+)
 def test_confine_refuses_escapes(tree, names):
     root, outside = tree
     with pytest.raises(StudioError, match="refused") as caught:
@@ -103,8 +130,13 @@ def test_confine_refuses_an_absolute_path_inside_the_root_too(tree):
 def test_contain_takes_whole_paths_under_a_root(tree):
     root, outside = tree
     assert contain(root / "corpus" / "a.txt", [outside, root], "upload") == (root / "corpus" / "a.txt").resolve()
-    for path in (outside / "secret.txt", root / "out-file", root / "corpus" / ".." / ".." / "outside",
-                 root / "loop", "/etc/passwd"):
+    for path in (
+        outside / "secret.txt",
+        root / "out-file",
+        root / "corpus" / ".." / ".." / "outside",
+        root / "loop",
+        "/etc/passwd",
+    ):
         with pytest.raises(StudioError, match="refused"):
             contain(path, [root], "upload")
 
@@ -132,8 +164,7 @@ def test_escaping_links_names_links_relative_to_the_folder(tree):
     (root / "other").mkdir()
     (corpus / "sibling").symlink_to(root / "other", target_is_directory=True)  # inside the root
     assert escaping_links(corpus, root) == [".hidden-leak", "broken", os.path.join("sub", "leak.txt")]
-    assert escaping_links(corpus, corpus) == [".hidden-leak", "broken", "sibling",
-                                              os.path.join("sub", "leak.txt")]
+    assert escaping_links(corpus, corpus) == [".hidden-leak", "broken", "sibling", os.path.join("sub", "leak.txt")]
 
 
 @settings(max_examples=300, deadline=None)

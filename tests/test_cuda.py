@@ -36,13 +36,14 @@ MODEL = dict(hidden_size=32, layers=2, embedding_size=16, dropout=0.1)
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 needs_ort_cuda = pytest.mark.skipif(
-    "CUDAExecutionProvider" not in onnxruntime.get_available_providers(),
-    reason="needs onnxruntime-gpu and a CUDA GPU")
+    "CUDAExecutionProvider" not in onnxruntime.get_available_providers(), reason="needs onnxruntime-gpu and a CUDA GPU"
+)
 
 
 def gpu_config(**changes) -> TrainConfig:
-    base = dict(batch_size=8, seq_len=32, max_steps=6, eval_every=3, seed=2, warmup_steps=2,
-                learning_rate=1e-2, device="cuda")
+    base = dict(
+        batch_size=8, seq_len=32, max_steps=6, eval_every=3, seed=2, warmup_steps=2, learning_rate=1e-2, device="cuda"
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -65,6 +66,7 @@ def fresh_runtimes():
 
 # --- everywhere ---------------------------------------------------------------------
 
+
 def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     no_cuda(monkeypatch)
     with pytest.raises(StudioError, match="use --device cpu"):
@@ -77,11 +79,13 @@ def test_train_on_cuda_without_a_gpu_fails_in_one_line(monkeypatch, tiny_corpus,
     no_cuda(monkeypatch)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(subprocess, "call", lambda *a, **k: pytest.fail("torchrun started"))
-    result = CliRunner().invoke(app, ["train", str(tiny_corpus), "--device", "cuda", "--max-steps", "1",
-                                      "--runs-dir", str(tmp_path), *extra])
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_corpus), "--device", "cuda", "--max-steps", "1", "--runs-dir", str(tmp_path), *extra]
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "error: --device cuda asked for, but no CUDA GPU is visible: use --device cpu"]
+        "error: --device cuda asked for, but no CUDA GPU is visible: use --device cpu"
+    ]
 
 
 def test_host_copies_stay_on_the_cpu():
@@ -101,15 +105,15 @@ def test_ort_cuda_falls_back_to_cpu_with_a_one_line_notice(monkeypatch, capsys):
 
 
 def test_ort_cuda_provider_is_chosen_when_installed(monkeypatch):
-    monkeypatch.setattr(onnxruntime, "get_available_providers",
-                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     assert providers_for("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(StudioError, match="use cpu or cuda"):
         providers_for("tpu")
 
 
-def test_sampling_with_device_cuda_falls_back_to_the_same_cpu_result(monkeypatch, tiny_bundle, capsys,
-                                                                      fresh_runtimes):
+def test_sampling_with_device_cuda_falls_back_to_the_same_cpu_result(monkeypatch, tiny_bundle, capsys, fresh_runtimes):
     cpu_only_onnxruntime(monkeypatch)
     options = dict(prime="ROMEO:", seed=4, temperature=0.8, length=40)
     on_cpu = sample(tiny_bundle, device="cpu", **options)
@@ -121,6 +125,7 @@ def test_sampling_with_device_cuda_falls_back_to_the_same_cpu_result(monkeypatch
 
 
 # --- one GPU ---------------------------------------------------------------------------
+
 
 @needs_gpu
 def test_pinned_copies_reach_the_gpu():
@@ -136,8 +141,15 @@ def test_trains_on_one_gpu_with_mixed_precision(monkeypatch, tiny_corpus, tmp_pa
     if bf16 and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
-    run = train(tiny_corpus, tmp_path / "gpu", domain_name="chars", model_overrides=MODEL,
-                train_config=gpu_config(), stop_after=3, quiet=True)
+    run = train(
+        tiny_corpus,
+        tmp_path / "gpu",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=gpu_config(),
+        stop_after=3,
+        quiet=True,
+    )
     checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
     # the carried state is saved in fp32 whatever autocast computed it in
     assert all(s.dtype == torch.float32 and s.shape == (2, 8, 32) for s in checkpoint["carried_state"])
@@ -153,10 +165,21 @@ def test_trains_on_one_gpu_with_mixed_precision(monkeypatch, tiny_corpus, tmp_pa
 def test_gpu_run_exports_an_fp32_bundle(tiny_corpus, tmp_path):
     from studio.training import run_training
 
-    run_training(corpus=tiny_corpus, resume=None, name="gpu", domain="chars", domain_options={},
-                 model=MODEL, config=gpu_config(max_steps=3), stop_after=None,
-                 out=tmp_path / "export" / "gpu", quantize="int8", export=True,
-                 runs_dir=tmp_path / "runs", quiet=True)
+    run_training(
+        corpus=tiny_corpus,
+        resume=None,
+        name="gpu",
+        domain="chars",
+        domain_options={},
+        model=MODEL,
+        config=gpu_config(max_steps=3),
+        stop_after=None,
+        out=tmp_path / "export" / "gpu",
+        quantize="int8",
+        export=True,
+        runs_dir=tmp_path / "runs",
+        quiet=True,
+    )
     bundle = Bundle.load(tmp_path / "export" / "gpu")
     assert sample(bundle.path, prime="A", seed=1, length=20)[0].text
 
@@ -174,14 +197,42 @@ def test_ort_cuda_provider_matches_cpu(tiny_bundle):
 
 # --- several GPUs ----------------------------------------------------------------------
 
+
 @needs_two_gpus
 def test_two_gpus_train_with_nccl(tiny_corpus, tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "studio", "train", str(tiny_corpus), "--name", "nccl", "--device", "cuda",
-               "--hidden-size", "32", "--layers", "1", "--batch-size", "8", "--seq-len", "32",
-               "--max-steps", "6", "--eval-every", "3", "--no-export", "--quiet"]
-    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "studio",
+        "train",
+        str(tiny_corpus),
+        "--name",
+        "nccl",
+        "--device",
+        "cuda",
+        "--hidden-size",
+        "32",
+        "--layers",
+        "1",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--no-export",
+        "--quiet",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "nccl" / "summary.json").read_text())
     assert (summary["step"], summary["world_size"], summary["effective_batch"]) == (6, 2, 16)

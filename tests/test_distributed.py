@@ -31,14 +31,37 @@ MODEL = dict(hidden_size=24, layers=1, embedding_size=8, dropout=0.0)
 # per process; the single-process reference runs WORLD x BATCH streams
 WORLD, BATCH = 2, 4
 SCHEDULE = dict(seq_len=16, learning_rate=1e-2, warmup_steps=2, max_steps=12, eval_every=3, seed=5)
-FLAGS = ["--domain", "chars", "--hidden-size", "24", "--layers", "1", "--embedding-size", "8",
-         "--dropout", "0", "--batch-size", str(BATCH), "--seq-len", "16", "--lr", "1e-2",
-         "--warmup-steps", "2", "--max-steps", "12", "--eval-every", "3", "--seed", "5"]
+FLAGS = [
+    "--domain",
+    "chars",
+    "--hidden-size",
+    "24",
+    "--layers",
+    "1",
+    "--embedding-size",
+    "8",
+    "--dropout",
+    "0",
+    "--batch-size",
+    str(BATCH),
+    "--seq-len",
+    "16",
+    "--lr",
+    "1e-2",
+    "--warmup-steps",
+    "2",
+    "--max-steps",
+    "12",
+    "--eval-every",
+    "3",
+    "--seed",
+    "5",
+]
 TOLERANCE = 1e-4  # float sums in another order; observed differences are about 1e-6
 
 # Loaded by every rank through PYTHONPATH: logs each write under the working folder to
 # writes.<RANK>, so the test sees which rank touched which file.
-WRITE_LOG = '''
+WRITE_LOG = """
 import os, sys
 _root = os.getcwd()
 _log = open(os.path.join(os.environ["STUDIO_TEST_WRITE_LOG"], "writes." + os.environ.get("RANK", "-")),
@@ -58,7 +81,7 @@ def _hook(event, args):
             _log.write(event + " " + os.path.relpath(os.fsdecode(target), _root) + "\\n")
 
 sys.addaudithook(_hook)
-'''
+"""
 
 
 def metrics(run_dir: Path) -> dict[int, dict]:
@@ -72,15 +95,30 @@ def ddp_run(tiny_corpus, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("ddp")
     hook = tmp_path_factory.mktemp("hook")
     (hook / "sitecustomize.py").write_text(WRITE_LOG)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STUDIO_TEST_WRITE_LOG": str(hook),
-           "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", str(WORLD), "-m", "studio", "train", str(tiny_corpus),
-               "--name", "ddp", *FLAGS]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "STUDIO_TEST_WRITE_LOG": str(hook),
+        "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "studio",
+        "train",
+        str(tiny_corpus),
+        "--name",
+        "ddp",
+        *FLAGS,
+    ]
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    writes = {rank: sorted(set((hook / f"writes.{rank}").read_text().split("\n")) - {""})
-              for rank in range(WORLD)}
+    writes = {rank: sorted(set((hook / f"writes.{rank}").read_text().split("\n")) - {""}) for rank in range(WORLD)}
     return {"work": work, "run": work / "runs" / "ddp", "writes": writes, "output": done.stdout}
 
 
@@ -88,8 +126,14 @@ def ddp_run(tiny_corpus, tmp_path_factory) -> dict:
 def reference(tiny_corpus, tmp_path_factory) -> Path:
     """One process, the same seed and schedule, WORLD x BATCH streams."""
     config = TrainConfig(batch_size=WORLD * BATCH, **SCHEDULE)
-    run = train(tiny_corpus, tmp_path_factory.mktemp("one") / "one", domain_name="chars",
-                model_overrides=MODEL, train_config=config, quiet=True)
+    run = train(
+        tiny_corpus,
+        tmp_path_factory.mktemp("one") / "one",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config,
+        quiet=True,
+    )
     return run.path
 
 
@@ -114,8 +158,16 @@ def test_rank_zero_alone_writes_files(ddp_run):
     writes = ddp_run["writes"]
     assert writes[1] == []
     written = "\n".join(writes[0])
-    for name in ("metrics.csv", "config.json", "checkpoint.pt", "best.pt", "loss.png",
-                 "summary.json", "card.json", "model.onnx"):
+    for name in (
+        "metrics.csv",
+        "config.json",
+        "checkpoint.pt",
+        "best.pt",
+        "loss.png",
+        "summary.json",
+        "card.json",
+        "model.onnx",
+    ):
         assert name in written, f"rank 0 never wrote {name}: {writes[0]}"
     with open(ddp_run["run"] / "metrics.csv") as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
@@ -134,8 +186,7 @@ def test_rank_zero_alone_writes_files(ddp_run):
 def test_checkpoint_holds_the_state_of_every_stream(ddp_run):
     checkpoint = torch.load(ddp_run["run"] / "checkpoint.pt", weights_only=False)
     assert checkpoint["step"] == 12
-    assert all(s.shape == (1, WORLD * BATCH, 24) and s.dtype == torch.float32
-               for s in checkpoint["carried_state"])
+    assert all(s.shape == (1, WORLD * BATCH, 24) and s.dtype == torch.float32 for s in checkpoint["carried_state"])
     summary = json.loads((ddp_run["run"] / "summary.json").read_text())
     assert summary["stop_reason"] == "finished"
     assert (summary["world_size"], summary["effective_batch"]) == (WORLD, WORLD * BATCH)
@@ -158,11 +209,28 @@ def test_two_processes_resume_and_agree_on_the_time_limit(ddp_run, tmp_path):
     """Each rank carries its own rows back in; rank 0's clock stops both ranks at once."""
     run_dir = tmp_path / "ddp"
     shutil.copytree(ddp_run["run"], run_dir)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node", str(WORLD), "-m", "studio", "train", "--resume", str(run_dir),
-               "--max-steps", "18", "--max-minutes", "0.0001", "--no-export", "--quiet"]
-    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=240)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "studio",
+        "train",
+        "--resume",
+        str(run_dir),
+        "--max-steps",
+        "18",
+        "--max-minutes",
+        "0.0001",
+        "--no-export",
+        "--quiet",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "carried state starts from zeros" not in done.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -191,8 +259,19 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 3  # torchrun's exit status is ours
     command, env = calls[0]
-    assert command == [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                       "--nproc-per-node=2", "-m", "studio", "train", "corpus.txt", "--max-steps", "5"]
+    assert command == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "studio",
+        "train",
+        "corpus.txt",
+        "--max-steps",
+        "5",
+    ]
     assert int(env["OMP_NUM_THREADS"]) >= 1
 
 
@@ -206,10 +285,37 @@ def test_stroke_models_train_under_ddp_too(tmp_path):
     """The one trainer runs the mixture head under torchrun: each rank reads its half of
     every global batch, rank 0 alone writes the run and the bundle."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
-               "-m", "studio", "train", str(ROOT / "corpora" / "handwriting" / "omniglot_strokes.npz"),
-               "--domain", "strokes", "--name", "pen", "--hidden-size", "8", "--layers", "1", "--mixtures", "2",
-               "--batch-size", "2", "--val-sequences", "4", "--max-steps", "4", "--eval-every", "2", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "studio",
+        "train",
+        str(ROOT / "corpora" / "handwriting" / "omniglot_strokes.npz"),
+        "--domain",
+        "strokes",
+        "--name",
+        "pen",
+        "--hidden-size",
+        "8",
+        "--layers",
+        "1",
+        "--mixtures",
+        "2",
+        "--batch-size",
+        "2",
+        "--val-sequences",
+        "4",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--quiet",
+    ]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "pen" / "summary.json").read_text())

@@ -50,7 +50,7 @@ def test_sequence_call_equals_step_calls(tiny_bundle):
     full, _ = runtime.logits(tokens, runtime.init_state(3))
     state = runtime.init_state(3)
     for t in range(50):
-        step, state = runtime.logits(tokens[:, t:t + 1], state)
+        step, state = runtime.logits(tokens[:, t : t + 1], state)
         assert np.abs(step[:, 0] - full[:, t]).max() < 1e-4
 
 

@@ -45,8 +45,7 @@ def test_beam_num_returns_the_best_distinct(tiny_bundle):
 
 
 def test_stochastic_beams_distinct_and_seeded(tiny_bundle):
-    options = ["--model", str(tiny_bundle), "--prime", "A", "--length", "25", "--beam", "4",
-               "--sample", "--num", "4"]
+    options = ["--model", str(tiny_bundle), "--prime", "A", "--length", "25", "--beam", "4", "--sample", "--num", "4"]
     first = cli_json(*options, "--seed", "1")
     again = cli_json(*options, "--seed", "1")
     other = cli_json(*options, "--seed", "2")
@@ -56,16 +55,18 @@ def test_stochastic_beams_distinct_and_seeded(tiny_bundle):
 
 
 def test_magenta_beams_through_the_api(tiny_bundle):
-    options = dict(prime="A", length=24, num_beams=2, num=2, branch_factor=3,
-                   steps_per_iteration=4, seed=5, temperature=0.9)
+    options = dict(
+        prime="A", length=24, num_beams=2, num=2, branch_factor=3, steps_per_iteration=4, seed=5, temperature=0.9
+    )
     first = sample(str(tiny_bundle), **options)
     assert len(first) == 2 and first[0].text != first[1].text
     assert [r.tokens for r in first] == [r.tokens for r in sample(str(tiny_bundle), **options)]
 
 
 def test_sample_and_branch_factor_together_is_a_one_line_error(tiny_bundle):
-    result = runner.invoke(app, ["sample", "--model", str(tiny_bundle), "--beam", "2", "--sample",
-                                 "--branch-factor", "2", "--length", "5"])
+    result = runner.invoke(
+        app, ["sample", "--model", str(tiny_bundle), "--beam", "2", "--sample", "--branch-factor", "2", "--length", "5"]
+    )
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "alternatives" in lines[0] and "Traceback" not in result.output
@@ -93,7 +94,7 @@ def test_sampling_streams_every_row_and_rows_do_not_depend_on_num(tiny_bundle):
     for row in range(3):
         tokens = [e for e in events[1:-1] if e.row == row]
         assert [e.token_id for e in tokens] == results[row].tokens
-        assert "".join(e.text for e in tokens) == results[row].text[len("W"):]
+        assert "".join(e.text for e in tokens) == results[row].text[len("W") :]
     [alone] = sample(str(tiny_bundle), prime="W", length=40, seed=3, num=1, temperature=0.8)
     assert alone.tokens == results[0].tokens
 

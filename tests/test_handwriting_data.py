@@ -17,7 +17,9 @@ def test_hershey_example_is_a_pure_function_of_its_seed():
     np.testing.assert_array_equal(strokes_a, strokes_b)
     assert strokes_a.dtype == np.float32 and strokes_a.shape[1] == 3
     assert strokes_a[-1, 2] == 1.0 and set(np.unique(strokes_a[:, 2])) <= {0.0, 1.0}
-    assert data.hershey_example(config, 43)[0] != text_a or not np.array_equal(data.hershey_example(config, 43)[1], strokes_a)
+    assert data.hershey_example(config, 43)[0] != text_a or not np.array_equal(
+        data.hershey_example(config, 43)[1], strokes_a
+    )
 
 
 def test_hershey_lines_use_only_the_alphabet_and_vary():
@@ -61,8 +63,9 @@ def test_unknown_characters_are_named():
 
 
 def test_domain_config_round_trip():
-    domain = StrokesDomain(alphabet="xyz", mean=[1, 2], std=[3, 4], conditional=True, source="hershey",
-                           line_characters=16)
+    domain = StrokesDomain(
+        alphabet="xyz", mean=[1, 2], std=[3, 4], conditional=True, source="hershey", line_characters=16
+    )
     again = StrokesDomain.from_config(domain.to_config())
     assert again.to_config() == domain.to_config()
     assert again.head == "mixture" and again.name == "strokes"

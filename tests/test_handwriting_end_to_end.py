@@ -19,8 +19,21 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
 HANDWRITING = ROOT / "corpora" / "handwriting"
 OMNIGLOT = HANDWRITING / "omniglot_strokes.npz"
-TINY = ["--hidden-size", "16", "--layers", "2", "--mixtures", "3", "--window-gaussians", "2",
-        "--batch-size", "4", "--val-sequences", "8", "--quiet"]
+TINY = [
+    "--hidden-size",
+    "16",
+    "--layers",
+    "2",
+    "--mixtures",
+    "3",
+    "--window-gaussians",
+    "2",
+    "--batch-size",
+    "4",
+    "--val-sequences",
+    "8",
+    "--quiet",
+]
 
 
 def invoke(*args):
@@ -33,8 +46,25 @@ def invoke(*args):
 def handwriting_bundle(tmp_path_factory):
     """A text-conditioned synthesis net trained 2 steps through `studio train`."""
     root = tmp_path_factory.mktemp("handwriting")
-    invoke("train", HANDWRITING, "--domain", "strokes", "--name", "hand", "--runs-dir", root / "runs",
-           "--out", root / "bundle", "--max-steps", "2", "--eval-every", "2", "--seed", "3", *TINY)
+    invoke(
+        "train",
+        HANDWRITING,
+        "--domain",
+        "strokes",
+        "--name",
+        "hand",
+        "--runs-dir",
+        root / "runs",
+        "--out",
+        root / "bundle",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--seed",
+        "3",
+        *TINY,
+    )
     return root
 
 
@@ -56,13 +86,39 @@ def test_train_writes_one_run_schema_and_exports_with_parity(handwriting_bundle)
 def test_sample_and_eval_through_the_cli(handwriting_bundle, tmp_path):
     bundle = handwriting_bundle / "bundle"
     out, plot = tmp_path / "hi.svg", tmp_path / "attention.png"
-    first = invoke("sample", "--model", bundle, "--text", "Hi there", "--seed", "1", "--style", "0",
-                   "--out", out, "--attention-plot", plot, "--json")
+    first = invoke(
+        "sample",
+        "--model",
+        bundle,
+        "--text",
+        "Hi there",
+        "--seed",
+        "1",
+        "--style",
+        "0",
+        "--out",
+        out,
+        "--attention-plot",
+        plot,
+        "--json",
+    )
     record = json.loads(first.output.splitlines()[0])
     assert record["text"].startswith("handwriting 'Hi there': 1 line(s)")
     assert out.read_text().startswith("<svg") and plot.read_bytes()[:4] == b"\x89PNG"
-    again = invoke("sample", "--model", bundle, "--text", "Hi there", "--seed", "1", "--style", "0",
-                   "--out", tmp_path / "again.svg", "--json")
+    again = invoke(
+        "sample",
+        "--model",
+        bundle,
+        "--text",
+        "Hi there",
+        "--seed",
+        "1",
+        "--style",
+        "0",
+        "--out",
+        tmp_path / "again.svg",
+        "--json",
+    )
     assert (tmp_path / "again.svg").read_text() == out.read_text()
     report = json.loads(invoke("eval", bundle, HANDWRITING, "--json").output)
     assert report["points"] > 1000 and np.isfinite(report["nats_per_point"])
@@ -102,8 +158,25 @@ def test_unconditional_resume_continues_exactly(tmp_path):
 
 
 def test_doodle_export_and_sample(tmp_path):
-    invoke("train", OMNIGLOT, "--domain", "strokes", "--name", "d", "--runs-dir", tmp_path / "runs",
-           "--out", tmp_path / "doodle", "--max-steps", "1", "--eval-every", "1", "--seed", "2", *TINY)
+    invoke(
+        "train",
+        OMNIGLOT,
+        "--domain",
+        "strokes",
+        "--name",
+        "d",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--out",
+        tmp_path / "doodle",
+        "--max-steps",
+        "1",
+        "--eval-every",
+        "1",
+        "--seed",
+        "2",
+        *TINY,
+    )
     invoke("export", tmp_path / "runs" / "d", "--out", tmp_path / "again")
     card = json.loads((tmp_path / "again" / "card.json").read_text())
     assert card["parity"]["max_abs_diff"] < 1e-4 and set(card["io"]["state"]) == {"h", "c"}
@@ -115,9 +188,14 @@ def test_doodle_export_and_sample(tmp_path):
 
 
 def test_stroke_int8_is_refused_in_one_line(tmp_path):
-    run = train(OMNIGLOT, tmp_path / "r", domain_name="strokes", model_overrides={"hidden_size": 8, "layers": 1,
-                                                                                "mixtures": 2},
-                train_config=TrainConfig(batch_size=2, max_steps=1, eval_every=1, val_sequences=2), quiet=True)
+    run = train(
+        OMNIGLOT,
+        tmp_path / "r",
+        domain_name="strokes",
+        model_overrides={"hidden_size": 8, "layers": 1, "mixtures": 2},
+        train_config=TrainConfig(batch_size=2, max_steps=1, eval_every=1, val_sequences=2),
+        quiet=True,
+    )
     result = runner.invoke(app, ["export", str(run.path), "--out", str(tmp_path / "b"), "--quantize", "int8"])
     assert result.exit_code == 1 and "no int8 export" in result.output
     assert not (tmp_path / "b").exists()

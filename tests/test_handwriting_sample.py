@@ -86,7 +86,7 @@ HANDWRITING = Path(__file__).resolve().parent.parent / "export" / "handwriting"
 @pytest.mark.skipif(not (HANDWRITING / "card.json").is_file(), reason="needs export/handwriting")
 @pytest.mark.parametrize("text", ["music.", "why?"])
 def test_the_shipped_model_ends_on_the_last_mark(text):
-    """"Dear Ada, thank you for the music." ended "music.." in every variant tried: the
+    """ "Dear Ada, thank you for the music." ended "music.." in every variant tried: the
     period, then a second small mark.  Now the last stroke is the period (or the
     question mark's dot), and the stroke before it is a letter's or the curve's."""
     from studio.api import load
@@ -146,8 +146,9 @@ def test_style_priming_feeds_the_stored_strokes_first():
 
 
 def test_rendered_files(tmp_path):
-    rendered = generate(DOMAIN, ToyRuntime(speed=0.3), SampleSettings(model="toy", text="ab", seed=0,
-                                                                      color="crimson", stroke_width=3))
+    rendered = generate(
+        DOMAIN, ToyRuntime(speed=0.3), SampleSettings(model="toy", text="ab", seed=0, color="crimson", stroke_width=3)
+    )
     svg = rendered.save(tmp_path / "out.svg").read_text()
     assert svg.startswith("<svg") and 'stroke="#dc143c"' in svg and 'stroke-width="3' in svg and " C" in svg
     from PIL import Image

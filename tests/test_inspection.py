@@ -43,6 +43,7 @@ def domain(runtime):
 
 # --- token scores --------------------------------------------------------------------------
 
+
 def test_token_log_probs_sum_to_the_teacher_forced_nats(runtime, domain):
     ids = domain.encode(TEXT * 4)
     log_probs = token_log_probs(runtime, ids)
@@ -65,7 +66,7 @@ def test_confidence_view_colours_each_generated_token_by_its_probability(runtime
     settings = SampleSettings(model=str(runtime.bundle.path), prime="ROMEO:")
     tokens = domain.encode("\nI know not.")
     html = confidence_view(runtime, domain, settings, tokens)
-    expected = np.exp(token_log_probs(runtime, domain.prime_ids(settings) + tokens))[-len(tokens):]
+    expected = np.exp(token_log_probs(runtime, domain.prime_ids(settings) + tokens))[-len(tokens) :]
     shown = [float(p) for p in re.findall(r'title="p = ([0-9.]+)"', html)]
     assert shown == pytest.approx(expected.tolist(), abs=5e-4)
     assert html.startswith('<pre class="studio-confidence" style="')
@@ -75,6 +76,7 @@ def test_confidence_view_colours_each_generated_token_by_its_probability(runtime
 
 
 # --- cells ----------------------------------------------------------------------------------
+
 
 def test_record_activations_keeps_every_state_unit_after_each_token(runtime, domain):
     activations = record_activations(runtime, domain, TEXT)

@@ -19,15 +19,18 @@ HANDWRITING = SimpleNamespace(medium=Medium.INK, conditional=True)
 DOODLE = SimpleNamespace(medium=Medium.INK, conditional=False)
 
 
-@pytest.mark.parametrize("settings, domain, message", [
-    (SampleSettings(length=99_999_999), TEXT, "length is at most 2,000 tokens here (got 99,999,999)"),
-    (SampleSettings(num_beams=9), TEXT, "beams must be 1 to 8 here (got 9)"),
-    (SampleSettings(num_beams=9, bars=8), MUSIC, "beams must be 1 to 8 here (got 9)"),
-    (SampleSettings(bars=65), MUSIC, "bars must be 1 to 64 here (got 65)"),
-    (SampleSettings(text=None), HANDWRITING, "type the text to write"),
-    (SampleSettings(text="   "), HANDWRITING, "type the text to write"),
-    (SampleSettings(text="x" * 201), HANDWRITING, "at most 200 characters here (got 201)"),
-])
+@pytest.mark.parametrize(
+    "settings, domain, message",
+    [
+        (SampleSettings(length=99_999_999), TEXT, "length is at most 2,000 tokens here (got 99,999,999)"),
+        (SampleSettings(num_beams=9), TEXT, "beams must be 1 to 8 here (got 9)"),
+        (SampleSettings(num_beams=9, bars=8), MUSIC, "beams must be 1 to 8 here (got 9)"),
+        (SampleSettings(bars=65), MUSIC, "bars must be 1 to 64 here (got 65)"),
+        (SampleSettings(text=None), HANDWRITING, "type the text to write"),
+        (SampleSettings(text="   "), HANDWRITING, "type the text to write"),
+        (SampleSettings(text="x" * 201), HANDWRITING, "at most 200 characters here (got 201)"),
+    ],
+)
 def test_sample_limits_refuse_with_the_value_and_the_range(settings, domain, message):
     with pytest.raises(StudioError, match=message.replace("(", r"\(").replace(")", r"\)")):
         LIMITS.check(settings, domain)
@@ -42,28 +45,39 @@ def test_sample_limits_pass_what_a_medium_does_not_use():
 
 def test_settings_refuse_what_makes_no_sense_anywhere():
     """What the web used to clamp silently is refused by the settings themselves."""
-    for changes, message in [({"temperature": -3}, "temperature must be 0"), ({"top_p": 0}, "top-p must be in"),
-                             ({"num_beams": 0}, "beams must be at least 1"), ({"bias": -3}, "bias must be 0")]:
+    for changes, message in [
+        ({"temperature": -3}, "temperature must be 0"),
+        ({"top_p": 0}, "top-p must be in"),
+        ({"num_beams": 0}, "beams must be at least 1"),
+        ({"bias": -3}, "bias must be 0"),
+    ]:
         with pytest.raises(StudioError, match=message):
             SampleSettings(**changes)
 
 
-TRAIN = TrainLimits(hidden_size=Bounds("hidden size", 16, 1024), layers=Bounds("layers", 1, 3),
-                    seq_len=Bounds("sequence length", 16, 256), batch_size=Bounds("batch size", 1, 128),
-                    max_steps=Bounds("max steps", 0), max_minutes=Bounds("max minutes", 0),
-                    eval_every=Bounds("validate every", 1))
-GOOD = dict(hidden_size=128, layers=2, seq_len=64, batch_size=32, max_steps=None, max_minutes=None,
-            eval_every=50)
+TRAIN = TrainLimits(
+    hidden_size=Bounds("hidden size", 16, 1024),
+    layers=Bounds("layers", 1, 3),
+    seq_len=Bounds("sequence length", 16, 256),
+    batch_size=Bounds("batch size", 1, 128),
+    max_steps=Bounds("max steps", 0),
+    max_minutes=Bounds("max minutes", 0),
+    eval_every=Bounds("validate every", 1),
+)
+GOOD = dict(hidden_size=128, layers=2, seq_len=64, batch_size=32, max_steps=None, max_minutes=None, eval_every=50)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"hidden_size": 0}, "hidden size must be 16 to 1024 here (got 0)"),
-    ({"hidden_size": 5000}, "hidden size must be 16 to 1024 here (got 5000)"),
-    ({"layers": 9}, "layers must be 1 to 3 here (got 9)"),
-    ({"batch_size": 0}, "batch size must be 1 to 128 here (got 0)"),
-    ({"max_steps": -5}, "max steps must be 0 or more (got -5)"),
-    ({"eval_every": 0}, "validate every must be 1 or more (got 0)"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"hidden_size": 0}, "hidden size must be 16 to 1024 here (got 0)"),
+        ({"hidden_size": 5000}, "hidden size must be 16 to 1024 here (got 5000)"),
+        ({"layers": 9}, "layers must be 1 to 3 here (got 9)"),
+        ({"batch_size": 0}, "batch size must be 1 to 128 here (got 0)"),
+        ({"max_steps": -5}, "max steps must be 0 or more (got -5)"),
+        ({"eval_every": 0}, "validate every must be 1 or more (got 0)"),
+    ],
+)
 def test_train_limits_refuse_with_the_value_and_the_range(changes, message):
     TRAIN.check(GOOD)
     with pytest.raises(StudioError) as caught:

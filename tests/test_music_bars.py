@@ -40,8 +40,9 @@ def allowed(rule, events: list[int]) -> set[int]:
     return set(np.flatnonzero(np.isfinite(out[0])).tolist())
 
 
-EVENTS = st.lists(st.sampled_from([BAR, BAR, ON + 60, OFF + 60, shift(1), shift(6), shift(12),
-                                   shift(48), PROGRAM]), max_size=80)
+EVENTS = st.lists(
+    st.sampled_from([BAR, BAR, ON + 60, OFF + 60, shift(1), shift(6), shift(12), shift(48), PROGRAM]), max_size=80
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -139,6 +140,7 @@ def _positions(events):
 
 
 # --- pickups ---------------------------------------------------------------------------
+
 
 def test_pickup_padding() -> None:
     assert pickup_padding([0, 12, 60, 108]) == 36

@@ -30,11 +30,13 @@ SHIFT1, BAR = DOMAIN.codec.shift_offset, DOMAIN.codec.bar_id
 def write_song(path: Path, *, pitches=(60, 64, 67), numerator=3, program=40, tempo=90) -> Path:
     """A small real MIDI file: 3/4, two tracks, a chord, triplets, drums to ignore."""
     resolution = 480
-    meta = mido.MidiTrack([
-        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo)),
-        mido.MetaMessage("time_signature", numerator=numerator, denominator=4),
-        mido.MetaMessage("key_signature", key="Em"),
-    ])
+    meta = mido.MidiTrack(
+        [
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo)),
+            mido.MetaMessage("time_signature", numerator=numerator, denominator=4),
+            mido.MetaMessage("key_signature", key="Em"),
+        ]
+    )
     music = mido.MidiTrack([mido.Message("program_change", program=program, channel=0)])
     for pitch in pitches:  # a chord on beat 1, one beat long
         music.append(mido.Message("note_on", note=pitch, velocity=100, time=0))
@@ -54,8 +56,14 @@ def write_song(path: Path, *, pitches=(60, 64, 67), numerator=3, program=40, tem
 
 def test_real_file_round_trip(tmp_path: Path) -> None:
     piece = read_midi(write_song(tmp_path / "song.mid"))
-    assert piece.notes == (Note(0, 60, 12, 100), Note(0, 64, 12, 100), Note(0, 67, 12, 100),
-                           Note(12, 72, 16, 50), Note(16, 74, 20, 50), Note(20, 76, 24, 50))
+    assert piece.notes == (
+        Note(0, 60, 12, 100),
+        Note(0, 64, 12, 100),
+        Note(0, 67, 12, 100),
+        Note(12, 72, 16, 50),
+        Note(16, 74, 20, 50),
+        Note(20, 76, 24, 50),
+    )
     assert (piece.time_signatures, piece.program, piece.tempo, piece.key) == (((0, 3, 4),), 40, 90.0, (4, "minor"))
     ids = DOMAIN.encode(piece)
     assert [DOMAIN.token_text(i) for i in ids[:5]] == ["KEY E minor", "PROGRAM 40", "BAR", "VELOCITY 6", "NOTE_ON 60"]
@@ -156,8 +164,7 @@ def test_augment_transposes_every_piece_within_range() -> None:
     cut = DOMAIN.augment(ids[:-3], 1)  # the trainer's split may cut the last piece short
     # the cut piece is kept (and ended), at every shift; the opening separator is not copied
     assert cut.size == 3 * (ids.size - 3) + 1 and cut[0] == DOMAIN.separator_id
-    assert np.array_equal(DOMAIN.corpus_ids([Document("low", low), Document("high", high)], transpose=5),
-                          augmented)
+    assert np.array_equal(DOMAIN.corpus_ids([Document("low", low), Document("high", high)], transpose=5), augmented)
 
 
 def test_config_round_trip_and_damage() -> None:
@@ -192,9 +199,11 @@ def test_render_mid_png_wav(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_sampling_path_imports_without_torch_or_music21() -> None:
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import studio.domains.music, studio.music.render, studio.music.metrics\n"
-            "assert 'music21' not in sys.modules\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import studio.domains.music, studio.music.render, studio.music.metrics\n"
+        "assert 'music21' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -203,16 +212,24 @@ def test_score_files_keep_pickups_keys_and_distinct_tied_pitches(tmp_path: Path)
     [document] = MusicDomain.read_corpus(tmp_path)
     piece = document.content
     assert [(n.start, n.pitch, n.end) for n in piece.notes] == [
-        (18, 74, 24), (24, 67, 36), (36, 69, 42), (42, 70, 48), (48, 72, 72)]
+        (18, 74, 24),
+        (24, 67, 36),
+        (36, 69, 42),
+        (42, 70, 48),
+        (48, 72, 72),
+    ]
     assert piece.key == (7, "minor") and piece.time_signatures == ((0, 2, 4),)
     assert piece.bar_lines() == [0, 24, 48, 72]
 
 
-@pytest.mark.parametrize("content, says", [
-    (b"", "it is empty (0 bytes)"),
-    (b"Dear Ada,\nthis is a letter, not a song.\n", "it is not a MIDI file"),
-    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90", "it is a damaged MIDI file"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"", "it is empty (0 bytes)"),
+        (b"Dear Ada,\nthis is a letter, not a song.\n", "it is not a MIDI file"),
+        (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x40\x00\x90", "it is a damaged MIDI file"),
+    ],
+)
 def test_unreadable_midi_is_told_by_its_own_name(tmp_path: Path, content: bytes, says: str) -> None:
     """A 0-byte .mid gave "(EOFError: )"; a text file renamed .mid gave mido's "MThd not
     found", the temp path, and advice to give MusicXML, ABC or Humdrum instead."""
@@ -232,13 +249,28 @@ def test_unreadable_midi_is_told_by_its_own_name(tmp_path: Path, content: bytes,
 def test_unreadable_midi_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "empty.mid").write_bytes(b"")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "studio", "sample", "--model",
-                             str(ROOT / "export" / "songs"), "--prime-midi", "empty.mid", "--bars", "1"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "studio",
+            "sample",
+            "--model",
+            str(ROOT / "export" / "songs"),
+            "--prime-midi",
+            "empty.mid",
+            "--bars",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
-    assert result.stderr == ("error: cannot read empty.mid: it is empty (0 bytes); give a MIDI "
-                             "file with notes in it\n")
+    assert result.stderr == ("error: cannot read empty.mid: it is empty (0 bytes); give a MIDI file with notes in it\n")
 
 
 def test_piano_roll_caption_stays_clear_of_a_viewer_toolbar(tmp_path: Path) -> None:
@@ -257,7 +289,7 @@ def test_piano_roll_caption_stays_clear_of_a_viewer_toolbar(tmp_path: Path) -> N
     image = np.asarray(Image.open(rendered.save(tmp_path / "roll.png")).convert("L"))
     top = image[: int(image.shape[0] * render_module.CLEAR_TOP)]
     assert (top == 255).all()  # nothing under a viewer's label and toolbar
-    bottom = image[int(image.shape[0] * 0.92):]
+    bottom = image[int(image.shape[0] * 0.92) :]
     assert (bottom < 128).any()  # the caption's ink
 
 

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def studio(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    result = subprocess.run([sys.executable, "-m", "studio", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -48,15 +49,56 @@ def test_train_sample_eval(tmp_path: Path) -> None:
     for index, root in enumerate((48, 50, 53)):
         write_tune(songs / f"tune{index}.mid", root)
     bundle = tmp_path / "export" / "tunes"
-    studio("train", "songs", "--domain", "music", "--max-steps", "5", "--hidden-size", "32",
-           "--layers", "1", "--embedding-size", "16", "--batch-size", "4", "--seq-len", "32",
-           "--eval-every", "5", "--lr", "1e-2", "--warmup-steps", "1", "--transpose", "2",
-           "--runs-dir", "runs", "--out", str(bundle), "--quiet", cwd=tmp_path)
+    studio(
+        "train",
+        "songs",
+        "--domain",
+        "music",
+        "--max-steps",
+        "5",
+        "--hidden-size",
+        "32",
+        "--layers",
+        "1",
+        "--embedding-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--eval-every",
+        "5",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "1",
+        "--transpose",
+        "2",
+        "--runs-dir",
+        "runs",
+        "--out",
+        str(bundle),
+        "--quiet",
+        cwd=tmp_path,
+    )
     card = json.loads((bundle / "card.json").read_text())
     assert card["domain"]["name"] == "music"
 
-    sample = ["sample", "--model", str(bundle), "--bars", "2", "--length", "300", "--seed", "3",
-              "--tempo", "100", "--key", "C major"]
+    sample = [
+        "sample",
+        "--model",
+        str(bundle),
+        "--bars",
+        "2",
+        "--length",
+        "300",
+        "--seed",
+        "3",
+        "--tempo",
+        "100",
+        "--key",
+        "C major",
+    ]
     studio(*sample, "--out", "a.mid", "--piano-roll", cwd=tmp_path)
     studio(*sample, "--out", "b.mid", cwd=tmp_path)
     assert (tmp_path / "a.mid").read_bytes() == (tmp_path / "b.mid").read_bytes()
@@ -73,8 +115,9 @@ def test_train_sample_eval(tmp_path: Path) -> None:
 
     # a model trained for 5 steps rarely moves time on, and its pieces may not end before
     # their bars: a few short ones keep this smoke test quick
-    report = json.loads(studio("eval", str(bundle), "songs", "--json", "--samples", "10", "--bars", "4",
-                               cwd=tmp_path).stdout)
+    report = json.loads(
+        studio("eval", str(bundle), "songs", "--json", "--samples", "10", "--bars", "4", cwd=tmp_path).stdout
+    )
     assert report["pieces"] == 3
     # five steps at lr 1e-2 already beat a uniform guess over the event vocabulary
     assert 0 < report["nats_per_token"] < math.log(card["model"]["vocab_size"]) - 0.3

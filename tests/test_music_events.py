@@ -33,8 +33,13 @@ def binned(note: Note) -> Note:
 @st.composite
 def pieces(draw) -> Piece:
     """Polyphonic pieces whose same-pitch notes never overlap (what MIDI can hold)."""
-    raw = draw(st.lists(st.tuples(st.integers(0, 127), st.integers(0, 60), st.integers(1, 100),
-                                  st.integers(1, 127)), min_size=1, max_size=60))
+    raw = draw(
+        st.lists(
+            st.tuples(st.integers(0, 127), st.integers(0, 60), st.integers(1, 100), st.integers(1, 127)),
+            min_size=1,
+            max_size=60,
+        )
+    )
     free_at: dict[int, int] = {}
     notes = []
     for pitch, gap, duration, velocity in raw:
@@ -45,8 +50,9 @@ def pieces(draw) -> Piece:
     if draw(st.booleans()):  # a change of metre, on a bar line
         signatures.append((draw(st.integers(1, 8)) * bar_length(*signatures[0][1:]), *draw(SIGNATURES)))
     key = draw(st.none() | st.tuples(st.integers(0, 11), st.sampled_from(["major", "minor"])))
-    return Piece(notes=tuple(sorted(notes)), time_signatures=tuple(signatures),
-                 program=draw(st.integers(0, 127)), key=key)
+    return Piece(
+        notes=tuple(sorted(notes)), time_signatures=tuple(signatures), program=draw(st.integers(0, 127)), key=key
+    )
 
 
 @settings(max_examples=150, deadline=None)
@@ -66,7 +72,8 @@ def test_encoding_is_canonical_and_bars_sit_on_bar_lines(piece: Piece) -> None:
     ids = CODEC.encode(piece)
     padded = without_pickup(piece)
     assert CODEC.encode(CODEC.decode(ids)) == CODEC.encode(
-        Piece(tuple(binned(n) for n in padded.notes), padded.time_signatures, piece.program, key=piece.key))
+        Piece(tuple(binned(n) for n in padded.notes), padded.time_signatures, piece.program, key=piece.key)
+    )
     time, bars = 0, []
     for token in ids:
         if token == CODEC.bar_id:
@@ -78,8 +85,13 @@ def test_encoding_is_canonical_and_bars_sit_on_bar_lines(piece: Piece) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 127), st.integers(0, 300), st.integers(0, 50),
-                          st.integers(1, 127)), min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 127), st.integers(0, 300), st.integers(0, 50), st.integers(1, 127)),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_normalize_removes_same_pitch_overlaps(raw) -> None:
     notes = normalize_notes(Note(s, p, s + d, v) for p, s, d, v in raw)
     assert normalize_notes(notes) == notes
@@ -108,9 +120,18 @@ def test_velocity_bins_and_time_signatures() -> None:
 def midi_notes(draw):
     """(ticks per beat, [(pitch, start tick, end tick, velocity)]) anywhere, off the grid."""
     resolution = draw(st.sampled_from([96, 120, 384, 480, 1000]))
-    raw = draw(st.lists(st.tuples(st.integers(21, 108), st.integers(0, 8 * resolution),
-                                  st.integers(1, 4 * resolution), st.integers(1, 127)),
-                        min_size=1, max_size=30))
+    raw = draw(
+        st.lists(
+            st.tuples(
+                st.integers(21, 108),
+                st.integers(0, 8 * resolution),
+                st.integers(1, 4 * resolution),
+                st.integers(1, 127),
+            ),
+            min_size=1,
+            max_size=30,
+        )
+    )
     return resolution, [(p, s, s + d, v) for p, s, d, v in raw]
 
 

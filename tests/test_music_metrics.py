@@ -35,8 +35,9 @@ def test_polyphony_empty_beats_and_groove() -> None:
     assert metrics.polyphony(chord) == (3 * 2 + 2 * 2) / 4
     gap = piece((0, 60, BEAT), (3 * BEAT, 62, 4 * BEAT))  # beats 0..4; note ends count a beat
     assert metrics.empty_beat_rate(gap) == 1 - 4 / 5
-    steady = piece(*[(bar * 4 * BEAT + beat * BEAT, 60, bar * 4 * BEAT + beat * BEAT + 6)
-                     for bar in range(4) for beat in range(4)])
+    steady = piece(
+        *[(bar * 4 * BEAT + beat * BEAT, 60, bar * 4 * BEAT + beat * BEAT + 6) for bar in range(4) for beat in range(4)]
+    )
     assert metrics.groove_consistency(steady) == 1.0
     shifted = piece((0, 60, 6), (4 * BEAT + 3, 60, 4 * BEAT + 9))
     assert metrics.groove_consistency(shifted) == 1 - 2 / 48

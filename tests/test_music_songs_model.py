@@ -31,8 +31,7 @@ def bar_lengths(path: Path) -> list[int]:
 
 
 def metres(path: Path) -> list[tuple[int, int]]:
-    return [(m.numerator, m.denominator) for m in mido.MidiFile(str(path)).tracks[0]
-            if m.type == "time_signature"]
+    return [(m.numerator, m.denominator) for m in mido.MidiFile(str(path)).tracks[0] if m.type == "time_signature"]
 
 
 @pytest.mark.parametrize("key", [None, "Bb mixolydian"])
@@ -54,8 +53,15 @@ def test_the_issue_commands(tmp_path: Path) -> None:
     bars; the default Compose piece (seed 3, 8 bars) was labelled 3/4."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "studio", "sample", "--model", str(SONGS), "--bars", "8"]
-    result = subprocess.run(command + ["--seed", "5", "--tempo", "120", "--out", "a.mid"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        command + ["--seed", "5", "--tempo", "120", "--out", "a.mid"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("8 bars,") and len(bar_lengths(tmp_path / "a.mid")) == 8
     [piece] = sample(str(SONGS), seed=3, bars=8, tempo=110)
@@ -87,10 +93,11 @@ def test_a_primer_is_continued_by_new_bars(seed: int, tmp_path: Path) -> None:
     [piece] = sample(str(SONGS), seed=seed, bars=8, prime_file=str(primer_path))
     written = read_midi(piece.output.save(tmp_path / "p.mid"))
     assert len(written.bar_lines()) - 1 == primer_bars + 8
+
     def shape(notes):
         return [(n.start, n.pitch, n.end) for n in notes]
 
-    assert shape(written.notes[:len(primer.notes)]) == shape(primer.notes)  # the primer, first
+    assert shape(written.notes[: len(primer.notes)]) == shape(primer.notes)  # the primer, first
     new = [note for note in written.notes if note.start >= primer.end]
     assert len(new) >= 8  # every new bar has something in it; none had before
     assert len(set(bar_lengths(tmp_path / "p.mid"))) == 1  # the primer's 4/4 goes on

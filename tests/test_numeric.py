@@ -27,8 +27,9 @@ def test_log_softmax_and_logsumexp_match_the_formula(logits):
     got = log_softmax(logits)
     for row, expected in zip(got, map(naive_log_softmax, logits.tolist())):
         np.testing.assert_allclose(row, expected, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(logsumexp(logits), [math.log(sum(math.exp(x) for x in row))
-                                                   for row in logits.tolist()], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        logsumexp(logits), [math.log(sum(math.exp(x) for x in row)) for row in logits.tolist()], rtol=1e-12, atol=1e-12
+    )
     weights, normaliser = softmax_weights(logits)
     np.testing.assert_allclose(weights / weights.sum(-1, keepdims=True), np.exp(got), atol=1e-12)
     np.testing.assert_allclose(normaliser, logsumexp(logits), rtol=0, atol=0)
@@ -63,7 +64,7 @@ def test_inverse_cdf_matches_searchsorted_row_by_row(rows, vocab, seed):
         cumulative = np.cumsum(weights[row])
         expected = int(np.searchsorted(cumulative, uniforms[row] * cumulative[-1], side="right"))
         assert got[row] == expected and weights[row, got[row]] > 0
-        assert inverse_cdf(weights[row:row + 1], uniforms[row:row + 1])[0] == expected  # batch-free
+        assert inverse_cdf(weights[row : row + 1], uniforms[row : row + 1])[0] == expected  # batch-free
 
 
 def test_inverse_cdf_edges_and_frequencies():

@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 # the words corpus: a few sentences, so every token fits in --vocab-size 200
-SENTENCES = ("The quick brown fox jumps over the lazy dog.\n"
-             "The dog, the fox and the cat sleep in the sun.\n"
-             "A cat sees the dog; the dog sees a fox.\n")
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.\n"
+    "The dog, the fox and the cat sleep in the sun.\n"
+    "A cat sees the dog; the dog sees a fox.\n"
+)
 ROOT_README_WORD = "zyzzyva"  # only in README.md at the corpus root: documentation, not data
 ROOT_LICENSE_WORD = "warranty"  # only in LICENSE.txt at the corpus root
 NESTED_README_WORD = "quokka"  # only in a README inside a subfolder: data like any file
@@ -92,10 +94,34 @@ def words_corpus(tmp_path_factory) -> Path:
 def words_bundle(words_corpus) -> Path:
     """A 1x32 LSTM over words, 30 steps, exported to an fp32 bundle."""
     work = words_corpus.parent
-    result = invoke("train", str(words_corpus), "--domain", "words", "--vocab-size", "200",
-                    "--hidden-size", "32", *TINY_MODEL, "--batch-size", "4", "--seq-len", "16",
-                    "--max-steps", "30", "--eval-every", "15", "--lr", "1e-2", "--warmup-steps", "2",
-                    "--runs-dir", str(work / "runs"), "--out", str(work / "export" / "notes"), "--quiet")
+    result = invoke(
+        "train",
+        str(words_corpus),
+        "--domain",
+        "words",
+        "--vocab-size",
+        "200",
+        "--hidden-size",
+        "32",
+        *TINY_MODEL,
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "30",
+        "--eval-every",
+        "15",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "2",
+        "--runs-dir",
+        str(work / "runs"),
+        "--out",
+        str(work / "export" / "notes"),
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     return work / "export" / "notes"
 
@@ -108,13 +134,13 @@ def vocabulary(bundle: Path) -> list[str]:
 
 # --- words domain: train -> sample ---------------------------------------------------
 
+
 def test_words_sample_starts_with_the_prime_as_typed(words_bundle):
     tokens = vocabulary(words_bundle)
     runs = words_bundle.parent.parent / "runs" / "notes"
     # 30 steps learn far more than a uniform guess over the vocabulary
     assert 0 < summary(runs)["best_val_nats"] < math.log(len(tokens)) - 1
-    args = ["sample", "--model", str(words_bundle), "--prime", PRIME, "--length", "20",
-            "--seed", "4", "--temp", "0.5"]
+    args = ["sample", "--model", str(words_bundle), "--prime", PRIME, "--length", "20", "--seed", "4", "--temp", "0.5"]
     result = invoke(*args, "--json")
     assert result.exit_code == 0, result.output
     item = json.loads(result.stdout)
@@ -127,11 +153,13 @@ def test_words_sample_starts_with_the_prime_as_typed(words_bundle):
 def test_words_prime_outside_the_vocabulary_is_refused_by_name(words_bundle):
     result = invoke("sample", "--model", str(words_bundle), "--prime", f"The {ROOT_README_WORD} dog")
     # as for characters outside a chars model's vocabulary: named, one line, exit 1
-    one_line_error(result, f"1 word(s) of the prime are not in the model's vocabulary: {ROOT_README_WORD!r};",
-                   "--vocab-size")
+    one_line_error(
+        result, f"1 word(s) of the prime are not in the model's vocabulary: {ROOT_README_WORD!r};", "--vocab-size"
+    )
 
 
 # --- corpus READMEs and LICENSEs -------------------------------------------------------
+
 
 def test_readme_and_license_at_the_corpus_root_are_not_data(words_bundle):
     tokens = vocabulary(words_bundle)
@@ -156,11 +184,24 @@ def test_chars_vocabulary_skips_root_readme_and_license(tmp_path):
 
 # --- text --prime-file ------------------------------------------------------------------
 
+
 def test_prime_file_text_starts_the_sample(words_bundle, tmp_path):
     prime = tmp_path / "start.txt"
     prime.write_text(PRIME + ".\n")
-    result = invoke("sample", "--model", str(words_bundle), "--prime-file", str(prime), "--length", "12",
-                    "--seed", "2", "--temp", "0.5", "--json")
+    result = invoke(
+        "sample",
+        "--model",
+        str(words_bundle),
+        "--prime-file",
+        str(prime),
+        "--length",
+        "12",
+        "--seed",
+        "2",
+        "--temp",
+        "0.5",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     item = json.loads(result.stdout)
     tokens = vocabulary(words_bundle)
@@ -178,6 +219,7 @@ def test_missing_or_binary_prime_file_is_one_line(words_bundle, tmp_path):
 
 # --- --patience and --epochs -----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def chars_corpus(tmp_path_factory) -> Path:
     """One file of 3,000 characters."""
@@ -187,16 +229,32 @@ def chars_corpus(tmp_path_factory) -> Path:
 
 
 def chars_train(corpus: Path, runs: Path, name: str, *args: str):
-    return invoke("train", str(corpus), "--name", name, "--runs-dir", str(runs), *TINY_MODEL,
-                  "--hidden-size", "16", "--batch-size", "4", "--seq-len", "16", "--no-export",
-                  "--quiet", *args)
+    return invoke(
+        "train",
+        str(corpus),
+        "--name",
+        name,
+        "--runs-dir",
+        str(runs),
+        *TINY_MODEL,
+        "--hidden-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--no-export",
+        "--quiet",
+        *args,
+    )
 
 
 def test_patience_stops_after_that_many_evaluations_without_gain(chars_corpus, tmp_path):
     # a learning rate of 1e-9 leaves the weights as they are, so only the first
     # evaluation improves on nothing; patience 2 stops at the third
-    result = chars_train(chars_corpus, tmp_path, "still", "--lr", "1e-9", "--eval-every", "1",
-                         "--patience", "2", "--max-steps", "50")
+    result = chars_train(
+        chars_corpus, tmp_path, "still", "--lr", "1e-9", "--eval-every", "1", "--patience", "2", "--max-steps", "50"
+    )
     assert result.exit_code == 0, result.output
     run = tmp_path / "still"
     assert summary(run)["stop_reason"] == "early stop: no validation gain in 2 evaluations"
@@ -208,8 +266,7 @@ def test_patience_stops_after_that_many_evaluations_without_gain(chars_corpus, t
 
 
 def test_epochs_set_the_number_of_steps(chars_corpus, tmp_path):
-    result = chars_train(chars_corpus, tmp_path, "two", "--epochs", "2", "--eval-every", "1000",
-                         "--warmup-steps", "2")
+    result = chars_train(chars_corpus, tmp_path, "two", "--epochs", "2", "--eval-every", "1000", "--warmup-steps", "2")
     assert result.exit_code == 0, result.output
     run = tmp_path / "two"
     # [SEP] text [SEP]; 90% for training; 4 streams; windows of 16 with one token of lookahead
@@ -225,11 +282,31 @@ def test_epochs_set_the_number_of_steps(chars_corpus, tmp_path):
 
 # --- Ctrl-C -------------------------------------------------------------------------------
 
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(chars_corpus, tmp_path):
     run = tmp_path / "runs" / "fox"
-    command = [sys.executable, "-m", "studio", "train", str(chars_corpus), "--runs-dir", str(tmp_path / "runs"),
-               *TINY_MODEL, "--hidden-size", "16", "--batch-size", "4", "--seq-len", "16",
-               "--max-steps", "100000", "--eval-every", "5", "--no-export", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "studio",
+        "train",
+        str(chars_corpus),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        *TINY_MODEL,
+        "--hidden-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "100000",
+        "--eval-every",
+        "5",
+        "--no-export",
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -260,6 +337,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(chars_corpus, tmp_path):
 
 
 # --- the stroke bundles in `studio models` ------------------------------------------------
+
 
 def test_models_json_lists_the_stroke_bundles(monkeypatch, tmp_path):
     monkeypatch.delenv("STUDIO_MODELS", raising=False)

@@ -35,8 +35,7 @@ def test_quality_of_the_shipped_bundles_names_their_units():
     assert hand.nats < 0 and hand.figure.endswith("nats per point") and "below zero" in hand.gloss
 
 
-@pytest.mark.parametrize("model, first_line", [("code", "def greet"), ("prose", "ROMEO:"),
-                                               ("markdown", "# Streams")])
+@pytest.mark.parametrize("model, first_line", [("code", "def greet"), ("prose", "ROMEO:"), ("markdown", "# Streams")])
 def test_each_text_model_gets_a_stock_text_it_reads_best(model, first_line):
     loaded = load(model)
     text = reading_sample(loaded)

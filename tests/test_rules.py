@@ -40,8 +40,9 @@ def logits_batches(draw_, max_vocab: int = 40):
     if values is None:
         logits = draw_(arrays(np.float32, (batch, vocab), elements=finite))
     else:
-        logits = np.asarray(draw_(st.lists(st.sampled_from(values), min_size=batch * vocab,
-                                           max_size=batch * vocab)), np.float32).reshape(batch, vocab)
+        logits = np.asarray(
+            draw_(st.lists(st.sampled_from(values), min_size=batch * vocab, max_size=batch * vocab)), np.float32
+        ).reshape(batch, vocab)
     length = draw_(st.integers(0, 12))
     history = draw_(arrays(np.int64, (batch, length), elements=st.integers(0, vocab - 1)))
     return history, logits
@@ -121,8 +122,16 @@ def test_top_k_one_equals_greedy(case, seed):
     assert np.array_equal(draw(out, generators), greedy)
 
 
-RULES = [Temperature(0.7), TopK(3), TopP(0.8), RepetitionPenalty(1.3), RepetitionPenalty(0.8),
-         NoRepeatNGram(1), NoRepeatNGram(2), NoRepeatNGram(3)]
+RULES = [
+    Temperature(0.7),
+    TopK(3),
+    TopP(0.8),
+    RepetitionPenalty(1.3),
+    RepetitionPenalty(0.8),
+    NoRepeatNGram(1),
+    NoRepeatNGram(2),
+    NoRepeatNGram(3),
+]
 
 
 @FAST
@@ -162,8 +171,7 @@ def test_no_repeat_ngram_bans_only_completions_of_seen_ngrams():
 
 
 def test_build_rules_order_and_greedy():
-    settings = SampleSettings(temperature=0.8, top_k=5, top_p=0.9, repetition_penalty=1.2,
-                              no_repeat_ngram_size=3)
+    settings = SampleSettings(temperature=0.8, top_k=5, top_p=0.9, repetition_penalty=1.2, no_repeat_ngram_size=3)
     mask = np.ones(10, bool)
     names = [type(rule).__name__ for rule in build_rules(settings, mask)]
     assert names == ["AllowedTokens", "RepetitionPenalty", "NoRepeatNGram", "Temperature", "TopK", "TopP"]
@@ -182,19 +190,28 @@ def test_draw_depends_only_on_the_seed_and_raises_when_everything_is_banned():
         draw(banned, [np.random.default_rng(0)])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Temperature(0), "temperature"), (lambda: Temperature(-1), "temperature"),
-    (lambda: TopK(0), "top-k"), (lambda: TopP(0), "top-p"), (lambda: TopP(1.5), "top-p"),
-    (lambda: RepetitionPenalty(-1.0), "penalty"), (lambda: RepetitionPenalty(0), "penalty"),
-    (lambda: NoRepeatNGram(0), "n-gram"),
-    (lambda: SampleSettings(top_p=0), "top-p"), (lambda: SampleSettings(top_p=1.01), "top-p"),
-    (lambda: SampleSettings(top_k=-1), "top-k"), (lambda: SampleSettings(num_beams=0), "beams"),
-    (lambda: SampleSettings(num_beams=2, num=3), "--num"),
-    (lambda: SampleSettings(repetition_penalty=-0.5), "penalty"),
-    (lambda: SampleSettings(temperature=-0.1), "temperature"),
-    (lambda: SampleSettings(no_repeat_ngram_size=-1), "no-repeat"),
-    (lambda: SampleSettings(num_beams=2, length_penalty=-1), "length penalty"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Temperature(0), "temperature"),
+        (lambda: Temperature(-1), "temperature"),
+        (lambda: TopK(0), "top-k"),
+        (lambda: TopP(0), "top-p"),
+        (lambda: TopP(1.5), "top-p"),
+        (lambda: RepetitionPenalty(-1.0), "penalty"),
+        (lambda: RepetitionPenalty(0), "penalty"),
+        (lambda: NoRepeatNGram(0), "n-gram"),
+        (lambda: SampleSettings(top_p=0), "top-p"),
+        (lambda: SampleSettings(top_p=1.01), "top-p"),
+        (lambda: SampleSettings(top_k=-1), "top-k"),
+        (lambda: SampleSettings(num_beams=0), "beams"),
+        (lambda: SampleSettings(num_beams=2, num=3), "--num"),
+        (lambda: SampleSettings(repetition_penalty=-0.5), "penalty"),
+        (lambda: SampleSettings(temperature=-0.1), "temperature"),
+        (lambda: SampleSettings(no_repeat_ngram_size=-1), "no-repeat"),
+        (lambda: SampleSettings(num_beams=2, length_penalty=-1), "length penalty"),
+    ],
+)
 def test_bad_settings_raise_studio_error(make, message):
     with pytest.raises(StudioError, match=message):
         make()
@@ -203,12 +220,19 @@ def test_bad_settings_raise_studio_error(make, message):
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--top-p", "0"], "top-p"), (["--top-p", "1.5"], "top-p"), (["--top-k", "-1"], "top-k"),
-    (["--beam", "0"], "beams"), (["--beam", "2", "--num", "3"], "--num"),
-    (["--repetition-penalty", "-1"], "penalty"), (["--temp", "-1"], "temperature"),
-    (["--beam", "2", "--length-penalty", "-0.5"], "length penalty"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--top-p", "0"], "top-p"),
+        (["--top-p", "1.5"], "top-p"),
+        (["--top-k", "-1"], "top-k"),
+        (["--beam", "0"], "beams"),
+        (["--beam", "2", "--num", "3"], "--num"),
+        (["--repetition-penalty", "-1"], "penalty"),
+        (["--temp", "-1"], "temperature"),
+        (["--beam", "2", "--length-penalty", "-0.5"], "length penalty"),
+    ],
+)
 def test_bad_settings_via_cli_are_one_line_errors(args, message):
     # settings are validated before any model is loaded, so no bundle is needed
     result = runner.invoke(app, ["sample", "--model", "no-such-model", *args])

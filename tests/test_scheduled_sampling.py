@@ -47,8 +47,14 @@ def test_inputs_are_replaced_by_the_models_own_draws():
 
 def test_p_zero_equals_plain_training_and_p_changes_it(tiny_corpus, tmp_path):
     def run(name, **changes):
-        return train(tiny_corpus, tmp_path / name, domain_name="chars", model_overrides=MODEL,
-                     train_config=TrainConfig(**SETTINGS, **changes), quiet=True)
+        return train(
+            tiny_corpus,
+            tmp_path / name,
+            domain_name="chars",
+            model_overrides=MODEL,
+            train_config=TrainConfig(**SETTINGS, **changes),
+            quiet=True,
+        )
 
     plain, zero, sampled = run("plain"), run("zero", scheduled_sampling=0.0), run("sampled", scheduled_sampling=0.9)
     assert losses(plain) == losses(zero)
@@ -58,10 +64,18 @@ def test_p_zero_equals_plain_training_and_p_changes_it(tiny_corpus, tmp_path):
 
 def test_resumes_exactly_and_the_card_records_it(tiny_corpus, tmp_path):
     config = TrainConfig(**SETTINGS, scheduled_sampling=0.5)
-    straight = train(tiny_corpus, tmp_path / "straight", domain_name="chars", model_overrides=MODEL,
-                     train_config=config, quiet=True)
-    train(tiny_corpus, tmp_path / "halves", domain_name="chars", model_overrides=MODEL, train_config=config,
-          stop_after=3, quiet=True)
+    straight = train(
+        tiny_corpus, tmp_path / "straight", domain_name="chars", model_overrides=MODEL, train_config=config, quiet=True
+    )
+    train(
+        tiny_corpus,
+        tmp_path / "halves",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config,
+        stop_after=3,
+        quiet=True,
+    )
     resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
     a, b = losses(straight), losses(resumed)
     assert set(a) == set(b) and all(abs(a[s] - b[s]) < 1e-6 for s in a)

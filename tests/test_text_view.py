@@ -19,9 +19,13 @@ NASTY = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
 def test_model_text_is_escaped_everywhere():
-    for html in (plain_html(NASTY), markdown_html(NASTY), code_html(NASTY, "python"),
-                 confidence_html("<b>", [NASTY], np.array([0.5])),
-                 activation_html([NASTY], np.array([0.3]), "h layer 1 unit 0")):
+    for html in (
+        plain_html(NASTY),
+        markdown_html(NASTY),
+        code_html(NASTY, "python"),
+        confidence_html("<b>", [NASTY], np.array([0.5])),
+        activation_html([NASTY], np.array([0.3]), "h layer 1 unit 0"),
+    ):
         assert "<script>" not in html and "<img" not in html
     assert "<h1>Title</h1>" in markdown_html("# Title")
 
@@ -54,4 +58,3 @@ def test_corpus_view_reads_the_corpus_then_the_name(tmp_path, monkeypatch):
     assert corpus_view({"corpus": {"path": "/nowhere"}, "name": "code"}) == ("code", "python")
     assert corpus_view({"name": "prose"}) == ("plain", None)
     assert corpus_view({"render": {"view": "code", "language": "rust"}}) == ("code", "rust")
-

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from studio import corpus as corpus_module
@@ -78,10 +79,12 @@ def awkward_corpus(tmp_path) -> Path:
 
 # --- streaming equals reading whole ------------------------------------------------------
 
+
 @pytest.mark.parametrize("domain, options", [("chars", {}), ("words", {"vocab_size": 12})])
 @pytest.mark.parametrize("chunk_bytes", [1, 5, 1 << 20])
-def test_streamed_text_equals_the_in_memory_vocabulary_and_ids(awkward_corpus, tmp_path, monkeypatch, capsys,
-                                                               domain, options, chunk_bytes):
+def test_streamed_text_equals_the_in_memory_vocabulary_and_ids(
+    awkward_corpus, tmp_path, monkeypatch, capsys, domain, options, chunk_bytes
+):
     monkeypatch.setattr(corpus_module, "CHUNK_BYTES", chunk_bytes)  # edges inside characters, CRLFs, words
     expected_domain, expected_ids = in_memory(awkward_corpus, domain, **options)
     capsys.readouterr()
@@ -132,6 +135,7 @@ def test_tokens_of_a_text_in_pieces_equal_the_tokens_of_the_whole(text, cuts):
 
 
 # --- reuse, rebuild, bad cases -----------------------------------------------------------------
+
 
 def test_an_unchanged_corpus_reuses_its_cache_and_an_edited_one_gets_a_new_one(tiny_corpus, tmp_path, capsys):
     corpus = tmp_path / "corpus"
@@ -209,8 +213,19 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tiny_corpus, tmp_path, monke
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(token_cache.CacheWriter, "_append", full)
-    result = CliRunner().invoke(app, ["train", str(tiny_corpus), "--cache-dir", str(tmp_path / "cache"),
-                                      "--runs-dir", str(tmp_path / "runs"), "--max-steps", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tiny_corpus),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--max-steps",
+            "1",
+        ],
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith("error: no space left for the token cache")
     assert "Traceback" not in result.output
@@ -220,12 +235,27 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tiny_corpus, tmp_path, monke
 
 # --- training, resume ------------------------------------------------------------------------------
 
+
 def test_training_from_the_cache_equals_training_in_memory_and_resume_maps_it(tiny_corpus, tmp_path, capsys):
     cache = CacheSettings(folder=tmp_path / "cache")
-    from_cache = train(tiny_corpus, tmp_path / "cached", domain_name="chars", model_overrides=MODEL,
-                       train_config=TrainConfig(**SCHEDULE), quiet=True, cache=cache)
-    whole = train(tiny_corpus, tmp_path / "whole", domain_name="chars", model_overrides=MODEL,
-                  train_config=TrainConfig(**SCHEDULE), quiet=True, cache=CacheSettings(enabled=False))
+    from_cache = train(
+        tiny_corpus,
+        tmp_path / "cached",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=TrainConfig(**SCHEDULE),
+        quiet=True,
+        cache=cache,
+    )
+    whole = train(
+        tiny_corpus,
+        tmp_path / "whole",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=TrainConfig(**SCHEDULE),
+        quiet=True,
+        cache=CacheSettings(enabled=False),
+    )
     a = metrics(from_cache.path)
     assert set(a) == {1, 4, 8} and float(a[8]["train_loss"]) < float(a[1]["train_loss"])
     assert_same_losses(a, metrics(whole.path))
@@ -237,8 +267,16 @@ def test_training_from_the_cache_equals_training_in_memory_and_resume_maps_it(ti
     assert from_cache.checkpoint.stat().st_size < whole.checkpoint.stat().st_size - 50_000  # no ids inside
 
     # paused, the cache cleared: the resume tokenises the unchanged corpus again and goes on exactly
-    halves = train(tiny_corpus, tmp_path / "halves", domain_name="chars", model_overrides=MODEL,
-                   train_config=TrainConfig(**SCHEDULE), stop_after=5, quiet=True, cache=cache)
+    halves = train(
+        tiny_corpus,
+        tmp_path / "halves",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=TrainConfig(**SCHEDULE),
+        stop_after=5,
+        quiet=True,
+        cache=cache,
+    )
     token_cache.clear_caches(tmp_path / "cache")
     capsys.readouterr()
     resumed = train(None, halves.path, resume=True, quiet=False)
@@ -251,8 +289,16 @@ def test_resume_refuses_a_corpus_changed_after_its_cache_was_cleared(tiny_corpus
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, corpus)
     cache = CacheSettings(folder=tmp_path / "cache")
-    run = train(corpus, tmp_path / "run", domain_name="chars", model_overrides=MODEL,
-                train_config=TrainConfig(**SCHEDULE), stop_after=2, quiet=True, cache=cache)
+    run = train(
+        corpus,
+        tmp_path / "run",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=TrainConfig(**SCHEDULE),
+        stop_after=2,
+        quiet=True,
+        cache=cache,
+    )
     token_cache.clear_caches(tmp_path / "cache")
     (corpus / "a.txt").write_text("a different play")
     result = CliRunner().invoke(app, ["train", "--resume", str(run.path), "--no-export"])
@@ -263,7 +309,7 @@ def test_resume_refuses_a_corpus_changed_after_its_cache_was_cleared(tiny_corpus
 
 # --- DDP ------------------------------------------------------------------------------------------
 
-RANK_SCRIPT = '''
+RANK_SCRIPT = """
 import json, os, sys, time
 from pathlib import Path
 import numpy as np
@@ -300,14 +346,24 @@ train(corpus, out / "run", domain_name="chars", model_overrides=dict(hidden_size
       train_config=TrainConfig(batch_size=2, seq_len=8, max_steps=2, eval_every=2, seed=1), quiet=True,
       cache=CacheSettings(folder=cache_dir))
 (out / f"rank{rank}.json").write_text(json.dumps(seen))
-'''
+"""
 
 
 def test_two_ddp_ranks_build_one_cache_and_read_disjoint_rows_of_it(tiny_corpus, tmp_path):
     (tmp_path / "rank.py").write_text(RANK_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(tmp_path / "rank.py"), str(tiny_corpus), str(tmp_path / "cache"), str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(tmp_path / "rank.py"),
+        str(tiny_corpus),
+        str(tmp_path / "cache"),
+        str(tmp_path),
+    ]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len((tmp_path / "builds.txt").read_text().split()) == 1  # one rank built, the other waited
@@ -321,13 +377,14 @@ def test_two_ddp_ranks_build_one_cache_and_read_disjoint_rows_of_it(tiny_corpus,
     ids = np.fromfile(tokens_file, dtype=np.uint16)
     train_ids = ids[: split_point(len(ids), 0.1)]
     row_len = len(train_ids) // 4
-    for r, seen in enumerate(ranks):
-        expected = [train_ids[row * row_len: row * row_len + 8].tolist() for row in seen["rows"]]
+    for seen in ranks:
+        expected = [train_ids[row * row_len : row * row_len + 8].tolist() for row in seen["rows"]]
         assert seen["window"] == expected
     assert (tmp_path / "run" / "summary.json").exists()
 
 
 # --- the CLI -----------------------------------------------------------------------------------------
+
 
 def test_cache_list_and_clear_through_the_cli(tiny_corpus, tmp_path, awkward_corpus):
     folder = tmp_path / "cache"

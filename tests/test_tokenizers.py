@@ -8,8 +8,9 @@ from studio.domains.chars import SEPARATOR, CharsDomain
 from studio.domains.words import UNKNOWN, WordsDomain, split_tokens
 from studio.errors import StudioError
 
-texts = st.text(alphabet=st.characters(blacklist_characters=SEPARATOR + UNKNOWN,
-                                       blacklist_categories=("Cs",)), max_size=300)
+texts = st.text(
+    alphabet=st.characters(blacklist_characters=SEPARATOR + UNKNOWN, blacklist_categories=("Cs",)), max_size=300
+)
 
 
 @given(texts)

@@ -27,10 +27,23 @@ def rows(run):
 
 
 def test_resume_is_exact(tiny_corpus, tmp_path):
-    straight = train(tiny_corpus, tmp_path / "straight", domain_name="chars",
-                     model_overrides=MODEL, train_config=config(), quiet=True)
-    half = train(tiny_corpus, tmp_path / "halves", domain_name="chars",
-                 model_overrides=MODEL, train_config=config(), stop_after=6, quiet=True)
+    straight = train(
+        tiny_corpus,
+        tmp_path / "straight",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config(),
+        quiet=True,
+    )
+    half = train(
+        tiny_corpus,
+        tmp_path / "halves",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config(),
+        stop_after=6,
+        quiet=True,
+    )
     assert torch.load(half.checkpoint, weights_only=False)["step"] == 6
     resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
     a, b = rows(straight), rows(resumed)
@@ -60,9 +73,14 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_other_cells_train(tiny_corpus, tmp_path, cell):
-    run = train(tiny_corpus, tmp_path / cell, domain_name="chars",
-                model_overrides={**MODEL, "cell": cell},
-                train_config=config(max_steps=4, learning_rate=1e-2), quiet=True)
+    run = train(
+        tiny_corpus,
+        tmp_path / cell,
+        domain_name="chars",
+        model_overrides={**MODEL, "cell": cell},
+        train_config=config(max_steps=4, learning_rate=1e-2),
+        quiet=True,
+    )
     checkpoint = torch.load(run.checkpoint, weights_only=False)
     gates = {"gru": 3, "rnn": 1}[cell]
     weights = checkpoint["model_state"]
@@ -74,11 +92,23 @@ def test_other_cells_train(tiny_corpus, tmp_path, cell):
 
 
 def test_refuses_to_overwrite_a_run(tiny_corpus, tmp_path):
-    train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
-          train_config=config(max_steps=2), quiet=True)
+    train(
+        tiny_corpus,
+        tmp_path / "r",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config(max_steps=2),
+        quiet=True,
+    )
     with pytest.raises(StudioError, match="--resume"):
-        train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
-              train_config=config(max_steps=2), quiet=True)
+        train(
+            tiny_corpus,
+            tmp_path / "r",
+            domain_name="chars",
+            model_overrides=MODEL,
+            train_config=config(max_steps=2),
+            quiet=True,
+        )
 
 
 def test_forget_gate_bias_is_one():
@@ -100,8 +130,9 @@ def test_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(values[10:], values[11:]))
 
 
-@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(clip=0), dict(val_fraction=0.9),
-                                 dict(max_steps=0), dict(seq_len=1)])
+@pytest.mark.parametrize(
+    "bad", [dict(batch_size=0), dict(clip=0), dict(val_fraction=0.9), dict(max_steps=0), dict(seq_len=1)]
+)
 def test_bad_train_settings(bad):
     with pytest.raises(StudioError):
         config(**bad)
@@ -117,8 +148,15 @@ def test_bad_model_settings():
 def test_resume_device_is_the_runs_own_unless_given(tiny_corpus, tmp_path):
     """A run trained on a GPU continues on the CPU when --device cpu is given; without
     --device it keeps the run's device (here: a CUDA run on a machine without one)."""
-    run = train(tiny_corpus, tmp_path / "r", domain_name="chars", model_overrides=MODEL,
-                train_config=config(max_steps=4), stop_after=2, quiet=True)
+    run = train(
+        tiny_corpus,
+        tmp_path / "r",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config(max_steps=4),
+        stop_after=2,
+        quiet=True,
+    )
     saved = json.loads((run.path / "config.json").read_text())
     assert saved["train"]["device"] == "cpu"
     saved["train"]["device"] = "cuda"  # as if it had been started on a GPU

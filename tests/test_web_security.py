@@ -49,9 +49,17 @@ def server_env(work: Path) -> dict:
     env = {key: value for key, value in os.environ.items() if key != "STUDIO_MODELS"}
     # the server's temporary files (request outputs, Gradio's uploads and cache) stay in
     # work/tmp, so the canary scan sees everything the server wrote
-    env.update(TMPDIR=str(work / "tmp"), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
-               MPLBACKEND="Agg", PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost",
-               no_proxy="127.0.0.1,localhost", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(
+        TMPDIR=str(work / "tmp"),
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        MPLBACKEND="Agg",
+        PYTHONPATH=str(ROOT),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     return env
 
 
@@ -61,9 +69,13 @@ def start_server(work: Path, *flags: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     (work / "tmp").mkdir(exist_ok=True)
     log = open(work / "server.log", "w")  # noqa: SIM115 (the server writes to it until the fixture ends)
-    server = subprocess.Popen([sys.executable, "-m", "studio", "web", "--host", "0.0.0.0", "--port",
-                               str(port), *flags], cwd=work, env=server_env(work), stdout=log,
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "studio", "web", "--host", "0.0.0.0", "--port", str(port), *flags],
+        cwd=work,
+        env=server_env(work),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + SERVER_START_S
@@ -105,8 +117,13 @@ def studio_folder(base: Path) -> tuple[Path, Path]:
     (work / "corpora" / "linked" / "play.txt").write_text(PLAY)
     (outside / "fakebundle").mkdir(parents=True)
     (outside / "secret.txt").write_text(f"{CANARY}\n" * 400)
-    card = {"name": CANARY, "domain": {"name": "chars", "secret": CANARY}, "graphs": {"fp32": "model.onnx"},
-            "io": {}, "corpus": {"path": str(outside)}}
+    card = {
+        "name": CANARY,
+        "domain": {"name": "chars", "secret": CANARY},
+        "graphs": {"fp32": "model.onnx"},
+        "io": {},
+        "corpus": {"path": str(outside)},
+    }
     (outside / "fakebundle" / "card.json").write_text(json.dumps(card))
     (outside / "fakebundle" / "model.onnx").write_text(CANARY)
     (work / "corpora" / "linked" / "secret.txt").symlink_to(outside / "secret.txt")
@@ -148,8 +165,13 @@ def exposed():
     (base / "auth.txt").write_text(f"{USER}:{PASSWORD}\n")
     server, url = start_server(work, "--auth-file", str(base / "auth.txt"), "--allow-training")
     try:
-        client = Client(url, auth=(USER, PASSWORD), verbose=False,
-                        download_files=str(base / "downloads"), httpx_kwargs={"timeout": 120})
+        client = Client(
+            url,
+            auth=(USER, PASSWORD),
+            verbose=False,
+            download_files=str(base / "downloads"),
+            httpx_kwargs={"timeout": 120},
+        )
         yield client, url, work, outside
     finally:
         stop_server(server)
@@ -166,13 +188,26 @@ def refusal(client: Client, **kwargs) -> str:
 
 
 def train_args(corpus: str, name: str = "leaky", **changes) -> dict:
-    args = dict(corpus=corpus, uploads=None, name=name, domain="chars", hidden_size=16, layers=1,
-                seq_len=16, batch_size=4, max_steps=2, max_minutes=0, eval_every=2, api_name="/train")
+    args = dict(
+        corpus=corpus,
+        uploads=None,
+        name=name,
+        domain="chars",
+        hidden_size=16,
+        layers=1,
+        seq_len=16,
+        batch_size=4,
+        max_steps=2,
+        max_minutes=0,
+        eval_every=2,
+        api_name="/train",
+    )
     args.update(changes)
     return args
 
 
 # --- exposure ---------------------------------------------------------------------
+
 
 def test_an_unauthenticated_client_is_turned_away(exposed):
     _, url, _, _ = exposed
@@ -187,11 +222,19 @@ def test_an_unauthenticated_client_is_turned_away(exposed):
 
 
 def test_exposed_without_credentials_refuses_to_start(tmp_path):
-    for flags, message in [((), "--auth USER:PASSWORD"), (("--auth", "nopassword"), "give USER:PASSWORD"),
-                           (("--auth", "a:b", "--no-auth"), "contradicts")]:
-        result = subprocess.run([sys.executable, "-m", "studio", "web", "--host", "0.0.0.0", *flags],
-                                cwd=tmp_path, env=server_env(tmp_path), capture_output=True, text=True,
-                                timeout=120)
+    for flags, message in [
+        ((), "--auth USER:PASSWORD"),
+        (("--auth", "nopassword"), "give USER:PASSWORD"),
+        (("--auth", "a:b", "--no-auth"), "contradicts"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "studio", "web", "--host", "0.0.0.0", *flags],
+            cwd=tmp_path,
+            env=server_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode != 0 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
         assert message in result.stderr
@@ -210,10 +253,21 @@ def test_no_auth_warns_and_turns_training_off(tmp_path):
     assert "warning: serving on 0.0.0.0 without a password" in (work / "server.log").read_text()
 
 
-@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True),
-                                           ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
-                                           ("::", False), ("", False), ("192.168.1.5", False),
-                                           ("studio.example", False)])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.5", False),
+        ("studio.example", False),
+    ],
+)
 def test_loopback_hosts(host, loopback):
     from web.serving import is_loopback
 
@@ -237,16 +291,20 @@ def test_exposure_follows_the_flags(tmp_path):
     (tmp_path / "auth").write_text("ann:one\n\nbob:two words\n")
     from_file = decide("::", auth_file=tmp_path / "auth", environ={AUTH_ENV: "cy:three"})
     assert from_file.credentials == (("cy", "three"), ("ann", "one"), ("bob", "two words"))
-    for bad, message in [(dict(auth=["nocolon"]), "give USER:PASSWORD"), (dict(auth=[":pw"]), "give USER:PASSWORD"),
-                         (dict(auth=["ann:"]), "give USER:PASSWORD"),
-                         (dict(auth_file=tmp_path / "missing"), "cannot read the auth file"),
-                         (dict(auth=["ann:pw"], no_auth=True), "contradicts")]:
+    for bad, message in [
+        (dict(auth=["nocolon"]), "give USER:PASSWORD"),
+        (dict(auth=[":pw"]), "give USER:PASSWORD"),
+        (dict(auth=["ann:"]), "give USER:PASSWORD"),
+        (dict(auth_file=tmp_path / "missing"), "cannot read the auth file"),
+        (dict(auth=["ann:pw"], no_auth=True), "contradicts"),
+    ]:
         with pytest.raises(StudioError, match=message) as caught:
             decide("0.0.0.0", environ={}, **bad)
         assert "pw" not in str(caught.value).replace("PASSWORD", "")  # never repeats a password
 
 
 # --- training sources ---------------------------------------------------------------
+
 
 def test_train_refuses_every_path_and_reads_nothing(exposed):
     client, _, work, outside = exposed
@@ -283,9 +341,11 @@ def test_a_listed_corpus_trains_and_names_files_relative_to_it(exposed):
     client, _, work, _ = exposed
     status, plot, log, command = client.predict(**train_args("text", name="control"))
     assert "control: done, exported to export/control" in status, (status, log)
-    assert command == ("studio train corpora/text --name control --runs-dir runs --out export/control "
-                       "--quiet --hidden-size 16 --layers 1 --seq-len 16 --batch-size 4 --max-steps 2 "
-                       "--eval-every 2 --domain chars")
+    assert command == (
+        "studio train corpora/text --name control --runs-dir runs --out export/control "
+        "--quiet --hidden-size 16 --layers 1 --seq-len 16 --batch-size 4 --max-steps 2 "
+        "--eval-every 2 --domain chars"
+    )
     assert "skipped 1 binary or non-UTF-8 files: sub/blob.bin" in log, log
     for shown in (status, log, command):
         assert str(work) not in shown and str(work.resolve()) not in shown
@@ -298,8 +358,19 @@ def test_a_listed_corpus_trains_and_names_files_relative_to_it(exposed):
 # --- models -------------------------------------------------------------------------
 
 MODEL_ENDPOINTS = {
-    "/write": dict(prime="RO", temperature=0.8, top_k=0, top_p=1.0, repetition_penalty=1.0, beams=1,
-                   seed=1, length=5, stop="", view="auto", confidence=False),
+    "/write": dict(
+        prime="RO",
+        temperature=0.8,
+        top_k=0,
+        top_p=1.0,
+        repetition_penalty=1.0,
+        beams=1,
+        seed=1,
+        length=5,
+        stop="",
+        view="auto",
+        confidence=False,
+    ),
     "/compose": dict(primer=None, tempo=100, bars=1, key="(any)", temperature=1.0, beams=1, seed=1),
     "/handwrite": dict(text="hi", style="none", bias=1.0, seed=1, stroke_width=2.0, color="#000000"),
     "/inspect": dict(text="abc", cell=0),
@@ -353,6 +424,7 @@ def test_a_listed_model_still_answers(exposed):
 
 # --- in-process: uploads, run names, the training switch ----------------------------
 
+
 @pytest.fixture
 def jobs(tmp_path, monkeypatch):
     """TrainingJobs in tmp_path/work, with Gradio's upload folder at tmp_path/uploads."""
@@ -378,20 +450,21 @@ def test_uploads_are_capped_and_must_come_from_the_upload_folder(jobs, tmp_path)
     (uploads / "sub").mkdir()
     (uploads / "sub" / "part0.txt").write_text("x")
     (uploads / "link.txt").symlink_to(outside / "secret.txt")
-    cases = [(many, f"at most {MAX_UPLOAD_FILES} files"),
-             ([str(uploads / "big.txt")], "capped at 20 MB"),
-             ([str(outside / "secret.txt")], "upload 'secret.txt' refused"),
-             ([str(uploads / "link.txt")], "upload 'link.txt' refused"),
-             ([str(uploads / ".." / "outside" / "secret.txt")], "refused"),
-             ([str(uploads / ".hidden")], "hidden names"),
-             ([str(uploads / "part0.txt"), str(uploads / "sub" / "part0.txt")], "same name")]
+    cases = [
+        (many, f"at most {MAX_UPLOAD_FILES} files"),
+        ([str(uploads / "big.txt")], "capped at 20 MB"),
+        ([str(outside / "secret.txt")], "upload 'secret.txt' refused"),
+        ([str(uploads / "link.txt")], "upload 'link.txt' refused"),
+        ([str(uploads / ".." / "outside" / "secret.txt")], "refused"),
+        ([str(uploads / ".hidden")], "hidden names"),
+        ([str(uploads / "part0.txt"), str(uploads / "sub" / "part0.txt")], "same name"),
+    ]
     for files, message in cases:
         with pytest.raises(StudioError, match=message):
             jobs.corpus_from_uploads("upload-test", files)
     assert not (work / "runs").exists()
     corpus = jobs.corpus_from_uploads("upload-test", many[:3])
-    assert sorted(p.name for p in corpus.folder.iterdir()) == ["README.md", "part0.txt", "part1.txt",
-                                                               "part2.txt"]
+    assert sorted(p.name for p in corpus.folder.iterdir()) == ["README.md", "part0.txt", "part1.txt", "part2.txt"]
     assert corpus.argument == "_uploads/upload-test"
 
 
@@ -403,9 +476,14 @@ def test_run_names_and_folders_are_confined(jobs):
     (work / "runs" / "escape").symlink_to(outside, target_is_directory=True)
     (work / "export" / "elsewhere").symlink_to(outside, target_is_directory=True)
     train = make_train(jobs)
-    for name, message in [("../up", "give the model a name"), (".hidden", "give the model a name"),
-                          ("a/b", "give the model a name"), ("", "give the model a name"),
-                          ("escape", "run 'escape' refused"), ("elsewhere", "model 'elsewhere' refused")]:
+    for name, message in [
+        ("../up", "give the model a name"),
+        (".hidden", "give the model a name"),
+        ("a/b", "give the model a name"),
+        ("", "give the model a name"),
+        ("escape", "run 'escape' refused"),
+        ("elsewhere", "model 'elsewhere' refused"),
+    ]:
         with pytest.raises(StudioError, match=message):  # the endpoint turns it into one gr.Error
             next(train("text", None, name, "chars", 16, 1, 16, 4, 2, 0, 2))
     assert jobs.current is None and sorted(os.listdir(outside)) == ["fakebundle", "secret.txt"]

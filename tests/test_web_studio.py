@@ -31,8 +31,16 @@ from gradio_client.exceptions import AppError  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TEXT, MUSIC, HAND = "webtext", "websongs", "webhand"
 SERVER_START_S = 120
 
@@ -47,15 +55,15 @@ def greet(name, times=2):
     return {"name": name, "said": times}
 
 '''
-PLAY = '''ROMEO: "But soft!" said he; what light through yonder window breaks?
+PLAY = """ROMEO: "But soft!" said he; what light through yonder window breaks?
 JULIET: O Romeo, Romeo! wherefore art thou Romeo?
   Deny thy father and refuse thy name.
 
-'''
+"""
 
 # One process, one torch import: a char LSTM, a music LSTM and a Graves synthesis net,
 # each trained for a few steps and exported to MODELS/<name>.
-BUILD = r'''
+BUILD = r"""
 import sys
 from pathlib import Path
 import mido
@@ -91,8 +99,7 @@ run_training(corpus=Path(%(corpora)r) / "handwriting", resume=None, name="%(hand
              domain_options={"statistics_lines": 64}, model=dict(hidden_size=16, layers=1, mixtures=3),
              config=hand, stop_after=None, out=models / "%(hand)s", quantize=None, export=True,
              runs_dir=runs, quiet=True)
-''' % {"text": TEXT, "music": MUSIC, "hand": HAND,
-       "corpora": str(Path(__file__).resolve().parent.parent / "corpora")}
+""" % {"text": TEXT, "music": MUSIC, "hand": HAND, "corpora": str(Path(__file__).resolve().parent.parent / "corpora")}
 
 
 def free_port() -> int:
@@ -103,10 +110,17 @@ def free_port() -> int:
 
 def studio_env(work: Path) -> dict:
     env = dict(os.environ)
-    env.update(STUDIO_MODELS=str(work / "models"), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", MPLBACKEND="Agg", PYTHONPATH=str(ROOT),
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # tiny models: threads only contend
+    env.update(
+        STUDIO_MODELS=str(work / "models"),
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        MPLBACKEND="Agg",
+        PYTHONPATH=str(ROOT),
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )  # tiny models: threads only contend
     return env
 
 
@@ -114,8 +128,14 @@ def run_cli(command: str, work: Path, cwd: Path) -> subprocess.CompletedProcess:
     """Run a recipe (``studio sample ...``) exactly as printed, through this Python."""
     args = shlex.split(command)
     assert args[:2] == ["studio", "sample"], command
-    result = subprocess.run([sys.executable, "-m", "studio", *args[1:]], cwd=cwd,
-                            env=studio_env(work), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", *args[1:]],
+        cwd=cwd,
+        env=studio_env(work),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -138,8 +158,14 @@ def build_bundles(work: Path, cache_root: Path) -> float:
     started = time.time()
     cache = cache_root / f"studio-web-bundles-{source_digest()}"
     if not (cache / "done").exists():
-        build = subprocess.run([sys.executable, "-c", BUILD, str(work)], cwd=work,
-                               env=studio_env(work), capture_output=True, text=True, timeout=900)
+        build = subprocess.run(
+            [sys.executable, "-c", BUILD, str(work)],
+            cwd=work,
+            env=studio_env(work),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert build.returncode == 0, build.stderr[-3000:]
         shutil.rmtree(cache, ignore_errors=True)
         for folder in ("models", "midi"):
@@ -169,8 +195,13 @@ def studio_server():
     port = free_port()
     log = open(work / "server.log", "w")  # noqa: SIM115 (the server writes to it until the fixture ends)
     started = time.time()
-    server = subprocess.Popen([sys.executable, "-m", "studio", "web", "--port", str(port)],
-                              cwd=work, env=studio_env(work), stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "studio", "web", "--port", str(port)],
+        cwd=work,
+        env=studio_env(work),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         built = build_bundles(work, Path(tempfile.gettempdir()))
         url = f"http://127.0.0.1:{port}/"
@@ -198,27 +229,45 @@ def studio_server():
 @pytest.fixture(scope="session")
 def client(studio_server):
     # generous timeouts: a busy CI machine may take seconds to accept a request
-    return Client(studio_server[0], verbose=False, download_files=str(studio_server[1] / "downloads"),
-                  httpx_kwargs={"timeout": 120})
+    return Client(
+        studio_server[0],
+        verbose=False,
+        download_files=str(studio_server[1] / "downloads"),
+        httpx_kwargs={"timeout": 120},
+    )
 
 
 def write_args(**changes) -> dict:
-    args = dict(model=TEXT, prime="ROMEO:", temperature=0.9, top_k=20, top_p=0.95,
-                repetition_penalty=1.0, beams=1, seed=7, length=80, stop="", view="auto",
-                confidence=False)
+    args = dict(
+        model=TEXT,
+        prime="ROMEO:",
+        temperature=0.9,
+        top_k=20,
+        top_p=0.95,
+        repetition_penalty=1.0,
+        beams=1,
+        seed=7,
+        length=80,
+        stop="",
+        view="auto",
+        confidence=False,
+    )
     args.update(changes)
     return args
 
 
 # --- endpoints against the CLI --------------------------------------------------------
 
+
 def test_write_equals_cli_and_recipe_reproduces_the_file(client, studio_server, tmp_path):
     _, work = studio_server
     text, recipe, html, file, stats = client.predict(**write_args(), api_name="/write")
     assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
     assert recipe.startswith("studio sample --model webtext") and "--seed 7" in recipe
-    assert recipe == ("studio sample --model webtext --temp 0.9 --top-k 20 --top-p 0.95 "
-                      "--length 80 --seed 7 --prime ROMEO: --out webtext-seed7.txt")
+    assert recipe == (
+        "studio sample --model webtext --temp 0.9 --top-k 20 --top-p 0.95 "
+        "--length 80 --seed 7 --prime ROMEO: --out webtext-seed7.txt"
+    )
     cli = run_cli(recipe + " --json", work, tmp_path)
     assert json.loads(cli.stdout)["text"] == text
     written = tmp_path / Path(file).name
@@ -239,21 +288,27 @@ def test_write_streams_and_colours_confidence(client):
 
 
 def test_write_beams_stop_strings_and_views(client):
-    text, recipe, html, _, _ = client.predict(**write_args(beams=3, stop="\\n", view="code"),
-                                              api_name="/write")
+    text, recipe, html, _, _ = client.predict(**write_args(beams=3, stop="\\n", view="code"), api_name="/write")
     assert "--beam 3" in recipe and "--stop" in recipe
-    assert "\n" not in text[len("ROMEO:"):-1]
+    assert "\n" not in text[len("ROMEO:") : -1]
     assert html.startswith('<pre class="studio-code"')
-    _, _, html, _, _ = client.predict(**write_args(prime="# Title\n\n", view="markdown"),
-                                      api_name="/write")
+    _, _, html, _, _ = client.predict(**write_args(prime="# Title\n\n", view="markdown"), api_name="/write")
     assert "<h1>Title</h1>" in html
 
 
 def test_compose_recipe_writes_the_same_midi_wav_and_png(client, studio_server, tmp_path):
     _, work = studio_server
     summary, recipe, midi, wav, roll = client.predict(
-        model=MUSIC, primer=None, tempo=100, bars=2, key="C major", temperature=1.0, beams=1,
-        seed=3, api_name="/compose")
+        model=MUSIC,
+        primer=None,
+        tempo=100,
+        bars=2,
+        key="C major",
+        temperature=1.0,
+        beams=1,
+        seed=3,
+        api_name="/compose",
+    )
     assert "bpm" in summary and "--bars 2" in recipe and "--key 'C major'" in recipe
     assert Path(midi).read_bytes()[:4] == b"MThd"
     run_cli(recipe, work, tmp_path)
@@ -265,8 +320,16 @@ def test_compose_continues_an_uploaded_primer(client, studio_server, tmp_path):
     _, work = studio_server
     primer = work / "midi" / "piece1.mid"
     summary, recipe, midi, _, _ = client.predict(
-        model=MUSIC, primer=handle_file(str(primer)), tempo=0, bars=3, key="(any)",
-        temperature=0.8, beams=1, seed=5, api_name="/compose")
+        model=MUSIC,
+        primer=handle_file(str(primer)),
+        tempo=0,
+        bars=3,
+        key="(any)",
+        temperature=0.8,
+        beams=1,
+        seed=5,
+        api_name="/compose",
+    )
     # the recipe names the primer as the user has it, not the server's copy
     assert "--prime-file piece1.mid" in recipe and "--tempo" not in recipe
     (tmp_path / "piece1.mid").write_bytes(primer.read_bytes())
@@ -277,8 +340,15 @@ def test_compose_continues_an_uploaded_primer(client, studio_server, tmp_path):
 def test_handwrite_recipe_writes_the_same_svg(client, studio_server, tmp_path):
     _, work = studio_server
     summary, recipes, svg, png, gif, files = client.predict(
-        model=HAND, text="Hi there", style="0", bias=1.5, seed=2, stroke_width=2.5,
-        color="rgb(200, 30, 30)", api_name="/handwrite")
+        model=HAND,
+        text="Hi there",
+        style="0",
+        bias=1.5,
+        seed=2,
+        stroke_width=2.5,
+        color="rgb(200, 30, 30)",
+        api_name="/handwrite",
+    )
     assert "Hi there" in summary and svg.startswith("<svg")
     svg_recipe = recipes.splitlines()[0]
     assert "--style 0" in svg_recipe and "--color '#c81e1e'" in svg_recipe
@@ -308,22 +378,62 @@ def test_models_lists_cards(client):
 
 # --- bad input ----------------------------------------------------------------------
 
+
 def test_bad_input_is_an_error_and_the_server_keeps_serving(client, studio_server, tmp_path):
     cases = [
         (dict(api_name="/write", **write_args(prime="ROMEO: ~§~")), "not in the model's vocabulary"),
         (dict(api_name="/write", **write_args(model="no-such-model")), "not found"),
         (dict(api_name="/write", **write_args(top_p=0)), "top-p must be in (0, 1]"),
         (dict(api_name="/write", **write_args(model=MUSIC)), "text model"),
-        (dict(api_name="/handwrite", model=HAND, text="ö ü", style="none", bias=1.0, seed=1,
-              stroke_width=2.0, color="#000000"), "cannot write"),
+        (
+            dict(
+                api_name="/handwrite",
+                model=HAND,
+                text="ö ü",
+                style="none",
+                bias=1.0,
+                seed=1,
+                stroke_width=2.0,
+                color="#000000",
+            ),
+            "cannot write",
+        ),
         (dict(api_name="/inspect", model=TEXT, text="", cell=0), "give some text"),
     ]
     corrupt = tmp_path / "corrupt.mid"
     corrupt.write_bytes(b"MThd\x00\x00\x00\x06 not really a MIDI file")
-    cases.append((dict(api_name="/compose", model=MUSIC, primer=handle_file(str(corrupt)), tempo=100,
-                       bars=2, key="(any)", temperature=1.0, beams=1, seed=1), "cannot read corrupt.mid"))
-    cases.append((dict(api_name="/compose", model=MUSIC, primer=None, tempo=100, bars=2,
-                       key="H minor", temperature=1.0, beams=1, seed=1), "unknown key"))
+    cases.append(
+        (
+            dict(
+                api_name="/compose",
+                model=MUSIC,
+                primer=handle_file(str(corrupt)),
+                tempo=100,
+                bars=2,
+                key="(any)",
+                temperature=1.0,
+                beams=1,
+                seed=1,
+            ),
+            "cannot read corrupt.mid",
+        )
+    )
+    cases.append(
+        (
+            dict(
+                api_name="/compose",
+                model=MUSIC,
+                primer=None,
+                tempo=100,
+                bars=2,
+                key="H minor",
+                temperature=1.0,
+                beams=1,
+                seed=1,
+            ),
+            "unknown key",
+        )
+    )
     for kwargs, message in cases:
         with pytest.raises(AppError) as caught:
             client.predict(**kwargs)
@@ -332,8 +442,17 @@ def test_bad_input_is_an_error_and_the_server_keeps_serving(client, studio_serve
     huge = tmp_path / "huge.mid"
     huge.write_bytes(b"MThd" + b"\x00" * (6 * 1024 * 1024))  # over the 5 MB upload limit
     with pytest.raises(Exception):  # noqa: B017 (gradio_client raises its own types for a refused upload)
-        client.predict(model=MUSIC, primer=handle_file(str(huge)), tempo=100, bars=2, key="(any)",
-                       temperature=1.0, beams=1, seed=1, api_name="/compose")
+        client.predict(
+            model=MUSIC,
+            primer=handle_file(str(huge)),
+            tempo=100,
+            bars=2,
+            key="(any)",
+            temperature=1.0,
+            beams=1,
+            seed=1,
+            api_name="/compose",
+        )
     text, *_ = client.predict(**write_args(length=10), api_name="/write")
     assert text.startswith("ROMEO:")
 
@@ -343,8 +462,12 @@ def test_every_output_has_a_name_and_the_ui_defaults_hold(client):
     for name, endpoint in endpoints.items():
         for output in endpoint["returns"]:
             assert not re.fullmatch(r"value_\d+", output["label"]), (name, output)
-    defaults = {name: {p["parameter_name"]: (p["parameter_has_default"], p["parameter_default"])
-                       for p in endpoint["parameters"]} for name, endpoint in endpoints.items()}
+    defaults = {
+        name: {
+            p["parameter_name"]: (p["parameter_has_default"], p["parameter_default"]) for p in endpoint["parameters"]
+        }
+        for name, endpoint in endpoints.items()
+    }
     assert defaults["/write"]["prime"] == (True, "") and defaults["/write"]["stop"] == (True, "")
     assert defaults["/compose"]["primer"] == (True, None)
     text, recipe, *_ = client.predict(model=TEXT, api_name="/write")  # everything else as the page has it
@@ -378,7 +501,7 @@ def test_out_of_range_numbers_are_refused_in_every_tab(client, studio_server):
             client.predict(**kwargs, api_name=api_name)
         assert message in str(caught.value), (api_name, kwargs, str(caught.value))
     # one line on the server per refused request, and no traceback for any of them
-    log = (work / "server.log").read_text()[len(log_before):]
+    log = (work / "server.log").read_text()[len(log_before) :]
     assert log.count(" refused: ") == len(OUT_OF_RANGE) and "Traceback" not in log, log[-3000:]
 
 
@@ -392,15 +515,17 @@ def test_uploads_are_named_as_the_user_named_them(client, tmp_path):
     nothing = tmp_path / "notes.txt"
     nothing.write_text("")
     with pytest.raises(AppError, match="nothing to train on: notes.txt is empty"):
-        client.predict(corpus="(uploaded files)", uploads=[handle_file(str(nothing))], name="empty-upload",
-                       api_name="/train")
+        client.predict(
+            corpus="(uploaded files)", uploads=[handle_file(str(nothing))], name="empty-upload", api_name="/train"
+        )
 
 
 def test_a_primer_in_any_format_the_message_names_is_accepted(client, studio_server, tmp_path):
     tune = tmp_path / "tune.abc"
     tune.write_text("X:1\nT:Scale\nM:4/4\nL:1/4\nK:C\nC D E F | G A B c |\n")
-    summary, recipe, midi, _, _ = client.predict(model=MUSIC, primer=handle_file(str(tune)), tempo=100,
-                                                 bars=2, seed=1, api_name="/compose")
+    summary, recipe, midi, _, _ = client.predict(
+        model=MUSIC, primer=handle_file(str(tune)), tempo=100, bars=2, seed=1, api_name="/compose"
+    )
     assert "--prime-file tune.abc" in recipe and Path(midi).read_bytes()[:4] == b"MThd"
 
 
@@ -415,10 +540,12 @@ def test_model_previews_explain_the_figure_and_show_a_sample(client):
 
 # --- load ---------------------------------------------------------------------------
 
+
 def test_twenty_concurrent_writes_complete(client):
     started = time.time()
-    jobs = [client.submit(**write_args(seed=seed % 5, length=120), api_name="/write")
-            for seed in range(20)]  # 20 requests in the queue at once, 4 running at a time
+    jobs = [
+        client.submit(**write_args(seed=seed % 5, length=120), api_name="/write") for seed in range(20)
+    ]  # 20 requests in the queue at once, 4 running at a time
     texts = [job.result(timeout=300)[0] for job in jobs]
     elapsed = time.time() - started
     assert all(t.startswith("ROMEO:") and len(t) > len("ROMEO:") for t in texts)
@@ -429,12 +556,23 @@ def test_twenty_concurrent_writes_complete(client):
 
 # --- training -----------------------------------------------------------------------
 
+
 def test_train_exports_a_model_that_the_pickers_offer(client, studio_server):
     _, work = studio_server
     status, plot, log, command = client.predict(
-        corpus="(uploaded files)", uploads=[handle_file(str(work / "text" / "play.txt"))],
-        name="fresh", domain="chars", hidden_size=16, layers=1, seq_len=16, batch_size=4,
-        max_steps=4, max_minutes=0, eval_every=2, api_name="/train")
+        corpus="(uploaded files)",
+        uploads=[handle_file(str(work / "text" / "play.txt"))],
+        name="fresh",
+        domain="chars",
+        hidden_size=16,
+        layers=1,
+        seq_len=16,
+        batch_size=4,
+        max_steps=4,
+        max_minutes=0,
+        eval_every=2,
+        api_name="/train",
+    )
     assert "done, exported" in status, (status, log)
     assert command.startswith("studio train ") and "--max-steps 4" in command
     assert len(plot["data"]) >= 4  # train (and validation) losses, step by step
@@ -443,16 +581,38 @@ def test_train_exports_a_model_that_the_pickers_offer(client, studio_server):
     text, *_ = client.predict(**write_args(model="fresh", prime="ROMEO", length=20), api_name="/write")
     assert text.startswith("ROMEO")
     with pytest.raises(AppError, match="exists already"):
-        client.predict(corpus="text", uploads=None, name="fresh", domain="auto",
-                       hidden_size=16, layers=1, seq_len=16, batch_size=4, max_steps=4,
-                       max_minutes=0, eval_every=2, api_name="/train")
+        client.predict(
+            corpus="text",
+            uploads=None,
+            name="fresh",
+            domain="auto",
+            hidden_size=16,
+            layers=1,
+            seq_len=16,
+            batch_size=4,
+            max_steps=4,
+            max_minutes=0,
+            eval_every=2,
+            api_name="/train",
+        )
 
 
 def test_training_can_be_cancelled(client, studio_server):
     _, work = studio_server
-    job = client.submit(corpus="text", uploads=None, name="long", domain="auto",
-                        hidden_size=16, layers=1, seq_len=16, batch_size=4, max_steps=100_000,
-                        max_minutes=0, eval_every=50, api_name="/train")
+    job = client.submit(
+        corpus="text",
+        uploads=None,
+        name="long",
+        domain="auto",
+        hidden_size=16,
+        layers=1,
+        seq_len=16,
+        batch_size=4,
+        max_steps=100_000,
+        max_minutes=0,
+        eval_every=50,
+        api_name="/train",
+    )
     deadline = time.time() + 60
     while not job.outputs() and time.time() < deadline:
         time.sleep(0.2)
@@ -464,6 +624,7 @@ def test_training_can_be_cancelled(client, studio_server):
 
 
 # --- a real browser -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def chromium():
@@ -532,15 +693,13 @@ def test_browser_write_streams_text_and_colours_confidence(browser_page):
     page.locator("#write-length input[type=number]").press("Tab")
     page.evaluate(WATCH, ["#write-text textarea", "seen"])
     page.click("#write-button")
-    page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0",
-                           timeout=120_000)
+    page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0", timeout=120_000)
     final = textbox(page, "write-text").input_value()
     seen = page.evaluate("window.seen_stop(), window.seen")
     assert final.startswith("JULIET:") and len(final) == len("JULIET:") + 2000
     streamed = [value for value in seen if value != final]
     # the page showed partial text before the end (a fast page may merge many updates)
-    assert streamed and all(final.startswith(value) for value in streamed), \
-        "the text should arrive piece by piece"
+    assert streamed and all(final.startswith(value) for value in streamed), "the text should arrive piece by piece"
 
     page.locator("#write-temperature input[type=number]").fill("0.8")
     page.locator("#write-length input[type=number]").fill("300")
@@ -548,8 +707,8 @@ def test_browser_write_streams_text_and_colours_confidence(browser_page):
     page.locator("#write-confidence input").check()
     page.click("#write-button")
     page.wait_for_function(
-        "document.querySelector('#write-recipe textarea')?.value.includes('--temp 0.8')",
-        timeout=120_000)
+        "document.querySelector('#write-recipe textarea')?.value.includes('--temp 0.8')", timeout=120_000
+    )
     page.wait_for_selector("#write-view .studio-confidence", timeout=30_000)
     assert page.locator("#write-view .studio-confidence span[title]").count() > 0
     recipe = textbox(page, "write-recipe").input_value()
@@ -562,16 +721,14 @@ def test_browser_compose_and_download_midi(browser_page):
     page.get_by_role("tab", name="Compose").click()
     choose(page, "compose-model", MUSIC)
     page.click("#compose-button")
-    page.wait_for_function("document.querySelector('#compose-recipe textarea')?.value.length > 0",
-                           timeout=120_000)
+    page.wait_for_function("document.querySelector('#compose-recipe textarea')?.value.length > 0", timeout=120_000)
     link = page.locator("#compose-midi a").first
     with page.expect_download() as download:
         link.click()
     target = ARTIFACTS / "web-compose.mid"
     download.value.save_as(target)
     assert target.read_bytes()[:4] == b"MThd"
-    page.wait_for_function("document.querySelector('#compose-roll img')?.naturalWidth > 0",
-                           timeout=30_000)
+    page.wait_for_function("document.querySelector('#compose-roll img')?.naturalWidth > 0", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "web-compose.png"), full_page=True)
 
 
@@ -582,8 +739,7 @@ def test_browser_handwrite(browser_page):
     textbox(page, "handwrite-text").fill("Hello web")
     page.click("#handwrite-button")
     page.wait_for_selector("#handwrite-svg svg path", timeout=60_000)
-    page.wait_for_function("document.querySelector('#handwrite-gif img')?.naturalWidth > 0",
-                           timeout=30_000)
+    page.wait_for_function("document.querySelector('#handwrite-gif img')?.naturalWidth > 0", timeout=30_000)
     assert "Hello web" in textbox(page, "handwrite-summary").input_value()
     page.screenshot(path=str(ARTIFACTS / "web-handwrite.png"), full_page=True)
 
@@ -596,12 +752,12 @@ def test_browser_look_inside_and_no_outside_requests(browser_page, studio_server
     page.wait_for_selector("#inspect-html .studio-cells span", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "web-inspect.png"), full_page=True)
     origin = studio_server[0].rstrip("/")
-    outside = [url for url in requests
-               if not url.startswith((origin, "data:", "blob:"))]
+    outside = [url for url in requests if not url.startswith((origin, "data:", "blob:"))]
     assert not outside, f"requests left the machine: {outside[:5]}"
 
 
 # --- the page as a writer and a musician meet it (1366 x 900) -----------------------------
+
 
 def laptop_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
@@ -618,8 +774,14 @@ def error_text(page, tab: str) -> str:
     return page.locator(f"#{tab}-error").inner_text()
 
 
-PRIMARY = [("Write", "write-button"), ("Compose", "compose-button"), ("Handwrite", "handwrite-button"),
-           ("Look inside", "inspect-button"), ("Train", "train-start"), ("Models", "models-preview-button")]
+PRIMARY = [
+    ("Write", "write-button"),
+    ("Compose", "compose-button"),
+    ("Handwrite", "handwrite-button"),
+    ("Look inside", "inspect-button"),
+    ("Train", "train-start"),
+    ("Models", "models-preview-button"),
+]
 
 
 def test_browser_primary_actions_are_above_the_fold(laptop_page):
@@ -676,8 +838,9 @@ def test_browser_refuses_out_of_range_numbers_in_every_tab(laptop_page, tmp_path
     page.set_input_files("#compose-primer input[type=file]", str(empty))
     page.wait_for_selector("#compose-primer .file-preview, #compose-primer a", timeout=30_000)
     page.click("#compose-button")
-    page.wait_for_function("document.querySelector('#compose-error')?.innerText.includes('my empty song.mid')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#compose-error')?.innerText.includes('my empty song.mid')", timeout=60_000
+    )
     assert "/tmp" not in page.locator("#compose-error").inner_text()
     page.screenshot(path=str(ARTIFACTS / "web-refused-compose.png"))
 
@@ -689,8 +852,9 @@ def test_browser_refuses_out_of_range_numbers_in_every_tab(laptop_page, tmp_path
     number(page, "handwrite-bias", 1.5)
     textbox(page, "handwrite-text").fill("")
     page.click("#handwrite-button")
-    page.wait_for_function("document.querySelector('#handwrite-error')?.innerText.includes('type the text')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#handwrite-error')?.innerText.includes('type the text')", timeout=60_000
+    )
     assert textbox(page, "handwrite-summary").input_value() == ""  # no "Hello world" drawn instead
     page.screenshot(path=str(ARTIFACTS / "web-refused-handwrite.png"))
 
@@ -712,8 +876,9 @@ def test_browser_refuses_out_of_range_numbers_in_every_tab(laptop_page, tmp_path
     page.set_input_files("#train-uploads input[type=file]", str(nothing))
     page.wait_for_timeout(1000)
     page.click("#train-start")
-    page.wait_for_function("document.querySelector('#train-error')?.innerText.includes('notes.txt is empty')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#train-error')?.innerText.includes('notes.txt is empty')", timeout=60_000
+    )
     assert "preparing" not in textbox(page, "train-status").input_value()
     page.screenshot(path=str(ARTIFACTS / "web-refused-train.png"))
     page.locator("#train-uploads button[aria-label='Clear']").first.click()
@@ -724,12 +889,17 @@ def test_browser_loss_plot_draws_its_lines(laptop_page):
     laptop_tab(page, "Train")
     choose(page, "train-corpus", "text")
     textbox(page, "train-name").fill("plotted")
-    for elem_id, value in [("train-hidden", 16), ("train-layers", 1), ("train-seq-len", 16), ("train-batch", 4),
-                           ("train-max-steps", 12), ("train-eval-every", 4)]:
+    for elem_id, value in [
+        ("train-hidden", 16),
+        ("train-layers", 1),
+        ("train-seq-len", 16),
+        ("train-batch", 4),
+        ("train-max-steps", 12),
+        ("train-eval-every", 4),
+    ]:
         number(page, elem_id, value)
     page.click("#train-start")
-    page.wait_for_function("document.querySelector('#train-status textarea')?.value.includes('done')",
-                           timeout=180_000)
+    page.wait_for_function("document.querySelector('#train-status textarea')?.value.includes('done')", timeout=180_000)
     stroked = page.evaluate("""() => [...document.querySelectorAll('#train-plot svg path')]
         .filter(p => (p.getAttribute('d') || '').includes('L'))
         .map(p => p.getAttribute('stroke'))
@@ -770,8 +940,7 @@ def test_browser_shows_prose_once(laptop_page):
     number(page, "write-length", 60)
     page.get_by_label("plain").check()
     page.click("#write-button")
-    page.wait_for_function("document.querySelector('#write-stats')?.innerText.includes('tokens in')",
-                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#write-stats')?.innerText.includes('tokens in')", timeout=60_000)
     assert page.locator("#write-text").is_visible() and not page.locator("#write-view").is_visible()
     page.get_by_label("markdown").check()
     page.click("#write-button")
@@ -785,11 +954,13 @@ def test_browser_look_inside_switches_to_a_text_the_model_reads(laptop_page):
     page = laptop_page
     laptop_tab(page, "Look inside")
     choose(page, "inspect-model", "code")
-    page.wait_for_function("document.querySelector('#inspect-text textarea')?.value.startsWith('def greet')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#inspect-text textarea')?.value.startsWith('def greet')", timeout=60_000
+    )
     choose(page, "inspect-model", "prose")
-    page.wait_for_function("document.querySelector('#inspect-text textarea')?.value.startsWith('ROMEO:')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#inspect-text textarea')?.value.startsWith('ROMEO:')", timeout=60_000
+    )
     page.click("#inspect-button")
     page.wait_for_selector("#inspect-html .studio-cells span", timeout=60_000)
     assert not page.locator("#inspect-error").is_visible()
@@ -825,11 +996,11 @@ def test_browser_models_tab_explains_figures_and_previews(laptop_page):
     assert not clipped, clipped
     assert "bits per character" in page.locator("#models-legend").inner_text()
     choose(page, "models-card-picker", HAND)
-    page.wait_for_function("document.querySelector('#models-about')?.innerText.includes('nats per point')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#models-about')?.innerText.includes('nats per point')", timeout=60_000
+    )
     assert "below zero" in page.locator("#models-about").inner_text()
-    page.wait_for_function("document.querySelector('#models-sample-image img')?.naturalWidth > 0",
-                           timeout=60_000)
+    page.wait_for_function("document.querySelector('#models-sample-image img')?.naturalWidth > 0", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "web-models.png"), full_page=True)
 
 
@@ -844,7 +1015,6 @@ def test_browser_model_lists_refresh_without_a_restart(laptop_page, studio_serve
         page.get_by_role("option", name="copied", exact=True).wait_for(timeout=30_000)
         page.keyboard.press("Escape")
         laptop_tab(page, "Models")
-        page.wait_for_function("document.querySelector('#models-table')?.innerText.includes('copied')",
-                               timeout=30_000)
+        page.wait_for_function("document.querySelector('#models-table')?.innerText.includes('copied')", timeout=30_000)
     finally:
         shutil.rmtree(work / "models" / "copied")

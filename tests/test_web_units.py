@@ -46,12 +46,17 @@ def test_user_errors_turn_everything_into_one_line():
 
 # --- actions whose errors stay on the page -------------------------------------------------
 
+
 def test_number_boxes_are_refused_not_rounded_or_defaulted():
     from web.common import as_float
 
     assert as_float("0.8", "temperature") == 0.8 and as_int(300.0, "length") == 300
-    for value, message in [(None, "give a number for temperature"), ("", "give a number for temperature"),
-                           (float("nan"), "finite"), ("warm", "must be a number")]:
+    for value, message in [
+        (None, "give a number for temperature"),
+        ("", "give a number for temperature"),
+        (float("nan"), "finite"),
+        ("warm", "must be a number"),
+    ]:
         with pytest.raises(StudioError, match=message):
             as_float(value, "temperature")
 

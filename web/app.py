@@ -32,8 +32,7 @@ MAX_UPLOAD = "5mb"  # primer MIDI files and training texts
 CACHE_SWEEP = (3600, 3600)  # Gradio's file cache: every hour, drop files older than an hour
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
-TRAINING_OFF = ("Training is off on this server: it serves other machines and was started "
-                "without `--allow-training`.")
+TRAINING_OFF = "Training is off on this server: it serves other machines and was started without `--allow-training`."
 
 
 def theme():
@@ -60,8 +59,10 @@ def build_app(jobs=None, *, training_on: bool = True):
     train_event = None
 
     with gr.Blocks(title="Sequence Studio", analytics_enabled=False, delete_cache=CACHE_SWEEP) as demo:
-        gr.Markdown("# Sequence Studio\nRecurrent models of prose, code, music and handwriting. "
-                    "Every result comes with the `studio` command that reproduces it.")
+        gr.Markdown(
+            "# Sequence Studio\nRecurrent models of prose, code, music and handwriting. "
+            "Every result comes with the `studio` command that reproduces it."
+        )
         tabs = []
         with gr.Tabs():
             with gr.Tab("Write", id="write"):
@@ -83,34 +84,54 @@ def build_app(jobs=None, *, training_on: bool = True):
         pickers = [tab["model"] for tab in tabs]
         notices = [tab["notice"] for tab in tabs]
         for tab in tabs:  # a bundle exported since the page loaded is offered when the list opens
-            tab["model"].focus(functools.partial(choices_update, tab["accepts"]), outputs=tab["model"],
-                               queue=False, api_visibility="private", show_progress="hidden")
-        models_tab.select(models.card_rows, outputs=model_list["table"], queue=False,
-                          api_visibility="private", show_progress="hidden")
+            tab["model"].focus(
+                functools.partial(choices_update, tab["accepts"]),
+                outputs=tab["model"],
+                queue=False,
+                api_visibility="private",
+                show_progress="hidden",
+            )
+        models_tab.select(
+            models.card_rows, outputs=model_list["table"], queue=False, api_visibility="private", show_progress="hidden"
+        )
 
         def refresh(*current):
             """New bundles (a finished training run, a copied export) show up everywhere."""
-            updates = [picker_update(tab["accepts"], value, tab["default"])
-                       for tab, value in zip(tabs, current[:len(tabs)])]
-            texts = [missing_notice(update["choices"], tab["what"], tab["default"])
-                     for tab, update in zip(tabs, updates)]
+            updates = [
+                picker_update(tab["accepts"], value, tab["default"]) for tab, value in zip(tabs, current[: len(tabs)])
+            ]
+            texts = [
+                missing_notice(update["choices"], tab["what"], tab["default"]) for tab, update in zip(tabs, updates)
+            ]
             rows = models.card_rows()
             names = [row[0] for row in rows]
             chosen = {} if current[-1] in names else {"value": names[0] if names else None}
             return (*updates, *texts, rows, gr.update(choices=names, **chosen))
 
-        refresh_io = dict(fn=refresh, inputs=[*pickers, model_list["picker"]],
-                          outputs=[*pickers, *notices, model_list["table"], model_list["picker"]],
-                          api_visibility="private", show_progress="hidden")
+        refresh_io = dict(
+            fn=refresh,
+            inputs=[*pickers, model_list["picker"]],
+            outputs=[*pickers, *notices, model_list["table"], model_list["picker"]],
+            api_visibility="private",
+            show_progress="hidden",
+        )
         demo.load(**refresh_io)
         if train_event is not None:
             train_event.then(**refresh_io)
     return demo
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, ...] = (),
-           auth_file: Path | None = None, no_auth: bool = False, allow_training: bool = False,
-           corpus_roots: tuple[Path, ...] = (), prevent_thread_lock: bool = False):
+def launch(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    *,
+    auth: tuple[str, ...] = (),
+    auth_file: Path | None = None,
+    no_auth: bool = False,
+    allow_training: bool = False,
+    corpus_roots: tuple[Path, ...] = (),
+    prevent_thread_lock: bool = False,
+):
     """Serve the studio on ``host:port`` (blocks unless ``prevent_thread_lock``).
     ``auth`` holds ``USER:PASSWORD`` values and ``auth_file`` one per line; a host other
     than loopback needs one of them or ``no_auth``, and gets training only with
@@ -119,8 +140,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, ...] =
     from .serving import decide
     from .training import TrainingJobs
 
-    exposure = decide(host, auth=auth, auth_file=auth_file, no_auth=no_auth,
-                      allow_training=allow_training)
+    exposure = decide(host, auth=auth, auth_file=auth_file, no_auth=no_auth, allow_training=allow_training)
     log_lines()
     if exposure.warning:
         print(exposure.warning, file=sys.stderr, flush=True)
@@ -132,11 +152,22 @@ def launch(host: str = "127.0.0.1", port: int = 7860, *, auth: tuple[str, ...] =
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops like Ctrl-C: cleanly
     demo = build_app(jobs, training_on=exposure.training)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=DEFAULT_CONCURRENCY)
-    return demo.launch(server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD,
-                       auth=list(exposure.credentials) or None, theme=theme(),
-                       css_paths=[ASSETS / "studio.css"], ssr_mode=False,
-                       show_error=False, footer_links=["api", "settings"], mcp_server=False,
-                       pwa=False, enable_monitoring=False, prevent_thread_lock=prevent_thread_lock)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        max_file_size=MAX_UPLOAD,
+        auth=list(exposure.credentials) or None,
+        theme=theme(),
+        css_paths=[ASSETS / "studio.css"],
+        ssr_mode=False,
+        show_error=False,
+        footer_links=["api", "settings"],
+        mcp_server=False,
+        pwa=False,
+        enable_monitoring=False,
+        prevent_thread_lock=prevent_thread_lock,
+    )
 
 
 def log_lines() -> None:
@@ -159,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     """Loopback serving for development; `studio web` has the flags for other hosts."""
     from studio.errors import StudioError
 
-    parser = argparse.ArgumentParser(description="Serve the Sequence Studio web app "
-                                                 "(`studio web --help` for the serving flags).")
+    parser = argparse.ArgumentParser(
+        description="Serve the Sequence Studio web app (`studio web --help` for the serving flags)."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)

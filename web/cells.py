@@ -52,28 +52,42 @@ def build_tab() -> dict:
     names = bundles_for(writes_text)
     first = preferred(names, DEFAULT_MODEL)
     notice = gr.Markdown(missing_notice(names, "text", DEFAULT_MODEL))
-    gr.Markdown("Each hidden cell's activation colours the text (red positive, blue negative). "
-                "The table ranks cells by how closely they follow simple features of the text; "
-                "click a row to see that cell.")
+    gr.Markdown(
+        "Each hidden cell's activation colours the text (red positive, blue negative). "
+        "The table ranks cells by how closely they follow simple features of the text; "
+        "click a row to see that cell."
+    )
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            model = gr.Dropdown(names, value=first, label="Model",
-                                allow_custom_value=True, elem_id="inspect-model")
-            text = gr.Textbox(text_for(first, READING_SAMPLES[0]) if first else READING_SAMPLES[0],
-                              label="Text", lines=10, elem_id="inspect-text",
-                              info="Changes with the model to a text the model can read, unless it is yours.")
+            model = gr.Dropdown(names, value=first, label="Model", allow_custom_value=True, elem_id="inspect-model")
+            text = gr.Textbox(
+                text_for(first, READING_SAMPLES[0]) if first else READING_SAMPLES[0],
+                label="Text",
+                lines=10,
+                elem_id="inspect-text",
+                info="Changes with the model to a text the model can read, unless it is yours.",
+            )
             cell = gr.Number(0, step=1, label="Cell", elem_id="inspect-cell")
             go = gr.Button("Look inside", variant="primary", elem_id="inspect-button")
             error = error_box("inspect")
         with gr.Column(scale=3, min_width=360):
             coloured = gr.HTML(label="Coloured text", elem_id="inspect-html")
             count = gr.Number(label="Cells in this model", interactive=False)
-            ranking = gr.Dataframe(headers=["feature", "cell", "label", "r"],
-                                   datatype=["str", "number", "str", "number"],
-                                   label="Cells that track features", interactive=False,
-                                   elem_id="inspect-ranking")
-    action(go, inspect_cells, inputs=[model, text, cell], outputs=[coloured, ranking, count], error=error,
-           api_name="inspect")
+            ranking = gr.Dataframe(
+                headers=["feature", "cell", "label", "r"],
+                datatype=["str", "number", "str", "number"],
+                label="Cells that track features",
+                interactive=False,
+                elem_id="inspect-ranking",
+            )
+    action(
+        go,
+        inspect_cells,
+        inputs=[model, text, cell],
+        outputs=[coloured, ranking, count],
+        error=error,
+        api_name="inspect",
+    )
     model.change(text_for, inputs=[model, text], outputs=text, api_visibility="private")
 
     def pick(event: gr.SelectData, table):
@@ -81,7 +95,9 @@ def build_tab() -> dict:
         return int(table.iloc[row, 1])
 
     ranking.select(pick, inputs=ranking, outputs=cell, api_visibility="private").then(
-        user_errors(inspect_cells), inputs=[model, text, cell], outputs=[coloured, ranking, count],
-        api_visibility="private")
-    return {"model": model, "notice": notice, "accepts": writes_text, "default": DEFAULT_MODEL,
-            "what": "text"}
+        user_errors(inspect_cells),
+        inputs=[model, text, cell],
+        outputs=[coloured, ranking, count],
+        api_visibility="private",
+    )
+    return {"model": model, "notice": notice, "accepts": writes_text, "default": DEFAULT_MODEL, "what": "text"}

@@ -38,6 +38,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 
 # --- errors -----------------------------------------------------------------------
 
+
 def describe(error: Exception, where: str) -> str:
     """The one sentence a user sees for ``error``, logged once: a user's mistake (a
     StudioError, a ``gr.Error``) as one line, anything else, our bug, with its trace."""
@@ -62,12 +63,14 @@ def user_errors(handler: Callable, where: str | None = None) -> Callable:
     ``gr.Error`` with one clear sentence, never a stack trace (logged as one line)."""
     where = where or handler.__name__
     if inspect.isgeneratorfunction(handler):
+
         @functools.wraps(handler)
         def stream(*args, **kwargs):
             try:
                 yield from handler(*args, **kwargs)
             except Exception as error:
                 raise _as_gradio_error(error, where) from None
+
         return stream
 
     @functools.wraps(handler)
@@ -76,6 +79,7 @@ def user_errors(handler: Callable, where: str | None = None) -> Callable:
             return handler(*args, **kwargs)
         except Exception as error:
             raise _as_gradio_error(error, where) from None
+
     return call
 
 
@@ -94,18 +98,21 @@ def named_as_uploaded(names: dict[str, str]):
 
 def error_box(tab: str) -> gr.Markdown:
     """Where a tab's last failure stays, beside its action button, until the next action."""
-    return gr.Markdown(visible=False, elem_id=f"{tab}-error", elem_classes=["studio-error"],
-                       label="Error", show_label=False)
+    return gr.Markdown(
+        visible=False, elem_id=f"{tab}-error", elem_classes=["studio-error"], label="Error", show_label=False
+    )
 
 
 def _shown_on_page(handler: Callable, count: int, page: Callable, where: str) -> Callable:
     """``handler`` for the page: each result through ``page`` plus a hidden error box;
     a failure clears the ``count`` outputs (nothing stale stays on screen) and shows its
     one sentence in the box."""
+
     def failed(error: Exception) -> tuple:
         return (*[None] * count, gr.update(value=f"**Error:** {describe(error, where)}", visible=True))
 
     if inspect.isgeneratorfunction(handler):
+
         @functools.wraps(handler)
         def stream(*args, **kwargs):
             try:
@@ -113,6 +120,7 @@ def _shown_on_page(handler: Callable, count: int, page: Callable, where: str) ->
                     yield (*page(values), gr.update(visible=False))
             except Exception as error:
                 yield failed(error)
+
         return stream
 
     @functools.wraps(handler)
@@ -121,6 +129,7 @@ def _shown_on_page(handler: Callable, count: int, page: Callable, where: str) ->
             return (*page(handler(*args, **kwargs)), gr.update(visible=False))
         except Exception as error:
             return failed(error)
+
     return call
 
 
@@ -128,8 +137,18 @@ def _as_tuple(values) -> tuple:
     return values if isinstance(values, tuple) else (values,)
 
 
-def action(trigger, handler: Callable, *, inputs, outputs: list, error: gr.Markdown,
-           api_name: str, api: Callable = _as_tuple, page: Callable = _as_tuple, **options):
+def action(
+    trigger,
+    handler: Callable,
+    *,
+    inputs,
+    outputs: list,
+    error: gr.Markdown,
+    api_name: str,
+    api: Callable = _as_tuple,
+    page: Callable = _as_tuple,
+    **options,
+):
     """Bind ``handler`` (plain or generator) as what ``trigger`` (a button, or a list of
     events such as ``[button.click, picker.input]``) does, twice.
 
@@ -139,31 +158,45 @@ def action(trigger, handler: Callable, *, inputs, outputs: list, error: gr.Markd
     same handler from a hidden button, each result through ``api``, and a failure is a
     ``gr.Error``.  ``options`` (concurrency, progress) apply to both.  Returns the page's
     event, for chaining."""
+
     def api_results(*args, **kwargs):
         if inspect.isgeneratorfunction(handler):
             return (api(values) for values in handler(*args, **kwargs))
         return api(handler(*args, **kwargs))
 
     if inspect.isgeneratorfunction(handler):
+
         @functools.wraps(handler)
         def for_api(*args, **kwargs):
             yield from api_results(*args, **kwargs)
     else:
+
         @functools.wraps(handler)
         def for_api(*args, **kwargs):
             return api_results(*args, **kwargs)
 
     hidden = gr.Button(visible=False, elem_id=f"{api_name}-api")
-    hidden.click(user_errors(for_api, f"/{api_name}"), inputs=inputs, outputs=outputs, api_name=api_name,
-                 **options)
+    hidden.click(user_errors(for_api, f"/{api_name}"), inputs=inputs, outputs=outputs, api_name=api_name, **options)
     triggers = [trigger.click] if isinstance(trigger, gr.Button) else list(trigger)
-    cleared = gr.on(triggers, lambda: gr.update(value="", visible=False), outputs=error, queue=False,
-                    api_visibility="private", show_progress="hidden")
-    return cleared.then(_shown_on_page(handler, len(outputs), page, f"/{api_name}"), inputs=inputs,
-                        outputs=[*outputs, error], api_visibility="private", **options)
+    cleared = gr.on(
+        triggers,
+        lambda: gr.update(value="", visible=False),
+        outputs=error,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    return cleared.then(
+        _shown_on_page(handler, len(outputs), page, f"/{api_name}"),
+        inputs=inputs,
+        outputs=[*outputs, error],
+        api_visibility="private",
+        **options,
+    )
 
 
 # --- bundles ----------------------------------------------------------------------
+
 
 def studio_bundles() -> dict[str, Path]:
     """The studio's list of bundles: name -> resolved folder, for each folder on the
@@ -256,9 +289,11 @@ def missing_notice(names: Iterable[str], what: str, shipped: str) -> str:
     """The line a tab shows when it has no bundle to work with."""
     if list(names):
         return ""
-    return (f"**No {what} model found.** Train one in the *Train* tab, or run `make models` "
-            f"to build the shipped `{shipped}` model; bundles are looked up in `$STUDIO_MODELS` "
-            f"and `./export`.")
+    return (
+        f"**No {what} model found.** Train one in the *Train* tab, or run `make models` "
+        f"to build the shipped `{shipped}` model; bundles are looked up in `$STUDIO_MODELS` "
+        f"and `./export`."
+    )
 
 
 def require_model(model: str | None, what: str) -> str:
@@ -272,8 +307,9 @@ def require_model(model: str | None, what: str) -> str:
     except StudioError:
         found = None
     if found != folder:
-        raise StudioError(f"model {shown(model)} is shadowed by a folder of that name where the "
-                          "server runs: rename that folder")
+        raise StudioError(
+            f"model {shown(model)} is shadowed by a folder of that name where the server runs: rename that folder"
+        )
     return str(model)
 
 
@@ -285,6 +321,7 @@ def upload_folder() -> Path:
 
 
 # --- seeds and numbers --------------------------------------------------------------
+
 
 def new_seed() -> int:
     return secrets.randbelow(MAX_SEED)
@@ -313,6 +350,7 @@ def as_int(value, name: str) -> int:
 
 
 # --- output folders -----------------------------------------------------------------
+
 
 class OutputFolders:
     """One fresh folder per request under ``root``; folders older than an hour go away

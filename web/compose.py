@@ -37,33 +37,55 @@ from .common import (
 )
 
 DEFAULT_MODEL = "songs"
-KEYS = ["(any)"] + [f"{tonic} {mode}" for mode in ("major", "minor") for tonic in
-                    ("C", "G", "D", "A", "E", "B", "F#", "F", "Bb", "Eb", "Ab", "Db")] + [
-    "D dorian", "E phrygian", "F lydian", "G mixolydian", "A minor pentatonic", "C blues"]
+KEYS = (
+    ["(any)"]
+    + [
+        f"{tonic} {mode}"
+        for mode in ("major", "minor")
+        for tonic in ("C", "G", "D", "A", "E", "B", "F#", "F", "Bb", "Eb", "Ab", "Db")
+    ]
+    + ["D dorian", "E phrygian", "F lydian", "G mixolydian", "A minor pentatonic", "C blues"]
+)
 # what the music domains read: MIDI, MusicXML, ABC, Humdrum
-PRIMER_SUFFIXES = tuple(dict.fromkeys(suffix for cls in DOMAINS.values() if cls.medium is Medium.MUSIC
-                                      for suffix in cls.suffixes))
+PRIMER_SUFFIXES = tuple(
+    dict.fromkeys(suffix for cls in DOMAINS.values() if cls.medium is Medium.MUSIC for suffix in cls.suffixes)
+)
 
 
 def make_compose(outputs: OutputFolders):
-    def compose(model: str, primer: str | None = None, tempo: float = 110, bars: int = 8,
-                key: str = KEYS[0], temperature: float = 1.0, beams: int = 1, seed: int = 3):
+    def compose(
+        model: str,
+        primer: str | None = None,
+        tempo: float = 110,
+        bars: int = 8,
+        key: str = KEYS[0],
+        temperature: float = 1.0,
+        beams: int = 1,
+        seed: int = 3,
+    ):
         """Compose one piece; returns (summary, recipe, midi, wav, piano roll png)."""
         model = require_model(model, "music")
         prime_file, uploaded = None, {}
         if primer:
             primer = contain(primer, [upload_folder()], what="primer")
             if primer.suffix.lower() not in PRIMER_SUFFIXES:
-                raise StudioError(f"{primer.name} is not a music file: give a MIDI (.mid), MusicXML, "
-                                  "ABC or Humdrum file")
+                raise StudioError(
+                    f"{primer.name} is not a music file: give a MIDI (.mid), MusicXML, ABC or Humdrum file"
+                )
             kept = outputs.keep(primer, "primers", primer.suffix.lower())
             prime_file, uploaded = str(kept), {str(kept): primer.name, str(primer): primer.name}
         tempo = as_float(tempo, "tempo")
         settings = settings_from(
-            model, prime_file=prime_file, tempo=tempo or None, bars=as_int(bars, "bars"),
+            model,
+            prime_file=prime_file,
+            tempo=tempo or None,
+            bars=as_int(bars, "bars"),
             key=None if key in (None, "", KEYS[0]) else key,
-            temperature=as_float(temperature, "temperature"), num_beams=as_int(beams, "beams"),
-            seed=as_int(seed, "seed"), length=None)
+            temperature=as_float(temperature, "temperature"),
+            num_beams=as_int(beams, "beams"),
+            seed=as_int(seed, "seed"),
+            length=None,
+        )
         loaded = load(settings.model)
         if not writes_music(type(loaded.domain)):
             raise StudioError(f"{model} is not a music model: pick one trained on MIDI")
@@ -71,8 +93,7 @@ def make_compose(outputs: OutputFolders):
         with named_as_uploaded(uploaded):
             [piece] = sample(settings=settings)
         folder = outputs.new("compose")
-        midi = atomic_save(piece.output, confine(folder, f"{loaded.name}-seed{settings.seed}.mid",
-                                                 what="output file"))
+        midi = atomic_save(piece.output, confine(folder, f"{loaded.name}-seed{settings.seed}.mid", what="output file"))
         wav = atomic_save(piece.output, midi.with_suffix(".wav"))
         roll = atomic_save(piece.output, midi.with_suffix(".png"))
         shown = settings.with_(prime_file=uploaded[prime_file]) if prime_file else settings
@@ -87,40 +108,70 @@ def build_tab(outputs: OutputFolders) -> dict:
     notice = gr.Markdown(missing_notice(names, "music", DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            model = gr.Dropdown(names, value=preferred(names, DEFAULT_MODEL), label="Model",
-                                allow_custom_value=True, elem_id="compose-model")
+            model = gr.Dropdown(
+                names,
+                value=preferred(names, DEFAULT_MODEL),
+                label="Model",
+                allow_custom_value=True,
+                elem_id="compose-model",
+            )
             with gr.Row():
-                tempo = gr.Number(110, step=1, label="Tempo (bpm)", elem_id="compose-tempo",
-                                  info="10 to 400; 0 takes the primer's (else 120).")
-                bars = gr.Number(8, step=1, label="Bars", elem_id="compose-bars",
-                                 info=f"1 to {LIMITS.max_bars}; new bars after a primer.")
-            key = gr.Dropdown(KEYS, value=KEYS[0], label="Key / scale", allow_custom_value=True,
-                              elem_id="compose-key",
-                              info="Notes outside the scale are never played; type any key, "
-                                   "e.g. 'Bb mixolydian'.")
+                tempo = gr.Number(
+                    110,
+                    step=1,
+                    label="Tempo (bpm)",
+                    elem_id="compose-tempo",
+                    info="10 to 400; 0 takes the primer's (else 120).",
+                )
+                bars = gr.Number(
+                    8,
+                    step=1,
+                    label="Bars",
+                    elem_id="compose-bars",
+                    info=f"1 to {LIMITS.max_bars}; new bars after a primer.",
+                )
+            key = gr.Dropdown(
+                KEYS,
+                value=KEYS[0],
+                label="Key / scale",
+                allow_custom_value=True,
+                elem_id="compose-key",
+                info="Notes outside the scale are never played; type any key, e.g. 'Bb mixolydian'.",
+            )
             with gr.Row():
-                temperature = gr.Number(1.0, step=0.05, label="Temperature", elem_id="compose-temperature",
-                                        info="0 or more; 0 is greedy.")
-                beams = gr.Number(1, step=1, label="Beams", elem_id="compose-beams",
-                                  info=f"1 to {LIMITS.max_beams}.")
+                temperature = gr.Number(
+                    1.0, step=0.05, label="Temperature", elem_id="compose-temperature", info="0 or more; 0 is greedy."
+                )
+                beams = gr.Number(1, step=1, label="Beams", elem_id="compose-beams", info=f"1 to {LIMITS.max_beams}.")
                 seed = gr.Number(3, step=1, label="Seed", elem_id="compose-seed", info="0 or more.")
             with gr.Row():
                 go = gr.Button("Compose", variant="primary", elem_id="compose-button", scale=3)
                 dice = gr.Button("Random seed", scale=1, min_width=60)
             error = error_box("compose")
-            primer = gr.File(label="Primer to continue (optional)", file_types=list(PRIMER_SUFFIXES),
-                             type="filepath", elem_id="compose-primer", height=120)
+            primer = gr.File(
+                label="Primer to continue (optional)",
+                file_types=list(PRIMER_SUFFIXES),
+                type="filepath",
+                elem_id="compose-primer",
+                height=120,
+            )
         with gr.Column(scale=3, min_width=360):
             summary = gr.Textbox(label="Piece", elem_id="compose-summary")
             audio = gr.Audio(label="Listen (WAV)", type="filepath", elem_id="compose-audio")
             roll = gr.Image(label="Piano roll", type="filepath", elem_id="compose-roll")
             midi = gr.File(label="MIDI", elem_id="compose-midi")
-            recipe = gr.Textbox(label="Recipe (writes the same MIDI, WAV and PNG)",
-                                buttons=["copy"], elem_id="compose-recipe")
-    action(go, make_compose(outputs),
-           inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
-           outputs=[summary, recipe, midi, audio, roll], error=error, api_name="compose",
-           concurrency_limit=2, concurrency_id="render")
+            recipe = gr.Textbox(
+                label="Recipe (writes the same MIDI, WAV and PNG)", buttons=["copy"], elem_id="compose-recipe"
+            )
+    action(
+        go,
+        make_compose(outputs),
+        inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
+        outputs=[summary, recipe, midi, audio, roll],
+        error=error,
+        api_name="compose",
+        concurrency_limit=2,
+        concurrency_id="render",
+    )
     dice.click(new_seed, outputs=seed, api_visibility="private")
-    return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL,
-            "what": "music"}
+    return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL, "what": "music"}

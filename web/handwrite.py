@@ -52,7 +52,7 @@ def hex_colour(colour: str | None) -> str:
 
 
 def style_choices(model: str | None) -> list[str]:
-    """"none" plus one entry per style stored in the bundle's card."""
+    """ "none" plus one entry per style stored in the bundle's card."""
     if not model:
         return [NO_STYLE]
     try:
@@ -81,13 +81,21 @@ def controls(model: str | None) -> tuple:
         loaded = None
     writes = loaded is not None and draws_strokes(type(loaded.domain)) and loaded.domain.conditional
     styles = style_choices(model)
-    return gr.update(visible=writes or loaded is None), gr.update(choices=styles, value=NO_STYLE,
-                                                                  visible=len(styles) > 1)
+    return gr.update(visible=writes or loaded is None), gr.update(
+        choices=styles, value=NO_STYLE, visible=len(styles) > 1
+    )
 
 
 def make_handwrite(outputs: OutputFolders):
-    def handwrite(model: str, text: str | None = None, style: str = NO_STYLE, bias: float = 1.5,
-                  seed: int = 1, stroke_width: float = 2.0, color: str = "#1a1a2e"):
+    def handwrite(
+        model: str,
+        text: str | None = None,
+        style: str = NO_STYLE,
+        bias: float = 1.5,
+        seed: int = 1,
+        stroke_width: float = 2.0,
+        color: str = "#1a1a2e",
+    ):
         """Write ``text``; returns (summary, recipe, svg markup, png, gif, files)."""
         model = require_model(model, "handwriting")
         loaded = load(model)
@@ -95,19 +103,31 @@ def make_handwrite(outputs: OutputFolders):
         if not draws_strokes(type(domain)):
             raise StudioError(f"{model} does not draw strokes: pick a handwriting or doodle model")
         settings = settings_from(
-            model, text=(text or "") if domain.conditional else None, style=parse_style(style),
-            bias=as_float(bias, "legibility"), seed=as_int(seed, "seed"),
-            stroke_width=as_float(stroke_width, "stroke width"), color=hex_colour(color))
+            model,
+            text=(text or "") if domain.conditional else None,
+            style=parse_style(style),
+            bias=as_float(bias, "legibility"),
+            seed=as_int(seed, "seed"),
+            stroke_width=as_float(stroke_width, "stroke width"),
+            color=hex_colour(color),
+        )
         LIMITS.check(settings, domain)
         [drawing] = sample(settings=settings)
         folder = outputs.new("handwrite")
         stem = f"{runtime.bundle.name}-seed{settings.seed}"
-        files = [atomic_save(drawing.output, confine(folder, f"{stem}{suffix}", what="output file"))
-                 for suffix in FORMATS]
+        files = [
+            atomic_save(drawing.output, confine(folder, f"{stem}{suffix}", what="output file")) for suffix in FORMATS
+        ]
         svg, png, gif = files
         recipe = "\n".join(command_line(settings, out=path.name) for path in files)
-        return (drawing.text, recipe, svg.read_text(encoding="utf-8"), str(png), str(gif),
-                [str(path) for path in files])
+        return (
+            drawing.text,
+            recipe,
+            svg.read_text(encoding="utf-8"),
+            str(png),
+            str(gif),
+            [str(path) for path in files],
+        )
 
     return handwrite
 
@@ -119,25 +139,41 @@ def build_tab(outputs: OutputFolders) -> dict:
     notice = gr.Markdown(missing_notice(names, "handwriting", DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            model = gr.Dropdown(names, value=first, label="Model", allow_custom_value=True,
-                                elem_id="handwrite-model")
-            text = gr.Textbox("Sequence Studio", label="Text", lines=2, elem_id="handwrite-text",
-                              visible=shows_text["visible"],
-                              info=f"Up to {LIMITS.max_text} characters; long text wraps at the line "
-                                   "length the model was trained on.")
-            style = gr.Dropdown(shows_style["choices"], value=NO_STYLE, label="Style",
-                                allow_custom_value=True, visible=shows_style["visible"],
-                                elem_id="handwrite-style", info="Prime the pen with a stored sample's hand.")
+            model = gr.Dropdown(names, value=first, label="Model", allow_custom_value=True, elem_id="handwrite-model")
+            text = gr.Textbox(
+                "Sequence Studio",
+                label="Text",
+                lines=2,
+                elem_id="handwrite-text",
+                visible=shows_text["visible"],
+                info=f"Up to {LIMITS.max_text} characters; long text wraps at the line "
+                "length the model was trained on.",
+            )
+            style = gr.Dropdown(
+                shows_style["choices"],
+                value=NO_STYLE,
+                label="Style",
+                allow_custom_value=True,
+                visible=shows_style["visible"],
+                elem_id="handwrite-style",
+                info="Prime the pen with a stored sample's hand.",
+            )
             go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
             error = error_box("handwrite")
             with gr.Row():
-                bias = gr.Number(1.5, step=0.1, label="Legibility (bias)", elem_id="handwrite-bias",
-                                 info="0 or more: 0 is wild, 3 and up is neat.")
+                bias = gr.Number(
+                    1.5,
+                    step=0.1,
+                    label="Legibility (bias)",
+                    elem_id="handwrite-bias",
+                    info="0 or more: 0 is wild, 3 and up is neat.",
+                )
                 seed = gr.Number(1, step=1, label="Seed", elem_id="handwrite-seed", info="0 or more.")
                 dice = gr.Button("Random", scale=0, min_width=80)
             with gr.Row():
-                stroke_width = gr.Number(2.0, step=0.5, label="Stroke width", elem_id="handwrite-width",
-                                         info="Above 0 (pixels).")
+                stroke_width = gr.Number(
+                    2.0, step=0.5, label="Stroke width", elem_id="handwrite-width", info="Above 0 (pixels)."
+                )
                 color = gr.ColorPicker("#1a1a2e", label="Ink colour")
         with gr.Column(scale=3, min_width=360):
             summary = gr.Textbox(label="Drawing", elem_id="handwrite-summary")
@@ -146,13 +182,17 @@ def build_tab(outputs: OutputFolders) -> dict:
                 png = gr.Image(label="PNG", type="filepath", elem_id="handwrite-png")
                 gif = gr.Image(label="Pen animation", type="filepath", elem_id="handwrite-gif")
             files = gr.File(label="Downloads", file_count="multiple", elem_id="handwrite-files")
-            recipe = gr.Textbox(label="Recipes (one per format)", buttons=["copy"], lines=3,
-                                elem_id="handwrite-recipe")
-    action(go, make_handwrite(outputs),
-           inputs=[model, text, style, bias, seed, stroke_width, color],
-           outputs=[summary, recipe, svg, png, gif, files], error=error, api_name="handwrite",
-           concurrency_limit=2, concurrency_id="render")
+            recipe = gr.Textbox(label="Recipes (one per format)", buttons=["copy"], lines=3, elem_id="handwrite-recipe")
+    action(
+        go,
+        make_handwrite(outputs),
+        inputs=[model, text, style, bias, seed, stroke_width, color],
+        outputs=[summary, recipe, svg, png, gif, files],
+        error=error,
+        api_name="handwrite",
+        concurrency_limit=2,
+        concurrency_id="render",
+    )
     model.change(controls, inputs=model, outputs=[text, style], api_visibility="private")
     dice.click(new_seed, outputs=seed, api_visibility="private")
-    return {"model": model, "notice": notice, "accepts": draws_strokes, "default": DEFAULT_MODEL,
-            "what": "handwriting"}
+    return {"model": model, "notice": notice, "accepts": draws_strokes, "default": DEFAULT_MODEL, "what": "handwriting"}

@@ -23,9 +23,11 @@ from .common import OutputFolders, action, error_box, listed_bundle, studio_bund
 
 COLUMNS = ["name", "domain", "quality", "size MB", "parameters", "steps", "train minutes", "corpus", "path"]
 WIDTHS = ["12%", "8%", "18%", "7%", "9%", "6%", "7%", "15%", "18%"]  # the path column is never clipped
-LEGEND = ("**quality** says how well a model predicts data it never trained on (lower is better): "
-          "bits per character for text, per event for music, nats per pen point for strokes. "
-          "Pick a model below for what its figure means and a short sample of what it makes.")
+LEGEND = (
+    "**quality** says how well a model predicts data it never trained on (lower is better): "
+    "bits per character for text, per event for music, nats per pen point for strokes. "
+    "Pick a model below for what its figure means and a short sample of what it makes."
+)
 
 
 def shown_path(folder: Path) -> str:
@@ -53,15 +55,26 @@ def card_rows() -> list[list]:
             continue
         card, metrics = bundle.card, bundle.card.get("metrics", {})
         corpus = str((card.get("corpus") or {}).get("path") or (card.get("corpus") or {}).get("name") or "")
-        rows.append([name, card["domain"]["name"], figure, round(bundle.size_bytes() / 1e6, 2),
-                     metrics.get("parameters"), metrics.get("steps"), metrics.get("train_minutes"),
-                     Path(corpus).name if Path(corpus).is_absolute() else corpus, shown_path(path)])
+        rows.append(
+            [
+                name,
+                card["domain"]["name"],
+                figure,
+                round(bundle.size_bytes() / 1e6, 2),
+                metrics.get("parameters"),
+                metrics.get("steps"),
+                metrics.get("train_minutes"),
+                Path(corpus).name if Path(corpus).is_absolute() else corpus,
+                shown_path(path),
+            ]
+        )
     return rows
 
 
 def card_summary(card: dict) -> dict:
     """A card without its bulky arrays (vocabularies, stored styles) and without server
     paths (an absolute corpus path shows as its last part), for display."""
+
     def shrink(value):
         if isinstance(value, dict):  # a "path" key would make API clients fetch it as a file
             return {("folder" if key == "path" else key): shrink(item) for key, item in value.items()}
@@ -96,8 +109,11 @@ def make_model_preview(outputs: OutputFolders):
             raise StudioError("pick a model to preview")
         bundle = listed_bundle(model)
         measured = quality(bundle)
-        about = (f"**{model}**: {measured.figure}. {measured.gloss}" if measured.figure
-                 else f"**{model}**: its card records no held-out score.")
+        about = (
+            f"**{model}**: {measured.figure}. {measured.gloss}"
+            if measured.figure
+            else f"**{model}**: its card records no held-out score."
+        )
         made = preview(bundle.path, outputs.new("preview"))
         return about, made.text, str(made.image) if made.image else None, made.command
 
@@ -107,26 +123,45 @@ def make_model_preview(outputs: OutputFolders):
 def build_tab(outputs: OutputFolders) -> dict:
     rows = card_rows()
     gr.Markdown(LEGEND, elem_id="models-legend")
-    table = gr.Dataframe(rows, headers=COLUMNS, label="Model bundles", interactive=False, wrap=True,
-                         column_widths=WIDTHS, elem_id="models-table")
+    table = gr.Dataframe(
+        rows,
+        headers=COLUMNS,
+        label="Model bundles",
+        interactive=False,
+        wrap=True,
+        column_widths=WIDTHS,
+        elem_id="models-table",
+    )
     with gr.Row():
         refresh = gr.Button("Refresh", scale=1)
         names = [row[0] for row in rows]
-        picker = gr.Dropdown(names, value=names[0] if names else None, label="Card",
-                             allow_custom_value=True, scale=2, elem_id="models-card-picker")
+        picker = gr.Dropdown(
+            names,
+            value=names[0] if names else None,
+            label="Card",
+            allow_custom_value=True,
+            scale=2,
+            elem_id="models-card-picker",
+        )
         show = gr.Button("Show a sample", variant="primary", scale=1, elem_id="models-preview-button")
     error = error_box("models")
     about = gr.Markdown(label="About", elem_id="models-about")
     with gr.Row():
         sample_text = gr.Textbox(label="Sample", lines=6, elem_id="models-sample")
         sample_image = gr.Image(label="Sample picture", type="filepath", elem_id="models-sample-image")
-    sample_recipe = gr.Textbox(label="Recipe (makes the same sample)", buttons=["copy"],
-                               elem_id="models-sample-recipe")
+    sample_recipe = gr.Textbox(label="Recipe (makes the same sample)", buttons=["copy"], elem_id="models-sample-recipe")
     first = listed_bundle(rows[0][0]).card if rows and rows[0][1] != "damaged" else None
     card = gr.JSON(card_summary(first) if first else None, label="Card", elem_id="models-card")
     refresh.click(models, outputs=table, api_name="models")
     picker.change(model_card, inputs=picker, outputs=card, api_name="model_card")
-    action([show.click, picker.input], make_model_preview(outputs), inputs=picker,
-           outputs=[about, sample_text, sample_image, sample_recipe], error=error, api_name="model_preview",
-           concurrency_limit=2, concurrency_id="render")
+    action(
+        [show.click, picker.input],
+        make_model_preview(outputs),
+        inputs=picker,
+        outputs=[about, sample_text, sample_image, sample_recipe],
+        error=error,
+        api_name="model_preview",
+        concurrency_limit=2,
+        concurrency_id="render",
+    )
     return {"table": table, "picker": picker}

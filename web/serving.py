@@ -53,16 +53,16 @@ def parse_credentials(text: str, source: str) -> tuple[tuple[str, str], ...]:
             continue
         user, colon, password = line.partition(":")
         if not colon or not user.strip() or not password:
-            raise StudioError(f"{source} line {number}: give USER:PASSWORD (a user name, a colon, "
-                              "a password)")
+            raise StudioError(f"{source} line {number}: give USER:PASSWORD (a user name, a colon, a password)")
         pairs.append((user.strip(), password))
     if not pairs:
         raise StudioError(f"{source} holds no USER:PASSWORD line")
     return tuple(pairs)
 
 
-def read_credentials(auth: Iterable[str] = (), auth_file: Path | None = None,
-                     environ: Mapping[str, str] = os.environ) -> tuple[tuple[str, str], ...]:
+def read_credentials(
+    auth: Iterable[str] = (), auth_file: Path | None = None, environ: Mapping[str, str] = os.environ
+) -> tuple[tuple[str, str], ...]:
     """Every pair from ``--auth`` values, ``$STUDIO_WEB_AUTH`` and an auth file (one
     pair per line in both)."""
     pairs: list[tuple[str, str]] = []
@@ -74,15 +74,23 @@ def read_credentials(auth: Iterable[str] = (), auth_file: Path | None = None,
         try:
             text = Path(auth_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise StudioError(f"cannot read the auth file {auth_file} ({error.__class__.__name__}): "
-                              "give a text file with one USER:PASSWORD per line") from None
+            raise StudioError(
+                f"cannot read the auth file {auth_file} ({error.__class__.__name__}): "
+                "give a text file with one USER:PASSWORD per line"
+            ) from None
         pairs += parse_credentials(text, f"auth file {auth_file}")
     return tuple(pairs)
 
 
-def decide(host: str, *, auth: Iterable[str] = (), auth_file: Path | None = None,
-           no_auth: bool = False, allow_training: bool = False,
-           environ: Mapping[str, str] = os.environ) -> Exposure:
+def decide(
+    host: str,
+    *,
+    auth: Iterable[str] = (),
+    auth_file: Path | None = None,
+    no_auth: bool = False,
+    allow_training: bool = False,
+    environ: Mapping[str, str] = os.environ,
+) -> Exposure:
     """The exposure the flags ask for, or StudioError when binding ``host`` would expose
     the studio by accident.  Training is on for loopback; elsewhere only when allowed."""
     credentials = read_credentials(auth, auth_file, environ)
@@ -91,10 +99,13 @@ def decide(host: str, *, auth: Iterable[str] = (), auth_file: Path | None = None
     if is_loopback(host):
         return Exposure(host, credentials, training=True)
     if not credentials and not no_auth:
-        raise StudioError(f"--host {host} exposes the studio to other machines: add --auth USER:PASSWORD "
-                          f"(or --auth-file FILE, or ${AUTH_ENV}), or --no-auth to serve without a password")
+        raise StudioError(
+            f"--host {host} exposes the studio to other machines: add --auth USER:PASSWORD "
+            f"(or --auth-file FILE, or ${AUTH_ENV}), or --no-auth to serve without a password"
+        )
     warning = None
     if no_auth:
-        warning = (f"warning: serving on {host} without a password: anyone who can reach this port can "
-                   "use every tab" + (", training included" if allow_training else ""))
+        warning = f"warning: serving on {host} without a password: anyone who can reach this port can use every tab" + (
+            ", training included" if allow_training else ""
+        )
     return Exposure(host, credentials, training=allow_training, warning=warning)

@@ -49,10 +49,15 @@ MAX_UPLOAD_FILES = 50
 MAX_UPLOAD_BYTES = 20 * 2**20  # all files of one request together (each is also capped by Gradio)
 SHOWN_LINKS = 3  # links named in the refusal of a corpus that holds links out of its root
 # what the Train tab offers: small models that train in minutes on a shared machine
-LIMITS = TrainLimits(hidden_size=Bounds("hidden size", 16, 1024), layers=Bounds("layers", 1, 3),
-                     seq_len=Bounds("sequence length", 16, 256), batch_size=Bounds("batch size", 1, 128),
-                     max_steps=Bounds("max steps", 0), max_minutes=Bounds("max minutes", 0),
-                     eval_every=Bounds("validate every", 1))
+LIMITS = TrainLimits(
+    hidden_size=Bounds("hidden size", 16, 1024),
+    layers=Bounds("layers", 1, 3),
+    seq_len=Bounds("sequence length", 16, 256),
+    batch_size=Bounds("batch size", 1, 128),
+    max_steps=Bounds("max steps", 0),
+    max_minutes=Bounds("max minutes", 0),
+    eval_every=Bounds("validate every", 1),
+)
 SERIES_COLOURS = {"train": "#4f46e5", "validation": "#ea580c"}
 
 
@@ -137,7 +142,7 @@ class Job:
     def error_line(self) -> str:
         for line in reversed(self.log_tail().splitlines()):
             if line.startswith("error:"):
-                return line[len("error:"):].strip()
+                return line[len("error:") :].strip()
         return f"training stopped with exit code {self.process.returncode}; see the log below"
 
 
@@ -151,8 +156,7 @@ class TrainingJobs:
         self.runs_dir = self.workdir / "runs"
         self.export_dir = self.workdir / "export"
         self.uploads_dir = self.runs_dir / UPLOADS
-        self.corpus_roots = [self.workdir / "corpora", PACKAGE_ROOT / "corpora",
-                             *(Path(root) for root in corpus_roots)]
+        self.corpus_roots = [self.workdir / "corpora", PACKAGE_ROOT / "corpora", *(Path(root) for root in corpus_roots)]
         self.lock = threading.Lock()
         self.current: Job | None = None
 
@@ -167,8 +171,10 @@ class TrainingJobs:
         links = escaping_links(corpus.folder, corpus.root)
         if links:
             more = f" and {len(links) - SHOWN_LINKS} more" if len(links) > SHOWN_LINKS else ""
-            raise StudioError(f"corpus {corpus.name!r} refused: {', '.join(links[:SHOWN_LINKS])}{more} "
-                              "link outside its corpus folder; copy those files in instead")
+            raise StudioError(
+                f"corpus {corpus.name!r} refused: {', '.join(links[:SHOWN_LINKS])}{more} "
+                "link outside its corpus folder; copy those files in instead"
+            )
         return corpus
 
     def corpus_from_uploads(self, name: str, files: list[str]) -> Corpus:
@@ -176,8 +182,10 @@ class TrainingJobs:
         all, plain names only) into ``runs/_uploads/NAME`` with a README saying where they
         came from.  Everything is checked before anything is copied."""
         if len(files) > MAX_UPLOAD_FILES:
-            raise StudioError(f"at most {MAX_UPLOAD_FILES} files per training run (got {len(files)}); "
-                              "put a bigger corpus in a corpus folder")
+            raise StudioError(
+                f"at most {MAX_UPLOAD_FILES} files per training run (got {len(files)}); "
+                "put a bigger corpus in a corpus folder"
+            )
         sources = [contain(file, [upload_folder()], what="upload") for file in files]
         names = [check_name(Path(file).name, "uploaded file") for file in files]
         if len(set(names)) < len(names):
@@ -185,12 +193,16 @@ class TrainingJobs:
         total = sum(source.stat().st_size for source in sources)
         if total == 0:
             shown_names = ", ".join(names[:SHOWN_LINKS]) + (" ..." if len(names) > SHOWN_LINKS else "")
-            raise StudioError(f"nothing to train on: {shown_names} "
-                              f"{'is' if len(names) == 1 else 'are'} empty; upload files with text "
-                              "(or music) in them")
+            raise StudioError(
+                f"nothing to train on: {shown_names} "
+                f"{'is' if len(names) == 1 else 'are'} empty; upload files with text "
+                "(or music) in them"
+            )
         if total > MAX_UPLOAD_BYTES:
-            raise StudioError(f"uploads are capped at {MAX_UPLOAD_BYTES // 2**20} MB per training run "
-                              f"(got {total / 2**20:.1f} MB); put a bigger corpus in a corpus folder")
+            raise StudioError(
+                f"uploads are capped at {MAX_UPLOAD_BYTES // 2**20} MB per training run "
+                f"(got {total / 2**20:.1f} MB); put a bigger corpus in a corpus folder"
+            )
         folder = confine(self.uploads_dir, name, what="upload folder")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -198,7 +210,8 @@ class TrainingJobs:
             shutil.copyfile(source, folder / file_name)
         (folder / "README.md").write_text(
             f"Uploaded through the web studio on {time.strftime('%Y-%m-%d %H:%M')}: "
-            f"{len(files)} file(s). Source and licence: as given by the uploader.\n")
+            f"{len(files)} file(s). Source and licence: as given by the uploader.\n"
+        )
         return Corpus(name, self.uploads_dir.resolve(), folder)
 
     def shown(self, path: Path, otherwise: str) -> str:
@@ -212,8 +225,7 @@ class TrainingJobs:
         ``runs/`` and ``export/``; StudioError while another run trains or when the name
         is taken.  Called before uploads are copied, and again when the run starts."""
         if self.current is not None and self.current.running:
-            raise StudioError(f"{self.current.name} is still training: cancel it or wait "
-                              "(one run at a time)")
+            raise StudioError(f"{self.current.name} is still training: cancel it or wait (one run at a time)")
         run_dir = confine(self.runs_dir, name, what="run")
         out_dir = confine(self.export_dir, name, what="model")
         log_path = confine(self.runs_dir, f"{name}.log", what="training log")
@@ -225,29 +237,65 @@ class TrainingJobs:
         with self.lock:
             run_dir, out_dir, log_path = self.folders(name)
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            arguments = [corpus.argument, "--name", name, "--runs-dir", str(run_dir.parent),
-                         "--out", str(out_dir), "--quiet"]
-            shown = ["studio", "train", self.shown(corpus.folder, corpus.argument), "--name", name,
-                     "--runs-dir", self.shown(run_dir.parent, "runs"),
-                     "--out", self.shown(out_dir, f"export/{name}"), "--quiet"]
+            arguments = [
+                corpus.argument,
+                "--name",
+                name,
+                "--runs-dir",
+                str(run_dir.parent),
+                "--out",
+                str(out_dir),
+                "--quiet",
+            ]
+            shown = [
+                "studio",
+                "train",
+                self.shown(corpus.folder, corpus.argument),
+                "--name",
+                name,
+                "--runs-dir",
+                self.shown(run_dir.parent, "runs"),
+                "--out",
+                self.shown(out_dir, f"export/{name}"),
+                "--quiet",
+            ]
             for flag, value in options.items():
                 if value is not None:
                     arguments += [f"--{flag.replace('_', '-')}", str(value)]
                     shown += [f"--{flag.replace('_', '-')}", str(value)]
             # from beside the root, whatever the working folder: the same package, and file
             # names relative to the corpus in every message the trainer prints
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                [str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+            env = dict(
+                os.environ,
+                PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            )
             with open(log_path, "w") as log:
-                process = subprocess.Popen([sys.executable, "-m", "studio", "train", *arguments],
-                                           stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, cwd=corpus.root.parent, env=env,
-                                           start_new_session=True)
-            redactions = ((corpus.argument + os.sep, ""),
-                          (str(self.workdir.resolve()) + os.sep, ""), (str(self.workdir) + os.sep, ""))
-            self.current = Job(name, shown, run_dir, out_dir, log_path, process,
-                               options.get("max_steps"), shown_run=self.shown(run_dir, f"runs/{name}"),
-                               shown_out=self.shown(out_dir, f"export/{name}"), redactions=redactions)
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "studio", "train", *arguments],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=corpus.root.parent,
+                    env=env,
+                    start_new_session=True,
+                )
+            redactions = (
+                (corpus.argument + os.sep, ""),
+                (str(self.workdir.resolve()) + os.sep, ""),
+                (str(self.workdir) + os.sep, ""),
+            )
+            self.current = Job(
+                name,
+                shown,
+                run_dir,
+                out_dir,
+                log_path,
+                process,
+                options.get("max_steps"),
+                shown_run=self.shown(run_dir, f"runs/{name}"),
+                shown_out=self.shown(out_dir, f"export/{name}"),
+                redactions=redactions,
+            )
             return self.current
 
     def cancel(self) -> str:
@@ -284,9 +332,12 @@ def progress(job: Job) -> tuple[str, list[list]]:
     last = rows[-1]
     vals = [r["val_loss"] for r in rows if r.get("val_loss")]
     total = f"/{job.max_steps}" if job.max_steps else ""
-    line = (f"{job.name}: step {int(float(last['step']))}{total}, train loss "
-            f"{float(last['train_loss']):.3f}" + (f", validation {float(vals[-1]):.3f}" if vals else "")
-            + f", {float(last.get('tokens_per_s') or 0):,.0f} tokens/s, {elapsed:.0f} s")
+    line = (
+        f"{job.name}: step {int(float(last['step']))}{total}, train loss "
+        f"{float(last['train_loss']):.3f}"
+        + (f", validation {float(vals[-1]):.3f}" if vals else "")
+        + f", {float(last.get('tokens_per_s') or 0):,.0f} tokens/s, {elapsed:.0f} s"
+    )
     return line, points
 
 
@@ -295,7 +346,8 @@ def plot_value(points: list[list]):
 
     # typed even when empty: the plot fixes its axis types from the first value it gets
     return pd.DataFrame(points, columns=["step", "loss", "series"]).astype(
-        {"step": "float64", "loss": "float64", "series": "str"})
+        {"step": "float64", "loss": "float64", "series": "str"}
+    )
 
 
 def every_series(table):
@@ -315,20 +367,33 @@ def for_page(values: tuple) -> tuple:
 
 
 def make_train(jobs: TrainingJobs):
-    def train(corpus: str | None = None, uploads: list[str] | None = None, name: str = "",
-              domain: str = "auto", hidden_size: int = 128, layers: int = 2, seq_len: int = 64,
-              batch_size: int = 32, max_steps: int = 300, max_minutes: float = 10, eval_every: int = 50):
+    def train(
+        corpus: str | None = None,
+        uploads: list[str] | None = None,
+        name: str = "",
+        domain: str = "auto",
+        hidden_size: int = 128,
+        layers: int = 2,
+        seq_len: int = 64,
+        batch_size: int = 32,
+        max_steps: int = 300,
+        max_minutes: float = 10,
+        eval_every: int = 50,
+    ):
         """Train and export a model; streams (status, loss rows, log, command)."""
         name = (name or "").strip()
         if not NAME_PATTERN.match(name):
             raise StudioError("give the model a name: letters, digits, '-', '_' or '.', up to 48 characters")
         check_name(name, "model name")
-        options = {"hidden_size": as_int(hidden_size, "hidden size"), "layers": as_int(layers, "layers"),
-                   "seq_len": as_int(seq_len, "sequence length"),
-                   "batch_size": as_int(batch_size, "batch size"),
-                   "max_steps": as_int(max_steps, "max steps") or None,
-                   "max_minutes": as_float(max_minutes, "max minutes") or None,
-                   "eval_every": as_int(eval_every, "validate every")}
+        options = {
+            "hidden_size": as_int(hidden_size, "hidden size"),
+            "layers": as_int(layers, "layers"),
+            "seq_len": as_int(seq_len, "sequence length"),
+            "batch_size": as_int(batch_size, "batch size"),
+            "max_steps": as_int(max_steps, "max steps") or None,
+            "max_minutes": as_float(max_minutes, "max minutes") or None,
+            "eval_every": as_int(eval_every, "validate every"),
+        }
         LIMITS.check(options)
         options["domain"] = None if domain in (None, "", "auto") else domain
         listed = jobs.listed_corpus(corpus) if corpus and corpus != UPLOAD_CHOICE else None
@@ -347,8 +412,10 @@ def make_train(jobs: TrainingJobs):
             time.sleep(POLL_S)
         line, points = progress(job)
         if job.cancelled:
-            line = (f"{job.name}: cancelled. The last checkpoint is kept: "
-                    f"`studio train --resume {job.shown_run}` continues it.")
+            line = (
+                f"{job.name}: cancelled. The last checkpoint is kept: "
+                f"`studio train --resume {job.shown_run}` continues it."
+            )
         elif job.process.returncode != 0:
             raise StudioError(job.error_line())
         elif (job.out_dir / "card.json").exists():
@@ -362,48 +429,85 @@ def build_tab(jobs: TrainingJobs):
     """Components and events of the Train tab; returns the start button's page event,
     onto which the app chains a picker refresh."""
     choices = list(jobs.corpora())
-    gr.Markdown("Train a recurrent model on a corpus folder or on files you upload. "
-                "One run at a time; a small model on a small corpus takes minutes on a laptop.")
+    gr.Markdown(
+        "Train a recurrent model on a corpus folder or on files you upload. "
+        "One run at a time; a small model on a small corpus takes minutes on a laptop."
+    )
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             with gr.Row():
-                corpus = gr.Dropdown(choices + [UPLOAD_CHOICE], value=choices[0] if choices else UPLOAD_CHOICE,
-                                     label="Corpus", allow_custom_value=True, elem_id="train-corpus",
-                                     info="A folder the studio lists (corpora/), or your uploads.")
+                corpus = gr.Dropdown(
+                    choices + [UPLOAD_CHOICE],
+                    value=choices[0] if choices else UPLOAD_CHOICE,
+                    label="Corpus",
+                    allow_custom_value=True,
+                    elem_id="train-corpus",
+                    info="A folder the studio lists (corpora/), or your uploads.",
+                )
                 name = gr.Textbox("", label="Model name", placeholder="my-model", elem_id="train-name")
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
             error = error_box("train")
-            uploads = gr.File(label="...or upload files", file_count="multiple", type="filepath",
-                              elem_id="train-uploads", height=120)
+            uploads = gr.File(
+                label="...or upload files", file_count="multiple", type="filepath", elem_id="train-uploads", height=120
+            )
             with gr.Row():
                 domain = gr.Dropdown(trainable_domains(), value="auto", label="Domain")
-                hidden_size = gr.Number(128, step=16, label="Hidden size", elem_id="train-hidden",
-                                        info=_range(LIMITS.hidden_size))
+                hidden_size = gr.Number(
+                    128, step=16, label="Hidden size", elem_id="train-hidden", info=_range(LIMITS.hidden_size)
+                )
                 layers = gr.Number(2, step=1, label="Layers", elem_id="train-layers", info=_range(LIMITS.layers))
             with gr.Row():
-                seq_len = gr.Number(64, step=16, label="Sequence length", elem_id="train-seq-len",
-                                    info=_range(LIMITS.seq_len))
-                batch_size = gr.Number(32, step=1, label="Batch size", elem_id="train-batch",
-                                       info=_range(LIMITS.batch_size))
+                seq_len = gr.Number(
+                    64, step=16, label="Sequence length", elem_id="train-seq-len", info=_range(LIMITS.seq_len)
+                )
+                batch_size = gr.Number(
+                    32, step=1, label="Batch size", elem_id="train-batch", info=_range(LIMITS.batch_size)
+                )
             with gr.Row():
-                max_steps = gr.Number(300, step=1, label="Max steps", info="0: by epochs.",
-                                      elem_id="train-max-steps")
+                max_steps = gr.Number(300, step=1, label="Max steps", info="0: by epochs.", elem_id="train-max-steps")
                 max_minutes = gr.Number(10, label="Max minutes", info="0: no limit.", elem_id="train-max-minutes")
-                eval_every = gr.Number(50, step=1, label="Validate every", info="Steps, 1 or more.",
-                                       elem_id="train-eval-every")
+                eval_every = gr.Number(
+                    50, step=1, label="Validate every", info="Steps, 1 or more.", elem_id="train-eval-every"
+                )
         with gr.Column(scale=3, min_width=360):
             status = gr.Textbox(label="Progress", elem_id="train-status")
-            plot = gr.LinePlot(x="step", y="loss", color="series", label="Loss (nats/token)",
-                               color_map=SERIES_COLOURS, height=320, elem_id="train-plot")
+            plot = gr.LinePlot(
+                x="step",
+                y="loss",
+                color="series",
+                label="Loss (nats/token)",
+                color_map=SERIES_COLOURS,
+                height=320,
+                elem_id="train-plot",
+            )
             log = gr.Textbox(label="Log", lines=6, max_lines=15, elem_id="train-log")
             command = gr.Textbox(label="Same run from the CLI", buttons=["copy"], elem_id="train-command")
-    event = action(start, make_train(jobs),
-                   inputs=[corpus, uploads, name, domain, hidden_size, layers, seq_len, batch_size,
-                           max_steps, max_minutes, eval_every],
-                   outputs=[status, plot, log, command], error=error, api_name="train", page=for_page,
-                   concurrency_limit=1, concurrency_id="train", show_progress="minimal")
+    event = action(
+        start,
+        make_train(jobs),
+        inputs=[
+            corpus,
+            uploads,
+            name,
+            domain,
+            hidden_size,
+            layers,
+            seq_len,
+            batch_size,
+            max_steps,
+            max_minutes,
+            eval_every,
+        ],
+        outputs=[status, plot, log, command],
+        error=error,
+        api_name="train",
+        page=for_page,
+        concurrency_limit=1,
+        concurrency_id="train",
+        show_progress="minimal",
+    )
     cancel.click(user_errors(jobs.cancel), outputs=status, api_name="cancel_training")
     return event
 

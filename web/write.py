@@ -87,32 +87,50 @@ def parse_stops(text: str | None) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed,
-                   length, stop):
+def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop):
     """The settings `studio sample` would build from the same options."""
     return settings_from(
-        require_model(model, "text"), prime=prime or None,
-        temperature=as_float(temperature, "temperature"), top_k=as_int(top_k, "top-k"),
+        require_model(model, "text"),
+        prime=prime or None,
+        temperature=as_float(temperature, "temperature"),
+        top_k=as_int(top_k, "top-k"),
         top_p=as_float(top_p, "top-p"),
         repetition_penalty=as_float(repetition_penalty, "repetition penalty"),
-        num_beams=as_int(beams, "beams"), seed=as_int(seed, "seed"),
-        length=as_int(length, "length"), stop=parse_stops(stop))
+        num_beams=as_int(beams, "beams"),
+        seed=as_int(seed, "seed"),
+        length=as_int(length, "length"),
+        stop=parse_stops(stop),
+    )
 
 
 def make_write(outputs: OutputFolders, stops: StopRequests):
-    def write(model: str, prime: str | None = None, temperature: float = 0.8, top_k: int = 0,
-              top_p: float = 1.0, repetition_penalty: float = 1.0, beams: int = 1, seed: int = 1,
-              length: int = 300, stop: str | None = None, view: str = "auto", confidence: bool = False,
-              request: gr.Request = None):
+    def write(
+        model: str,
+        prime: str | None = None,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        beams: int = 1,
+        seed: int = 1,
+        length: int = 300,
+        stop: str | None = None,
+        view: str = "auto",
+        confidence: bool = False,
+        request: gr.Request = None,
+    ):
         """Generate text; streams (text, recipe, html, file, stats, rendered), the last one
         complete; ``rendered`` says whether ``html`` shows more than the plain text."""
-        settings = write_settings(model, prime, temperature, top_k, top_p, repetition_penalty,
-                                  beams, seed, length, stop)
+        settings = write_settings(
+            model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop
+        )
         loaded = load(settings.model)
         runtime, domain = loaded.runtime, loaded.domain
         if not writes_text(type(domain)):
-            raise StudioError(f"{settings.model} is a {domain.name} model: the Write tab needs a "
-                              "text model (music goes in Compose, strokes in Handwrite)")
+            raise StudioError(
+                f"{settings.model} is a {domain.name} model: the Write tab needs a "
+                "text model (music goes in Compose, strokes in Handwrite)"
+            )
         LIMITS.check(settings, domain)
         if view not in VIEWS:
             raise StudioError(f"view must be one of {', '.join(VIEWS)} (got {view!r})")
@@ -141,12 +159,10 @@ def make_write(outputs: OutputFolders, stops: StopRequests):
                 if stops.pressed(session):
                     stopped = True
                     break
-                if (time.monotonic() - last_update >= STREAM_INTERVAL_S
-                        or len(pieces) - shown_tokens >= STREAM_TOKENS):
+                if time.monotonic() - last_update >= STREAM_INTERVAL_S or len(pieces) - shown_tokens >= STREAM_TOKENS:
                     last_update, shown_tokens = time.monotonic(), len(pieces)
                     partial = text + "".join(pieces)
-                    yield (partial, "", view_html(partial, shown, language), None,
-                           f"{len(pieces)} tokens...", rendered)
+                    yield (partial, "", view_html(partial, shown, language), None, f"{len(pieces)} tokens...", rendered)
         finally:
             stops.finish(session)
         seconds = time.monotonic() - started
@@ -165,14 +181,14 @@ def make_write(outputs: OutputFolders, stops: StopRequests):
         else:
             html_view = view_html(finished.text, shown, language)
         count = len(finished.tokens)
-        logprob = (f"log-probability {finished.logprob:.2f} nats "
-                   f"({finished.logprob / max(1, count):.3f} per token)")
+        logprob = f"log-probability {finished.logprob:.2f} nats ({finished.logprob / max(1, count):.3f} per token)"
         if stopped:
-            stats = (f"stopped at {count} tokens after {seconds:.2f} s; the text file and the recipe "
-                     f"hold these {count} tokens; {logprob}")
+            stats = (
+                f"stopped at {count} tokens after {seconds:.2f} s; the text file and the recipe "
+                f"hold these {count} tokens; {logprob}"
+            )
         else:
-            stats = (f"{count} tokens in {seconds:.2f} s ({1000 * seconds / max(1, count):.1f} ms/token); "
-                     f"{logprob}")
+            stats = f"{count} tokens in {seconds:.2f} s ({1000 * seconds / max(1, count):.1f} ms/token); {logprob}"
         yield finished.text, recipe, html_view, str(target), stats, rendered
 
     return write
@@ -186,8 +202,13 @@ def for_api(values: tuple) -> tuple:
 def for_page(values: tuple) -> tuple:
     """The text once: in the text box when plain, in the view when rendered."""
     text, recipe, html_view, file, stats, rendered = values
-    return (gr.update(value=text, visible=not rendered), recipe,
-            gr.update(value=html_view, visible=rendered), file, stats)
+    return (
+        gr.update(value=text, visible=not rendered),
+        recipe,
+        gr.update(value=html_view, visible=rendered),
+        file,
+        stats,
+    )
 
 
 def build_tab(outputs: OutputFolders) -> dict:
@@ -197,56 +218,107 @@ def build_tab(outputs: OutputFolders) -> dict:
     notice = gr.Markdown(missing_notice(names, "text", DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            model = gr.Dropdown(names, value=preferred(names, DEFAULT_MODEL), label="Model",
-                                allow_custom_value=True, elem_id="write-model",
-                                info="Any text bundle: prose, Markdown, code or your own.")
-            prime = gr.Textbox("", label="Prime", lines=3, placeholder="ROMEO:", elem_id="write-prime",
-                               info="Text the model continues from; empty starts a fresh document.")
+            model = gr.Dropdown(
+                names,
+                value=preferred(names, DEFAULT_MODEL),
+                label="Model",
+                allow_custom_value=True,
+                elem_id="write-model",
+                info="Any text bundle: prose, Markdown, code or your own.",
+            )
+            prime = gr.Textbox(
+                "",
+                label="Prime",
+                lines=3,
+                placeholder="ROMEO:",
+                elem_id="write-prime",
+                info="Text the model continues from; empty starts a fresh document.",
+            )
             with gr.Row():
                 go = gr.Button("Write", variant="primary", elem_id="write-button")
                 cancel = gr.Button("Stop", variant="stop", elem_id="write-stop")
             error = error_box("write")
             with gr.Row():
-                temperature = gr.Number(0.8, step=0.05, label="Temperature", elem_id="write-temperature",
-                                        info="0 or more; 0 is greedy.")
-                length = gr.Number(300, step=1, label="Length (tokens)", elem_id="write-length",
-                                   info=f"1 to {LIMITS.max_length:,}.")
-                beams = gr.Number(1, step=1, label="Beams", elem_id="write-beams",
-                                  info=f"1 to {LIMITS.max_beams}.")
+                temperature = gr.Number(
+                    0.8, step=0.05, label="Temperature", elem_id="write-temperature", info="0 or more; 0 is greedy."
+                )
+                length = gr.Number(
+                    300, step=1, label="Length (tokens)", elem_id="write-length", info=f"1 to {LIMITS.max_length:,}."
+                )
+                beams = gr.Number(1, step=1, label="Beams", elem_id="write-beams", info=f"1 to {LIMITS.max_beams}.")
             with gr.Row():
                 top_k = gr.Number(0, step=1, label="Top-k", info="0 is off.", elem_id="write-top-k")
-                top_p = gr.Number(1.0, step=0.01, label="Top-p", info="Above 0, up to 1 (off).",
-                                  elem_id="write-top-p")
-                repetition_penalty = gr.Number(1.0, step=0.05, label="Repetition penalty",
-                                               info="Above 0; 1 is off.", elem_id="write-repetition")
+                top_p = gr.Number(1.0, step=0.01, label="Top-p", info="Above 0, up to 1 (off).", elem_id="write-top-p")
+                repetition_penalty = gr.Number(
+                    1.0, step=0.05, label="Repetition penalty", info="Above 0; 1 is off.", elem_id="write-repetition"
+                )
             with gr.Row():
-                seed = gr.Number(1, step=1, label="Seed", elem_id="write-seed", scale=3,
-                                 info="0 or more: the same seed writes the same text.")
+                seed = gr.Number(
+                    1,
+                    step=1,
+                    label="Seed",
+                    elem_id="write-seed",
+                    scale=3,
+                    info="0 or more: the same seed writes the same text.",
+                )
                 dice = gr.Button("Random", scale=1, min_width=60, elem_id="write-dice")
-            stop = gr.Textbox("", label="Stop strings", lines=2, elem_id="write-stop-strings",
-                              placeholder="one per line; \\n is a newline")
+            stop = gr.Textbox(
+                "",
+                label="Stop strings",
+                lines=2,
+                elem_id="write-stop-strings",
+                placeholder="one per line; \\n is a newline",
+            )
             with gr.Row():
-                view = gr.Radio(list(VIEWS), value="auto", label="Show as",
-                                info="auto: Markdown or code when the model was trained on it.")
+                view = gr.Radio(
+                    list(VIEWS),
+                    value="auto",
+                    label="Show as",
+                    info="auto: Markdown or code when the model was trained on it.",
+                )
                 confidence = gr.Checkbox(False, label="Colour by confidence", elem_id="write-confidence")
         with gr.Column(scale=3, min_width=360):
-            text = gr.Textbox(label="Text", lines=12, max_lines=30, buttons=["copy"],
-                              elem_id="write-text", autoscroll=True)
+            text = gr.Textbox(
+                label="Text", lines=12, max_lines=30, buttons=["copy"], elem_id="write-text", autoscroll=True
+            )
             html_view = gr.HTML(label="View", elem_id="write-view", max_height=520, visible=False)
             stats = gr.Markdown(label="Stats", elem_id="write-stats")
-            recipe = gr.Textbox(label="Recipe (reproduces the text file byte for byte)",
-                                buttons=["copy"], elem_id="write-recipe", lines=1)
+            recipe = gr.Textbox(
+                label="Recipe (reproduces the text file byte for byte)",
+                buttons=["copy"],
+                elem_id="write-recipe",
+                lines=1,
+            )
             file = gr.File(label="Text file", elem_id="write-file")
-    action(go, make_write(outputs, stops),
-           inputs=[model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop,
-                   view, confidence],
-           outputs=[text, recipe, html_view, file, stats], error=error, api_name="write",
-           api=for_api, page=for_page, concurrency_limit=WRITE_CONCURRENCY, concurrency_id="write")
+    action(
+        go,
+        make_write(outputs, stops),
+        inputs=[
+            model,
+            prime,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            beams,
+            seed,
+            length,
+            stop,
+            view,
+            confidence,
+        ],
+        outputs=[text, recipe, html_view, file, stats],
+        error=error,
+        api_name="write",
+        api=for_api,
+        page=for_page,
+        concurrency_limit=WRITE_CONCURRENCY,
+        concurrency_id="write",
+    )
 
     def press_stop(request: gr.Request):
         stops.press(request.session_hash)
 
     cancel.click(press_stop, queue=False, api_visibility="private", show_progress="hidden")
     dice.click(new_seed, outputs=seed, api_visibility="private")
-    return {"model": model, "notice": notice, "accepts": writes_text, "default": DEFAULT_MODEL,
-            "what": "text"}
+    return {"model": model, "notice": notice, "accepts": writes_text, "default": DEFAULT_MODEL, "what": "text"}

@@ -37,8 +37,10 @@ def fp32_bundle(bundle: Bundle, folder: Path, runs_dir: Path = Path("runs")) -> 
         return bundle
     best = Path(runs_dir) / bundle.name / "best.pt"
     if not best.exists():
-        raise StudioError(f"{bundle.name} ships only an int8 graph and {best} is missing: bench "
-                          "needs the fp32 weights (re-export without --int8-only, or keep the run)")
+        raise StudioError(
+            f"{bundle.name} ships only an int8 graph and {best} is missing: bench "
+            "needs the fp32 weights (re-export without --int8-only, or keep the run)"
+        )
     import torch
 
     from ..config import ModelConfig
@@ -60,8 +62,9 @@ def shaped_bundle(like: Bundle, shape: str, folder: Path) -> Bundle:
     except ValueError:
         raise StudioError(f"--shape must look like 2x512 (layers x hidden size), got {shape!r}") from None
     if not (1 <= layers <= MAX_LAYERS and HIDDEN_SIZES[0] <= hidden <= HIDDEN_SIZES[1]):
-        raise StudioError(f"--shape {shape}: layers must be 1-{MAX_LAYERS} and hidden size "
-                          f"{HIDDEN_SIZES[0]}-{HIDDEN_SIZES[1]}")
+        raise StudioError(
+            f"--shape {shape}: layers must be 1-{MAX_LAYERS} and hidden size {HIDDEN_SIZES[0]}-{HIDDEN_SIZES[1]}"
+        )
     import torch
 
     from ..config import ModelConfig
@@ -69,9 +72,16 @@ def shaped_bundle(like: Bundle, shape: str, folder: Path) -> Bundle:
 
     config = like.card["model"]
     torch.manual_seed(0)
-    model = RecurrentLM(ModelConfig(vocab_size=config["vocab_size"], cell=config["cell"],
-                                    layers=layers, hidden_size=hidden,
-                                    embedding_size=config["embedding_size"], dropout=0.0))
+    model = RecurrentLM(
+        ModelConfig(
+            vocab_size=config["vocab_size"],
+            cell=config["cell"],
+            layers=layers,
+            hidden_size=hidden,
+            embedding_size=config["embedding_size"],
+            dropout=0.0,
+        )
+    )
     return _export_fp32(model, like, folder)
 
 

@@ -26,13 +26,26 @@ from .torch_rates import torch_figures
 PREFILL_TOKENS = 1000
 AGREEMENT_TOKENS = 200  # tokens over which int8 and fp32 top-1 predictions are compared
 PRIME_TOKENS = 8
-KEYS = ("ort_fp32_tok_s", "ort_int8_tok_s", "torch_naive_tok_s", "torch_best_tok_s",
-        "beam8_steps_s", "prefill_1000_ms", "cold_start_s")
+KEYS = (
+    "ort_fp32_tok_s",
+    "ort_int8_tok_s",
+    "torch_naive_tok_s",
+    "torch_best_tok_s",
+    "beam8_steps_s",
+    "prefill_1000_ms",
+    "cold_start_s",
+)
 
 
-def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = True,
-            cold: bool = True, progress: Callable[[str], None] | None = None,
-            shape: str | None = None) -> dict:
+def measure(
+    model: str | Path = "prose",
+    seconds: float = 3.0,
+    *,
+    torch: bool = True,
+    cold: bool = True,
+    progress: Callable[[str], None] | None = None,
+    shape: str | None = None,
+) -> dict:
     """All figures for one bundle, as a dict (the keys of ``studio bench --json``).  With
     ``shape`` ("2x512"), a randomly initialised LSTM of that shape with the bundle's
     vocabulary stands in for the bundle's weights (``weights: random``)."""
@@ -52,8 +65,9 @@ def measure(model: str | Path = "prose", seconds: float = 3.0, *, torch: bool = 
             stand_in.cleanup()
 
 
-def _measure(bundle: Bundle, domain, seconds: float, *, torch: bool, cold: bool,
-             say: Callable[[str], None], shaped: bool) -> dict:
+def _measure(
+    bundle: Bundle, domain, seconds: float, *, torch: bool, cold: bool, say: Callable[[str], None], shaped: bool
+) -> dict:
     result = _facts(bundle, shaped)
     prime_ids = np.random.default_rng(1).integers(0, bundle.card["model"]["vocab_size"], PREFILL_TOKENS)
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
@@ -70,8 +84,9 @@ def _measure(bundle: Bundle, domain, seconds: float, *, torch: bool, cold: bool,
         say("prefill through step calls")
         result["prefill_1000_step_ms"] = prefill_step_ms(runtimes[default], prime_ids, seconds / 3)
         say("beam search, 8 beams")
-        result["beam8_steps_s"] = round(generation_rate(
-            runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1)
+        result["beam8_steps_s"] = round(
+            generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1
+        )
         if cold:
             say("cold start")
             result["cold_start_s"] = round(timing.cold_start(shipped.path), 3)
@@ -90,10 +105,11 @@ def _facts(bundle: Bundle, shaped: bool) -> dict:
     config = bundle.card["model"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "model": bundle.name, "path": str(bundle.path),
-        "shape": f"{config['layers']}x{config['hidden_size']} {config['cell']}, "
-                 f"vocab {config['vocab_size']}",
-        "cpu_cores": cores, "load_avg_before": round(os.getloadavg()[0], 2),
+        "model": bundle.name,
+        "path": str(bundle.path),
+        "shape": f"{config['layers']}x{config['hidden_size']} {config['cell']}, vocab {config['vocab_size']}",
+        "cpu_cores": cores,
+        "load_avg_before": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "weights": "random (--shape)" if shaped else "trained",
         "onnxruntime": onnxruntime.__version__,
@@ -109,11 +125,12 @@ def _runtimes(shipped: Bundle, folder: Path) -> tuple[Bundle, dict[str, Runtime]
     bundle = fp32_bundle(shipped, folder / "fp32")
     quantised = int8_bundle(bundle, folder / "int8")
     runtimes = {"fp32": Runtime(bundle, precision="fp32"), "int8": Runtime(quantised, precision="int8")}
-    figures = {"fp32_exported_here_from": None if bundle is shipped else
-               str(Path("runs") / shipped.name / "best.pt"),
-               "int8_quantised_here": quantised is not bundle,
-               "int8_top1_agreement": _top1_agreement(runtimes, bundle.card["model"]["vocab_size"]),
-               "ort_threads": runtimes["fp32"].threads}
+    figures = {
+        "fp32_exported_here_from": None if bundle is shipped else str(Path("runs") / shipped.name / "best.pt"),
+        "int8_quantised_here": quantised is not bundle,
+        "int8_top1_agreement": _top1_agreement(runtimes, bundle.card["model"]["vocab_size"]),
+        "ort_threads": runtimes["fp32"].threads,
+    }
     return bundle, runtimes, figures
 
 
@@ -130,5 +147,7 @@ def _against_torch(result: dict) -> dict:
     """``ort_{fp32,int8}_vs_torch_best``: onnxruntime's speed over tuned PyTorch's."""
     if "torch_best_tok_s" not in result:
         return {}
-    return {f"ort_{precision}_vs_torch_best": round(
-        result[f"ort_{precision}_tok_s"] / result["torch_best_tok_s"], 2) for precision in ("fp32", "int8")}
+    return {
+        f"ort_{precision}_vs_torch_best": round(result[f"ort_{precision}_tok_s"] / result["torch_best_tok_s"], 2)
+        for precision in ("fp32", "int8")
+    }

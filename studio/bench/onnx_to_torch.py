@@ -27,8 +27,9 @@ def torch_model_from_onnx(bundle: Bundle):
     from ..models.recurrent_lm import RecurrentLM
 
     if "fp32" not in bundle.card["graphs"]:
-        raise StudioError(f"{bundle.name} ships no fp32 graph to rebuild PyTorch from; "
-                          "re-export it without --int8-only")
+        raise StudioError(
+            f"{bundle.name} ships no fp32 graph to rebuild PyTorch from; re-export it without --int8-only"
+        )
     config = ModelConfig.from_dict(bundle.card["model"])
     if config.tie_weights:
         raise StudioError("bench rebuilds PyTorch models from untied graphs only")
@@ -49,8 +50,7 @@ def _layout(graph, weights: dict, layers: int, bundle: Bundle) -> tuple[list, ob
     gathers = [node for node in graph.node if node.op_type == "Gather" and node.input[0] in weights]
     heads = [node for node in graph.node if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights]
     if len(recurrent) != layers or len(gathers) != 1 or len(heads) != 1:
-        raise StudioError(f"cannot map {bundle.graph_path('fp32')} back to PyTorch "
-                          "(unexpected graph layout)")
+        raise StudioError(f"cannot map {bundle.graph_path('fp32')} back to PyTorch (unexpected graph layout)")
     return recurrent, gathers[0], heads[0]
 
 
@@ -58,10 +58,12 @@ def _head_state(graph, head, weights: dict) -> dict[str, np.ndarray]:
     """``head.weight`` and ``head.bias`` from the output MatMul (+ Add) or Gemm."""
     head_weight = weights[head.input[1]]
     transposed = head.op_type == "Gemm" and any(a.name == "transB" and a.i for a in head.attribute)
-    bias_nodes = [node for node in graph.node if node.op_type == "Add"
-                  and head.output[0] in node.input]
-    bias_name = head.input[2] if head.op_type == "Gemm" and len(head.input) > 2 else \
-        next((name for node in bias_nodes for name in node.input if name in weights), None)
+    bias_nodes = [node for node in graph.node if node.op_type == "Add" and head.output[0] in node.input]
+    bias_name = (
+        head.input[2]
+        if head.op_type == "Gemm" and len(head.input) > 2
+        else next((name for node in bias_nodes for name in node.input if name in weights), None)
+    )
     if bias_name is None:
         raise StudioError("cannot find the output layer's bias in the ONNX graph")
     return {"head.weight": head_weight if transposed else head_weight.T, "head.bias": weights[bias_name]}
@@ -72,13 +74,16 @@ def _recurrent_state(node, weights: dict, layer: int, hidden: int) -> dict[str, 
     order = ONNX_TO_TORCH_GATES[node.op_type]
 
     def regate(matrix: np.ndarray) -> np.ndarray:
-        blocks = [matrix[i * hidden:(i + 1) * hidden] for i in range(len(order))]
+        blocks = [matrix[i * hidden : (i + 1) * hidden] for i in range(len(order))]
         return np.concatenate([blocks[i] for i in order])
 
     w, r, b = (weights[name][0] for name in node.input[1:4])
-    return {f"rnn.weight_ih_l{layer}": regate(w), f"rnn.weight_hh_l{layer}": regate(r),
-            f"rnn.bias_ih_l{layer}": regate(b[: len(order) * hidden]),
-            f"rnn.bias_hh_l{layer}": regate(b[len(order) * hidden:])}
+    return {
+        f"rnn.weight_ih_l{layer}": regate(w),
+        f"rnn.weight_hh_l{layer}": regate(r),
+        f"rnn.bias_ih_l{layer}": regate(b[: len(order) * hidden]),
+        f"rnn.bias_hh_l{layer}": regate(b[len(order) * hidden :]),
+    }
 
 
 def check_parity(model, runtime: Runtime, tokens: int = 64) -> float:

@@ -8,26 +8,27 @@ import sys
 from ..errors import StudioError
 from .measure import measure
 
-ROWS = [("PyTorch step loop, default settings", "torch_naive_tok_s", "tok/s"),
-        ("PyTorch, oneDNN off + inference_mode + best threads", "torch_best_tok_s", "tok/s"),
-        ("onnxruntime fp32", "ort_fp32_tok_s", "tok/s"),
-        ("onnxruntime fp32 through IOBinding", "ort_fp32_iobinding_tok_s", "tok/s"),
-        ("onnxruntime int8", "ort_int8_tok_s", "tok/s"),
-        ("onnxruntime fp32, step graph alone (no sampling)", "ort_fp32_graph_only_tok_s", "tok/s"),
-        ("onnxruntime int8, step graph alone (no sampling)", "ort_int8_graph_only_tok_s", "tok/s"),
-        ("onnxruntime fp32, batch 8", "ort_fp32_b8_tok_s", "tok/s"),
-        ("onnxruntime fp32, batch 64", "ort_fp32_b64_tok_s", "tok/s"),
-        ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),
-        ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
-        ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
-        ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
-        ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
-        ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),
-        ("cold start, `studio sample --length 200`", "cold_start_s", "s")]
+ROWS = [
+    ("PyTorch step loop, default settings", "torch_naive_tok_s", "tok/s"),
+    ("PyTorch, oneDNN off + inference_mode + best threads", "torch_best_tok_s", "tok/s"),
+    ("onnxruntime fp32", "ort_fp32_tok_s", "tok/s"),
+    ("onnxruntime fp32 through IOBinding", "ort_fp32_iobinding_tok_s", "tok/s"),
+    ("onnxruntime int8", "ort_int8_tok_s", "tok/s"),
+    ("onnxruntime fp32, step graph alone (no sampling)", "ort_fp32_graph_only_tok_s", "tok/s"),
+    ("onnxruntime int8, step graph alone (no sampling)", "ort_int8_graph_only_tok_s", "tok/s"),
+    ("onnxruntime fp32, batch 8", "ort_fp32_b8_tok_s", "tok/s"),
+    ("onnxruntime fp32, batch 64", "ort_fp32_b64_tok_s", "tok/s"),
+    ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),
+    ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
+    ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
+    ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
+    ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
+    ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),
+    ("cold start, `studio sample --length 200`", "cold_start_s", "s"),
+]
 
 
-def run_bench(model: str = "prose", json_out: bool = False, seconds: float = 3.0,
-              shape: str | None = None) -> dict:
+def run_bench(model: str = "prose", json_out: bool = False, seconds: float = 3.0, shape: str | None = None) -> dict:
     """`studio bench`: measure, then print JSON or a table."""
     if seconds <= 0:
         raise StudioError(f"--seconds must be positive (got {seconds})")
@@ -45,8 +46,10 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['model']} ({result['shape']}), {result['cpu_cores']} cores, "
-                        f"load {result['load_avg_before']} -> {result['load_avg_after']}")
+    table = Table(
+        title=f"{result['model']} ({result['shape']}), {result['cpu_cores']} cores, "
+        f"load {result['load_avg_before']} -> {result['load_avg_after']}"
+    )
     table.add_column("measurement")
     table.add_column("value", justify="right")
     table.add_column("unit")

@@ -32,8 +32,9 @@ class _Endless:
         return False
 
 
-def generation_rate(runtime: Runtime, domain, settings: SampleSettings, seconds: float,
-                    per_step: Callable[[SampleSettings], int]) -> float:
+def generation_rate(
+    runtime: Runtime, domain, settings: SampleSettings, seconds: float, per_step: Callable[[SampleSettings], int]
+) -> float:
     """Units per second of the sampling loop with ``settings`` (``domain``: the bundle's);
     each step counts ``per_step(settings)`` units (tokens: ``settings.num``; beam steps: 1)."""
     endless = _Endless(domain)
@@ -77,10 +78,11 @@ def prefill_ms(runtime: Runtime, prime_ids: np.ndarray, seconds: float) -> float
 
 def prefill_step_ms(runtime: Runtime, prime_ids: np.ndarray, seconds: float) -> float:
     """Milliseconds to prime with ``prime_ids`` through one step call per token."""
+
     def stepwise() -> int:
         state = runtime.init_state(1)
         for t in range(len(prime_ids)):
-            _, state = runtime.logits(prime_ids[None, t:t + 1], state)
+            _, state = runtime.logits(prime_ids[None, t : t + 1], state)
         return 1
 
     return round(1000 / rate(stepwise, seconds, chunks=3), 2)
@@ -104,9 +106,17 @@ def _one_call_batches(runtime: Runtime) -> Iterator[None]:
         runtime.row_exact = True
 
 
-def precision_figures(precision: str, runtime: Runtime, domain, base: SampleSettings,
-                      prime_ids: np.ndarray, seconds: float, say: Callable[[str], None]) -> dict:
+def precision_figures(
+    precision: str,
+    runtime: Runtime,
+    domain,
+    base: SampleSettings,
+    prime_ids: np.ndarray,
+    seconds: float,
+    say: Callable[[str], None],
+) -> dict:
     """Every ``ort_{precision}_*`` figure and ``prefill_1000_{precision}_ms``."""
+
     def tokens_per_second(settings: SampleSettings) -> float:
         return round(generation_rate(runtime, domain, settings, seconds, lambda s: s.num), 1)
 

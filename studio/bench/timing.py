@@ -65,13 +65,11 @@ def cold_start(model_path: Path, runs: int = 3) -> float:
     """Median wall time of `studio sample --length 200` in a fresh process."""
     script = Path(sys.executable).with_name("studio")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "studio"]
-    command += ["sample", "--model", str(model_path), "--length", str(COLD_START_LENGTH),
-                "--seed", "1"]
+    command += ["sample", "--model", str(model_path), "--length", str(COLD_START_LENGTH), "--seed", "1"]
     times = []
     for attempt in range(runs + 1):
         start = time.perf_counter()
-        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, timeout=120)
+        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
         elapsed = time.perf_counter() - start
         if result.returncode != 0:
             raise StudioError(f"cold-start run failed: {result.stderr.strip()[-200:]}")

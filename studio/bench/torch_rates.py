@@ -47,8 +47,10 @@ def torch_figures(bundle: Bundle, runtime: Runtime, seconds: float) -> dict:
     model = torch_model_from_onnx(bundle)
     drift = check_parity(model, runtime)
     if drift > PARITY_TOLERANCE:
-        raise StudioError(f"the PyTorch model rebuilt from {bundle.name} differs from onnxruntime "
-                          f"by {drift:.1e}: cannot compare like with like")
+        raise StudioError(
+            f"the PyTorch model rebuilt from {bundle.name} differs from onnxruntime "
+            f"by {drift:.1e}: cannot compare like with like"
+        )
     figures = {"torch": torch.__version__, "torch_parity_max_abs": float(f"{drift:.2e}")}
     figures["torch_naive_tok_s"] = round(torch_rate(model, seconds, best=False), 1)
     default_threads = torch.get_num_threads()

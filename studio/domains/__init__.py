@@ -16,8 +16,7 @@ from .music import MusicDomain
 from .strokes import StrokesDomain
 from .words import WordsDomain
 
-DOMAINS: dict[str, type[Domain]] = {cls.name: cls for cls in (CharsDomain, WordsDomain, MusicDomain,
-                                                              StrokesDomain)}
+DOMAINS: dict[str, type[Domain]] = {cls.name: cls for cls in (CharsDomain, WordsDomain, MusicDomain, StrokesDomain)}
 
 
 def domain_class(name: str) -> type[Domain]:
@@ -47,5 +46,14 @@ def guess_domain(path: Path) -> str:
     return votes.most_common(1)[0][0] if votes else "chars"
 
 
-__all__ = ["CategoricalDomain", "DOMAINS", "Document", "Domain", "Medium", "MixtureDomain",
-           "domain_class", "domain_from_config", "guess_domain"]
+__all__ = [
+    "CategoricalDomain",
+    "DOMAINS",
+    "Document",
+    "Domain",
+    "Medium",
+    "MixtureDomain",
+    "domain_class",
+    "domain_from_config",
+    "guess_domain",
+]

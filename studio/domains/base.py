@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -161,8 +162,7 @@ class CategoricalDomain(Domain):
 
     @classmethod
     @abstractmethod
-    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict,
-                      sink: TokenSink) -> CategoricalDomain:
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> CategoricalDomain:
         """See :meth:`Domain.stream_corpus`; every categorical domain streams."""
 
     @property

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -16,9 +17,32 @@ Tally = TypeVar("Tally")
 
 SEPARATOR = "\x1e"  # ASCII record separator: ends a document, never occurs in real text
 BLANK_LINE = "\n\n"
-TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".py", ".js", ".ts", ".c", ".h", ".cpp",
-                 ".rs", ".go", ".java", ".sh", ".toml", ".json", ".yaml", ".yml", ".html", ".css",
-                 ".lua", ".rb", ".tex", ".csv")
+TEXT_SUFFIXES = (
+    ".txt",
+    ".md",
+    ".markdown",
+    ".rst",
+    ".py",
+    ".js",
+    ".ts",
+    ".c",
+    ".h",
+    ".cpp",
+    ".rs",
+    ".go",
+    ".java",
+    ".sh",
+    ".toml",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".html",
+    ".css",
+    ".lua",
+    ".rb",
+    ".tex",
+    ".csv",
+)
 
 
 def read_text_corpus(path: Path) -> list[Document]:
@@ -46,8 +70,9 @@ def _pieces(file: Path, sink: TokenSink, usable: list[bool]) -> Iterator[str]:
         yield text
 
 
-def scan_text_corpus(path: Path, files: Sequence[Path], sink: TokenSink,
-                     tally: Callable[[Iterable[str]], Tally]) -> Iterator[tuple[Path, Tally]]:
+def scan_text_corpus(
+    path: Path, files: Sequence[Path], sink: TokenSink, tally: Callable[[Iterable[str]], Tally]
+) -> Iterator[tuple[Path, Tally]]:
     """The first pass over a streamed text corpus: ``(file, tally(pieces of its text))``
     for each usable file.  A file that turns out binary or not UTF-8 part-way has its
     tally dropped; such files are listed in one warning at the end, and StudioError
@@ -68,8 +93,9 @@ def scan_text_corpus(path: Path, files: Sequence[Path], sink: TokenSink,
         raise StudioError(f"no usable text in {path}: the corpus needs non-empty UTF-8 text files")
 
 
-def encode_text_files(path: Path, files: Sequence[Path], sink: TokenSink,
-                      encode: Callable[[Iterable[str]], Iterable[np.ndarray]]) -> None:
+def encode_text_files(
+    path: Path, files: Sequence[Path], sink: TokenSink, encode: Callable[[Iterable[str]], Iterable[np.ndarray]]
+) -> None:
     """The second pass: each file's ids (``encode(pieces of its text)``), one document per
     file.  The files passed the first pass, so failing now means they changed."""
     for file in files:
@@ -179,7 +205,7 @@ class TextDomainMixin:
     def hidden_prefix(self, prime_ids: Sequence[int], settings: Any) -> int:
         return self._primed(settings)[1]
 
-    def render(self, ids: Sequence[int], settings: Any) -> "TextOutput":
+    def render(self, ids: Sequence[int], settings: Any) -> TextOutput:
         return TextOutput(self.decode(ids))
 
 
@@ -206,7 +232,7 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
         self.index = {s: i for i, s in enumerate(self.symbols)}
 
     @classmethod
-    def from_documents(cls, documents: Sequence[Document], **options: Any) -> "CharsDomain":
+    def from_documents(cls, documents: Sequence[Document], **options: Any) -> CharsDomain:
         counts = Counter()
         for document in documents:
             counts.update(document.content)
@@ -214,7 +240,7 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
         return cls([SEPARATOR, *sorted(counts)])
 
     @classmethod
-    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> "CharsDomain":
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> CharsDomain:
         """Two passes: the code points that occur, then each piece's ids through a lookup
         table indexed by code point (vectorised; no per-character Python)."""
         sink.start_pass("finding characters")
@@ -245,7 +271,7 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
         return {"name": self.name, "symbols": self.symbols}
 
     @classmethod
-    def from_config(cls, config: dict) -> "CharsDomain":
+    def from_config(cls, config: dict) -> CharsDomain:
         return cls(config["symbols"])
 
     @property
@@ -262,8 +288,10 @@ class CharsDomain(TextDomainMixin, CategoricalDomain):
         except KeyError:
             missing = sorted({ch for ch in text if ch not in self.index})
             shown = ", ".join(repr(ch) for ch in missing[:10])
-            raise StudioError(f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
-                              "remove them or train on a corpus that has them") from None
+            raise StudioError(
+                f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
+                "remove them or train on a corpus that has them"
+            ) from None
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.symbols[i] for i in ids)

@@ -10,8 +10,9 @@ piano roll at ``--tempo``).  Torch-free; music21 loads only for score files.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -19,8 +20,8 @@ from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
 from ..music.bars import BarGrid, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
-from ..music.grammar import NoteGrammar, corpus_limits
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
+from ..music.grammar import NoteGrammar, corpus_limits
 from ..music.metrics import METRICS, compare
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
@@ -42,8 +43,9 @@ def read_music_file(path: Path) -> list[Piece]:
     except UnreadableMusic as error:
         raise StudioError(str(error)) from None
     except Exception:  # a score music21 parsed but could not turn into notes
-        raise StudioError(f"cannot read the music in {path.name}; export it as a standard "
-                          "MIDI file (.mid) and try again") from None
+        raise StudioError(
+            f"cannot read the music in {path.name}; export it as a standard MIDI file (.mid) and try again"
+        ) from None
 
 
 class MusicDomain(CategoricalDomain):
@@ -56,8 +58,9 @@ class MusicDomain(CategoricalDomain):
     compares_samples: ClassVar[bool] = True  # `studio eval` sets generated pieces beside the corpus
     unit_name: ClassVar[str] = "event"
 
-    def __init__(self, codec: EventCodec | None = None, max_note_ticks: int | None = None,
-                 max_voices: int | None = None):
+    def __init__(
+        self, codec: EventCodec | None = None, max_note_ticks: int | None = None, max_voices: int | None = None
+    ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
         # corpus; bundles from before they were recorded get 8 beats and no voice cap
@@ -92,12 +95,13 @@ class MusicDomain(CategoricalDomain):
                 documents.append(Document(name, piece))
         warn_skipped(skipped, "unreadable music files")
         if not documents:
-            raise StudioError(f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or "
-                              "Humdrum files with notes in them")
+            raise StudioError(
+                f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or Humdrum files with notes in them"
+            )
         return documents
 
     @classmethod
-    def from_documents(cls, documents: Sequence[Document], **options: Any) -> "MusicDomain":
+    def from_documents(cls, documents: Sequence[Document], **options: Any) -> MusicDomain:
         """The codebook does not depend on the corpus; ``options`` may set the codec's
         fields (others, meant for other domains, are ignored).  The corpus's longest note
         and most simultaneous notes become the note grammar's limits."""
@@ -111,7 +115,7 @@ class MusicDomain(CategoricalDomain):
         return {k: v for k, v in codec.to_config().items() if k in CODEC_OPTIONS}
 
     @classmethod
-    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> "MusicDomain":
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> MusicDomain:
         """One pass, a file at a time: the codebook is fixed by the options, so each
         piece is encoded as soon as it is parsed, and the note grammar's limits are
         taken over the pieces on the way."""
@@ -134,8 +138,9 @@ class MusicDomain(CategoricalDomain):
             sink.advance(file.stat().st_size)
         warn_skipped(skipped, "unreadable music files")
         if not pieces_found:
-            raise StudioError(f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or "
-                              "Humdrum files with notes in them")
+            raise StudioError(
+                f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or Humdrum files with notes in them"
+            )
         return cls(codec, max_note_ticks=longest, max_voices=voices)
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
@@ -159,7 +164,7 @@ class MusicDomain(CategoricalDomain):
         codec = self.codec
         copies: list[np.ndarray] = []
         for start, end in zip(starts, ends):
-            piece = ids[start:end + 1]
+            piece = ids[start : end + 1]
             if piece.size == 1 and piece[0] == self.separator_id:
                 continue  # the separator that opens the stream: no piece before it
             if piece[-1] != self.separator_id:  # shuffled, it needs its own end
@@ -181,14 +186,21 @@ class MusicDomain(CategoricalDomain):
 
     # --- persistence ----------------------------------------------------------------
     def to_config(self) -> dict:
-        return {"name": self.name, **self.codec.to_config(),
-                "max_note_ticks": self.max_note_ticks, "max_voices": self.max_voices}
+        return {
+            "name": self.name,
+            **self.codec.to_config(),
+            "max_note_ticks": self.max_note_ticks,
+            "max_voices": self.max_voices,
+        }
 
     @classmethod
-    def from_config(cls, config: dict) -> "MusicDomain":
+    def from_config(cls, config: dict) -> MusicDomain:
         try:
-            return cls(EventCodec.from_config(config), max_note_ticks=config.get("max_note_ticks"),
-                       max_voices=config.get("max_voices"))
+            return cls(
+                EventCodec.from_config(config),
+                max_note_ticks=config.get("max_note_ticks"),
+                max_voices=config.get("max_voices"),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
 
@@ -262,8 +274,10 @@ class MusicDomain(CategoricalDomain):
         primer = self._primer(settings)
         lines = primer.bar_lines() if primer is not None else []
         metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
-        rules: list = [NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
-                       BarGrid(self.codec, start=start, metre=metre)]
+        rules: list = [
+            NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
+            BarGrid(self.codec, start=start, metre=metre),
+        ]
         bars = settings.bars
         if bars:
             rules.append(NoEndBeforeBars(self.codec, int(bars), start=start))
@@ -294,21 +308,26 @@ class MusicDomain(CategoricalDomain):
         while ids and ids[0] == self.separator_id:
             ids.pop(0)
         if self.separator_id in ids:
-            ids = ids[:ids.index(self.separator_id)]
+            ids = ids[: ids.index(self.separator_id)]
         primer = self._primer(settings) if settings is not None else None
         primer_ids: list[int] = []
         if primer is not None:
             # callers may hand over the continuation alone; the piece starts with the primer
             primer_ids = self.encode(primer)
-            if ids[:len(primer_ids)] != primer_ids:
+            if ids[: len(primer_ids)] != primer_ids:
                 ids = primer_ids + ids
-        tempo = (settings.tempo if settings is not None else None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
-        asked = (settings.bars if settings is not None else None)
-        written = self.completed_bars(ids[len(primer_ids):]) if asked else 0
+        tempo = (
+            (settings.tempo if settings is not None else None) or (primer.tempo if primer else None) or DEFAULT_TEMPO
+        )
+        asked = settings.bars if settings is not None else None
+        written = self.completed_bars(ids[len(primer_ids) :]) if asked else 0
         # only the length cap stops a piece short of its bars (the end is banned until then)
-        cap = (settings.length if settings is not None else 0)
-        note = (f"stopped by the {cap:,}-event length cap after {written} of {asked} bars"
-                if asked and written < asked else "")
+        cap = settings.length if settings is not None else 0
+        note = (
+            f"stopped by the {cap:,}-event length cap after {written} of {asked} bars"
+            if asked and written < asked
+            else ""
+        )
         return Rendered(self.decode(ids), float(tempo), note)
 
     # --- evaluation ---------------------------------------------------------------------

@@ -22,8 +22,9 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,9 +47,16 @@ class StrokesDomain(MixtureDomain):
     default_suffix: ClassVar[str | None] = ".svg"
     unit_name: ClassVar[str] = "point"
 
-    def __init__(self, alphabet: str = "", mean: Sequence[float] = (0.0, 0.0), std: Sequence[float] = (1.0, 1.0),
-                 conditional: bool = False, source: str = "", line_characters: int = 0,
-                 characters_per_point: float = 0.0):
+    def __init__(
+        self,
+        alphabet: str = "",
+        mean: Sequence[float] = (0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0),
+        conditional: bool = False,
+        source: str = "",
+        line_characters: int = 0,
+        characters_per_point: float = 0.0,
+    ):
         if conditional and not alphabet:
             raise StudioError("A text-conditioned strokes domain needs a non-empty alphabet.")
         self.alphabet = alphabet
@@ -71,24 +79,29 @@ class StrokesDomain(MixtureDomain):
         if path.is_dir():
             found = sorted(path.glob("*.npz"))
             if len(found) != 1:
-                raise StudioError(f"{path} holds neither {WORDS_FILE} (the synthetic handwriting corpus) "
-                                  "nor exactly one stroke .npz: give the .npz file itself")
+                raise StudioError(
+                    f"{path} holds neither {WORDS_FILE} (the synthetic handwriting corpus) "
+                    "nor exactly one stroke .npz: give the .npz file itself"
+                )
             path = found[0]
         if path.suffix.lower() != ".npz" or not path.is_file():
-            raise StudioError(f"no stroke corpus at {path}: give a stroke .npz (Omniglot layout) "
-                              f"or a folder with {WORDS_FILE}")
+            raise StudioError(
+                f"no stroke corpus at {path}: give a stroke .npz (Omniglot layout) or a folder with {WORDS_FILE}"
+            )
         try:
             sequences = stroke_data.load_omniglot("train", path)
         except (OSError, ValueError, KeyError) as error:
-            raise StudioError(f"cannot read {path.name} as strokes ({error}); give an npz with "
-                              "train_points/train_offsets arrays") from None
+            raise StudioError(
+                f"cannot read {path.name} as strokes ({error}); give an npz with train_points/train_offsets arrays"
+            ) from None
         if not sequences:
             raise StudioError(f"{path.name} holds no stroke sequences")
         return [Document(str(path), ("", strokes)) for strokes in sequences]
 
     @classmethod
-    def from_documents(cls, documents: Sequence[Document], statistics_lines: int = STATISTICS_LINES,
-                       **options: Any) -> StrokesDomain:
+    def from_documents(
+        cls, documents: Sequence[Document], statistics_lines: int = STATISTICS_LINES, **options: Any
+    ) -> StrokesDomain:
         """Normalisation from the corpus: the first ``statistics_lines`` generated lines of
         a Hershey corpus, or every training sequence of a stroke file."""
         if not documents:
@@ -99,27 +112,44 @@ class StrokesDomain(MixtureDomain):
             strokes = [s for _, s in items]
             mean, std = stroke_data.offset_statistics(strokes)
             characters = sum(len(t) for t, _ in items)
-            return cls(alphabet=first.alphabet, mean=mean, std=std, conditional=True, source=HERSHEY_SOURCE,
-                       line_characters=first.max_characters,
-                       characters_per_point=round(characters / sum(len(s) for s in strokes), 4))
+            return cls(
+                alphabet=first.alphabet,
+                mean=mean,
+                std=std,
+                conditional=True,
+                source=HERSHEY_SOURCE,
+                line_characters=first.max_characters,
+                characters_per_point=round(characters / sum(len(s) for s in strokes), 4),
+            )
         mean, std = stroke_data.offset_statistics([d.content[1] for d in documents])
         return cls(mean=mean, std=std, conditional=False, source=documents[0].path)
 
     # --- persistence ----------------------------------------------------------
     def to_config(self) -> dict:
-        config = {"name": self.name, "alphabet": self.alphabet, "mean": self.mean, "std": self.std,
-                  "conditional": self.conditional, "source": self.source,
-                  "line_characters": self.line_characters}
+        config = {
+            "name": self.name,
+            "alphabet": self.alphabet,
+            "mean": self.mean,
+            "std": self.std,
+            "conditional": self.conditional,
+            "source": self.source,
+            "line_characters": self.line_characters,
+        }
         if self.characters_per_point:
             config["characters_per_point"] = self.characters_per_point
         return config
 
     @classmethod
     def from_config(cls, config: dict) -> StrokesDomain:
-        return cls(alphabet=config.get("alphabet", ""), mean=config.get("mean", (0.0, 0.0)),
-                   std=config.get("std", (1.0, 1.0)), conditional=config.get("conditional", False),
-                   source=config.get("source", ""), line_characters=config.get("line_characters", 0),
-                   characters_per_point=config.get("characters_per_point", 0.0))
+        return cls(
+            alphabet=config.get("alphabet", ""),
+            mean=config.get("mean", (0.0, 0.0)),
+            std=config.get("std", (1.0, 1.0)),
+            conditional=config.get("conditional", False),
+            source=config.get("source", ""),
+            line_characters=config.get("line_characters", 0),
+            characters_per_point=config.get("characters_per_point", 0.0),
+        )
 
     # --- encoding -------------------------------------------------------------
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:

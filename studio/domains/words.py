@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,9 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
     @classmethod
-    def from_documents(cls, documents: Sequence[Document], vocab_size: int = DEFAULT_VOCAB_SIZE,
-                       **options: Any) -> "WordsDomain":
+    def from_documents(
+        cls, documents: Sequence[Document], vocab_size: int = DEFAULT_VOCAB_SIZE, **options: Any
+    ) -> WordsDomain:
         require(vocab_size >= 3, f"--vocab-size must be at least 3 (got {vocab_size})")
         counts: Counter[str] = Counter()
         for document in documents:
@@ -67,18 +69,18 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
         return cls.from_counts(counts, vocab_size)
 
     @classmethod
-    def from_counts(cls, counts: Counter[str], vocab_size: int) -> "WordsDomain":
+    def from_counts(cls, counts: Counter[str], vocab_size: int) -> WordsDomain:
         """The ``vocab_size - 2`` most frequent tokens (ties by first sight) after the
         separator and unknown tokens."""
         ranked = (token for token, _ in counts.most_common(vocab_size) if token not in (SEPARATOR, UNKNOWN))
-        return cls([SEPARATOR, UNKNOWN, *list(ranked)[:vocab_size - 2]])
+        return cls([SEPARATOR, UNKNOWN, *list(ranked)[: vocab_size - 2]])
 
     @classmethod
     def corpus_options(cls, options: dict) -> dict:
         return {"vocab_size": int(options.get("vocab_size", DEFAULT_VOCAB_SIZE))}
 
     @classmethod
-    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> "WordsDomain":
+    def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> WordsDomain:
         """Two passes: token counts (each file's merged once it read cleanly), capped to
         the vocabulary; then each piece's tokens looked up."""
         vocab_size = cls.corpus_options(options)["vocab_size"]
@@ -94,8 +96,9 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
 
         def encode(pieces: Iterable[str]) -> Iterator[np.ndarray]:
             for tokens in piece_tokens(pieces):
-                yield np.fromiter((domain.index.get(t, domain.unknown_id) for t in tokens), dtype=np.int64,
-                                  count=len(tokens))
+                yield np.fromiter(
+                    (domain.index.get(t, domain.unknown_id) for t in tokens), dtype=np.int64, count=len(tokens)
+                )
 
         sink.begin(domain.vocab_size, domain.separator_id)
         sink.start_pass("encoding words")
@@ -106,7 +109,7 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
         return {"name": self.name, "tokens": self.tokens}
 
     @classmethod
-    def from_config(cls, config: dict) -> "WordsDomain":
+    def from_config(cls, config: dict) -> WordsDomain:
         return cls(config["tokens"])
 
     @property
@@ -129,8 +132,10 @@ class WordsDomain(TextDomainMixin, CategoricalDomain):
         missing = sorted({t for t in tokens if t not in self.index})
         if missing:
             shown = ", ".join(repr(t) for t in missing[:10])
-            raise StudioError(f"{len(missing)} word(s) of the prime are not in the model's vocabulary: "
-                              f"{shown}; leave them out or train with a larger --vocab-size")
+            raise StudioError(
+                f"{len(missing)} word(s) of the prime are not in the model's vocabulary: "
+                f"{shown}; leave them out or train with a larger --vocab-size"
+            )
         return self.encode(prime)
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -95,7 +95,7 @@ def _glyph_strokes(font_name: str, character: str) -> tuple[tuple[np.ndarray, ..
     font = _font(font_name)
     strokes = [np.asarray(s, dtype=np.float64) for s in font.strokes_for_text(character)]
     pair = [np.asarray(s, dtype=np.float64) for s in font.strokes_for_text(character + "|")]
-    bar_x = min(s[:, 0].min() for s in pair[len(strokes):]) if len(pair) > len(strokes) else 0.0
+    bar_x = min(s[:, 0].min() for s in pair[len(strokes) :]) if len(pair) > len(strokes) else 0.0
     bar_strokes = [np.asarray(s, dtype=np.float64) for s in font.strokes_for_text("|")]
     bar_offset = min(s[:, 0].min() for s in bar_strokes)
     advance = float(bar_x - bar_offset)
@@ -146,7 +146,9 @@ def _smooth(points: np.ndarray, window: int) -> np.ndarray:
     return smoothed[: len(points)]
 
 
-def render_hershey(text: str, font_name: str, rng: np.random.Generator | None, config: HersheyCorpusConfig) -> np.ndarray:
+def render_hershey(
+    text: str, font_name: str, rng: np.random.Generator | None, config: HersheyCorpusConfig
+) -> np.ndarray:
     """Draw ``text`` in one Hershey font as stroke-3 ``(T, 3)``; ``rng=None`` draws the
     plain font (no variation) with the middle of every range."""
     mid = lambda r: 0.5 * (r[0] + r[1])  # noqa: E731

@@ -29,8 +29,9 @@ def held_out(domain, count: int, corpus: str | Path | None = None) -> list[tuple
     return [("", s) for s in stroke_data.load_omniglot("test", None if corpus is None else Path(corpus))[:count]]
 
 
-def evaluate_strokes(runtime, domain, corpus: str | Path | None = None, *, count: int = 256,
-                     batch_size: int = 64) -> dict:
+def evaluate_strokes(
+    runtime, domain, corpus: str | Path | None = None, *, count: int = 256, batch_size: int = 64
+) -> dict:
     """Nats per point of the bundle behind ``runtime`` (a :class:`studio.runtime.Runtime`)
     on ``count`` held-out sequences.  Returns ``{"nats_per_point", "points",
     "sequences", "raw_nats_per_point"}``."""
@@ -51,5 +52,9 @@ def evaluate_strokes(runtime, domain, corpus: str | Path | None = None, *, count
         points += float(mask.sum())
     nats = total / points
     raw = nats + math.log(domain.std[0] * domain.std[1])
-    return {"nats_per_point": round(nats, 5), "raw_nats_per_point": round(raw, 5), "points": int(points),
-            "sequences": len(items)}
+    return {
+        "nats_per_point": round(nats, 5),
+        "raw_nats_per_point": round(raw, 5),
+        "points": int(points),
+        "sequences": len(items),
+    }

@@ -56,8 +56,9 @@ def templates(word: str, config: stroke_data.HersheyCorpusConfig) -> list[np.nda
     """Clean renderings of ``word`` in every corpus font, as point clouds (cached)."""
     key = (word, config.sha256())
     if key not in _TEMPLATES:
-        _TEMPLATES[key] = [point_cloud(_absolute(stroke_data.render_hershey(word, font, None, config)))
-                           for font in config.fonts]
+        _TEMPLATES[key] = [
+            point_cloud(_absolute(stroke_data.render_hershey(word, font, None, config))) for font in config.fonts
+        ]
     return _TEMPLATES[key]
 
 
@@ -90,8 +91,12 @@ def score(write, words: list[str], distractors: int = 19, seed: int = 0) -> dict
         correct += reading == word
         if reading != word:
             misreads.append((word, reading))
-    return {"accuracy": correct / len(words), "words": len(words), "chance": 1 / (distractors + 1),
-            "misreads": misreads}
+    return {
+        "accuracy": correct / len(words),
+        "words": len(words),
+        "chance": 1 / (distractors + 1),
+        "misreads": misreads,
+    }
 
 
 def corpus_score(words: list[str], distractors: int = 19, seed: int = 0) -> dict:
@@ -135,8 +140,10 @@ def main(argv=None) -> None:
     parser.add_argument("--distractors", type=int, default=19)
     args = parser.parse_args(argv)
     words = test_words(args.words)
-    result = {"model": model_score(args.model, words, args.bias, args.distractors),
-              "corpus_ceiling": corpus_score(words, args.distractors)}
+    result = {
+        "model": model_score(args.model, words, args.bias, args.distractors),
+        "corpus_ceiling": corpus_score(words, args.distractors),
+    }
     for key in result:
         result[key]["misreads"] = result[key]["misreads"][:10]
     print(json.dumps(result, indent=1))

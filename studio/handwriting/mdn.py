@@ -42,8 +42,9 @@ def log_likelihood(head: dict[str, np.ndarray], targets: np.ndarray) -> np.ndarr
     rho = np.clip(head["correlations"], -1 + 1e-6, 1 - 1e-6)
     one_minus_rho2 = np.maximum(1 - rho * rho, 1e-6)
     z = normalised[..., 0] ** 2 + normalised[..., 1] ** 2 - 2 * rho * normalised[..., 0] * normalised[..., 1]
-    log_gaussian = (-math.log(2 * math.pi) - head["log_scales"].sum(-1) - 0.5 * np.log(one_minus_rho2)
-                    - z / (2 * one_minus_rho2))
+    log_gaussian = (
+        -math.log(2 * math.pi) - head["log_scales"].sum(-1) - 0.5 * np.log(one_minus_rho2) - z / (2 * one_minus_rho2)
+    )
     joint = log_softmax(head["mixture_logits"]) + log_gaussian  # (B, M)
     offset_ll = logsumexp(joint)
     logit = head["pen_logit"]

@@ -136,12 +136,23 @@ class SynthesisNetwork(nn.Module):
     is the position just past the text).
     """
 
-    def __init__(self, alphabet_size: int, hidden_size: int = 256, layers: int = 2, mixtures: int = 20,
-                 window_gaussians: int = 10, characters_per_point: float = 0.08):
+    def __init__(
+        self,
+        alphabet_size: int,
+        hidden_size: int = 256,
+        layers: int = 2,
+        mixtures: int = 20,
+        window_gaussians: int = 10,
+        characters_per_point: float = 0.08,
+    ):
         super().__init__()
         self.config = {
-            "type": "synthesis", "hidden_size": hidden_size, "layers": layers, "mixtures": mixtures,
-            "window_gaussians": window_gaussians, "alphabet_size": alphabet_size,
+            "type": "synthesis",
+            "hidden_size": hidden_size,
+            "layers": layers,
+            "mixtures": mixtures,
+            "window_gaussians": window_gaussians,
+            "alphabet_size": alphabet_size,
             "characters_per_point": characters_per_point,
         }
         self.hidden_size, self.layers, self.mixtures = hidden_size, layers, mixtures
@@ -165,7 +176,8 @@ class SynthesisNetwork(nn.Module):
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         zeros = torch.zeros(self.layers, batch, self.hidden_size, device=device)
         return {
-            "h": zeros, "c": zeros.clone(),
+            "h": zeros,
+            "c": zeros.clone(),
             "kappa": torch.zeros(batch, self.window_gaussians, device=device),
             "w": torch.zeros(batch, self.alphabet_size, device=device),
         }

@@ -50,8 +50,10 @@ def catmull_rom(run: np.ndarray, samples: int = 6) -> np.ndarray:
     pieces = []
     for i in range(1, len(padded) - 2):
         p0, p1, p2, p3 = padded[i - 1], padded[i], padded[i + 1], padded[i + 2]
-        pieces.append(0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
-                             + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3))
+        pieces.append(
+            0.5
+            * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t**3)
+        )
     pieces.append(run[-1:])
     return np.concatenate(pieces)
 
@@ -79,8 +81,9 @@ class Layout:
         return np.stack([(xy[:, 0] - self.x0) * self.scale + MARGIN, (self.y1 - xy[:, 1]) * self.scale + MARGIN], 1)
 
 
-def to_svg(page: list[np.ndarray], stroke_width: float, color: str, title: str = "",
-           scale: float = PIXELS_PER_UNIT) -> str:
+def to_svg(
+    page: list[np.ndarray], stroke_width: float, color: str, title: str = "", scale: float = PIXELS_PER_UNIT
+) -> str:
     rgb = parse_color(color)
     layout = Layout.fit(page, scale)
     paths = []
@@ -100,11 +103,13 @@ def to_svg(page: list[np.ndarray], stroke_width: float, color: str, title: str =
     hex_color = "#%02x%02x%02x" % rgb
     body = "\n".join(f'  <path d="{d}"/>' for d in paths)
     escaped = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{layout.width}" height="{layout.height}" '
-            f'viewBox="0 0 {layout.width} {layout.height}">\n  <title>{escaped}</title>\n'
-            f'  <rect width="100%" height="100%" fill="white"/>\n'
-            f'  <g fill="none" stroke="{hex_color}" stroke-width="{stroke_width}" stroke-linecap="round" '
-            f'stroke-linejoin="round">\n{body}\n  </g>\n</svg>\n')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{layout.width}" height="{layout.height}" '
+        f'viewBox="0 0 {layout.width} {layout.height}">\n  <title>{escaped}</title>\n'
+        f'  <rect width="100%" height="100%" fill="white"/>\n'
+        f'  <g fill="none" stroke="{hex_color}" stroke-width="{stroke_width}" stroke-linecap="round" '
+        f'stroke-linejoin="round">\n{body}\n  </g>\n</svg>\n'
+    )
 
 
 def _raster_runs(page: list[np.ndarray], layout: Layout) -> list[np.ndarray]:
@@ -145,23 +150,26 @@ def _frames(page, stroke_width, color, checkpoints, supersample, scale):
     yield big.resize((layout.width, layout.height), Image.LANCZOS)
 
 
-def to_image(page: list[np.ndarray], stroke_width: float, color: str, supersample: int = 2,
-             scale: float = PIXELS_PER_UNIT):
+def to_image(
+    page: list[np.ndarray], stroke_width: float, color: str, supersample: int = 2, scale: float = PIXELS_PER_UNIT
+):
     """The whole page as a PIL RGB image (drawn at ``supersample`` times, then reduced)."""
     *_, image = _frames(page, stroke_width, color, [], supersample, scale)
     return image
 
 
-def save_gif(page: list[np.ndarray], path: Path, stroke_width: float, color: str,
-             scale: float = PIXELS_PER_UNIT) -> None:
+def save_gif(
+    page: list[np.ndarray], path: Path, stroke_width: float, color: str, scale: float = PIXELS_PER_UNIT
+) -> None:
     """Animated pen drawing: about ``GIF_FRAMES`` frames, the last one held for a second."""
     layout = Layout.fit(page, scale)
     total = sum(len(r) for r in _raster_runs(page, layout))
     checkpoints = np.linspace(0, total, GIF_FRAMES + 1)[1:-1].round().astype(int).tolist()
     frames = [f.convert("P", palette=1, colors=32) for f in _frames(page, stroke_width, color, checkpoints, 2, scale)]
     durations = [60] * (len(frames) - 1) + [1200]
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   optimize=True)
+    frames[0].save(
+        path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True
+    )
 
 
 @dataclass
@@ -186,8 +194,13 @@ class Rendered:
         parse_color(self.color)
 
     def summary(self) -> dict:
-        return {"text": self.text, "lines": self.lines, "points": self.points, "logprob": round(self.logprob, 4),
-                "strokes": sum(len(pen_runs(p)) for p in self.page)}
+        return {
+            "text": self.text,
+            "lines": self.lines,
+            "points": self.points,
+            "logprob": round(self.logprob, 4),
+            "strokes": sum(len(pen_runs(p)) for p in self.page),
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write ``.svg``, ``.png`` or ``.gif`` (animated) by the file's suffix."""

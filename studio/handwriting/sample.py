@@ -98,7 +98,7 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
         points = mdn.draw(head, rng, settings.bias)
         logprobs.append(float(mdn.log_likelihood(head, points)[0]))
         phi = outputs["phi"][0]  # (U + 1,)
-        phis.append(np.concatenate([phi[offset:length], phi[length:length + 1]]))
+        phis.append(np.concatenate([phi[offset:length], phi[length : length + 1]]))
         finished = phi[length] > phi[:length].max()
         if finished:
             points[0, 2] = 1.0
@@ -172,8 +172,7 @@ def generate(domain, runtime, settings) -> Rendered:
                 attention.append((phi, line))
                 total += len(offsets)
         summary = f"handwriting {text!r}: {len(lines)} line(s), {total} points, bias {settings.bias}"
-        return Rendered(page, summary, settings.stroke_width, settings.color, attention, lines, total,
-                        logprob=logprob)
+        return Rendered(page, summary, settings.stroke_width, settings.color, attention, lines, total, logprob=logprob)
     doodles = []
     for _ in range(settings.num):
         offsets, doodle_logprob = draw_doodle(domain, runtime, settings, rng, style)
@@ -186,5 +185,14 @@ def generate(domain, runtime, settings) -> Rendered:
         page.append(doodle)
         total += len(doodle)
     summary = f"{settings.num} doodle(s), {total} points, bias {settings.bias}"
-    return Rendered(page, summary, settings.stroke_width, settings.color, [], [], total,
-                    scale=DOODLE_PIXELS / max(widest, 1e-6), logprob=logprob)
+    return Rendered(
+        page,
+        summary,
+        settings.stroke_width,
+        settings.color,
+        [],
+        [],
+        total,
+        scale=DOODLE_PIXELS / max(widest, 1e-6),
+        logprob=logprob,
+    )

@@ -17,8 +17,9 @@ HEADS: dict[str, Head] = {head.name: head for head in (CategoricalHead(), Mixtur
 def head_for(name: str) -> Head:
     """The registered head ``name``; StudioError when a bundle needs one this studio lacks."""
     if name not in HEADS:
-        raise StudioError(f"unknown model head {name!r} (known: {', '.join(sorted(HEADS))}); "
-                          "this bundle needs a newer studio")
+        raise StudioError(
+            f"unknown model head {name!r} (known: {', '.join(sorted(HEADS))}); this bundle needs a newer studio"
+        )
     return HEADS[name]
 
 

@@ -57,8 +57,11 @@ class Score:
     unit: str
 
     def to_json(self) -> dict:
-        return {f"nats_per_{self.unit}": round(self.nats, 5),
-                f"bits_per_{self.unit}": round(self.nats / math.log(2), 5), f"{self.unit}s": self.count}
+        return {
+            f"nats_per_{self.unit}": round(self.nats, 5),
+            f"bits_per_{self.unit}": round(self.nats / math.log(2), 5),
+            f"{self.unit}s": self.count,
+        }
 
 
 class Head(ABC):

@@ -18,7 +18,7 @@ class CategoricalHead(Head):
 
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         generation = Generation(runtime, domain, settings)
-        yield Started(domain.decode(generation.prime[generation.hidden:]) if domain.streams_text else "")
+        yield Started(domain.decode(generation.prime[generation.hidden :]) if domain.streams_text else "")
         for row, token in generation:
             yield Token(row, token, domain.token_text(token))
         yield Finished(generation.results)
@@ -28,7 +28,7 @@ class CategoricalHead(Head):
         last ``val_fraction`` of the tokens (the trainer's held-out tail)."""
         ids = domain.corpus_ids(domain.read_corpus(Path(corpus)))
         if split == "val":
-            ids = ids[int(len(ids) * (1 - val_fraction)):]
+            ids = ids[int(len(ids) * (1 - val_fraction)) :]
         nats, count = nats_per_token(runtime, ids)
         return Score(nats, count, self.unit)
 
@@ -36,6 +36,8 @@ class CategoricalHead(Head):
         """Bits per unit, and the number of equally likely choices that is as uncertain
         (the perplexity, ``2 ** bits``)."""
         bits = nats / math.log(2)
-        return (f"{bits:.2f} bits per {unit_name}",
-                f"On held-out data it never trained on, the model is as unsure of each next {unit_name} "
-                f"as a pick among {2 ** bits:.1f} equally likely ones; lower is better.")
+        return (
+            f"{bits:.2f} bits per {unit_name}",
+            f"On held-out data it never trained on, the model is as unsure of each next {unit_name} "
+            f"as a pick among {2**bits:.1f} equally likely ones; lower is better.",
+        )

@@ -20,8 +20,7 @@ class MixtureHead(Head):
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         yield Started("")
         output = draw_strokes(domain, runtime, settings)
-        yield Finished([Sample(output.text, [], float(output.logprob),
-                               settings, output)])
+        yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])
 
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
         """Held-out sequences: the Omniglot-layout test split of a stroke npz, or Hershey
@@ -33,7 +32,9 @@ class MixtureHead(Head):
 
     def explain(self, nats: float, unit_name: str) -> tuple[str, str]:
         """Nats per point, which may be negative: a density, not a probability."""
-        return (f"{nats:.2f} nats per {unit_name}",
-                "How unlikely the model finds each next pen movement of held-out strokes; pen movements "
-                "are continuous, so this is a density and can go below zero: lower (more negative) is "
-                "better.")
+        return (
+            f"{nats:.2f} nats per {unit_name}",
+            "How unlikely the model finds each next pen movement of held-out strokes; pen movements "
+            "are continuous, so this is a density and can go below zero: lower (more negative) is "
+            "better.",
+        )

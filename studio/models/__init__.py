@@ -17,8 +17,10 @@ TRAINABLES: dict[str, Trainable] = {head.name: head for head in (CategoricalTrai
 def trainable_for(head: str) -> Trainable:
     """The registered torch side of ``head``; StudioError names the known heads."""
     if head not in TRAINABLES:
-        raise StudioError(f"unknown model head {head!r} (known: {', '.join(sorted(TRAINABLES))}); "
-                          "this run or bundle needs a newer studio")
+        raise StudioError(
+            f"unknown model head {head!r} (known: {', '.join(sorted(TRAINABLES))}); "
+            "this run or bundle needs a newer studio"
+        )
     return TRAINABLES[head]
 
 

@@ -102,8 +102,7 @@ class Trainable(ABC):
         run (for the card)."""
 
     @abstractmethod
-    def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any,
-                train: dict) -> dict:
+    def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
         """Held-out figures measured through onnxruntime for the card."""
 
     def card_extras(self, domain: Any) -> dict:

@@ -37,8 +37,9 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 class TokenStreams(TrainData):
-    def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, batch_size: int, seq_len: int,
-                 rank: int, world_size: int):
+    def __init__(
+        self, train_ids: np.ndarray, val_ids: np.ndarray, batch_size: int, seq_len: int, rank: int, world_size: int
+    ):
         self.batches = StreamBatches(train_ids, batch_size, seq_len, rank, world_size)
         self.val_ids = val_ids
         self.steps_per_epoch = self.batches.windows_per_epoch
@@ -55,15 +56,16 @@ class TokenStreams(TrainData):
         each rank scores every ``world_size``-th stream and the sums are combined."""
         was_training = model.training
         model.eval()
-        streams = eval_streams(self.val_ids)[dist.rank::dist.world_size]
+        streams = eval_streams(self.val_ids)[dist.rank :: dist.world_size]
         state = model.init_state(streams.shape[0], device)
         total, count = 0.0, 0
         for start in range(0, streams.shape[1] - 1 if len(streams) else 0, VALIDATION_WINDOW):
-            window = to_device(streams[:, start:start + 1 + VALIDATION_WINDOW].astype(np.int64), device)
+            window = to_device(streams[:, start : start + 1 + VALIDATION_WINDOW].astype(np.int64), device)
             x, y = window[:, :-1], window[:, 1:]
             logits, state = model(x, state)
-            total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                     reduction="sum").item()
+            total += F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+            ).item()
             count += y.numel()
         model.train(was_training)
         return dist.sum(total) / max(1, dist.sum(count))
@@ -111,11 +113,14 @@ class CategoricalTrainable(Trainable):
     def io_spec(self, config: dict) -> dict:
         model_config = ModelConfig.from_dict(config)
         time = 1 if model_config.steps_one_token else "time"
-        return {"inputs": {"tokens": {"dtype": "int64", "shape": ["batch", time]}},
-                "state": {name: {"dtype": "float32",
-                                 "shape": [model_config.layers, "batch", model_config.state_width(name)]}
-                          for name in model_config.state_names},
-                "outputs": {"logits": {"dtype": "float32", "shape": ["batch", time, model_config.vocab_size]}}}
+        return {
+            "inputs": {"tokens": {"dtype": "int64", "shape": ["batch", time]}},
+            "state": {
+                name: {"dtype": "float32", "shape": [model_config.layers, "batch", model_config.state_width(name)]}
+                for name in model_config.state_names
+            },
+            "outputs": {"logits": {"dtype": "float32", "shape": ["batch", time, model_config.vocab_size]}},
+        }
 
     def step_module(self, model: torch.nn.Module) -> torch.nn.Module:
         return StepGraph(model)
@@ -128,15 +133,19 @@ class CategoricalTrainable(Trainable):
     def parity(self, model: torch.nn.Module, session: Any, domain: Any, io: dict) -> tuple[float, dict]:
         generator = np.random.default_rng(0)
         vocab = model.config.vocab_size
-        worst = max(token_parity(model, session, io, generator.integers(0, vocab, (batch, PARITY_TOKENS)))
-                    for batch in (1, 3))
+        worst = max(
+            token_parity(model, session, io, generator.integers(0, vocab, (batch, PARITY_TOKENS))) for batch in (1, 3)
+        )
         return worst, {"steps": PARITY_TOKENS, "batches": [1, 3]}
 
     def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
         _, val_ids = split_ids(np.asarray(payload), train["val_fraction"])
         nats, predictions = held_out_nats(session, io_state_names(session), val_ids)
-        return {"held_out_nats": nats, "predictions": predictions,
-                "held_out_tokens": int(min(len(val_ids) - 1, HELD_OUT_TOKENS))}
+        return {
+            "held_out_nats": nats,
+            "predictions": predictions,
+            "held_out_tokens": int(min(len(val_ids) - 1, HELD_OUT_TOKENS)),
+        }
 
     def quantizable(self) -> bool:
         return True
@@ -165,7 +174,7 @@ def _ort_run(session: Any, state_names: list[str], tokens: np.ndarray, state: di
     if shapes["tokens"][1] == 1 and tokens.shape[1] != 1:
         steps = []
         for t in range(tokens.shape[1]):
-            logits, state = _ort_run(session, state_names, tokens[:, t:t + 1], state)
+            logits, state = _ort_run(session, state_names, tokens[:, t : t + 1], state)
             steps.append(logits)
         return np.concatenate(steps, 1), state
     outputs = session.run(None, {"tokens": tokens.astype(np.int64), **state})
@@ -183,7 +192,7 @@ def token_parity(model: RecurrentLM, session: Any, io: dict, tokens: np.ndarray)
     worst = float(np.abs(full - expected).max())
     state = None
     for t in range(tokens.shape[1]):
-        logits, state = _ort_run(session, names, tokens[:, t:t + 1], state)
+        logits, state = _ort_run(session, names, tokens[:, t : t + 1], state)
         worst = max(worst, float(np.abs(logits[:, 0] - expected[:, t]).max()))
     return worst
 

@@ -68,7 +68,7 @@ class LayerNormLSTM(ExplicitCell):
         self.recurrent_norm = nn.LayerNorm(gates, bias=False)  # one bias per gate is enough
         self.cell_norm = nn.LayerNorm(hidden_size)
         with torch.no_grad():  # forget-gate bias 1 (Jozefowicz et al. 2015), gate order i, f, g, o
-            self.input_norm.bias[hidden_size:2 * hidden_size].fill_(1.0)
+            self.input_norm.bias[hidden_size : 2 * hidden_size].fill_(1.0)
 
     def project(self, x, state):
         return self.input_norm(self.input_weights(x))  # (B, T, 4H)
@@ -190,8 +190,10 @@ class ExplicitStack(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         cell = EXPLICIT_CELL_CLASSES[config.cell]
-        self.cells = nn.ModuleList(cell(config.embedding_size if k == 0 else config.hidden_size, config.hidden_size)
-                                   for k in range(config.layers))
+        self.cells = nn.ModuleList(
+            cell(config.embedding_size if k == 0 else config.hidden_size, config.hidden_size)
+            for k in range(config.layers)
+        )
         self.between_layers = nn.Dropout(config.dropout)
         self.recurrent_dropout = config.recurrent_dropout
         self.state_count = len(STATE_NAMES[config.cell])

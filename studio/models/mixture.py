@@ -52,7 +52,8 @@ class StrokeBatches(TrainData):
         if domain.conditional:
             self.train = None
             self.validation = stroke_data.hershey_examples(
-                self.hershey, range(VALIDATION_SEED, VALIDATION_SEED + config.val_sequences))
+                self.hershey, range(VALIDATION_SEED, VALIDATION_SEED + config.val_sequences)
+            )
             self.steps_per_epoch = 10**9  # a generated corpus never repeats
         else:
             path = _stroke_file(domain)
@@ -81,8 +82,11 @@ class StrokeBatches(TrainData):
     def tensors(self, items: list[tuple[str, np.ndarray]], device: torch.device) -> Batch:
         sequences = [self.domain.normalise(s) for _, s in items]
         inputs, targets, mask = stroke_data.pad_batch(sequences, self.config.max_points)
-        batch = {"inputs": torch.from_numpy(inputs).to(device), "targets": torch.from_numpy(targets).to(device),
-                 "mask": torch.from_numpy(mask).to(device)}
+        batch = {
+            "inputs": torch.from_numpy(inputs).to(device),
+            "targets": torch.from_numpy(targets).to(device),
+            "mask": torch.from_numpy(mask).to(device),
+        }
         if self.domain.conditional:
             batch["text"] = torch.from_numpy(self.domain.encode_text([t for t, _ in items])).to(device)
         return batch
@@ -95,9 +99,9 @@ class StrokeBatches(TrainData):
         was_training = model.training
         model.eval()
         total, points = 0.0, 0.0
-        mine = self.validation[dist.rank::dist.world_size]
+        mine = self.validation[dist.rank :: dist.world_size]
         for start in range(0, len(mine), 64):
-            batch = self.tensors(mine[start:start + 64], device)
+            batch = self.tensors(mine[start : start + 64], device)
             count = float(batch["mask"].sum())
             total += float(sequence_nats(model, batch)) * count
             points += count
@@ -148,8 +152,12 @@ class MixtureTrainable(Trainable):
         if domain.conditional:
             window = int(options.get("window_gaussians") or DEFAULT_WINDOW_GAUSSIANS)
             require(window >= 1, f"--window-gaussians must be at least 1 (got {window})")
-            config.update(type="synthesis", window_gaussians=window, alphabet_size=len(domain.alphabet),
-                          characters_per_point=domain.characters_per_point or 0.08)
+            config.update(
+                type="synthesis",
+                window_gaussians=window,
+                alphabet_size=len(domain.alphabet),
+                characters_per_point=domain.characters_per_point or 0.08,
+            )
         return config
 
     def build_model(self, config: dict) -> torch.nn.Module:
@@ -168,13 +176,17 @@ class MixtureTrainable(Trainable):
     def io_spec(self, config: dict) -> dict:
         layers, hidden, mixtures = config["layers"], config["hidden_size"], config["mixtures"]
         inputs = {"points": {"dtype": "float32", "shape": ["batch", 3]}}
-        state = {"h": {"dtype": "float32", "shape": [layers, "batch", hidden]},
-                 "c": {"dtype": "float32", "shape": [layers, "batch", hidden]}}
-        outputs = {"pen_logit": {"dtype": "float32", "shape": ["batch"]},
-                   "mixture_logits": {"dtype": "float32", "shape": ["batch", mixtures]},
-                   "means": {"dtype": "float32", "shape": ["batch", mixtures, 2]},
-                   "log_scales": {"dtype": "float32", "shape": ["batch", mixtures, 2]},
-                   "correlations": {"dtype": "float32", "shape": ["batch", mixtures]}}
+        state = {
+            "h": {"dtype": "float32", "shape": [layers, "batch", hidden]},
+            "c": {"dtype": "float32", "shape": [layers, "batch", hidden]},
+        }
+        outputs = {
+            "pen_logit": {"dtype": "float32", "shape": ["batch"]},
+            "mixture_logits": {"dtype": "float32", "shape": ["batch", mixtures]},
+            "means": {"dtype": "float32", "shape": ["batch", mixtures, 2]},
+            "log_scales": {"dtype": "float32", "shape": ["batch", mixtures, 2]},
+            "correlations": {"dtype": "float32", "shape": ["batch", mixtures]},
+        }
         if config["type"] == "synthesis":
             inputs["text"] = {"dtype": "int64", "shape": ["batch", "chars"]}
             state["kappa"] = {"dtype": "float32", "shape": ["batch", config["window_gaussians"]]}
@@ -194,8 +206,9 @@ class MixtureTrainable(Trainable):
 
     def parity(self, model: torch.nn.Module, session: Any, domain: Any, io: dict) -> tuple[float, dict]:
         if domain.conditional:
-            items = stroke_data.hershey_examples(stroke_data.HersheyCorpusConfig(alphabet=domain.alphabet),
-                                                 range(VALIDATION_SEED, VALIDATION_SEED + 3))
+            items = stroke_data.hershey_examples(
+                stroke_data.HersheyCorpusConfig(alphabet=domain.alphabet), range(VALIDATION_SEED, VALIDATION_SEED + 3)
+            )
             texts = domain.encode_text([t for t, _ in items])
         else:
             items = [("", s) for s in stroke_data.load_omniglot("valid", _stroke_file(domain))[:3]]
@@ -211,8 +224,15 @@ class MixtureTrainable(Trainable):
         return {"styles": stored_styles(domain)}
 
 
-def stroke_parity(model: torch.nn.Module, session: Any, io: dict, sequences: list[np.ndarray],
-                  texts: np.ndarray | None, batch: int, length: int = PARITY_POINTS) -> float:
+def stroke_parity(
+    model: torch.nn.Module,
+    session: Any,
+    io: dict,
+    sequences: list[np.ndarray],
+    texts: np.ndarray | None,
+    batch: int,
+    length: int = PARITY_POINTS,
+) -> float:
     """Teacher-force ``length`` steps through torch and onnxruntime; max |diff| over every
     output and state."""
     rows = [sequences[i % len(sequences)] for i in range(batch)]
@@ -235,7 +255,7 @@ def stroke_parity(model: torch.nn.Module, session: Any, io: dict, sequences: lis
                 expected = [head[n] for n in HEAD_NAMES] + [phi]
                 feed = {"points": points.numpy(), "text": text}
             values = session.run(output_names + [f"{n}_out" for n in state_names], {**feed, **ort_state})
-            ort_state = dict(zip(state_names, values[len(output_names):]))
+            ort_state = dict(zip(state_names, values[len(output_names) :]))
             expected += [torch_state[n] for n in state_names]
             worst = max(worst, max_difference(values, expected))
     return worst
@@ -254,4 +274,4 @@ def stored_styles(domain: Any) -> list[dict]:
     else:
         for strokes in stroke_data.load_omniglot("test", _stroke_file(domain))[:STYLE_COUNT]:
             styles.append({"text": "", "strokes": np.round(strokes, 2).tolist()})
-    return styles[:STYLE_COUNT + 1]
+    return styles[: STYLE_COUNT + 1]

@@ -27,8 +27,12 @@ class RecurrentLM(nn.Module):
             self.rnn = ExplicitStack(config)
         else:
             self.rnn = RECURRENT[config.cell](
-                config.embedding_size, config.hidden_size, config.layers, batch_first=True,
-                dropout=config.dropout if config.layers > 1 else 0.0)
+                config.embedding_size,
+                config.hidden_size,
+                config.layers,
+                batch_first=True,
+                dropout=config.dropout if config.layers > 1 else 0.0,
+            )
         self.output_dropout = nn.Dropout(config.dropout)
         self.projection = None
         if config.tie_weights and config.hidden_size != config.embedding_size:
@@ -48,15 +52,16 @@ class RecurrentLM(nn.Module):
         with torch.no_grad():
             for name, bias in self.rnn.named_parameters():
                 if name.startswith("bias_ih"):
-                    bias[hidden:2 * hidden].fill_(1.0)
+                    bias[hidden : 2 * hidden].fill_(1.0)
                 elif name.startswith("bias_hh"):
-                    bias[hidden:2 * hidden].fill_(0.0)
+                    bias[hidden : 2 * hidden].fill_(0.0)
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
         """Zeros, one [layers, batch, state_width(name)] tensor per state name."""
         config = self.config
-        return tuple(torch.zeros((config.layers, batch, config.state_width(name)), device=device)
-                     for name in config.state_names)
+        return tuple(
+            torch.zeros((config.layers, batch, config.state_width(name)), device=device) for name in config.state_names
+        )
 
     def forward(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
         """tokens (B, T) int64 -> logits (B, T, V), next state."""

@@ -84,7 +84,7 @@ class NoEndBeforeBars:
 
     def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
         out = np.array(logits, copy=True)
-        generated = history[:, self.start:]
+        generated = history[:, self.start :]
         # a cheap bound first: fewer markers than bars cannot complete them
         markers = np.count_nonzero(generated == self.codec.bar_id, axis=1)
         for row in range(out.shape[0]):
@@ -135,14 +135,14 @@ class BarGrid:
         eighth = max(1, codec.ticks_per_beat // 2)
         longest = LONGEST_BAR_BEATS * codec.ticks_per_beat
         for row in range(out.shape[0]):
-            now, line, _, metre = self.position(history[row, self.start:])
+            now, line, _, metre = self.position(history[row, self.start :])
             if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
                 out[row, codec.bar_id] = NEG_INF
             room = line + (metre or longest) - now  # ticks to the next (or the latest) bar line
             if room > 0:
                 if metre is not None:
                     out[row, codec.bar_id] = NEG_INF
-                out[row, codec.shift_offset + min(room, codec.max_shift):shifts.stop] = NEG_INF
+                out[row, codec.shift_offset + min(room, codec.max_shift) : shifts.stop] = NEG_INF
             else:  # on the bar line, its marker not yet written
                 out[row, shifts] = NEG_INF
                 out[row, note_ons] = NEG_INF

@@ -116,8 +116,7 @@ def without_pickup(piece: Piece) -> Piece:
     padding = pickup_padding(piece.bar_lines())
     if not padding:
         return piece
-    notes = tuple(replace(note, start=note.start + padding, end=note.end + padding)
-                  for note in piece.notes)
+    notes = tuple(replace(note, start=note.start + padding, end=note.end + padding) for note in piece.notes)
     later = [(tick + padding, *metre) for tick, *metre in sorted(piece.time_signatures)[1:]]
     signatures = ((0, *later[0][1:]),) + tuple(later[1:]) if later else piece.time_signatures
     return replace(piece, notes=notes, time_signatures=signatures, length=piece.length + padding)

@@ -48,8 +48,10 @@ def read_pieces(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> list[Piece]
         return [read_midi(path, ticks_per_beat)]
     if suffix in SCORE_SUFFIXES:
         return read_score(path, ticks_per_beat)
-    raise UnreadableMusic(f"cannot read {path.name}: it is not a music file; give a MIDI file "
-                          f"({', '.join(MIDI_SUFFIXES)}) or a score ({', '.join(SCORE_SUFFIXES)})")
+    raise UnreadableMusic(
+        f"cannot read {path.name}: it is not a music file; give a MIDI file "
+        f"({', '.join(MIDI_SUFFIXES)}) or a score ({', '.join(SCORE_SUFFIXES)})"
+    )
 
 
 def _open_midi(path: Path) -> mido.MidiFile:
@@ -57,18 +59,21 @@ def _open_midi(path: Path) -> mido.MidiFile:
     with open(path, "rb") as file:
         header = file.read(len(MIDI_HEADER))
     if not header:
-        raise UnreadableMusic(f"cannot read {path.name}: it is empty (0 bytes); give a MIDI file "
-                              "with notes in it")
+        raise UnreadableMusic(f"cannot read {path.name}: it is empty (0 bytes); give a MIDI file with notes in it")
     if header != MIDI_HEADER:
-        raise UnreadableMusic(f"cannot read {path.name}: it is not a MIDI file (it does not start "
-                              "as one); export the music from your notation program or DAW as a "
-                              "standard MIDI file (.mid) and try again")
+        raise UnreadableMusic(
+            f"cannot read {path.name}: it is not a MIDI file (it does not start "
+            "as one); export the music from your notation program or DAW as a "
+            "standard MIDI file (.mid) and try again"
+        )
     try:
         return mido.MidiFile(str(path))
     except Exception:  # mido raises EOFError, OSError, ValueError, KeyError ... on damage
-        raise UnreadableMusic(f"cannot read {path.name}: it is a damaged MIDI file (it breaks off "
-                              "or holds invalid data); export it again as a standard MIDI file "
-                              "(.mid)") from None
+        raise UnreadableMusic(
+            f"cannot read {path.name}: it is a damaged MIDI file (it breaks off "
+            "or holds invalid data); export it again as a standard MIDI file "
+            "(.mid)"
+        ) from None
 
 
 def _to_grid(tick: int, source_ticks_per_beat: int, ticks_per_beat: int) -> int:
@@ -82,9 +87,11 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
     midi = _open_midi(path)
     source = midi.ticks_per_beat
     if source <= 0:
-        raise UnreadableMusic(f"cannot read {path.name}: it counts time in SMPTE frames, not "
-                              "beats; export it again with beat-based timing (the usual MIDI "
-                              "setting)")
+        raise UnreadableMusic(
+            f"cannot read {path.name}: it counts time in SMPTE frames, not "
+            "beats; export it again with beat-based timing (the usual MIDI "
+            "setting)"
+        )
     notes: list[Note] = []
     signatures: dict[int, tuple[int, int]] = {}
     tempo = None
@@ -116,17 +123,21 @@ def read_midi(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> Piece:
         for (_, pitch), starts in sounding.items():  # never released: end with the track
             notes.extend(Note(start, pitch, max(grid, start + 1), vel) for start, vel in starts)
     if not notes:
-        raise UnreadableMusic(f"cannot read {path.name}: it has no notes (drum-channel notes do "
-                              "not count); give a MIDI file with notes in it")
-    return without_pickup(Piece(
-        notes=normalize_notes(notes),
-        time_signatures=_signature_list(signatures),
-        program=DEFAULT_PROGRAM if program is None else program,
-        tempo=tempo,
-        key=key,
-        length=end,
-        ticks_per_beat=ticks_per_beat,
-    ))
+        raise UnreadableMusic(
+            f"cannot read {path.name}: it has no notes (drum-channel notes do "
+            "not count); give a MIDI file with notes in it"
+        )
+    return without_pickup(
+        Piece(
+            notes=normalize_notes(notes),
+            time_signatures=_signature_list(signatures),
+            program=DEFAULT_PROGRAM if program is None else program,
+            tempo=tempo,
+            key=key,
+            length=end,
+            ticks_per_beat=ticks_per_beat,
+        )
+    )
 
 
 def _signature_list(signatures: dict[int, tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
@@ -151,14 +162,15 @@ def read_score(path: Path, ticks_per_beat: int = TICKS_PER_BEAT) -> list[Piece]:
     try:
         parsed = converter.parse(str(path))
     except Exception:  # music21 raises many types on files it cannot parse
-        raise UnreadableMusic(f"cannot read {path.name} as a score; check that it opens in a "
-                              "notation program (e.g. MuseScore), or export it as MIDI (.mid)") from None
+        raise UnreadableMusic(
+            f"cannot read {path.name} as a score; check that it opens in a "
+            "notation program (e.g. MuseScore), or export it as MIDI (.mid)"
+        ) from None
     scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
     pieces = [score_to_piece(score, ticks_per_beat) for score in scores]
     pieces = [piece for piece in pieces if piece.notes]
     if not pieces:
-        raise UnreadableMusic(f"cannot read {path.name}: it has no notes; give a score with notes "
-                              "in it")
+        raise UnreadableMusic(f"cannot read {path.name}: it has no notes; give a score with notes in it")
     return pieces
 
 

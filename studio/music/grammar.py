@@ -38,8 +38,9 @@ def corpus_limits(pieces: Sequence[Piece]) -> tuple[int, int]:
         if not piece.notes:
             continue
         longest = max(longest, max(note.end - note.start for note in piece.notes))
-        changes = sorted([(note.start, 1) for note in piece.notes]
-                         + [(note.end, -1) for note in piece.notes])  # ends sort before starts
+        changes = sorted(
+            [(note.start, 1) for note in piece.notes] + [(note.end, -1) for note in piece.notes]
+        )  # ends sort before starts
         sounding = 0
         for _, delta in changes:
             sounding += delta
@@ -102,10 +103,10 @@ class NoteGrammar:
             pitches = np.array([p for p, _ in sounding], dtype=np.int64)
             allowed_off = np.zeros(PITCH_COUNT, dtype=bool)
             allowed_off[pitches] = True
-            out[row, off:off + PITCH_COUNT][~allowed_off] = NEG_INF
+            out[row, off : off + PITCH_COUNT][~allowed_off] = NEG_INF
             out[row, on + pitches] = NEG_INF
             if len(sounding) >= self.max_voices:
-                out[row, on:on + PITCH_COUNT] = NEG_INF
+                out[row, on : on + PITCH_COUNT] = NEG_INF
             if not sounding:
                 continue
             oldest = min(start for _, start in sounding)
@@ -117,5 +118,5 @@ class NoteGrammar:
                 out[row] = NEG_INF  # an earlier rule may have banned them all: then equal odds
                 out[row, ids] = keep if np.isfinite(keep).any() else 0.0
             elif room < codec.max_shift:
-                out[row, shift + room:shift + codec.max_shift] = NEG_INF
+                out[row, shift + room : shift + codec.max_shift] = NEG_INF
         return out

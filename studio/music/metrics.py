@@ -29,8 +29,7 @@ from studio.music.events import Piece
 
 RESOLUTION = 12  # time steps per beat, as TICKS_PER_BEAT
 MEASURE_BEATS = 4
-METRICS = ("pitch_class_entropy", "scale_consistency", "polyphony", "empty_beat_rate",
-           "groove_consistency")
+METRICS = ("pitch_class_entropy", "scale_consistency", "polyphony", "empty_beat_rate", "groove_consistency")
 _MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=bool)
 _MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)
 
@@ -80,7 +79,7 @@ def empty_beat_rate(piece: Piece) -> float:
     beats = int(ends.max()) // RESOLUTION + 1
     covered = np.zeros(beats, dtype=bool)
     for start, end in zip(starts // RESOLUTION, ends // RESOLUTION):
-        covered[start:end + 1] = True
+        covered[start : end + 1] = True
     return float(1 - covered.sum() / beats)
 
 

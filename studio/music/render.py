@@ -75,8 +75,10 @@ class Rendered:
     @property
     def text(self) -> str:
         signature = "/".join(map(str, self.metre))
-        text = (f"{self.bars} bars, {len(self.piece.notes)} notes, {self.tempo:g} bpm, "
-                f"{signature}, {self.seconds:.1f} s, program {self.piece.program}")
+        text = (
+            f"{self.bars} bars, {len(self.piece.notes)} notes, {self.tempo:g} bpm, "
+            f"{signature}, {self.seconds:.1f} s, program {self.piece.program}"
+        )
         return f"{text} ({self.note})" if self.note else text
 
     def save(self, path: Path) -> Path:
@@ -96,6 +98,7 @@ class Rendered:
 
 # --- audio ------------------------------------------------------------------------
 
+
 def soundfont() -> Path | None:
     """The soundfont fluidsynth will use, or None."""
     candidates = [os.environ.get("STUDIO_SOUNDFONT", "")] + list(SOUNDFONTS)
@@ -110,8 +113,21 @@ def write_wav(piece: Piece, tempo: float, path: Path) -> None:
             midi = Path(folder) / "piece.mid"
             write_midi(piece, midi, tempo)
             partial = Path(folder) / "out.wav"
-            command = [fluidsynth, "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE), "-T", "wav",
-                       "-F", str(partial), str(font), str(midi)]
+            command = [
+                fluidsynth,
+                "-ni",
+                "-q",
+                "-g",
+                "0.6",
+                "-r",
+                str(SAMPLE_RATE),
+                "-T",
+                "wav",
+                "-F",
+                str(partial),
+                str(font),
+                str(midi),
+            ]
             result = subprocess.run(command, capture_output=True, text=True, timeout=600)
             if result.returncode == 0 and partial.is_file() and partial.stat().st_size > 44:
                 shutil.move(str(partial), path)
@@ -135,22 +151,23 @@ def synthesize(piece: Piece, tempo: float, rate: int = FALLBACK_SAMPLE_RATE) -> 
         length = min(length, total - start)
         t = np.arange(length) / rate
         frequency = 440.0 * 2.0 ** ((note.pitch - 69) / 12)
-        tone = sum(np.sin(2 * np.pi * frequency * k * t) / k ** 1.5 for k in (1, 2, 3, 4))
+        tone = sum(np.sin(2 * np.pi * frequency * k * t) / k**1.5 for k in (1, 2, 3, 4))
         held = (note.end - note.start) * seconds_per_tick
         envelope = np.minimum(1.0, t / 0.01) * np.exp(-2.0 * t)
         envelope *= np.where(t < held, 1.0, np.exp(-(t - held) / 0.06))
-        audio[start:start + length] += tone * envelope * (note.velocity / 127)
+        audio[start : start + length] += tone * envelope * (note.velocity / 127)
     peak = np.abs(audio).max()
     return audio / peak * 0.8 if peak > 0 else audio
 
 
 # --- piano roll ---------------------------------------------------------------------
 
+
 def piano_roll(piece: Piece) -> np.ndarray:
     """[128, ticks] float matrix of velocities / 127 (pitch rows, grid-tick columns)."""
     roll = np.zeros((128, max(1, piece.end)), dtype=np.float32)
     for note in piece.notes:
-        roll[note.pitch, note.start:note.end] = note.velocity / 127
+        roll[note.pitch, note.start : note.end] = note.velocity / 127
     return roll
 
 
@@ -176,8 +193,9 @@ def piano_roll_figure(piece: Piece, tempo: float, caption: str | None = None):
     # one bar per note, a hair short of its end so repeated notes stay apart
     for note in piece.notes:
         shade = (0.1, 0.3 + 0.4 * (1 - note.velocity / 127), 0.7)
-        axes.broken_barh([(note.start * tick, (note.end - note.start) * tick * 0.96)],
-                         (note.pitch - 0.4, 0.8), facecolors=shade)
+        axes.broken_barh(
+            [(note.start * tick, (note.end - note.start) * tick * 0.96)], (note.pitch - 0.4, 0.8), facecolors=shade
+        )
     axes.set_xlim(0, beats)
     axes.set_ylim(low, high)
     for line in piece.bar_lines():

@@ -110,6 +110,7 @@ def gumbel_truncated(phi: np.ndarray, parent_key: np.ndarray, rng: np.random.Gen
 
 # --- selections ------------------------------------------------------------------------------
 
+
 class Selection(Protocol):
     """How one step of :func:`beam_search` chooses.  ``shaped`` is (n, V): the live
     hypotheses' next-token log-probabilities under the rules, normalised; ``position``
@@ -118,9 +119,9 @@ class Selection(Protocol):
     num_beams: int
     sampled: bool  # True: the distribution-shaping rules (temperature, top-k, top-p) apply
 
-    def children(self, beams: list[Hypothesis], shaped: np.ndarray, position: int,
-                 max_length: int, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def children(
+        self, beams: list[Hypothesis], shaped: np.ndarray, position: int, max_length: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate children, best first, as three equal-length arrays: parent row,
         token and key."""
 
@@ -133,9 +134,9 @@ class Selection(Protocol):
     def ordering(self, hypothesis: Hypothesis) -> float:
         """Sort key of results and of the best hypothesis, larger first."""
 
-    def survivors(self, live: list[Hypothesis], rows: list[int], done: list[Hypothesis],
-                  position: int, max_length: int
-                  ) -> tuple[list[Hypothesis], list[int], list[Hypothesis], bool]:
+    def survivors(
+        self, live: list[Hypothesis], rows: list[int], done: list[Hypothesis], position: int, max_length: int
+    ) -> tuple[list[Hypothesis], list[int], list[Hypothesis], bool]:
         """After a step: the live hypotheses kept (with their parent rows), the finished
         ones kept (best first), and whether the search is over."""
 
@@ -150,8 +151,7 @@ class _BestCandidates:
     def __post_init__(self) -> None:
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
 
-    def candidate_scores(self, beams: list[Hypothesis], candidates: np.ndarray,
-                         rng: np.random.Generator) -> np.ndarray:
+    def candidate_scores(self, beams: list[Hypothesis], candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(n, V) scores that order the children, from their cumulative ranks ``candidates``."""
         return candidates
 
@@ -186,12 +186,14 @@ class Deterministic(_BestCandidates):
         # rank only falls as tokens are added; dividing by a longer length can still
         # raise it when length_penalty > 0, at most up to max_length tokens
         length = max_length if self.length_penalty > 0 else len(hypothesis.tokens) + 1
-        return hypothesis.rank / length ** self.length_penalty
+        return hypothesis.rank / length**self.length_penalty
 
     def survivors(self, live, rows, done, position, max_length):
         done = _best_distinct(done, self.ordering, self.num_beams)
-        stop = not live or (len(done) >= self.num_beams and max(
-            self.best_possible(h, max_length) for h in live) <= self.ordering(done[-1]))
+        stop = not live or (
+            len(done) >= self.num_beams
+            and max(self.best_possible(h, max_length) for h in live) <= self.ordering(done[-1])
+        )
         return live, rows, done, stop
 
 
@@ -211,8 +213,8 @@ class GumbelTopK(_BestCandidates):
     def survivors(self, live, rows, done, position, max_length):
         done.sort(key=self.ordering, reverse=True)
         keys = sorted([h.key for h in done + live], reverse=True)
-        threshold = keys[:self.num_beams][-1] if keys else -np.inf
-        done = [h for h in done if h.key >= threshold][:self.num_beams]
+        threshold = keys[: self.num_beams][-1] if keys else -np.inf
+        done = [h for h in done if h.key >= threshold][: self.num_beams]
         kept = [i for i, h in enumerate(live) if h.key >= threshold]
         return [live[i] for i in kept], [rows[i] for i in kept], done, not kept
 
@@ -232,8 +234,9 @@ class BranchFactor:
     def __post_init__(self) -> None:
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
         require(self.branch_factor >= 1, f"branch factor must be at least 1 (got {self.branch_factor})")
-        require(self.steps_per_iteration >= 1,
-                f"steps per iteration must be at least 1 (got {self.steps_per_iteration})")
+        require(
+            self.steps_per_iteration >= 1, f"steps per iteration must be at least 1 (got {self.steps_per_iteration})"
+        )
 
     def _first_iteration(self, max_length: int) -> int:
         """Steps in the first iteration, shortened so that the later ones are full."""
@@ -264,19 +267,27 @@ class BranchFactor:
         first = self._first_iteration(max_length)
         if position >= first - 1 and (position - first + 1) % self.steps_per_iteration == 0:
             # magenta keeps duplicates; copies that sampled the same tokens waste beams
-            keep = _distinct(live, np.argsort([-h.rank for h in live], kind="stable"))[:self.num_beams]
+            keep = _distinct(live, np.argsort([-h.rank for h in live], kind="stable"))[: self.num_beams]
             live, rows = [live[i] for i in keep], [rows[i] for i in keep]
         return live, rows, _best_distinct(done, self.ordering, self.num_beams), not live
 
 
-def selection_for(num_beams: int, *, length_penalty: float = 1.0, sample: bool = False,
-                  branch_factor: int = 1, steps_per_iteration: int = 1) -> Selection:
+def selection_for(
+    num_beams: int,
+    *,
+    length_penalty: float = 1.0,
+    sample: bool = False,
+    branch_factor: int = 1,
+    steps_per_iteration: int = 1,
+) -> Selection:
     """The selection the command line's flags ask for: ``--sample`` is Gumbel-top-k,
     ``--branch-factor``/``--steps-per-iteration`` above 1 magenta's, else deterministic."""
     magenta = branch_factor > 1 or steps_per_iteration > 1
-    require(not (magenta and sample),
-            "--sample (stochastic beam search) and --branch-factor/--steps-per-iteration "
-            "(magenta's sampled beams) are alternatives: choose one")
+    require(
+        not (magenta and sample),
+        "--sample (stochastic beam search) and --branch-factor/--steps-per-iteration "
+        "(magenta's sampled beams) are alternatives: choose one",
+    )
     if magenta:
         return BranchFactor(num_beams, branch_factor, steps_per_iteration, length_penalty)
     if sample:
@@ -286,10 +297,20 @@ def selection_for(num_beams: int, *, length_penalty: float = 1.0, sample: bool =
 
 # --- the loop ----------------------------------------------------------------------------------
 
-def beam_search(step: StepFn, reorder: ReorderFn, state: Any, start: Sequence[int],
-                first_log_probs: np.ndarray, selection: Selection, *, max_length: int,
-                is_final: Callable[[list[int]], bool], rules: RulesFn | None = None,
-                seed: int = 0) -> Iterator[BeamProgress]:
+
+def beam_search(
+    step: StepFn,
+    reorder: ReorderFn,
+    state: Any,
+    start: Sequence[int],
+    first_log_probs: np.ndarray,
+    selection: Selection,
+    *,
+    max_length: int,
+    is_final: Callable[[list[int]], bool],
+    rules: RulesFn | None = None,
+    seed: int = 0,
+) -> Iterator[BeamProgress]:
     """Search continuations of ``start`` (ids already fed; ``state`` is the one-row state
     after them and ``first_log_probs`` (vocab,) the next-token distribution there).
 
@@ -311,8 +332,12 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, start: Sequence[in
         last = position == max_length - 1
         for order, (parent, token, key) in enumerate(zip(*(c.tolist() for c in candidates))):
             b = beams[parent]
-            h = Hypothesis(b.tokens + [token], b.score + float(log_probs[parent, token]),
-                           b.rank + float(shaped[parent, token]), key)
+            h = Hypothesis(
+                b.tokens + [token],
+                b.score + float(log_probs[parent, token]),
+                b.rank + float(shaped[parent, token]),
+                key,
+            )
             if last or is_final(start + h.tokens):
                 if selection.counts_finished(order):
                     done.append(h)
@@ -323,8 +348,9 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, start: Sequence[in
                 break
         live, rows, done, stop = selection.survivors(live, rows, done, position, max_length)
         if not live and not done:
-            raise StudioError("the sampling rules ban every token (e.g. --no-repeat-ngram too "
-                              "small for --length): relax them")
+            raise StudioError(
+                "the sampling rules ban every token (e.g. --no-repeat-ngram too small for --length): relax them"
+            )
         if stop:
             yield BeamProgress(list(done[0].tokens), done[0], done, finished=True)
             return
@@ -336,8 +362,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, start: Sequence[in
         yield BeamProgress(list(committed), max(beams + done[:1], key=selection.ordering), [])
 
 
-def _shaped(rules: RulesFn | None, start: list[int], beams: list[Hypothesis],
-            log_probs: np.ndarray) -> np.ndarray:
+def _shaped(rules: RulesFn | None, start: list[int], beams: list[Hypothesis], log_probs: np.ndarray) -> np.ndarray:
     """The live hypotheses' next-token log-probabilities under ``rules``, renormalised."""
     if rules is None:
         return log_softmax(log_probs)
@@ -356,8 +381,7 @@ def _distinct(hypotheses: Sequence[Hypothesis], order) -> list[int]:
     return keep
 
 
-def _best_distinct(done: list[Hypothesis], ordering: Callable[[Hypothesis], float],
-                   count: int) -> list[Hypothesis]:
+def _best_distinct(done: list[Hypothesis], ordering: Callable[[Hypothesis], float], count: int) -> list[Hypothesis]:
     """The ``count`` best of ``done`` by ``ordering`` (stable), duplicates left out."""
     done.sort(key=ordering, reverse=True)
     return [done[i] for i in _distinct(done, range(len(done)))][:count]
@@ -372,4 +396,4 @@ def _grow_common_prefix(prefix: list[int], hypotheses: Sequence[Hypothesis]) -> 
     n = len(prefix)
     while n < shortest and all(h.tokens[n] == first[n] for h in hypotheses[1:]):
         n += 1
-    return prefix + first[len(prefix):n]
+    return prefix + first[len(prefix) : n]

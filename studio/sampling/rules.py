@@ -82,9 +82,8 @@ class NoRepeatNGram:
             return out
         for row in range(out.shape[0]):
             seq = history[row].tolist()
-            prefix = tuple(seq[len(seq) - (n - 1):]) if n > 1 else ()
-            banned = {seq[i + n - 1] for i in range(len(seq) - n + 1)
-                      if tuple(seq[i:i + n - 1]) == prefix}
+            prefix = tuple(seq[len(seq) - (n - 1) :]) if n > 1 else ()
+            banned = {seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix}
             if banned:
                 out[row, list(banned)] = NEG_INF
         return out
@@ -148,8 +147,9 @@ class TopP:
         return np.where(keep, logits, NEG_INF)
 
 
-def build_rules(settings, mask: np.ndarray | None = None,
-                constraints: Sequence[Rule] = (), shape: bool = True) -> list[Rule]:
+def build_rules(
+    settings, mask: np.ndarray | None = None, constraints: Sequence[Rule] = (), shape: bool = True
+) -> list[Rule]:
     """The rule chain for ``settings`` (a SampleSettings), in the documented order;
     ``mask`` and ``constraints`` come from the domain.  ``shape=False`` leaves out
     temperature, top-k and top-p (deterministic beam search ranks by the model's scores)."""
@@ -183,12 +183,14 @@ def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.nd
     logits = np.asarray(logits, dtype=np.float64)
     top = logits.max(-1, keepdims=True)
     if not np.isfinite(top).all():  # a row with every token banned
-        raise StudioError("the sampling rules ban every token (e.g. --no-repeat-ngram too small "
-                          "for --length, or --top-p/--top-k with an all-masked row): relax them")
+        raise StudioError(
+            "the sampling rules ban every token (e.g. --no-repeat-ngram too small "
+            "for --length, or --top-p/--top-k with an all-masked row): relax them"
+        )
     return draw_weights(np.exp(logits - top), generators)
 
 
 def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``): one
     uniform from each row's generator, then :func:`~studio.numeric.inverse_cdf`."""
-    return inverse_cdf(weights, [generator.random() for generator in generators[:len(weights)]])
+    return inverse_cdf(weights, [generator.random() for generator in generators[: len(weights)]])

@@ -53,17 +53,26 @@ class SampleSettings:
         require(self.temperature >= 0, f"temperature must be 0 (greedy) or more (got {self.temperature})")
         require(self.top_k >= 0, f"top-k must be 0 (off) or more (got {self.top_k})")
         require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p})")
-        require(self.repetition_penalty > 0,
-                f"repetition penalty must be positive; 1.0 is off (got {self.repetition_penalty})")
-        require(self.no_repeat_ngram_size >= 0,
-                f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})")
+        require(
+            self.repetition_penalty > 0,
+            f"repetition penalty must be positive; 1.0 is off (got {self.repetition_penalty})",
+        )
+        require(
+            self.no_repeat_ngram_size >= 0,
+            f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})",
+        )
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
-        require(self.length_penalty >= 0, f"length penalty must be 0 (off) or more: scores are "
-                f"divided by length ** penalty (got {self.length_penalty})")
+        require(
+            self.length_penalty >= 0,
+            f"length penalty must be 0 (off) or more: scores are "
+            f"divided by length ** penalty (got {self.length_penalty})",
+        )
         require(self.length >= 1, f"length must be at least 1 (got {self.length})")
         require(self.num >= 1, f"num must be at least 1 (got {self.num})")
-        require(self.num_beams == 1 or self.num <= self.num_beams,
-                f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search")
+        require(
+            self.num_beams == 1 or self.num <= self.num_beams,
+            f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search",
+        )
         require(self.branch_factor >= 1, "branch factor must be at least 1")
         require(self.steps_per_iteration >= 1, "steps per iteration must be at least 1")
         require(self.bars is None or self.bars >= 1, f"bars must be at least 1 (got {self.bars})")
@@ -99,15 +108,34 @@ class SampleSettings:
 
 # How each setting is spelled on the command line, for recipes (`studio sample ...`).
 CLI_FLAGS = {
-    "model": "--model", "temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p",
-    "repetition_penalty": "--repetition-penalty", "no_repeat_ngram_size": "--no-repeat-ngram",
-    "greedy": "--greedy", "num_beams": "--beam", "length_penalty": "--length-penalty",
-    "stochastic_beams": "--sample", "branch_factor": "--branch-factor",
-    "steps_per_iteration": "--steps-per-iteration", "length": "--length", "num": "--num",
-    "seed": "--seed", "prime": "--prime", "prime_file": "--prime-file", "stop": "--stop",
-    "device": "--device", "precision": "--precision", "bars": "--bars", "tempo": "--tempo",
-    "key": "--key", "text": "--text", "bias": "--bias", "style": "--style",
-    "stroke_width": "--stroke-width", "color": "--color",
+    "model": "--model",
+    "temperature": "--temp",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "repetition_penalty": "--repetition-penalty",
+    "no_repeat_ngram_size": "--no-repeat-ngram",
+    "greedy": "--greedy",
+    "num_beams": "--beam",
+    "length_penalty": "--length-penalty",
+    "stochastic_beams": "--sample",
+    "branch_factor": "--branch-factor",
+    "steps_per_iteration": "--steps-per-iteration",
+    "length": "--length",
+    "num": "--num",
+    "seed": "--seed",
+    "prime": "--prime",
+    "prime_file": "--prime-file",
+    "stop": "--stop",
+    "device": "--device",
+    "precision": "--precision",
+    "bars": "--bars",
+    "tempo": "--tempo",
+    "key": "--key",
+    "text": "--text",
+    "bias": "--bias",
+    "style": "--style",
+    "stroke_width": "--stroke-width",
+    "color": "--color",
 }
 
 
