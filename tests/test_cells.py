@@ -120,6 +120,12 @@ def test_cell_trains_resumes_exports_and_samples(cell, tiny_corpus, tmp_path):
     state = Runtime.select(runtime.init_state(3), np.array([2, 2]))
     alone, _ = runtime.logits(tokens[[2, 2]], state)
     assert full.shape == (3, 12, bundle.card["model"]["vocab_size"])
+    best = torch.load(straight.best, weights_only=False)  # the runtime's stepped window equals torch's
+    reference = RecurrentLM(ModelConfig.from_dict(best["model"]))
+    reference.load_state_dict(best["model_state"])
+    with torch.no_grad():
+        expected, _ = reference.eval()(torch.from_numpy(tokens), reference.init_state(3))
+    assert np.abs(full - expected.numpy()).max() < 1e-4
     assert np.abs(alone[0] - full[2]).max() < 1e-4
 
 
