@@ -25,7 +25,8 @@ import torch
 
 from ..errors import require
 from ..handwriting import data as stroke_data
-from ..handwriting.model import HEAD_NAMES, build_model, mixture_log_likelihood, split_head
+from ..handwriting.mdn import HEAD_NAMES
+from ..handwriting.model import build_model, mixture_log_likelihood, split_head
 from .base import Batch, Carry, Trainable, TrainData, max_difference
 
 VALIDATION_SEED = 2_000_000_000  # Hershey lines from here on are never trained on
