@@ -433,6 +433,7 @@ def train(
             )
         config = train_config or TrainConfig()
         config = replace(config, device=config.device or "cpu")  # None: not given
+        resolve_device(config.device)  # a missing GPU is one line, before any corpus is read
         corpus_data = load_corpus(
             Path(corpus), domain_name, domain_options or {}, cache, val_fraction=config.val_fraction, quiet=quiet
         )

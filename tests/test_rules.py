@@ -27,7 +27,8 @@ from studio.sampling.rules import (
 from studio.sampling.settings import SampleSettings
 
 FAST = hypothesis_settings(max_examples=60, deadline=None)
-finite = st.floats(-30, 30, allow_nan=False, allow_infinity=False, width=32)
+# no subnormals: dividing one by a temperature can round it to zero (order lost in float32)
+finite = st.floats(-30, 30, allow_nan=False, allow_infinity=False, width=32, allow_subnormal=False)
 
 
 @st.composite

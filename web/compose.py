@@ -73,7 +73,9 @@ def make_compose(outputs: OutputFolders):
                     f"{primer.name} is not a music file: give a MIDI (.mid), MusicXML, ABC or Humdrum file"
                 )
             kept = outputs.keep(primer, "primers", primer.suffix.lower())
-            prime_file, uploaded = str(kept), {str(kept): primer.name, str(primer): primer.name}
+            # library messages name a file by its path or by its own (content-hash) name
+            prime_file = str(kept)
+            uploaded = {str(kept): primer.name, str(primer): primer.name, kept.name: primer.name}
         tempo = as_float(tempo, "tempo")
         settings = settings_from(
             model,
