@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from studio import corpus as corpus_module
@@ -321,7 +322,7 @@ def test_two_ddp_ranks_build_one_cache_and_read_disjoint_rows_of_it(tiny_corpus,
     ids = np.fromfile(tokens_file, dtype=np.uint16)
     train_ids = ids[: split_point(len(ids), 0.1)]
     row_len = len(train_ids) // 4
-    for r, seen in enumerate(ranks):
+    for seen in ranks:
         expected = [train_ids[row * row_len: row * row_len + 8].tolist() for row in seen["rows"]]
         assert seen["window"] == expected
     assert (tmp_path / "run" / "summary.json").exists()
