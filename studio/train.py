@@ -319,6 +319,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                              "train it again")
         saved = run.read_config()
         config = _resume_config(saved["train"], train_config)
+        resolve_device(config.device)  # a wrong --device fails before any corpus work
         payload = stored_payload(checkpoint["corpus"], checkpoint["domain"], cache, val_fraction=config.val_fraction,
                                  quiet=quiet)
         corpus_data = Corpus(domain_from_config(checkpoint["domain"]), payload, saved["corpus"], checkpoint["corpus"])
@@ -330,6 +331,7 @@ def train(corpus: Path | None, run_dir: Path, *, domain_name: str | None = None,
                               f"{run.path}, or pick another --name")
         config = train_config or TrainConfig()
         config = replace(config, device=config.device or "cpu")  # None: not given
+        resolve_device(config.device)  # a wrong --device fails before the corpus is tokenised
         corpus_data = load_corpus(Path(corpus), domain_name, domain_options or {}, cache,
                                   val_fraction=config.val_fraction, quiet=quiet)
         model_config = trainable_for(corpus_data.domain.head).model_config(corpus_data.domain, model_overrides or {})
