@@ -437,16 +437,18 @@ def reopen(reference: dict, settings: CacheSettings, *, val_fraction: float = 0.
     corpus = Path(reference["corpus"])
     require(
         corpus.exists(),
-        f"the token cache {key} is gone and so is its corpus {corpus}: restore the corpus to continue this run",
+        f"the token cache {key} is missing or damaged and its corpus {corpus} is gone: "
+        "restore the corpus to continue this run",
     )
     cls = domain_class(reference["domain"])
     files = cls.source_files(corpus)
+    state = "gone" if not (root / key).exists() else "damaged"
     require(
         fingerprint(files) == reference["sha256"],
-        f"the token cache {key} is gone and {corpus} changed since this run started: restore the "
+        f"the token cache {key} is {state} and {corpus} changed since this run started: restore the "
         "corpus it was trained on to continue, or start a new run",
     )
-    if not quiet:
+    if state == "gone" and not quiet:  # a damaged one is announced where it is rebuilt
         notice(f"the token cache {key} is gone: tokenising {corpus} again")
     return _open_or_build(root, key, corpus, cls, reference["options"], files, reference["sha256"], val_fraction, quiet)
 

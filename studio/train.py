@@ -420,6 +420,7 @@ def train(
         require(not missing, f"{run.checkpoint} is from an older studio (no {', '.join(missing)}): train it again")
         saved = run.read_config()
         config = _resume_config(saved["train"], train_config)
+        resolve_device(config.device)  # a wrong --device fails before any corpus work
         payload = stored_payload(
             checkpoint["corpus"], checkpoint["domain"], cache, val_fraction=config.val_fraction, quiet=quiet
         )
@@ -433,7 +434,7 @@ def train(
             )
         config = train_config or TrainConfig()
         config = replace(config, device=config.device or "cpu")  # None: not given
-        resolve_device(config.device)  # a missing GPU is one line, before any corpus is read
+        resolve_device(config.device)  # a wrong --device fails before the corpus is tokenised
         corpus_data = load_corpus(
             Path(corpus), domain_name, domain_options or {}, cache, val_fraction=config.val_fraction, quiet=quiet
         )

@@ -174,6 +174,24 @@ def test_a_damaged_cache_is_rebuilt_with_a_notice(tiny_corpus, tmp_path, capsys,
     assert rebuilt.folder == cache.folder and np.array_equal(rebuilt.ids, expected)
 
 
+def test_a_checkpoint_reference_maps_its_cache_or_rebuilds_it_from_an_unchanged_corpus(tiny_corpus, tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    cache = build(corpus, tmp_path / "cache")
+    reference, expected = cache.reference(), np.array(cache.ids)
+    assert json.loads(json.dumps(reference)) == reference  # the checkpoint keeps plain data
+    assert np.array_equal(token_cache.reopen(reference, CacheSettings(), quiet=True).ids, expected)
+    (cache.folder / "cache.json").write_text("[]")
+    capsys.readouterr()
+    assert np.array_equal(token_cache.reopen(reference, CacheSettings(), quiet=True).ids, expected)
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert len(notes) == 1 and "damaged" in notes[0]
+    shutil.rmtree(cache.folder)
+    shutil.rmtree(corpus)
+    with pytest.raises(StudioError, match="its corpus .* is gone: restore the corpus"):
+        token_cache.reopen(reference, CacheSettings(), quiet=True)
+
+
 @pytest.mark.parametrize("when", ["between the passes", "after the passes"])
 def test_a_corpus_edited_while_it_is_cached_is_refused(tiny_corpus, tmp_path, monkeypatch, when):
     """Between the passes, encoding meets a character the first pass never saw; after
