@@ -157,19 +157,10 @@ class Generation:
         rules = build_rules(settings, self.mask, self.constraints, shape=selection.sampled)
 
         def step(tokens, beam_state):
-            logits, beam_state = self.runtime.logits(tokens[:, None], beam_state)
-            return log_softmax(logits[:, 0]), beam_state
+            logits, beam_state = self.runtime.step_logits(tokens[:, None], beam_state)
+            return log_softmax(logits), beam_state
 
-        def is_final(sequence: list[int]) -> bool:
-            generated = sequence[len(self.prime) :]
-            if self._is_final(generated):
-                return True
-            if settings.stop:
-                text = "".join(self.domain.token_text(t) for t in generated[-64:])
-                return self._hits_stop(text)
-            return False
-
-        streamed = 0
+        track = _BeamTrack(self, rules)
         progress = None
         for progress in beam_search(
             step,
@@ -179,15 +170,12 @@ class Generation:
             log_softmax(last)[0],
             selection,
             max_length=settings.length,
-            is_final=is_final,
             seed=settings.seed,
-            rules=(lambda h, lp: apply_rules(rules, h, lp)) if rules else None,
+            track=track,
         ):
-            committed = progress.committed
-            for token in committed[streamed:]:
+            for token in progress.fresh:
                 if token != self.domain.separator_id:
                     yield 0, int(token)
-            streamed = max(streamed, len(committed))
         for hypothesis in progress.results[: settings.num]:
             sample = self._finish(hypothesis.tokens, hypothesis.score)
             self.results.append(sample)
@@ -196,6 +184,61 @@ class Generation:
         for _ in self:
             pass
         return self.results
+
+
+class _BeamTrack:
+    """Beam search's per-hypothesis bookkeeping for a :class:`Generation`, O(1) per
+    token: the trace is (rule states, the domain's finish state, the text tail for stop
+    strings, the last id).  Rules with an incremental form (``initial``/``advance``/
+    ``apply``) and stateless ones need no history; any other rule (repetition penalty,
+    no-repeat n-grams) gets the whole history rebuilt at each step."""
+
+    def __init__(self, generation: Generation, rules: list):
+        self.domain, self.settings = generation.domain, generation.settings
+        self.prime = list(generation.prime)
+        self.rules = rules
+        self.stateful = [i for i, rule in enumerate(rules) if hasattr(rule, "advance")]
+        self.needs_history = any(
+            not hasattr(rule, "advance") and not getattr(rule, "stateless", False) for rule in rules
+        )
+        self.finish = generation.domain.finish_tracker(generation.settings)
+        self.longest_stop = max((len(stop) for stop in self.settings.stop), default=0)
+        self.separator = generation.domain.separator_id
+
+    def start(self):
+        row = np.asarray(self.prime, dtype=np.int64)
+        states = tuple(self.rules[i].initial(row) for i in self.stateful)
+        return states, self.finish.start() if self.finish else None, "", None
+
+    def advance(self, trace, token):
+        states, finish, tail, _ = trace
+        states = tuple(self.rules[i].advance(s, token) for i, s in zip(self.stateful, states))
+        if self.finish is not None:
+            finish = self.finish.advance(finish, token)
+        if self.longest_stop:
+            tail = (tail + self.domain.token_text(token))[-(self.longest_stop + 64) :]
+        return states, finish, tail, token
+
+    def is_final(self, trace):
+        _, finish, tail, token = trace
+        if token == self.separator or (self.finish is not None and self.finish.finished(finish)):
+            return True
+        return bool(self.longest_stop) and any(stop in tail for stop in self.settings.stop)
+
+    def remaining(self, trace):
+        return self.finish.remaining(trace[1]) if self.finish is not None else None
+
+    def shape(self, traces, hypotheses, log_probs):
+        history = None
+        if self.needs_history:
+            history = np.array([self.prime + h.tokens for h in hypotheses], dtype=np.int64)
+        stateful = {i: k for k, i in enumerate(self.stateful)}
+        for i, rule in enumerate(self.rules):
+            if i in stateful:
+                log_probs = rule.apply([trace[0][stateful[i]] for trace in traces], log_probs)
+            else:
+                log_probs = rule(history, log_probs)
+        return log_probs
 
 
 def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:

@@ -228,6 +228,13 @@ class CategoricalDomain(Domain):
         ending on the separator."""
         return False
 
+    def finish_tracker(self, settings: Any):
+        """:meth:`is_finished` folded one id at a time, for beam search: an object with
+        ``start()``, ``advance(state, id)``, ``finished(state)`` and ``remaining(state)``
+        (an upper bound on the ids still to come, or None), or None when only the
+        separator ends a sample.  A domain that overrides :meth:`is_finished` gives one."""
+        return None
+
     @abstractmethod
     def render(self, ids: Sequence[int], settings: Any) -> Output:
         """The shown prime plus the generated ids, as an output that can be saved."""

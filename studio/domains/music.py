@@ -18,10 +18,10 @@ import numpy as np
 
 from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
-from ..music.bars import BarGrid, NoEndBeforeBars, bar_count
+from ..music.bars import BarGrid, BarsToGo, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
-from ..music.grammar import NoteGrammar, corpus_limits
+from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
 from ..music.metrics import METRICS, compare
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
@@ -269,12 +269,15 @@ class MusicDomain(CategoricalDomain):
         than the corpus's longest note, no more voices than the corpus's most; bars of
         one length, the primer's metre when there is one (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
-        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime."""
+        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime.  First of
+        all, each instant keeps the codec's order (:class:`InstantOrder`), so no stream
+        can run on without moving time, and hence bars, forward."""
         start = len(self.prime_ids(settings))
         primer = self._primer(settings)
         lines = primer.bar_lines() if primer is not None else []
         metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
         rules: list = [
+            InstantOrder(self.codec),
             NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
             BarGrid(self.codec, start=start, metre=metre),
         ]
@@ -295,6 +298,16 @@ class MusicDomain(CategoricalDomain):
         bars = settings.bars
         # only a bar marker can complete a bar: counting only then keeps long runs linear
         return bool(bars) and last == self.bar_id and self.completed_bars(generated_ids) >= bars
+
+    def finish_tracker(self, settings: Any) -> BarsToGo | None:
+        """:meth:`is_finished` one event at a time (beam search keeps one state per
+        hypothesis instead of re-counting bars over the whole history)."""
+        if not settings.bars:
+            return None
+        primer = self._primer(settings)
+        lines = primer.bar_lines() if primer is not None else []
+        metre = lines[-1] - lines[-2] if len(lines) >= 2 else None
+        return BarsToGo(self.codec, int(settings.bars), events_per_instant(self.max_voices), metre)
 
     def completed_bars(self, ids: Sequence[int]) -> int:
         """Bars completed by ``ids`` (events after the prime, without separators)."""

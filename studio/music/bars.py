@@ -82,6 +82,20 @@ class NoEndBeforeBars:
         if self.bars < 1 or self.start < 0:
             raise ValueError("bars must be at least 1 and start 0 or more")
 
+    # incremental form: the state is the :class:`Position` after the events so far
+    def initial(self, row: np.ndarray) -> Position:
+        return fold(Position(), np.asarray(row)[self.start :], self.codec)
+
+    def advance(self, state: Position, token: int) -> Position:
+        return advance(state, int(token), self.codec)
+
+    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, copy=True)
+        for row, position in enumerate(states):
+            if position.bars < self.bars:
+                out[row, self.codec.separator_id] = NEG_INF
+        return out
+
     def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
         out = np.array(logits, copy=True)
         generated = history[:, self.start :]
@@ -127,23 +141,80 @@ class BarGrid:
         self._memo[key] = result
         return result
 
-    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        codec = self.codec
+    # incremental form: the state is the :class:`Position` after the events so far
+    def initial(self, row: np.ndarray) -> Position:
+        return fold(Position(metre=self.metre), np.asarray(row)[self.start :], self.codec)
+
+    def advance(self, state: Position, token: int) -> Position:
+        return advance(state, int(token), self.codec)
+
+    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
         out = np.array(logits, copy=True)
-        shifts = slice(codec.shift_offset, codec.program_offset)
-        note_ons = slice(codec.note_on_offset, codec.note_off_offset)
-        eighth = max(1, codec.ticks_per_beat // 2)
-        longest = LONGEST_BAR_BEATS * codec.ticks_per_beat
-        for row in range(out.shape[0]):
-            now, line, _, metre = self.position(history[row, self.start :])
-            if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
-                out[row, codec.bar_id] = NEG_INF
-            room = line + (metre or longest) - now  # ticks to the next (or the latest) bar line
-            if room > 0:
-                if metre is not None:
-                    out[row, codec.bar_id] = NEG_INF
-                out[row, codec.shift_offset + min(room, codec.max_shift) : shifts.stop] = NEG_INF
-            else:  # on the bar line, its marker not yet written
-                out[row, shifts] = NEG_INF
-                out[row, note_ons] = NEG_INF
+        for row, position in enumerate(states):
+            self._mask(out[row], position)
         return out
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, copy=True)
+        for row in range(out.shape[0]):
+            self._mask(out[row], self.position(history[row, self.start :]))
+        return out
+
+    def _mask(self, out: np.ndarray, position: Position) -> None:
+        """The bar line forced where a bar's time is full and banned elsewhere (in place)."""
+        codec = self.codec
+        now, line, _, metre = position
+        eighth = max(1, codec.ticks_per_beat // 2)
+        if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
+            out[codec.bar_id] = NEG_INF
+        room = line + (metre or LONGEST_BAR_BEATS * codec.ticks_per_beat) - now  # ticks to the bar line
+        if room > 0:
+            if metre is not None:
+                out[codec.bar_id] = NEG_INF
+            out[codec.shift_offset + min(room, codec.max_shift) : codec.program_offset] = NEG_INF
+        else:  # on the bar line, its marker not yet written: note-offs, then the marker
+            out[codec.shift_offset : codec.program_offset] = NEG_INF
+            out[codec.note_on_offset : codec.note_off_offset] = NEG_INF  # note-ons
+            out[codec.velocity_offset : codec.shift_offset] = NEG_INF  # and velocities (they announce one)
+
+
+def fold(position: Position, ids, codec: EventCodec) -> Position:
+    """:func:`advance` over ``ids``."""
+    for token in np.asarray(ids).tolist():
+        position = advance(position, int(token), codec)
+    return position
+
+
+def bar_length_bound(position: Position, codec: EventCodec) -> int:
+    """Ticks to the end of the current bar, at most (the metre, else the longest bar
+    :class:`BarGrid` allows before it is known)."""
+    return position.line + (position.metre or LONGEST_BAR_BEATS * codec.ticks_per_beat) - position.time
+
+
+@dataclass(frozen=True)
+class BarsToGo:
+    """The music finish test, one event at a time: the state is the :class:`Position`
+    of the generated events, finished once ``bars`` bars are complete (what
+    ``MusicDomain.is_finished`` says from the whole history).  :meth:`remaining`
+    bounds the events still to come: the ticks left to the last bar line, at most
+    ``per_instant`` events per tick (the note grammar's bound), plus the opening
+    ``KEY``/``PROGRAM``."""
+
+    codec: EventCodec
+    bars: int
+    per_instant: int
+    metre: int | None = None
+
+    def start(self) -> Position:
+        return Position(metre=self.metre)
+
+    def advance(self, state: Position, token: int) -> Position:
+        return advance(state, int(token), self.codec)
+
+    def finished(self, state: Position) -> bool:
+        return state.bars >= self.bars
+
+    def remaining(self, state: Position) -> int:
+        bar = state.metre or LONGEST_BAR_BEATS * self.codec.ticks_per_beat
+        ticks = max(0, bar_length_bound(state, self.codec)) + max(0, self.bars - state.bars - 1) * bar
+        return (ticks + 1) * self.per_instant + 2

@@ -94,29 +94,142 @@ class NoteGrammar:
             return sounding, time + token - codec.shift_offset + 1
         return state
 
+    # incremental form (beam search carries one state per hypothesis) --------------------
+    def initial(self, row: np.ndarray) -> State:
+        """The state after the ids ``row`` (a whole history row, prime included)."""
+        state: State = ((), 0)
+        for token in np.asarray(row).tolist():
+            state = self._fold(state, token)
+        return state
+
+    def advance(self, state: State, token: int) -> State:
+        return self._fold(state, int(token))
+
+    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        for row, state in enumerate(states):
+            self._mask(out[row], state)
+        return out
+
     def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        for row in range(out.shape[0]):
+            self._mask(out[row], self.state(history[row]))
+        return out
+
+    def _mask(self, out: np.ndarray, state: State) -> None:
+        """Bans, in place on one row of logits, what is unplayable after ``state``."""
+        codec = self.codec
+        on, off, shift = codec.note_on_offset, codec.note_off_offset, codec.shift_offset
+        sounding, time = state
+        pitches = np.array([p for p, _ in sounding], dtype=np.int64)
+        allowed_off = np.zeros(PITCH_COUNT, dtype=bool)
+        allowed_off[pitches] = True
+        out[off : off + PITCH_COUNT][~allowed_off] = NEG_INF
+        out[on + pitches] = NEG_INF
+        if len(sounding) >= self.max_voices:
+            out[on : on + PITCH_COUNT] = NEG_INF
+            out[codec.velocity_offset : codec.shift_offset] = NEG_INF  # a velocity announces a note-on
+        if not sounding:
+            return
+        oldest = min(start for _, start in sounding)
+        room = self.max_note_ticks - (time - oldest)  # ticks the oldest note may still last
+        if room <= 0:  # overdue: release those notes before anything else happens
+            overdue = [p for p, s in sounding if time - s >= self.max_note_ticks]
+            ids = off + np.array(overdue)
+            keep = out[ids]
+            out[:] = NEG_INF  # an earlier rule may have banned them all: then equal odds
+            out[ids] = keep if np.isfinite(keep).any() else 0.0
+        elif room < codec.max_shift:
+            out[shift + room : shift + codec.max_shift] = NEG_INF
+
+
+Instant = tuple[int, int, bool]  # (phase, last pitch at this instant, only header events so far)
+OFFS, AFTER_BAR, AFTER_VELOCITY, ONS = range(4)
+
+
+@dataclass(frozen=True)
+class InstantOrder:
+    """Keeps each instant in the codec's own order, so time has to move on.
+
+    The codec writes one instant as: note-offs by rising pitch, the bar marker, then
+    note-ons by rising pitch, each perhaps after a ``VELOCITY``; ``KEY`` and
+    ``PROGRAM`` only open a piece.  Every encoded corpus piece follows this order, so
+    banning what breaks it forbids nothing the corpus does.  What it closes: streams
+    that never advance time (a note-on and its note-off at one instant, a zero-length
+    note; runs of velocities, keys or programs; a second bar marker at one instant),
+    which beam search, preferring cheap events, would otherwise spin in for ever.
+    After a ``VELOCITY`` only a higher note-on or a time shift may follow (so no rule
+    combination can leave nothing allowed).  At most ``3 * voices + 2`` events fit in
+    one instant (see :func:`events_per_instant`)."""
+
+    codec: EventCodec
+
+    def initial(self, row: np.ndarray) -> Instant:
+        state: Instant = (OFFS, -1, True)
+        for token in np.asarray(row).tolist():
+            state = self.advance(state, token)
+        return state
+
+    def advance(self, state: Instant, token: int) -> Instant:
+        codec = self.codec
+        phase, last, header = state
+        token = int(token)
+        if token == codec.separator_id:
+            return (OFFS, -1, True)
+        if codec.shift_offset <= token < codec.program_offset:
+            return (OFFS, -1, False)
+        if token >= codec.program_offset:  # KEY or PROGRAM: header events, no instant change
+            return state
+        if token == codec.bar_id:
+            return (AFTER_BAR, -1, False)
+        if codec.note_off_offset <= token < codec.velocity_offset:
+            return (OFFS, token - codec.note_off_offset, False)
+        if codec.velocity_offset <= token < codec.shift_offset:
+            return (AFTER_VELOCITY, last if phase == ONS or phase == AFTER_VELOCITY else -1, False)
+        return (ONS, token - codec.note_on_offset, False)  # a note-on
+
+    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        for row, state in enumerate(states):
+            self._mask(out[row], state)
+        return out
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        # the last instant starts after the last shift: fold from there (bounded work)
         codec = self.codec
         out = np.array(logits, dtype=np.float64, copy=True)
-        on, off, shift = codec.note_on_offset, codec.note_off_offset, codec.shift_offset
         for row in range(out.shape[0]):
-            sounding, time = self.state(history[row])
-            pitches = np.array([p for p, _ in sounding], dtype=np.int64)
-            allowed_off = np.zeros(PITCH_COUNT, dtype=bool)
-            allowed_off[pitches] = True
-            out[row, off : off + PITCH_COUNT][~allowed_off] = NEG_INF
-            out[row, on + pitches] = NEG_INF
-            if len(sounding) >= self.max_voices:
-                out[row, on : on + PITCH_COUNT] = NEG_INF
-            if not sounding:
-                continue
-            oldest = min(start for _, start in sounding)
-            room = self.max_note_ticks - (time - oldest)  # ticks the oldest note may still last
-            if room <= 0:  # overdue: release those notes before anything else happens
-                overdue = [p for p, s in sounding if time - s >= self.max_note_ticks]
-                ids = off + np.array(overdue)
-                keep = out[row, ids]
-                out[row] = NEG_INF  # an earlier rule may have banned them all: then equal odds
-                out[row, ids] = keep if np.isfinite(keep).any() else 0.0
-            elif room < codec.max_shift:
-                out[row, shift + room : shift + codec.max_shift] = NEG_INF
+            ids = np.asarray(history[row])
+            shifts = np.flatnonzero(((ids >= codec.shift_offset) & (ids < codec.program_offset)) | (ids == 0))
+            begin = int(shifts[-1]) if shifts.size else 0
+            header = not shifts.size or ids[begin] == codec.separator_id
+            state: Instant = (OFFS, -1, bool(header))
+            for token in ids[begin:].tolist():
+                state = self.advance(state, token)
+            self._mask(out[row], state)
         return out
+
+    def _mask(self, out: np.ndarray, state: Instant) -> None:
+        codec = self.codec
+        phase, last, header = state
+        on, off = codec.note_on_offset, codec.note_off_offset
+        if not header:  # KEY and PROGRAM only open a piece
+            out[codec.program_offset :] = NEG_INF
+        if phase == OFFS:
+            out[off : off + last + 1] = NEG_INF  # note-offs by rising pitch
+            return
+        out[off : off + PITCH_COUNT] = NEG_INF  # no note-off after the bar marker or a note-on
+        out[codec.bar_id] = NEG_INF  # one bar marker, before any note-on
+        out[on : on + last + 1] = NEG_INF  # note-ons by rising pitch
+        if phase == AFTER_VELOCITY:
+            out[codec.velocity_offset : codec.shift_offset] = NEG_INF
+        elif last >= PITCH_COUNT - 1:
+            out[codec.velocity_offset : codec.shift_offset] = NEG_INF  # no note-on left to announce
+
+
+def events_per_instant(max_voices: int) -> int:
+    """The most events :class:`InstantOrder` and :class:`NoteGrammar` let one instant
+    hold: its note-offs (at most ``max_voices`` notes sound), a bar marker, a velocity
+    and a note-on per new note (at most ``max_voices``), and the shift that ends it."""
+    return 3 * max_voices + 2

@@ -47,7 +47,7 @@ the final result starts with it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -60,27 +60,113 @@ ReorderFn = Callable[[Any, np.ndarray], Any]
 RulesFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-@dataclass
+class Node:
+    """One token of a hypothesis, linked to its parent: extending a hypothesis is O(1)
+    and hypotheses share their common past (a tree, not one list per hypothesis)."""
+
+    __slots__ = ("token", "parent", "depth", "digest")
+
+    def __init__(self, token: int, parent: Node | None):
+        self.token, self.parent = token, parent
+        self.depth = 1 if parent is None else parent.depth + 1
+        self.digest = hash((0 if parent is None else parent.digest, token))
+
+    def tokens(self) -> list[int]:
+        out, node = [], self
+        while node is not None:
+            out.append(node.token)
+            node = node.parent
+        return out[::-1]
+
+
+def _ancestor(node: Node | None, depth: int) -> Node | None:
+    """The ancestor of ``node`` (itself included) at ``depth`` (None for depth 0)."""
+    while node is not None and node.depth > depth:
+        node = node.parent
+    return node
+
+
+class Track(Protocol):
+    """What the search carries per hypothesis besides its tokens: a ``trace`` folded one
+    token at a time (rule states, a bar counter, the tail of the text for stop
+    strings), so that each step's bookkeeping is O(1) in the length."""
+
+    def start(self) -> Any:
+        """The trace before the first generated token."""
+
+    def advance(self, trace: Any, token: int) -> Any:
+        """The trace after one more token (never edits ``trace``)."""
+
+    def is_final(self, trace: Any) -> bool:
+        """Whether the hypothesis that ``trace`` belongs to is finished."""
+
+    def shape(self, traces: list, hypotheses: list[Hypothesis], log_probs: np.ndarray) -> np.ndarray:
+        """(n, V) next-token log-probabilities under the rules (not yet renormalised)."""
+
+    def remaining(self, trace: Any) -> int | None:
+        """An upper bound on the tokens the hypothesis can still add before it finishes,
+        or None when only the length cap bounds it."""
+
+
 class Hypothesis:
-    tokens: list[int]
-    score: float = 0.0  # model log-probability of ``tokens``
-    rank: float = 0.0  # log-probability under the rules, used for ranking
-    key: float = 0.0  # Gumbel key (stochastic beam search)
+    """A generated sequence: its last :class:`Node`, ``score`` (the model's
+    log-probability of its tokens), ``rank`` (the same under the rules, used for
+    ranking), ``key`` (Gumbel key, stochastic beam search), the caller's ``trace`` and
+    ``reach`` (the longest length it can still grow to)."""
+
+    __slots__ = ("node", "score", "rank", "key", "trace", "reach", "branch")
+
+    def __init__(
+        self,
+        tokens: Sequence[int] = (),
+        score: float = 0.0,
+        rank: float = 0.0,
+        key: float = 0.0,
+        *,
+        node: Node | None = None,
+        trace: Any = None,
+        reach: int | None = None,
+    ):
+        if node is None:
+            for token in tokens:
+                node = Node(int(token), node)
+        self.node, self.score, self.rank, self.key, self.trace = node, score, rank, key, trace
+        self.reach = reach
+        self.branch: Node | None = None  # ancestor just after the committed prefix (see beam_search)
+
+    @property
+    def length(self) -> int:
+        return 0 if self.node is None else self.node.depth
+
+    @property
+    def tokens(self) -> list[int]:
+        """The tokens (built on demand: O(length))."""
+        return [] if self.node is None else self.node.tokens()
 
     def normalised(self, length_penalty: float) -> float:
-        return self.rank / max(1, len(self.tokens)) ** length_penalty
+        return self.rank / max(1, self.length) ** length_penalty
+
+    def __repr__(self) -> str:
+        return f"Hypothesis({self.tokens}, score={self.score:.4f}, rank={self.rank:.4f}, key={self.key:.4f})"
 
 
 @dataclass
 class BeamProgress:
     """After each step: the prefix every hypothesis that can still win shares (safe to
-    stream), the best hypothesis so far, and, on the last item, the finished results
-    best first."""
+    stream; ``fresh`` holds the part of it committed at this step), the best hypothesis
+    so far, and, on the last item, the finished results best first."""
 
-    committed: list[int]
+    fresh: list[int]
     best: Hypothesis
     results: list[Hypothesis]
     finished: bool = False
+    _prefix: list[int] = field(default_factory=list, repr=False)
+    _length: int = 0
+
+    @property
+    def committed(self) -> list[int]:
+        """The whole committed prefix (a copy: O(length))."""
+        return self._prefix[: self._length]
 
 
 def log1mexp(a: np.ndarray) -> np.ndarray:
@@ -184,9 +270,12 @@ class Deterministic(_BestCandidates):
 
     def best_possible(self, hypothesis: Hypothesis, max_length: int) -> float:
         # rank only falls as tokens are added; dividing by a longer length can still
-        # raise it when length_penalty > 0, at most up to max_length tokens
-        length = max_length if self.length_penalty > 0 else len(hypothesis.tokens) + 1
-        return hypothesis.rank / length**self.length_penalty
+        # raise it when length_penalty > 0, at most up to the longest length the
+        # hypothesis can still reach (``reach``: the track's bound, else the cap)
+        if self.length_penalty <= 0:
+            return hypothesis.rank / (hypothesis.length + 1) ** self.length_penalty
+        reach = max_length if hypothesis.reach is None else min(max_length, hypothesis.reach)
+        return hypothesis.rank / max(1, reach) ** self.length_penalty
 
     def survivors(self, live, rows, done, position, max_length):
         done = _best_distinct(done, self.ordering, self.num_beams)
@@ -298,6 +387,39 @@ def selection_for(
 # --- the loop ----------------------------------------------------------------------------------
 
 
+class HistoryTrack:
+    """The plain :class:`Track` over whole sequences: ``is_final(sequence)`` and
+    ``rules(history, log_probs)`` see ``start`` plus the generated tokens, rebuilt at
+    every step (O(length) per step: for tests and small searches; the sampler uses
+    incremental tracks)."""
+
+    def __init__(self, start: Sequence[int], is_final: Callable[[list[int]], bool] | None, rules: RulesFn | None):
+        self.prefix = list(start)
+        self.final = is_final
+        self.rules = rules
+
+    def start(self):
+        return None
+
+    def advance(self, trace, token):
+        return None
+
+    def is_final_sequence(self, hypothesis: Hypothesis) -> bool:
+        return self.final is not None and self.final(self.prefix + hypothesis.tokens)
+
+    def is_final(self, trace):
+        return False
+
+    def shape(self, traces, hypotheses, log_probs):
+        if self.rules is None:
+            return log_probs
+        history = np.array([self.prefix + h.tokens for h in hypotheses], dtype=np.int64)
+        return self.rules(history, log_probs)
+
+    def remaining(self, trace):
+        return None
+
+
 def beam_search(
     step: StepFn,
     reorder: ReorderFn,
@@ -307,38 +429,55 @@ def beam_search(
     selection: Selection,
     *,
     max_length: int,
-    is_final: Callable[[list[int]], bool],
+    is_final: Callable[[list[int]], bool] | None = None,
     rules: RulesFn | None = None,
     seed: int = 0,
+    track: Track | None = None,
+    rng: Any = None,
 ) -> Iterator[BeamProgress]:
     """Search continuations of ``start`` (ids already fed; ``state`` is the one-row state
     after them and ``first_log_probs`` (vocab,) the next-token distribution there).
 
-    ``rules(history, log_probs) -> log_probs`` reshapes each step's distribution
-    (history: (n, len(start) + t) ids); ``seed`` seeds the sampled selections.  Yields a
-    :class:`BeamProgress` after every step; the last one has ``finished=True`` and up to
-    ``num_beams`` results."""
+    Either ``track`` (incremental per-hypothesis bookkeeping, see :class:`Track`) or
+    ``is_final(sequence)`` and ``rules(history, log_probs) -> log_probs`` (history:
+    (n, len(start) + t) ids), which a :class:`HistoryTrack` rebuilds at every step.
+    ``seed`` seeds the sampled selections (or ``rng``, a generator with numpy's
+    ``random``/``gumbel`` methods).  Yields a :class:`BeamProgress` after every step;
+    the last one has ``finished=True`` and up to ``num_beams`` results.
+
+    Per step the search does O(beams * vocab) work whatever the length: tokens live
+    in a tree of :class:`Node`, the committed prefix grows from the previous one (see
+    :func:`_grow_committed`), and every other test reads the hypothesis's trace."""
     require(max_length >= 1, f"length must be at least 1 (got {max_length})")
-    rng = np.random.default_rng(seed)
-    start = list(start)
-    beams = [Hypothesis([])]
+    if rng is None:
+        rng = new_rng(seed)
+    history_track = track is None
+    if track is None:
+        track = HistoryTrack(start, is_final, rules)
+    first = track.start()
+    beams = [Hypothesis(trace=first, reach=_reach(track, first, 0, max_length))]
     log_probs = np.asarray(first_log_probs, dtype=np.float64)[None, :]
     done: list[Hypothesis] = []
-    committed: list[int] = []
+    committed = _Committed()
     for position in range(max_length):
-        shaped = _shaped(rules, start, beams, log_probs)
+        shaped = log_softmax(track.shape([b.trace for b in beams], beams, log_probs))
         candidates = selection.children(beams, shaped, position, max_length, rng)
         live, rows = [], []
         last = position == max_length - 1
         for order, (parent, token, key) in enumerate(zip(*(c.tolist() for c in candidates))):
             b = beams[parent]
+            trace = track.advance(b.trace, token)
             h = Hypothesis(
-                b.tokens + [token],
-                b.score + float(log_probs[parent, token]),
-                b.rank + float(shaped[parent, token]),
-                key,
+                node=Node(token, b.node),
+                score=b.score + float(log_probs[parent, token]),
+                rank=b.rank + float(shaped[parent, token]),
+                key=key,
+                trace=trace,
+                reach=_reach(track, trace, position + 1, max_length),
             )
-            if last or is_final(start + h.tokens):
+            h.branch = b.branch
+            final = track.is_final(trace) or (history_track and track.is_final_sequence(h))
+            if last or final:
                 if selection.counts_finished(order):
                     done.append(h)
             else:
@@ -352,48 +491,104 @@ def beam_search(
                 "the sampling rules ban every token (e.g. --no-repeat-ngram too small for --length): relax them"
             )
         if stop:
-            yield BeamProgress(list(done[0].tokens), done[0], done, finished=True)
+            best = done[0]
+            fresh = best.tokens[committed.length :]
+            committed.tokens.extend(fresh)
+            yield BeamProgress(fresh, best, done, True, committed.tokens, len(committed.tokens))
             return
         beams = live
         state = reorder(state, np.array(rows))
-        log_probs, state = step(np.array([b.tokens[-1] for b in beams]), state)
+        log_probs, state = step(np.array([b.node.token for b in beams]), state)
         log_probs = np.asarray(log_probs, dtype=np.float64)
-        committed = _grow_common_prefix(committed, beams + done[:1])
-        yield BeamProgress(list(committed), max(beams + done[:1], key=selection.ordering), [])
+        fresh = committed.grow(beams + done[:1])
+        best = max(beams + done[:1], key=selection.ordering)
+        yield BeamProgress(fresh, best, [], False, committed.tokens, len(committed.tokens))
 
 
-def _shaped(rules: RulesFn | None, start: list[int], beams: list[Hypothesis], log_probs: np.ndarray) -> np.ndarray:
-    """The live hypotheses' next-token log-probabilities under ``rules``, renormalised."""
-    if rules is None:
-        return log_softmax(log_probs)
-    history = np.array([start + b.tokens for b in beams], dtype=np.int64)
-    return log_softmax(rules(history, log_probs))
+def new_rng(seed: int):
+    """The search's random generator (the one place it is made)."""
+    return np.random.default_rng(seed)
+
+
+def _reach(track: Track, trace: Any, length: int, max_length: int) -> int:
+    remaining = track.remaining(trace)
+    return max_length if remaining is None else min(max_length, length + remaining)
+
+
+class _Committed:
+    """The prefix shared by every hypothesis that can still win.  Each hypothesis
+    carries ``branch``, its ancestor just after the prefix (inherited from its parent,
+    so O(1) per child); only when every kept hypothesis has the same branch can the
+    prefix grow, and only then are the tokens after it walked, once."""
+
+    def __init__(self):
+        self.tokens: list[int] = []
+        self.node: Node | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def _branch(self, h: Hypothesis) -> Node | None:
+        depth = self.length + 1
+        if h.length < depth:
+            return None
+        if h.branch is None or h.branch.depth != depth:
+            h.branch = _ancestor(h.node, depth)
+        return h.branch
+
+    def grow(self, hypotheses: Sequence[Hypothesis]) -> list[int]:
+        """Tokens newly committed now that ``hypotheses`` are the ones kept."""
+        first = self._branch(hypotheses[0])
+        if first is None or any(self._branch(h) is not first for h in hypotheses[1:]):
+            return []
+        # every hypothesis goes through ``first``: walk to their deepest common node
+        nodes = [h.node for h in hypotheses]
+        depth = min(n.depth for n in nodes)
+        nodes = [_ancestor(n, depth) for n in nodes]
+        while any(n is not nodes[0] for n in nodes[1:]):
+            nodes = [n.parent for n in nodes]
+        common = nodes[0]
+        fresh = []
+        node = common
+        while node is not None and node.depth > self.length:
+            fresh.append(node.token)
+            node = node.parent
+        fresh.reverse()
+        self.tokens.extend(fresh)
+        self.node = common
+        for h in hypotheses:
+            self._branch(h)
+        return fresh
 
 
 def _distinct(hypotheses: Sequence[Hypothesis], order) -> list[int]:
-    """Indices in ``order``, skipping hypotheses whose tokens repeat an earlier one's."""
-    seen, keep = set(), []
+    """Indices in ``order``, skipping hypotheses whose tokens repeat an earlier one's
+    (compared by a digest of the token path; tokens only when digests collide)."""
+    seen: dict[tuple[int, int], list[int]] = {}
+    keep = []
     for i in order:
-        tokens = tuple(hypotheses[i].tokens)
-        if tokens not in seen:
-            seen.add(tokens)
-            keep.append(int(i))
+        node = hypotheses[i].node
+        key = (0, 0) if node is None else (node.depth, node.digest)
+        same = seen.setdefault(key, [])
+        if any(_same_tokens(hypotheses[j].node, node) for j in same):
+            continue
+        same.append(int(i))
+        keep.append(int(i))
     return keep
+
+
+def _same_tokens(a: Node | None, b: Node | None) -> bool:
+    while a is not None and b is not None:
+        if a is b:
+            return True
+        if a.token != b.token:
+            return False
+        a, b = a.parent, b.parent
+    return a is None and b is None
 
 
 def _best_distinct(done: list[Hypothesis], ordering: Callable[[Hypothesis], float], count: int) -> list[Hypothesis]:
     """The ``count`` best of ``done`` by ``ordering`` (stable), duplicates left out."""
     done.sort(key=ordering, reverse=True)
     return [done[i] for i in _distinct(done, range(len(done)))][:count]
-
-
-def _grow_common_prefix(prefix: list[int], hypotheses: Sequence[Hypothesis]) -> list[int]:
-    """The common prefix of ``hypotheses``' tokens, given that all of them start with
-    ``prefix`` (last step's; see "Streaming" above): only the tokens after it are
-    compared, so a whole search costs time linear in its length."""
-    first = hypotheses[0].tokens
-    shortest = min(len(h.tokens) for h in hypotheses)
-    n = len(prefix)
-    while n < shortest and all(h.tokens[n] == first[n] for h in hypotheses[1:]):
-        n += 1
-    return prefix + first[len(prefix) : n]

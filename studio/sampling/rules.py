@@ -39,6 +39,8 @@ class Rule(Protocol):
 class AllowedTokens:
     """Sets logits of tokens outside ``mask`` (bool, [vocab]) to -inf."""
 
+    stateless = True  # reads no history (beam search applies it without one)
+
     mask: np.ndarray
 
     def __post_init__(self) -> None:
@@ -93,6 +95,8 @@ class NoRepeatNGram:
 class Temperature:
     """Divides logits by ``temperature`` (> 0; use greedy decoding for 0)."""
 
+    stateless = True  # reads no history (beam search applies it without one)
+
     temperature: float
 
     def __post_init__(self) -> None:
@@ -109,6 +113,8 @@ def _descending(logits: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class TopK:
     """Keeps exactly the ``k`` highest logits per row (ties: lower id first)."""
+
+    stateless = True  # reads no history (beam search applies it without one)
 
     k: int
 
@@ -127,6 +133,8 @@ class TopK:
 @dataclass(frozen=True)
 class TopP:
     """Keeps the smallest set of highest-probability tokens whose mass is >= ``p``."""
+
+    stateless = True  # reads no history (beam search applies it without one)
 
     p: float
 
