@@ -186,7 +186,7 @@ class InstantOrder:
         if codec.note_off_offset <= token < codec.velocity_offset:
             return (OFFS, token - codec.note_off_offset, False)
         if codec.velocity_offset <= token < codec.shift_offset:
-            return (AFTER_VELOCITY, last if phase == ONS or phase == AFTER_VELOCITY else -1, False)
+            return (AFTER_VELOCITY, last if phase in (ONS, AFTER_VELOCITY) else -1, False)
         return (ONS, token - codec.note_on_offset, False)  # a note-on
 
     def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
