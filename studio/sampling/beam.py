@@ -540,15 +540,24 @@ class _Committed:
     def grow(self, hypotheses: Sequence[Hypothesis]) -> list[int]:
         """Tokens newly committed now that ``hypotheses`` are the ones kept."""
         first = self._branch(hypotheses[0])
-        if first is None or any(self._branch(h) is not first for h in hypotheses[1:]):
+        if first is None:
             return []
-        # every hypothesis goes through ``first``: walk to their deepest common node
+        for h in hypotheses[1:]:
+            branch = self._branch(h)
+            if branch is None or branch.token != first.token:
+                return []
+        # every hypothesis goes on with the same token: walk up from the shortest
+        # length to the deepest depth where all tokens agree (copies of a beam may hold
+        # equal tokens in different nodes, so tokens are compared, not nodes)
         nodes = [h.node for h in hypotheses]
         depth = min(n.depth for n in nodes)
         nodes = [_ancestor(n, depth) for n in nodes]
-        while any(n is not nodes[0] for n in nodes[1:]):
+        top = nodes[0]
+        while nodes[0] is not None and any(n is not nodes[0] for n in nodes[1:]):
+            if any(n.token != nodes[0].token for n in nodes[1:]):
+                top = nodes[0].parent
             nodes = [n.parent for n in nodes]
-        common = nodes[0]
+        common = top
         fresh = []
         node = common
         while node is not None and node.depth > self.length:
