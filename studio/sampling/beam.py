@@ -30,18 +30,28 @@ sampled selections, change the temperature).  Finished hypotheses are ranked by
 ``rank / length ** length_penalty`` (Hugging Face's convention, length counting
 generated tokens; Gumbel-top-k ranks by key instead).
 
-Stopping: a hypothesis finishes when ``is_final`` says so or at ``max_length`` tokens.
-Deterministic search stops once ``num_beams`` hypotheses have finished and no live one
-can still beat the worst of them (the bound uses ``max_length`` when
-``length_penalty > 0``, Hugging Face's ``early_stopping="never"``), so the result does
+Stopping: a hypothesis finishes when ``is_final`` (or the track) says so or at
+``max_length`` tokens.  Deterministic search stops once ``num_beams`` hypotheses have
+finished and no live one can still beat the worst of them.  With ``length_penalty > 0``
+a live hypothesis could still gain by growing longer, so the bound divides its rank by
+the longest length it can still reach: the track's ``remaining`` bound when it has one
+(music with ``--bars``: the ticks left times the events one instant can hold), else
+``max_length`` (Hugging Face's ``early_stopping="never"``).  The result therefore does
 not depend on when the search happened to stop.  Gumbel-top-k stops when all
 ``num_beams`` best keys belong to finished sequences (keys never grow along a path);
 magenta's when no beam is live.
 
-Streaming: each :class:`BeamProgress` carries ``committed``, the prefix shared by every
-live hypothesis and by the best finished one; since each step only extends or retires
-hypotheses, it only ever grows (so each step compares only the tokens after it), and
-the final result starts with it.
+Cost: every step is O(beams * vocab) whatever the length.  Tokens live in a tree of
+:class:`Node` (a child is one node, not a copy of its parent's list); the caller's
+bookkeeping (rule states, a bar counter, the tail of the text for stop strings) is a
+``trace`` per hypothesis folded one token at a time (:class:`Track`); duplicates are
+found by a digest of the token path.
+
+Streaming: each :class:`BeamProgress` carries ``fresh``, the tokens newly added to the
+prefix shared by every live hypothesis and by the best finished one; since each step
+only extends or retires hypotheses, that prefix only ever grows and the final result
+starts with it.  Each hypothesis carries its ancestor just past the prefix, so the
+tokens are walked only on a step where all of them agree on the next token.
 """
 
 from __future__ import annotations
