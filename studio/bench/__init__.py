@@ -22,7 +22,8 @@ it less):
 * ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one batch;
   int8 runs it row by row so every row is exact, see :mod:`studio.runtime`;
   ``ort_int8_b64_one_call_tok_s`` is the single-call figure for comparison);
-* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
+* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision;
+  ``beam8_one_call_steps_s``: the same with int8 batches run as one call, rows not exact);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
 * ``reference_gemv_us``: a numpy matrix-vector product the size of one LSTM layer's

@@ -20,7 +20,7 @@ from ..runtime import Runtime
 from ..sampling.settings import SampleSettings
 from . import timing
 from .bundles import fp32_bundle, int8_bundle, shaped_bundle
-from .runtime_rates import generation_rate, precision_figures, prefill_step_ms
+from .runtime_rates import generation_rate, one_call_batches, precision_figures, prefill_step_ms
 from .torch_rates import torch_figures
 
 PREFILL_TOKENS = 1000
@@ -87,6 +87,12 @@ def _measure(
         result["beam8_steps_s"] = round(
             generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1
         )
+        if runtimes[default].row_exact:  # the same search once int8 batches run as one call (rows not exact)
+            say("beam search, 8 beams, one call per step")
+            with one_call_batches(runtimes[default]):
+                result["beam8_one_call_steps_s"] = round(
+                    generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1
+                )
         if cold:
             say("cold start")
             result["cold_start_s"] = round(timing.cold_start(shipped.path), 3)

@@ -22,6 +22,7 @@ ROWS = [
     ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
     ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
+    ("beam search, 8 beams, one call per step (int8 rows not exact)", "beam8_one_call_steps_s", "steps/s"),
     ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
     ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),
     ("cold start, `studio sample --length 200`", "cold_start_s", "s"),

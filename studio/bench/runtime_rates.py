@@ -98,7 +98,7 @@ def _io_binding(runtime: Runtime) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _one_call_batches(runtime: Runtime) -> Iterator[None]:
+def one_call_batches(runtime: Runtime) -> Iterator[None]:
     runtime.row_exact = False
     try:
         yield
@@ -133,7 +133,7 @@ def precision_figures(
         figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
     if runtime.row_exact:  # what one int8 call per batch would give (rows not exact)
         say(f"onnxruntime {precision}, batch 64 as one call")
-        with _one_call_batches(runtime):
+        with one_call_batches(runtime):
             figures[f"ort_{precision}_b64_one_call_tok_s"] = tokens_per_second(base.with_(num=64))
     say(f"onnxruntime {precision}, prefill")
     figures[f"prefill_1000_{precision}_ms"] = prefill_ms(runtime, prime_ids, seconds / 3)
