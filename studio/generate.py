@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import StudioError
-from .numeric import log_softmax, softmax_weights, teacher_forced_nats
+from .numeric import softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
 from .sampling.rules import apply_rules, build_rules, draw, draw_weights
@@ -157,8 +157,7 @@ class Generation:
         rules = build_rules(settings, self.mask, self.constraints, shape=selection.sampled)
 
         def step(tokens, beam_state):
-            logits, beam_state = self.runtime.step_logits(tokens[:, None], beam_state)
-            return log_softmax(logits), beam_state
+            return self.runtime.step_logits(tokens[:, None], beam_state)  # the search normalises
 
         track = _BeamTrack(self, rules)
         progress = None
@@ -167,7 +166,7 @@ class Generation:
             Runtime.select,
             state,
             self.prime,
-            log_softmax(last)[0],
+            last[0],
             selection,
             max_length=settings.length,
             seed=settings.seed,

@@ -1,7 +1,8 @@
 """Beam search that knows nothing about models (after magenta's ``beam_search``).
 
 The caller supplies ``step(tokens, state) -> (log_probs, state)`` where ``tokens`` is
-(n,) the last id of each live hypothesis and ``log_probs`` is (n, vocab); ``state`` is
+(n,) the last id of each live hypothesis and ``log_probs`` is (n, vocab) (logits will
+do: the search normalises them); ``state`` is
 any object that ``reorder(state, rows)`` can index by hypothesis; and
 ``is_final(sequence)`` to retire finished hypotheses.  All live hypotheses go through
 ``step`` as one batch.  :func:`beam_search` is one loop; a :class:`Selection` decides
@@ -466,11 +467,13 @@ def beam_search(
         track = HistoryTrack(start, is_final, rules)
     first = track.start()
     beams = [Hypothesis(trace=first, reach=_reach(track, first, 0, max_length))]
-    log_probs = np.asarray(first_log_probs, dtype=np.float64)[None, :]
+    log_probs = log_softmax(np.asarray(first_log_probs, dtype=np.float64)[None, :])
     done: list[Hypothesis] = []
     committed = _Committed()
     for position in range(max_length):
-        shaped = log_softmax(track.shape([b.trace for b in beams], beams, log_probs))
+        shaped = track.shape([b.trace for b in beams], beams, log_probs)
+        if shaped is not log_probs:  # no rule changed them: the model's are normalised already
+            shaped = log_softmax(shaped)
         candidates = selection.children(beams, shaped, position, max_length, rng)
         live, rows = [], []
         last = position == max_length - 1
@@ -509,7 +512,7 @@ def beam_search(
         beams = live
         state = reorder(state, np.array(rows))
         log_probs, state = step(np.array([b.node.token for b in beams]), state)
-        log_probs = np.asarray(log_probs, dtype=np.float64)
+        log_probs = log_softmax(np.asarray(log_probs, dtype=np.float64))  # normalised once, here
         fresh = committed.grow(beams + done[:1])
         best = max(beams + done[:1], key=selection.ordering)
         yield BeamProgress(fresh, best, [], False, committed.tokens, len(committed.tokens))
