@@ -208,3 +208,64 @@ def test_a_music_beam_ends_as_a_piece_of_real_notes():
         assert notes and all(note.end > note.start for note in notes)
         assert DOMAIN.completed_bars(piece.tokens) == bars
         assert piece.tokens[-1] == CODEC.bar_id  # ended by the bar line that completes the last bar
+
+
+PROSE = ROOT / "export" / "prose"
+
+
+def naive_beams(model, **options):
+    """The product's search with the plain history track: whole-history rules and a
+    finish test over the whole generated sequence (the bookkeeping before traces)."""
+    from studio.api import bundle_domain, load_bundle
+    from studio.generate import Generation
+    from studio.runtime import Runtime
+    from studio.sampling.beam import selection_for
+    from studio.sampling.rules import apply_rules, build_rules
+
+    bundle = load_bundle(str(model))
+    runtime, domain = Runtime(bundle), bundle_domain(bundle)
+    settings = SampleSettings(model=str(model), **options)
+    generation = Generation(runtime, domain, settings)
+    state, last = generation._prefill()
+    selection = selection_for(settings.num_beams, length_penalty=settings.length_penalty)
+    rules = build_rules(settings, generation.mask, generation.constraints, shape=False)
+
+    def is_final(sequence):
+        generated = sequence[len(generation.prime) :]
+        if generation._is_final(generated):
+            return True
+        text = "".join(domain.token_text(t) for t in generated)
+        return any(stop in text for stop in settings.stop)
+
+    *_, final = beam_search(
+        lambda tokens, s: runtime.step_logits(tokens[:, None], s),
+        Runtime.select,
+        state,
+        generation.prime,
+        last[0],
+        selection,
+        max_length=settings.length,
+        is_final=is_final,
+        rules=(lambda h, lp: apply_rules(rules, h, lp)) if rules else None,
+    )
+    return final.results[0].tokens
+
+
+@pytest.mark.skipif(not (SONGS / "card.json").is_file(), reason="needs export/songs")
+def test_music_beams_with_traces_equal_the_history_search():
+    from studio.api import sample
+
+    options = dict(seed=1, bars=2, num_beams=3)
+    [piece] = sample(str(SONGS), **options)
+    assert piece.tokens == naive_beams(SONGS, **options)
+
+
+@pytest.mark.skipif(not (PROSE / "card.json").is_file(), reason="needs export/prose")
+def test_text_beams_with_stop_strings_equal_the_history_search():
+    from studio.api import sample
+
+    options = dict(seed=1, num_beams=3, length=120, prime="The ", stop=["."])
+    [text] = sample(str(PROSE), **options)
+    reference = naive_beams(PROSE, **options)
+    assert text.tokens == reference
+    assert "." in text.text or len(text.tokens) == 120
