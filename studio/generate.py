@@ -20,6 +20,7 @@ from .errors import StudioError
 from .numeric import log_softmax, softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
+from .sampling.rng import CounterRNG
 from .sampling.rules import apply_rules, build_rules, draw, draw_weights
 from .sampling.settings import SampleSettings, command_line
 
@@ -97,7 +98,7 @@ class Generation:
         state = Runtime.select(state, np.zeros(rows, dtype=np.int64))
         last = np.repeat(last, rows, axis=0)
         rules = build_rules(settings, self.mask, self.constraints)
-        generators = [np.random.default_rng([settings.seed, row]) for row in range(rows)]
+        generators = [CounterRNG(settings.seed, row) for row in range(rows)]
         # one buffer for the whole run: growing an array every step costs O(length^2)
         history = np.empty((rows, len(self.prime) + settings.length), dtype=np.int64)
         history[:, : len(self.prime)] = self.prime

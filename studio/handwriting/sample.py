@@ -22,6 +22,7 @@ import numpy as np
 from studio.errors import StudioError
 from studio.handwriting import mdn
 from studio.handwriting.render import Rendered
+from studio.sampling.rng import CounterRNG
 
 POINTS_PER_CHARACTER_LIMIT = 40  # a line never runs longer than this many points per character
 TRAILING_MARK_POINTS = 2  # a stroke this short, begun as the window leaves the text, is dropped
@@ -148,7 +149,7 @@ def draw_doodle(domain, runtime, settings, rng: np.random.Generator, style=None)
 
 def generate(domain, runtime, settings) -> Rendered:
     """Sample what ``settings`` asks for; see the module docstring."""
-    rng = np.random.default_rng(settings.seed)
+    rng = CounterRNG(settings.seed)
     style = _style_strokes(runtime, settings.style)
     page: list[np.ndarray] = []
     total, logprob = 0, 0.0

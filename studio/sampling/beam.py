@@ -54,6 +54,7 @@ import numpy as np
 
 from ..errors import StudioError, require
 from ..numeric import inverse_cdf, log_softmax
+from .rng import CounterRNG
 
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 ReorderFn = Callable[[Any, np.ndarray], Any]
@@ -319,7 +320,7 @@ def beam_search(
     :class:`BeamProgress` after every step; the last one has ``finished=True`` and up to
     ``num_beams`` results."""
     require(max_length >= 1, f"length must be at least 1 (got {max_length})")
-    rng = np.random.default_rng(seed)
+    rng = CounterRNG(seed)
     start = list(start)
     beams = [Hypothesis([])]
     log_probs = np.asarray(first_log_probs, dtype=np.float64)[None, :]
