@@ -55,7 +55,9 @@ def main() -> int:
         tarballs = list(work.glob("onnxruntime-web-*.tgz"))
         if done.returncode != 0 or len(tarballs) != 1:
             message = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no tarball"]
-            print(f"error: npm pack onnxruntime-web@{VERSION} failed ({message[0]}): check the network", file=sys.stderr)
+            print(
+                f"error: npm pack onnxruntime-web@{VERSION} failed ({message[0]}): check the network", file=sys.stderr
+            )
             return 1
         found = integrity(tarballs[0])
         if found != INTEGRITY:
