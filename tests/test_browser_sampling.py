@@ -55,7 +55,7 @@ def test_scalar_and_array_draws_are_one_stream():
     scalars = [one.random() for _ in range(50)]
     assert np.array_equal(np.asarray(scalars), many.random(50))
     assert one.counter == many.counter == 50
-    assert 0.0 <= min(scalars) and max(scalars) < 1.0
+    assert min(scalars) >= 0.0 and max(scalars) < 1.0
 
 
 def test_streams_differ_by_seed_and_row_and_do_not_depend_on_batching():
@@ -156,7 +156,7 @@ def test_js_rules_and_draw_agree_with_numpy(vocab):
         else:
             token = int(draw_weights(softmax_weights(logits[None, :])[0], [generator])[0])
         expected.append((shaped, token))
-        js_settings = {k: v for k, v in options.items()} | {"seed": seed}
+        js_settings = {**options, "seed": seed}
         jobs.append({"kind": "rules", "settings": js_settings, "history": history, "logits": as_bytes(logits)})
     for (shaped, token), result, options in zip(expected, in_node(jobs), SETTINGS * 4):
         assert result["error"] is None, (options, result["error"])
