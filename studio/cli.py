@@ -265,6 +265,21 @@ def export_command(
     export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only, drop_int8=fp32_only)
 
 
+
+@app.command("export-web")
+@friendly
+def export_web_command(
+    model: Annotated[str, typer.Argument(help="Text bundle (name under export/, or path) to put on the page.")],
+    out: Annotated[Path, typer.Option(help="Folder for the static site (new or empty).")],
+    force: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+):
+    """Write a static site that samples MODEL in the visitor's browser (onnxruntime-web)."""
+    from .webexport import export_web
+
+    site = export_web(model, out, force=force)
+    print(f"wrote {site.folder} ({len(site.files)} files, {site.total_bytes / 1e6:.1f} MB): serve it with any static server")
+
+
 # --- sample / eval / models -----------------------------------------------------------
 
 
