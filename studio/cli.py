@@ -265,7 +265,6 @@ def export_command(
     export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only, drop_int8=fp32_only)
 
 
-
 @app.command("export-web")
 @friendly
 def export_web_command(
@@ -277,7 +276,10 @@ def export_web_command(
     from .webexport import export_web
 
     site = export_web(model, out, force=force)
-    print(f"wrote {site.folder} ({len(site.files)} files, {site.total_bytes / 1e6:.1f} MB): serve it with any static server")
+    print(
+        f"wrote {site.folder} ({len(site.files)} files, {site.total_bytes / 1e6:.1f} MB): "
+        "serve it with any static file server"
+    )
 
 
 # --- sample / eval / models -----------------------------------------------------------
