@@ -27,6 +27,7 @@ from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 from studio.text_view import VIEWS, corpus_view, view_html
 
+from . import browser
 from .common import (
     LIMITS,
     OutputFolders,
@@ -236,6 +237,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             )
             with gr.Row():
                 go = gr.Button("Write", variant="primary", elem_id="write-button")
+                browser_go = gr.Button("Write", variant="primary", elem_id="write-browser-button", visible=False)
                 cancel = gr.Button("Stop", variant="stop", elem_id="write-stop")
             error = error_box("write")
             with gr.Row():
@@ -277,6 +279,12 @@ def build_tab(outputs: OutputFolders) -> dict:
                     info="auto: Markdown or code when the model was trained on it.",
                 )
                 confidence = gr.Checkbox(False, label="Colour by confidence", elem_id="write-confidence")
+            in_browser = gr.Checkbox(
+                False,
+                label="Run in my browser",
+                elem_id="write-in-browser",
+                info="Sample on this computer (onnxruntime-web, fp32): the same text as the recipe.",
+            )
         with gr.Column(scale=3, min_width=360):
             text = gr.Textbox(
                 label="Text", lines=12, max_lines=30, buttons=["copy"], elem_id="write-text", autoscroll=True
@@ -314,6 +322,12 @@ def build_tab(outputs: OutputFolders) -> dict:
         page=for_page,
         concurrency_limit=WRITE_CONCURRENCY,
         concurrency_id="write",
+    )
+
+    settings_inputs = [model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop]
+    browser.wire(browser_go, settings_inputs, [text, recipe, stats], outputs, write_settings)
+    in_browser.change(
+        browser.switch, inputs=in_browser, outputs=[go, browser_go, text, html_view], api_visibility="private"
     )
 
     def press_stop(request: gr.Request):

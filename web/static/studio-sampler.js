@@ -373,8 +373,9 @@
    * Sample one text as studio.generate.Generation._sample does for one row.  Calls
    * onText(piece) with the shown prime first, then each token's text; returns the whole
    * text exactly as `studio sample` prints it (prime included, final newline included).
+   * ``stopped()`` true ends it early, before the next token.
    */
-  async function generateText(model, given, onText = () => {}) {
+  async function generateText(model, given, onText = () => {}, stopped = () => false) {
     const s = checkSettings(given);
     const domain = model.domain;
     const [prime, hidden] = domain.primed(s.prime);
@@ -389,6 +390,7 @@
     const generated = [];
     let tail = "";
     for (let step = 0; step < s.length; step++) {
+      if (stopped()) break; // the tokens so far are what --length <their count> writes
       const shaped = rules.length ? applyRules(rules, history, last) : last;
       const token = greedy ? argmax(shaped) : draw(shaped, rng);
       generated.push(token);
