@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from studio.api import load_bundle, bundle_domain  # noqa: E402
+from studio.api import bundle_domain, load_bundle  # noqa: E402
 from studio.generate import Generation  # noqa: E402
 from studio.runtime import Runtime  # noqa: E402
 from studio.sampling.settings import SampleSettings  # noqa: E402
