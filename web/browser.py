@@ -21,13 +21,17 @@ import gradio as gr
 
 from studio.bundle import CARD, Bundle
 from studio.errors import StudioError
+from studio.handwriting.render import parse_color
+from studio.sampling.settings import command_line
 from studio.webexport import ORT_FILES, STATIC, VENDOR, check_browser_bundle, graph_files, vendor_files
 
 from .common import OutputFolders, describe
 
 SAMPLER = STATIC / "studio-sampler.js"
+STROKES = STATIC / "studio-strokes.js"
 GLUE = STATIC / "browser-write.js"
-SERVED = (*(VENDOR / name for name in ORT_FILES), SAMPLER, GLUE)  # ort js, mjs, wasm; the two scripts
+SCRIPTS = {"sampler": SAMPLER, "strokes": STROKES, "glue": GLUE}
+SERVED = (*(VENDOR / name for name in ORT_FILES), *SCRIPTS.values())  # ort js, mjs, wasm; the scripts
 
 
 def serve_static_files() -> None:
@@ -60,11 +64,14 @@ def bundle_copy(bundle: Bundle, outputs: OutputFolders) -> tuple[Path, Path]:
     return folder / CARD, folder / graph.name
 
 
-def browser_plan(settings, outputs: OutputFolders) -> tuple[list[str], str]:
-    """What the page needs to sample ``settings`` itself: the card and graph files and a
-    JSON plan (the settings as the sampler names them, and the recipe)."""
-    from studio.sampling.settings import command_line
+def _runtime_urls() -> dict:
+    vendor = dict(zip(("ort", "mjs", "wasm"), (VENDOR / name for name in ORT_FILES)))
+    return {name: url_of(path) for name, path in {**vendor, **SCRIPTS}.items()}
 
+
+def browser_plan(settings, outputs: OutputFolders) -> tuple[list[str], str]:
+    """What the page needs to sample ``settings`` (text) itself: the card and graph files
+    and a JSON plan (the settings as the sampler names them, and the recipe)."""
     if settings.num_beams > 1:
         raise StudioError("beam search runs on the server: set Beams to 1 or turn off Run in my browser")
     vendor_files()
@@ -72,8 +79,8 @@ def browser_plan(settings, outputs: OutputFolders) -> tuple[list[str], str]:
     check_browser_bundle(bundle)
     card, graph = bundle_copy(bundle, outputs)
     plan = {
-        "model": settings.model,
-        "runtime": {name: url_of(path) for name, path in zip(("ort", "mjs", "wasm", "sampler", "glue"), SERVED)},
+        "kind": "text",
+        "runtime": _runtime_urls(),
         "settings": {
             "prime": settings.prime or "",
             "temperature": settings.temperature,
@@ -90,6 +97,27 @@ def browser_plan(settings, outputs: OutputFolders) -> tuple[list[str], str]:
     return [str(card), str(graph)], json.dumps(plan)
 
 
+def strokes_plan(settings, outputs: OutputFolders) -> tuple[list[str], str]:
+    """As :func:`browser_plan`, for a strokes bundle (handwriting or doodles, no style):
+    the recipe is the one that writes the same SVG."""
+    if settings.style is not None:
+        raise StudioError("stored styles are primed on the server: choose style none or turn off Run in my browser")
+    vendor_files()
+    bundle = Bundle.load(settings.model)
+    if bundle.head != "mixture" or bundle.card.get("domain", {}).get("name") != "strokes":
+        raise StudioError(f"{bundle.name} does not draw strokes: pick a handwriting or doodle model")
+    card, graph = bundle_copy(bundle, outputs)
+    plan = {
+        "kind": "strokes",
+        "runtime": _runtime_urls(),
+        "settings": {"text": settings.text, "bias": settings.bias, "seed": settings.seed, "num": settings.num},
+        "stroke_width": settings.stroke_width,
+        "color": "#%02x%02x%02x" % parse_color(settings.color),
+        "recipe": command_line(settings.with_(precision="fp32"), out=f"{bundle.name}-seed{settings.seed}.svg"),
+    }
+    return [str(card), str(graph)], json.dumps(plan)
+
+
 RUN_JS = """
 async (files, plan) => {
   const given = JSON.parse(plan);
@@ -102,13 +130,12 @@ async (files, plan) => {
   });
   try {
     if (!window.StudioBrowserWrite) {
-      await load(given.runtime.ort);
-      await load(given.runtime.sampler);
-      await load(given.runtime.glue);
+      for (const name of ["ort", "sampler", "strokes", "glue"]) await load(given.runtime[name]);
     }
     return await window.StudioBrowserWrite.run(files, given);
   } catch (error) {
-    return ["", given.recipe, "**Error (in your browser):** " + (error.message || error)];
+    const message = "Error (in your browser): " + (error.message || error);
+    return given.kind === "text" ? ["", given.recipe, "**" + message + "**"] : [message, given.recipe, ""];
   }
 }
 """
@@ -119,19 +146,20 @@ def switch(on: bool):
     return gr.update(visible=not on), gr.update(visible=bool(on)), gr.update(visible=True), gr.update(visible=False)
 
 
-def wire(trigger, inputs: list, outputs: list, outputs_folder: OutputFolders, settings_of) -> None:
-    """Bind ``trigger`` (the in-browser Write button): ``settings_of(*inputs)`` builds the
-    SampleSettings on the server, then the page samples and fills ``outputs`` (text,
-    recipe, stats)."""
+def wire(trigger, inputs: list, outputs: list, outputs_folder: OutputFolders, settings_of, kind: str = "text"):
+    """Bind ``trigger`` (an in-browser button): ``settings_of(*inputs)`` builds the
+    SampleSettings on the server, then the page samples and fills ``outputs``: (text,
+    recipe, stats) for text, (summary, recipe, SVG markup) for strokes."""
     serve_static_files()
-    files = gr.File(file_count="multiple", visible=False, elem_id="write-browser-files")
-    plan = gr.Textbox(visible=False, elem_id="write-browser-plan")
+    plan_of = browser_plan if kind == "text" else strokes_plan
+    files = gr.File(file_count="multiple", visible=False)
+    plan = gr.Textbox(visible=False)
 
     def prepare(*values):
         try:
-            return browser_plan(settings_of(*values), outputs_folder)
+            return plan_of(settings_of(*values), outputs_folder)
         except Exception as error:
-            raise gr.Error(describe(error, "write in the browser")) from None
+            raise gr.Error(describe(error, "run in the browser")) from None
 
     trigger.click(
         prepare, inputs=inputs, outputs=[files, plan], api_visibility="private", show_progress="hidden"

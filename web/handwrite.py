@@ -20,6 +20,7 @@ from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 
+from . import browser
 from .common import (
     LIMITS,
     OutputFolders,
@@ -84,6 +85,25 @@ def controls(model: str | None) -> tuple:
     return gr.update(visible=writes or loaded is None), gr.update(
         choices=styles, value=NO_STYLE, visible=len(styles) > 1
     )
+
+
+def browser_settings(model, text, style, bias, seed, stroke_width, color):
+    """The settings the Handwrite button builds, for "Run in my browser"."""
+    model = require_model(model, "handwriting")
+    domain = load(model).domain
+    if not draws_strokes(type(domain)):
+        raise StudioError(f"{model} does not draw strokes: pick a handwriting or doodle model")
+    settings = settings_from(
+        model,
+        text=(text or "") if domain.conditional else None,
+        style=parse_style(style),
+        bias=as_float(bias, "legibility"),
+        seed=as_int(seed, "seed"),
+        stroke_width=as_float(stroke_width, "stroke width"),
+        color=hex_colour(color),
+    )
+    LIMITS.check(settings, domain)
+    return settings
 
 
 def make_handwrite(outputs: OutputFolders):
@@ -159,6 +179,15 @@ def build_tab(outputs: OutputFolders) -> dict:
                 info="Prime the pen with a stored sample's hand.",
             )
             go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
+            browser_go = gr.Button(
+                "Write by hand", variant="primary", elem_id="handwrite-browser-button", visible=False
+            )
+            in_browser = gr.Checkbox(
+                False,
+                label="Run in my browser",
+                elem_id="handwrite-in-browser",
+                info="Draw on this computer (onnxruntime-web, fp32; no stored style): the recipe's SVG.",
+            )
             error = error_box("handwrite")
             with gr.Row():
                 bias = gr.Number(
@@ -194,5 +223,19 @@ def build_tab(outputs: OutputFolders) -> dict:
         concurrency_id="render",
     )
     model.change(controls, inputs=model, outputs=[text, style], api_visibility="private")
+    browser.wire(
+        browser_go,
+        [model, text, style, bias, seed, stroke_width, color],
+        [summary, recipe, svg],
+        outputs,
+        browser_settings,
+        kind="strokes",
+    )
+    in_browser.change(
+        lambda on: (gr.update(visible=not on), gr.update(visible=bool(on))),
+        inputs=in_browser,
+        outputs=[go, browser_go],
+        api_visibility="private",
+    )
     dice.click(new_seed, outputs=seed, api_visibility="private")
     return {"model": model, "notice": notice, "accepts": draws_strokes, "default": DEFAULT_MODEL, "what": "handwriting"}

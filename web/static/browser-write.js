@@ -1,6 +1,7 @@
-/* The Write tab's "Run in my browser": sample with onnxruntime-web and studio-sampler.js,
- * streaming into the tab's text box.  web/browser.py hands over the card and fp32 graph
- * (Gradio file data) and a plan: the checked settings and the recipe. */
+/* "Run in my browser" on the Write and Handwrite tabs: sample with onnxruntime-web and
+ * studio-sampler.js (text, streamed into the tab's text box) or studio-strokes.js (an
+ * SVG).  web/browser.py hands over the card and fp32 graph (Gradio file data) and a
+ * plan: the checked settings and the recipe. */
 (function () {
   "use strict";
   const S = globalThis.StudioSampler;
@@ -20,7 +21,8 @@
       ort.env.wasm.wasmPaths = { mjs: absolute(plan.runtime.mjs), wasm: absolute(plan.runtime.wasm) };
       const response = await fetch(card.url);
       if (!response.ok) throw new Error(`card: HTTP ${response.status}`);
-      models.set(graph.url, S.TextModel.load(ort, graph.url, await response.json()));
+      const kind = plan.kind === "strokes" ? globalThis.StudioStrokes.StrokesModel : S.TextModel;
+      models.set(graph.url, kind.load(ort, graph.url, await response.json()));
     }
     try {
       return await models.get(graph.url);
@@ -30,7 +32,18 @@
     }
   }
 
+  async function draw(files, plan) {
+    const started = performance.now();
+    const loaded = await model(files, plan);
+    const drawing = await globalThis.StudioStrokes.generateStrokes(loaded, plan.settings);
+    const svg = globalThis.StudioStrokes.toSvg(drawing.page, plan.stroke_width, plan.color, drawing.title, drawing.scale);
+    const seconds = (performance.now() - started) / 1000;
+    window.studioBrowserRun = { points: drawing.points, seconds, svg };
+    return [`${drawing.title} (drawn in your browser in ${seconds.toFixed(2)} s)`, plan.recipe, svg];
+  }
+
   async function run(files, plan) {
+    if (plan.kind === "strokes") return draw(files, plan);
     const box = document.querySelector("#write-text textarea");
     const started = performance.now();
     const loaded = await model(files, plan);
