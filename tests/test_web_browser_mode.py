@@ -148,3 +148,45 @@ def test_only_the_switchs_files_are_served(studio):
     assert status(VENDOR / "ort-wasm-simd-threaded.wasm") == 200
     for refused in [STATIC / "site" / "page.js", VENDOR / "VERSION.json", ROOT / "export" / "prose" / "model.onnx"]:
         assert status(refused) in (403, 404), refused
+
+
+def summary_value(page) -> str:
+    return page.evaluate(
+        "(() => { const box = document.querySelector('#handwrite-summary textarea, #handwrite-summary input');"
+        " return box ? box.value : ''; })()"
+    )
+
+
+@pytest.mark.parametrize(
+    "model, text, seed", [("handwriting", "Sequence Studio", "1"), ("handwriting", "a b", "7"), ("doodle", None, "2")]
+)
+def test_in_browser_handwriting_writes_the_recipes_svg(page, tmp_path, model, text, seed):
+    page, requests = page
+    page.click("button[role=tab]:has-text('Handwrite')")
+    if not page.is_visible("#handwrite-browser-button"):
+        page.click("#handwrite-in-browser input")
+        page.wait_for_selector("#handwrite-browser-button", state="visible")
+    if page.input_value("#handwrite-model input") != model:
+        page.fill("#handwrite-model input", model)
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(1500)
+    if text is not None:
+        page.fill("#handwrite-text textarea", text)
+    page.fill("#handwrite-seed input", seed)
+    page.evaluate("window.studioBrowserRun = null")
+    page.click("#handwrite-browser-button")
+    page.wait_for_function("window.studioBrowserRun && window.studioBrowserRun.svg", timeout=180_000)
+    assert "in your browser" in summary_value(page)
+    svg = page.evaluate("window.studioBrowserRun.svg")
+    recipe = page.input_value("#handwrite-recipe textarea")
+    assert f"--model {model}" in recipe and f"--seed {seed}" in recipe and "--precision fp32" in recipe
+    args = shlex.split(recipe)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", *args[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / args[args.index("--out") + 1]
+    assert svg == written.read_text(encoding="utf-8")
+    assert page.inner_html("#handwrite-svg").count("<path") == svg.count("<path")
+    host = urlsplit(page.url).netloc
+    assert all(urlsplit(r).netloc == host for r in requests if not r.startswith("data:"))
