@@ -59,6 +59,39 @@ async ([graph, seeds, length, prime, temperature]) => {
 """
 
 
+RULES_JS = """
+([vocab, steps]) => {
+  const S = StudioSampler;
+  const rules = S.buildRules(S.checkSettings({temperature: 0.8, top_k: 40, top_p: 0.9, repetition_penalty: 1.1,
+                                               no_repeat_ngram_size: 4, seed: 1}));
+  const rng = new S.CounterRNG(1, 0);
+  const history = Array.from({length: 300}, (_, i) => (i * 7919) % vocab);
+  const logits = Float64Array.from({length: vocab}, (_, i) => Math.sin(i * 12.9898) * 4);
+  const started = performance.now();
+  let sink = 0;
+  for (let i = 0; i < steps; i++) sink += S.draw(S.applyRules(rules, history, logits), rng);
+  return [(performance.now() - started) * 1000 / steps, sink];
+}
+"""
+
+
+def python_rules_us(vocab: int, steps: int) -> float:
+    import numpy as np
+
+    from studio.sampling.rng import CounterRNG
+    from studio.sampling.rules import apply_rules, build_rules, draw
+
+    settings = SampleSettings(temperature=0.8, top_k=40, top_p=0.9, repetition_penalty=1.1, no_repeat_ngram_size=4)
+    rules = build_rules(settings)
+    history = (np.arange(300)[None, :] * 7919) % vocab
+    logits = (np.sin(np.arange(vocab) * 12.9898) * 4)[None, :]
+    generator = [CounterRNG(1)]
+    started = time.perf_counter()
+    for _ in range(steps):
+        draw(apply_rules(rules, history, logits), generator)
+    return (time.perf_counter() - started) * 1e6 / steps
+
+
 class Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -91,6 +124,7 @@ def browser_figures(url: str, length: int, seeds: int, precision: str, graph: st
         run = json.loads(page.evaluate("JSON.stringify(window.studioRun)"))
         page_text = page.evaluate("document.getElementById('output').textContent")
         page_bytes = transferred[0]  # the page's own load and run, before the agreement runs
+        rules_us = {vocab: page.evaluate(RULES_JS, [vocab, 2000])[0] for vocab in (66, 466)}
         texts = page.evaluate(AGREEMENT_JS, [graph, list(range(seeds)), 300, PRIME, TEMPERATURE]) if seeds else []
         browser.close()
     return {
@@ -101,6 +135,7 @@ def browser_figures(url: str, length: int, seeds: int, precision: str, graph: st
         "hosts": sorted(hosts),
         "page_text": page_text,
         "texts": texts,
+        "rules_us": rules_us,
     }
 
 
@@ -158,6 +193,13 @@ def main() -> None:
             f"  {precision}: the timed {args.length}-character text is {identical} to the CLI's; hosts {web['hosts']}"
         )
     print(f"CLI threads: default {rows[0][2]['threads']}, then 1; browser: onnxruntime-web wasm, 1 thread")
+    web = rows[0][1]
+    for vocab in (66, 466):
+        numpy_us = python_rules_us(vocab, 2000)
+        print(
+            f"rules (repetition penalty, 4-gram ban over 300 tokens, temperature, top-k 40, top-p 0.9) + draw, "
+            f"vocab {vocab}: JS {web['rules_us'][vocab]:.0f} us/token, numpy {numpy_us:.0f} us/token"
+        )
 
 
 if __name__ == "__main__":
