@@ -46,6 +46,7 @@ demo: install
 	$(BIN)/studio sample --model songs --seed 3 --bars 8 --tempo 100 --out out/demo-song.mid --wav --piano-roll
 	$(BIN)/studio sample --model handwriting --text "Sequence Studio" --bias 1.5 --seed 1 --out out/demo-hand.svg
 	$(BIN)/studio sample --model doodle --num 4 --seed 1 --out out/demo-doodles.png
+	$(BIN)/studio export-web prose --out out/prose-site --force
 	@echo "demo outputs in out/"
 
 # layers (import-linter contracts in pyproject.toml), lint, then the suite
