@@ -1,11 +1,13 @@
-"""`studio export-web MODEL --out DIR`: a static site that samples a text bundle in the
-visitor's browser (onnxruntime-web), with no request to any other host.
+"""`studio export-web MODEL --out DIR`: a static site that samples a bundle in the
+visitor's browser (onnxruntime-web), with no request to any other host.  Text models by
+characters get the text page; strokes models (handwriting, doodles) the drawing page.
 
 The site::
 
     DIR/index.html               the page (form, streaming output, URL parameters)
-    DIR/page.js                  the page's logic
+    DIR/page.js                  the page's logic (strokes-page.js for a strokes model)
     DIR/studio-sampler.js        the sampler: rng, rules, draw (web/static/studio-sampler.js)
+    DIR/studio-strokes.js        strokes models only: the mixture sampler and the SVG
     DIR/onnxruntime-web/         ort.wasm.min.js + ort-wasm-simd-threaded.{mjs,wasm}
     DIR/model/card.json          the bundle's card and its graph(s)
     DIR/studio-export.json       what was written (files, bytes, sha256)
@@ -32,9 +34,16 @@ from .errors import StudioError
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 VENDOR = STATIC / "vendor" / "onnxruntime-web"
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-SITE_FILES = (STATIC / "site" / "index.html", STATIC / "site" / "page.js", STATIC / "studio-sampler.js")
 MANIFEST = "studio-export.json"
 BROWSER_DOMAINS = ("chars",)  # what studio-sampler.js can encode and decode
+# kind -> (page template, the scripts beside it)
+SITES = {
+    "text": (STATIC / "site" / "index.html", (STATIC / "site" / "page.js", STATIC / "studio-sampler.js")),
+    "strokes": (
+        STATIC / "site" / "strokes.html",
+        (STATIC / "site" / "strokes-page.js", STATIC / "studio-sampler.js", STATIC / "studio-strokes.js"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,21 @@ def check_browser_bundle(bundle: Bundle) -> None:
             f"{bundle.name} is a {domain} model: the browser samples text models by characters "
             "(prose, code, markdown or your own); pick one of those"
         )
+
+
+def site_kind(bundle: Bundle) -> str:
+    """ "text" or "strokes": which page samples ``bundle``; StudioError for the others."""
+    if bundle.head == "mixture" and bundle.card.get("domain", {}).get("name") == "strokes":
+        if "fp32" not in bundle.card["graphs"]:
+            raise StudioError(f"{bundle.name} has no fp32 graph: the browser draws from fp32 graphs; re-export it")
+        return "strokes"
+    domain = bundle.card.get("domain", {}).get("name")
+    if bundle.head not in (None, "categorical") or domain not in BROWSER_DOMAINS:
+        raise StudioError(
+            f"{bundle.name} is a {domain} model: the browser samples text models by characters "
+            "(prose, code, markdown) and strokes models (handwriting, doodles); pick one of those"
+        )
+    return "text"
 
 
 def graph_files(bundle: Bundle) -> dict[str, Path]:
@@ -105,21 +129,25 @@ def _sha256(path: Path) -> str:
 def export_web(model: str | Path, out: Path, *, force: bool = False) -> WebExport:
     """Write the static site for ``model`` (a bundle name or path) into ``out``."""
     bundle = Bundle.load(model)
-    check_browser_bundle(bundle)
+    kind = site_kind(bundle)
+    template, scripts = SITES[kind]
     graphs = graph_files(bundle)
+    if kind == "strokes":
+        graphs = {"fp32": graphs["fp32"]}
     vendor = vendor_files()
     out = Path(out).absolute()
     _check_target(out, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a web server must read the site
     try:
-        title = html.escape(f"{bundle.name}: a recurrent text model")
-        page = (STATIC / "site" / "index.html").read_text(encoding="utf-8")
+        what = "text" if kind == "text" else "pen-stroke"
+        title = html.escape(f"{bundle.name}: a recurrent {what} model")
+        page = template.read_text(encoding="utf-8")
         prime_hint = "ROMEO:" if bundle.name == "prose" else ""
         (staging / "index.html").write_text(
             page.replace("__TITLE__", title).replace("__PLACEHOLDER__", html.escape(prime_hint)), encoding="utf-8"
         )
-        for source in SITE_FILES[1:]:
+        for source in scripts:
             shutil.copyfile(source, staging / source.name)
         (staging / "onnxruntime-web").mkdir()
         for source in vendor:
@@ -133,6 +161,7 @@ def export_web(model: str | Path, out: Path, *, force: bool = False) -> WebExpor
         }
         manifest = {
             "model": bundle.name,
+            "page": kind,
             "graphs": {precision: f"model/{path.name}" for precision, path in graphs.items()},
             "onnxruntime_web": json.loads((VENDOR / "VERSION.json").read_text()).get("version")
             if (VENDOR / "VERSION.json").is_file()

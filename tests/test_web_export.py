@@ -179,3 +179,50 @@ def test_export_without_the_fetched_runtime_says_how_to_fetch_it(tmp_path, monke
     result = CliRunner().invoke(app, ["export-web", "prose", "--out", str(tmp_path / "site")])
     assert result.exit_code == 1 and "make install" in result.output
     assert not (tmp_path / "site").exists()
+
+
+@needs_ort
+@pytest.mark.parametrize(
+    "model, query, options",
+    [
+        (
+            "handwriting",
+            {"text": "Hello world of pens", "seed": "4", "bias": "2", "width": "2.5", "color": "#aa0000"},
+            ["--text", "Hello world of pens", "--bias", "2", "--stroke-width", "2.5", "--color", "#aa0000"],
+        ),
+        ("doodle", {"seed": "3", "bias": "0.5"}, ["--bias", "0.5", "--stroke-width", "2"]),
+    ],
+)
+def test_strokes_page_draws_the_clis_svg(tmp_path, chromium, model, query, options):
+    folder = tmp_path / "site"
+    export_web(model, folder)
+    assert not (folder / "page.js").exists() and (folder / "studio-strokes.js").is_file()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        page, requests = open_page(chromium, url + "?" + urlencode({**query, "autorun": "1"}))
+        try:
+            page.wait_for_selector("#output[data-done='1'], #output[data-error='1']", timeout=180_000)
+            assert page.get_attribute("#output", "data-error") is None, page.inner_text("#status")
+            svg = page.evaluate("window.studioRun.svg")
+            assert page.inner_html("#output").count("<path") == svg.count("<path") > 0
+            recipe = page.inner_text("#recipe")
+        finally:
+            page.close()
+    finally:
+        server.shutdown()
+    out = tmp_path / "cli.svg"
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "sample", "--model", model, "--seed", query["seed"], "--precision", "fp32"]
+        + options
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert svg == out.read_text(encoding="utf-8")
+    assert recipe.startswith(f"studio sample --model {model} --seed {query['seed']} --precision fp32")
+    assert all(urlsplit(r).netloc == urlsplit(url).netloc for r in requests if not r.startswith(("data:", "blob:")))
