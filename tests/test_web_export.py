@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -133,7 +134,13 @@ def test_page_works_by_hand_and_reports_bad_parameters(site, chromium):
         page.click("#generate")
         text = finished_text(page)
         assert text == cli_sample(["--prime", "JULIET:", "--temp", "0.5"], "9", "60")
-        assert page.inner_text("#recipe").startswith("studio sample --model prose --prime JULIET: --temp 0.5")
+        recipe = page.inner_text("#recipe")
+        assert recipe.startswith("studio sample --model prose --prime JULIET: --temp 0.5")
+        args = shlex.split(recipe)
+        done = subprocess.run(
+            [sys.executable, "-m", "studio", *args[1:]], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        assert done.returncode == 0 and done.stdout == text, recipe  # the recipe prints the page's text
         assert "characters in" in page.inner_text("#status")
         page.goto(url + "?autorun=1&temp=warm", timeout=60_000)
         page.wait_for_selector("#output[data-error='1']", timeout=60_000)
