@@ -135,7 +135,8 @@ async (files, plan) => {
     return await window.StudioBrowserWrite.run(files, given);
   } catch (error) {
     const message = "Error (in your browser): " + (error.message || error);
-    return given.kind === "text" ? ["", given.recipe, "**" + message + "**"] : [message, given.recipe, ""];
+    if (given.kind === "text") return ["", given.recipe, "**" + message + "**"];
+    return [message, given.recipe, "", null, null, null];
   }
 }
 """
@@ -149,7 +150,8 @@ def switch(on: bool):
 def wire(trigger, inputs: list, outputs: list, outputs_folder: OutputFolders, settings_of, kind: str = "text"):
     """Bind ``trigger`` (an in-browser button): ``settings_of(*inputs)`` builds the
     SampleSettings on the server, then the page samples and fills ``outputs``: (text,
-    recipe, stats) for text, (summary, recipe, SVG markup) for strokes."""
+    recipe, stats) for text; for strokes (summary, recipe, SVG markup) and the server's PNG,
+    GIF and downloads, which it empties (the browser draws the SVG only)."""
     serve_static_files()
     plan_of = browser_plan if kind == "text" else strokes_plan
     files = gr.File(file_count="multiple", visible=False)

@@ -226,7 +226,7 @@ def build_tab(outputs: OutputFolders) -> dict:
     browser.wire(
         browser_go,
         [model, text, style, bias, seed, stroke_width, color],
-        [summary, recipe, svg],
+        [summary, recipe, svg, png, gif, files],
         outputs,
         browser_settings,
         kind="strokes",

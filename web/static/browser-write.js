@@ -39,7 +39,8 @@
     const svg = globalThis.StudioStrokes.toSvg(drawing.page, plan.stroke_width, plan.color, drawing.title, drawing.scale);
     const seconds = (performance.now() - started) / 1000;
     window.studioBrowserRun = { points: drawing.points, seconds, svg };
-    return [`${drawing.title} (drawn in your browser in ${seconds.toFixed(2)} s)`, plan.recipe, svg];
+    const summary = `${drawing.title} (drawn in your browser in ${seconds.toFixed(2)} s)`;
+    return [summary, plan.recipe, svg, null, null, null]; // no PNG, GIF or files from the server
   }
 
   async function run(files, plan) {
