@@ -184,3 +184,32 @@ def test_js_prime_handling_is_the_text_domains():
             continue
         assert result["ids"] == domain.prime_ids(settings)
         assert result["hidden"] == domain.hidden_prefix(domain.prime_ids(settings), settings)
+
+
+@needs_node
+def test_js_line_wrapping_is_pythons_textwrap():
+    from studio.handwriting.sample import wrap_lines
+
+    rng = np.random.default_rng(3)
+    words = ["a", "pen", "Sequence", "Studio", "x" * 17, "y" * 40, "hello,", "world!", "it's"]
+    texts = ["", "   ", "one", "a b\n\nc  d", "Sequence Studio writes by hand"]
+    for _ in range(60):
+        count = int(rng.integers(1, 12))
+        texts.append(
+            " ".join(words[int(i)] for i in rng.integers(0, len(words), count)) + " \n" * int(rng.integers(0, 2))
+        )
+    jobs = [{"kind": "wrap", "text": text, "width": width} for text in texts for width in (1, 5, 16)]
+    for job, result in zip(jobs, in_node(jobs)):
+        assert result["lines"] == wrap_lines(job["text"], job["width"]), job
+
+
+@needs_node
+def test_js_number_format_and_repr_are_pythons():
+    values = [0.0, -0.0, 0.25, 0.75, 1.25, 2.5, -0.25, -0.04, 12.05, 77.15, 1e-9, 123.456, -7.95, 0.35, 2.675]
+    values += list(np.random.default_rng(4).uniform(-500, 500, 200))
+    values += [k / 4 for k in range(-40, 40)]
+    texts = ["Hello world", "it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\there"]
+    jobs = [{"kind": "format", "values": as_bytes(values), "text": text} for text in texts]
+    for text, result in zip(texts, in_node(jobs)):
+        assert result["texts"] == [f"{v:.1f}" for v in values]
+        assert result["repr"] == repr(text)

@@ -4,6 +4,7 @@
 "use strict";
 const path = require("path");
 const sampler = require(path.join(__dirname, "..", "..", "web", "static", "studio-sampler.js"));
+const strokes = require(path.join(__dirname, "..", "..", "web", "static", "studio-strokes.js"));
 
 const toBytes = (values) => Buffer.from(Float64Array.from(values).buffer).toString("base64");
 const fromBytes = (text) => {
@@ -44,6 +45,8 @@ function run(job) {
       return { error: e.message };
     }
   }
+  if (job.kind === "wrap") return { lines: strokes.wrapLines(job.text, job.width) };
+  if (job.kind === "format") return { texts: Array.from(fromBytes(job.values), strokes.fixed1), repr: strokes.pyRepr(job.text) };
   throw new Error(`unknown job ${job.kind}`);
 }
 

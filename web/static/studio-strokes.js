@@ -50,13 +50,15 @@
     return String(x).replace(/e([+-])(\d)$/, "e$10$2");
   }
 
-  /** Python's f"{x:.1f}": the exact binary value rounded, ties to even. */
+  /** Python's f"{x:.1f}": the exact binary value rounded, ties to even.  toFixed rounds
+   * the exact value too, but ties away from zero; a double lies exactly halfway between
+   * two tenths only when it is an odd multiple of 1/4 (0.25, 0.75, 1.25, ...). */
   function fixed1(x) {
     if (Object.is(x, -0)) return "-0.0";
-    const scaled = x * 10;
-    const floor = Math.floor(scaled);
-    if (scaled - floor === 0.5 && Number.isSafeInteger(floor) && floor / 10 + 0.05 === x) {
-      const even = floor % 2 === 0 ? floor : floor + 1;
+    const quarters = x * 4; // exact: a power of two
+    if (Number.isInteger(quarters) && quarters % 2 !== 0) {
+      const down = Math.floor(x * 10); // x * 10 is exact here: an odd multiple of 2.5
+      const even = down % 2 === 0 ? down : down + 1;
       const text = (even / 10).toFixed(1);
       return x < 0 && even === 0 ? "-0.0" : text;
     }
