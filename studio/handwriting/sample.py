@@ -101,7 +101,7 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
     points = _start_point(1)
     if style is not None:
         state, points = _prime(runtime, state, style[1], domain, {"text": text_ids})
-    drawn, phis, logprobs = [], [], []
+    drawn, phis, logprobs, on_style = [], [], [], []
     limit = POINTS_PER_CHARACTER_LIMIT * len(line) + 20
     for _ in range(limit):
         outputs, state = runtime.run({"points": points, "text": text_ids}, state)
@@ -110,6 +110,7 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
         logprobs.append(float(mdn.log_likelihood(head, points)[0]))
         phi = outputs["phi"][0]  # (U + 1,)
         phis.append(np.concatenate([phi[offset:length], phi[length : length + 1]]))
+        on_style.append(offset > 0 and phi[:offset].max() > phi[offset : length + 1].max())
         finished = phi[length] > phi[:length].max()
         if finished:
             points[0, 2] = 1.0
@@ -118,7 +119,27 @@ def write_line(domain, runtime, line: str, settings, rng: np.random.Generator, s
             kept = _without_trailing_mark(drawn)
             drawn, phis, logprobs = drawn[:kept], phis[:kept], logprobs[:kept]
             break
-    return domain.denormalise(np.asarray(drawn)), np.asarray(phis), float(sum(logprobs))
+    offsets = domain.denormalise(np.asarray(drawn)) if drawn else np.zeros((0, 3), np.float32)
+    cut = _style_ink(offsets, on_style)
+    if cut:
+        offsets[cut, :2] += offsets[:cut, :2].sum(0)  # where the pen went stays where it went
+        offsets, phis, logprobs = offsets[cut:], phis[cut:], logprobs[cut:]
+    return offsets, np.asarray(phis), float(sum(logprobs))
+
+
+def _style_ink(offsets: np.ndarray, on_style: list[bool]) -> int:
+    """How many leading points of a primed line belong to the style's text, not the
+    line's: whole strokes finished while the window still weighed the style's characters
+    (and the space after them) most.  A model primed with a hand sometimes adds to the
+    primer's last letter (a dash after a user's "hi") before it moves on; that ink is not
+    the line's.  A stroke that ends on the line's text is the line's first letter, even
+    when it began a little early.  0 when every stroke ended there (nothing is dropped)."""
+    ends = np.flatnonzero(offsets[:, 2] > 0.5).tolist()
+    for end in ends:
+        if not on_style[end]:
+            previous = [e for e in ends if e < end]
+            return previous[-1] + 1 if previous else 0
+    return 0
 
 
 def _without_trailing_mark(drawn: list[np.ndarray]) -> int:
