@@ -97,14 +97,15 @@ element.querySelector('.studio-pad-clear').addEventListener('click', () => {{
 """
 
 
-def build_pad() -> gr.Textbox:
-    """The pad (as a ``gr.HTML``) and the hidden textbox it writes its strokes into;
-    returns the textbox, the input the Handwrite action reads."""
-    gr.HTML(
-        MARKUP,
-        css_template=CSS,
-        js_on_load=SCRIPT,
-        elem_id="handwrite-pad",
-        apply_default_css=True,
+def build_pad() -> gr.HTML:
+    """The pad, a ``gr.HTML`` canvas with its script."""
+    return gr.HTML(MARKUP, css_template=CSS, js_on_load=SCRIPT, elem_id="handwrite-pad")
+
+
+def build_strokes_box() -> gr.Textbox:
+    """The hidden textbox the pad writes its strokes into, the input the Handwrite action
+    reads.  Built outside any group whose visibility changes (showing a group shows
+    its hidden children too), and hidden by the style sheet as well."""
+    return gr.Textbox(
+        "", visible="hidden", elem_id=STROKES_ID, elem_classes=["studio-hidden"], label="Your strokes (JSON)"
     )
-    return gr.Textbox("", visible="hidden", elem_id=STROKES_ID, label="Your strokes (JSON)")

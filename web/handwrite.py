@@ -41,7 +41,7 @@ from .common import (
     preferred,
     require_model,
 )
-from .drawing_pad import build_pad
+from .drawing_pad import build_pad, build_strokes_box
 
 DEFAULT_MODEL = "handwriting"
 DEFAULT_PAGE_WIDTH = 800
@@ -204,7 +204,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             with gr.Accordion(
                 "Your own hand", open=True, elem_id="handwrite-own-hand", visible=shows_pad["visible"]
             ) as own:
-                pad_strokes = build_pad()
+                build_pad()
                 style_text = gr.Textbox(
                     "",
                     label="What you wrote",
@@ -212,6 +212,7 @@ def build_tab(outputs: OutputFolders) -> dict:
                     info="Exactly the words on the pad; the pen then writes your text in that hand. "
                     "Leave the pad empty to use the Style above.",
                 )
+            pad_strokes = build_strokes_box()
             go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
             error = error_box("handwrite")
             with gr.Row():

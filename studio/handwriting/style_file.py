@@ -39,6 +39,8 @@ STYLE_FONT = "futural"  # the plain font whose height the user's ink is scaled t
 SLANT_RANGE = (-0.25, 0.6)  # tan of the slant: the corpus's slants (per-line shear plus the fonts' own)
 POINT_SPACING = (3.0, 6.5)  # corpus units of arc length between points (the corpus has 4-5, smoothed)
 WIDTH_RATIO_RANGE = (0.35, 3.0)  # ink width / the plain font's width for the same text, at equal height
+MIN_INK = 0.3  # pen travel at least this share of what the plain font needs for the same text
+FLAT = 0.05  # ink less tall than this share of its width is a line, not letters
 MAX_RUNS_PER_CHARACTER = 4.0  # more pen-down runs than this per character: not this text
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -259,16 +261,23 @@ def fit_style(runs: list[np.ndarray], text: str, alphabet: str, max_characters: 
     reference = stroke_data.render_hershey(text, STYLE_FONT, None, stroke_data.HersheyCorpusConfig())
     reference_points = np.cumsum(reference[:, :2].astype(np.float64), 0)
     reference_extent = np.maximum(np.ptp(reference_points, axis=0), 1.0)
-    # Heights compare well across hands; a single line of ink may have no height at all.
-    scale = reference_extent[1] / extent[1] if extent[1] > 0.05 * extent[0] else reference_extent[0] / extent[0]
+    if extent[1] < FLAT * extent[0]:
+        raise StudioError(f"too little ink for {text!r}: the strokes are one flat line; write the letters themselves")
+    scale = reference_extent[1] / extent[1]  # heights compare well across hands
     runs = [(r - points.min(0)) * scale for r in runs]
+    arc = sum(float(np.linalg.norm(np.diff(r, axis=0), axis=1).sum()) for r in runs)
+    reference_arc = float(np.linalg.norm(np.diff(reference_points, axis=0), axis=1)[reference[:-1, 2] < 0.5].sum())
+    if arc < MIN_INK * reference_arc:
+        raise StudioError(
+            f"too little ink for {text!r}: {arc / reference_arc:.0%} of the pen travel those letters take; "
+            "write all of them, or give --style-text exactly the words you wrote"
+        )
     slant = slant_of(runs)
     clamped = float(np.clip(slant, *SLANT_RANGE))
     if clamped != slant:
         runs = [np.stack([r[:, 0] + (clamped - slant) * r[:, 1], r[:, 1]], 1) for r in runs]
     # As many points as the corpus's plain font gives the same text: the attention
     # window learned to move about one character per so many points.
-    arc = sum(float(np.linalg.norm(np.diff(r, axis=0), axis=1).sum()) for r in runs)
     spacing = float(np.clip(arc / max(len(reference) - len(runs), 1), *POINT_SPACING))
     runs = [_resample_run(r, spacing) for r in runs]
     total = sum(len(r) for r in runs)
