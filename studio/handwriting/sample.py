@@ -232,7 +232,7 @@ def _leading_words(piece: str, limit: int) -> str:
     return " ".join(kept)
 
 
-def _hand_of(offsets: np.ndarray, phi: np.ndarray, piece: str, hand_text: str) -> tuple[str, np.ndarray]:
+def hand_of(offsets: np.ndarray, phi: np.ndarray, piece: str, hand_text: str) -> tuple[str, np.ndarray]:
     """The style a text's first piece sets for the rest: its leading words ``hand_text``
     and their strokes (offsets from the line's start), short enough that a later piece
     fits after them in a line the model was trained on.  The whole piece when its words
@@ -271,7 +271,7 @@ def _write_text(domain, runtime, settings, rng, style, one_hand: bool):
         for piece, starts_paragraph in pieces:
             offsets, phi, piece_logprob = write_line(domain, runtime, piece, settings, rng, hand)
             if one_hand and hand is None and len(offsets):
-                hand = _hand_of(offsets, phi, piece, hand_text)  # every later piece keeps it
+                hand = hand_of(offsets, phi, piece, hand_text)  # every later piece keeps it
             logprob += piece_logprob
             absolute = _absolute(offsets)
             absolute[:, 0] -= absolute[:, 0].min() if len(absolute) else 0.0
