@@ -201,6 +201,9 @@ def build_tab(outputs: OutputFolders) -> dict:
                 elem_id="handwrite-style",
                 info="Prime the pen with a stored sample's hand.",
             )
+            pad_strokes = build_strokes_box()
+            go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
+            error = error_box("handwrite")
             with gr.Accordion(
                 "Your own hand", open=True, elem_id="handwrite-own-hand", visible=shows_pad["visible"]
             ) as own:
@@ -212,9 +215,6 @@ def build_tab(outputs: OutputFolders) -> dict:
                     info="Exactly the words on the pad; the pen then writes your text in that hand. "
                     "Leave the pad empty to use the Style above.",
                 )
-            pad_strokes = build_strokes_box()
-            go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
-            error = error_box("handwrite")
             with gr.Row():
                 bias = gr.Number(
                     1.5,
