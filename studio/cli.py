@@ -331,6 +331,27 @@ def sample(
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
     bias: Annotated[float, typer.Option(help="Handwriting: legibility bias (0: wild, 3: neat).")] = 1.0,
     style: Annotated[Optional[int], typer.Option(help="Handwriting: stored style to imitate.")] = None,
+    style_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Handwriting: write in your own hand: strokes you wrote, as SVG (as studio writes it), "
+            "a JSON list of strokes of [x, y] points, or InkML. Give --style-text too."
+        ),
+    ] = None,
+    style_text: Annotated[
+        Optional[str], typer.Option(help="Handwriting: what --style-file says, exactly (a word or two).")
+    ] = None,
+    page_width: Annotated[
+        int, typer.Option(help="Handwriting: page width in pixels (200-2400); lines fill it. 0: one model line a line.")
+    ] = 800,
+    hand_per_line: Annotated[
+        bool,
+        typer.Option(
+            "--hand-per-line",
+            help="Handwriting: write every piece in its own hand instead of the first one's "
+            "(with --page-width 0, how lines were written before one-hand priming; what 'Run in my browser' draws).",
+        ),
+    ] = False,
     stroke_width: Annotated[float, typer.Option(help="Handwriting: pen width.")] = 2.0,
     color: Annotated[str, typer.Option(help="Handwriting: ink colour.")] = "#1a1a2e",
     attention_plot: Annotated[
@@ -373,6 +394,10 @@ def sample(
         text=text,
         bias=bias,
         style=style,
+        style_file=str(style_file) if style_file else None,
+        style_text=style_text,
+        page_width=page_width,
+        hand_per_line=hand_per_line,
         stroke_width=stroke_width,
         color=color,
         device=device,

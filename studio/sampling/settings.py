@@ -3,7 +3,7 @@
 Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
 ``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty``,
 ``max_new_tokens`` (``length`` here), ``seed``, ``stop`` strings.  Domain settings
-(music ``bars``/``tempo``/``key``, handwriting ``text``/``bias``/``style``) live here
+(music ``bars``/``tempo``/``key``, handwriting ``text``/``bias``/``style``/``page_width``) live here
 too so one recipe describes any sample.
 """
 
@@ -46,6 +46,10 @@ class SampleSettings:
     text: str | None = None
     bias: float = 1.0
     style: int | None = None
+    style_file: str | None = None
+    style_text: str | None = None
+    page_width: int = 800
+    hand_per_line: bool = False
     stroke_width: float = 2.0
     color: str = "#1a1a2e"
 
@@ -79,6 +83,10 @@ class SampleSettings:
         require(self.tempo is None or 10 <= self.tempo <= 400, f"tempo must be 10-400 bpm (got {self.tempo})")
         require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
         require(self.stroke_width > 0, "stroke width must be positive")
+        require(
+            self.page_width == 0 or 200 <= self.page_width <= 2400,
+            f"page width must be 200 to 2400 pixels (got {self.page_width})",
+        )
         require(self.precision in ("auto", "fp32", "int8"), "precision must be auto, fp32 or int8")
         require(all(self.stop), "stop strings must not be empty")
         require(self.seed >= 0, f"seed must be 0 or more (got {self.seed})")
@@ -134,6 +142,10 @@ CLI_FLAGS = {
     "text": "--text",
     "bias": "--bias",
     "style": "--style",
+    "style_file": "--style-file",
+    "style_text": "--style-text",
+    "page_width": "--page-width",
+    "hand_per_line": "--hand-per-line",
     "stroke_width": "--stroke-width",
     "color": "--color",
 }

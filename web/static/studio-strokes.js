@@ -302,16 +302,52 @@
     return runs.filter((r) => r.length);
   }
 
+  // render.catmull_rom: a run densified along its spline (what the picture's bounds cover)
+  function catmullRom(run, samples = 6) {
+    if (run.length < 3) return run;
+    const padded = [run[0], ...run, run[run.length - 1]];
+    const step = 1 / samples;
+    const ts = Array.from({ length: samples }, (_, i) => i * step);
+    const out = [];
+    for (let i = 1; i < padded.length - 2; i++) {
+      const [p0, p1, p2, p3] = [padded[i - 1], padded[i], padded[i + 1], padded[i + 2]];
+      for (const t of ts) {
+        const t2 = t * t;
+        const t3 = t ** 3;
+        out.push(
+          [0, 1].map(
+            (k) =>
+              0.5 *
+              (2 * p1[k] +
+                (-p0[k] + p2[k]) * t +
+                (2 * p0[k] - 5 * p1[k] + 4 * p2[k] - p3[k]) * t2 +
+                (-p0[k] + 3 * p1[k] - 3 * p2[k] + p3[k]) * t3),
+          ),
+        );
+      }
+    }
+    out.push(run[run.length - 1]);
+    return out;
+  }
+
   function toSvg(page, strokeWidth, hexColor, title, scaleWanted = PIXELS_PER_UNIT) {
-    const all = page.flat();
+    // render.Layout.fit with page_width 0: the splines' swing and half the pen included
+    const all = page.flatMap((points) => penRuns(points).flatMap((run) => catmullRom(run.map((p) => [p[0], p[1]]))));
     const points = all.length ? all : [[0, 0]];
-    const low = [Math.min(...points.map((p) => p[0])), Math.min(...points.map((p) => p[1]))];
-    const high = [Math.max(...points.map((p) => p[0])), Math.max(...points.map((p) => p[1]))];
+    const low = [Infinity, Infinity];
+    const high = [-Infinity, -Infinity];
+    for (const [x, y] of points) {  // a loop: spreading tens of thousands of points overflows the stack
+      low[0] = Math.min(low[0], x);
+      low[1] = Math.min(low[1], y);
+      high[0] = Math.max(high[0], x);
+      high[1] = Math.max(high[1], y);
+    }
     const extent = [Math.max(high[0] - low[0], 1.0), Math.max(high[1] - low[1], 1.0)];
-    const scale = Math.min(scaleWanted, (MAX_PIXELS - 2 * MARGIN) / Math.max(extent[0], extent[1]));
-    const width = Math.ceil(extent[0] * scale + 2 * MARGIN);
-    const height = Math.ceil(extent[1] * scale + 2 * MARGIN);
-    const pixel = ([x, y]) => [(x - low[0]) * scale + MARGIN, (high[1] - y) * scale + MARGIN];
+    const margin = MARGIN + strokeWidth / 2;
+    const scale = Math.min(scaleWanted, (MAX_PIXELS - 2 * margin) / Math.max(extent[0], extent[1]));
+    const width = Math.ceil(extent[0] * scale + 2 * margin);
+    const height = Math.ceil(extent[1] * scale + 2 * margin);
+    const pixel = ([x, y]) => [(x - low[0]) * scale + margin, (high[1] - y) * scale + margin];
     const paths = [];
     for (const stroke of page) {
       for (const run of penRuns(stroke)) {

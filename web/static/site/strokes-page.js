@@ -48,6 +48,8 @@
     const quote = (text) => (/^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\"'\"'")}'`);
     const parts = ["studio sample", `--model ${quote(card.name)}`, `--seed ${s.seed}`, "--precision fp32"];
     if (s.text !== null) parts.push(`--text ${quote(s.text)}`);
+    // this page writes each model line in its own hand, one line a page line
+    if (s.text !== null) parts.push("--page-width 0 --hand-per-line");
     if (s.bias !== 1.0) parts.push(`--bias ${s.bias}`);
     if (s.width !== 2.0) parts.push(`--stroke-width ${s.width}`);
     if (s.color !== "#1a1a2e") parts.push(`--color '${s.color}'`);
