@@ -18,7 +18,17 @@ from studio.export import export_onnx, quantize_bundle_graph
 from studio.formats import OPSET, PARITY_TOLERANCE
 from studio.models import TRAINABLES
 from studio.models.categorical import held_out_nats, io_state_names
-from studio.quantize import NotStaticQuantizable, choose, read_lstm, session_for, step_graph, step_parity
+from studio.quantize import (
+    VARIANTS,
+    NotStaticQuantizable,
+    calibration_feeds,
+    choose,
+    quantize_step_graph,
+    read_lstm,
+    session_for,
+    step_graph,
+    step_parity,
+)
 from studio.runtime import Runtime
 
 VOCAB = 23
@@ -103,7 +113,8 @@ def test_static_card_records_calibration_and_quality(static_bundle):
     assert abs(quant["delta_nats_per_token"]) < 0.01
     model = onnx.load(str(static_bundle / "model.int8.onnx"))
     ops = {node.op_type for node in model.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "LSTM" not in ops
+    integer = {"MatMulNBits"} if quant["variant"] == "nbits8-blocks" else {"QuantizeLinear", "DequantizeLinear"}
+    assert integer <= ops and "LSTM" not in ops
 
 
 def test_a_batch_of_int8_rows_equals_the_rows_run_alone(static_bundle):
@@ -126,6 +137,25 @@ def test_a_batch_of_int8_rows_equals_the_rows_run_alone(static_bundle):
             alone = np.concatenate([alone, logits], 1)
         assert np.array_equal(alone[0], batch_logits[row])  # exactly, not approximately
         assert all(np.array_equal(state[name][:, 0], batch_state[name][:, row]) for name in state)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_is_row_exact(static_bundle, tmp_path, variant):
+    """Whichever variant `studio quantize` picks on a machine, its batches are exact."""
+    rewritten = step_graph(read_lstm(onnx.load(str(static_bundle / "model.onnx"))), OPSET)
+    onnx.save(rewritten, str(tmp_path / "step.onnx"))
+    session = session_for(tmp_path / "step.onnx")
+    feeds = calibration_feeds(session, _text_ids(2000), 8, 64)
+    quantize_step_graph(tmp_path / "step.onnx", tmp_path / "int8.onnx", feeds, variant)
+    int8 = session_for(tmp_path / "int8.onnx", threads=2)
+    rng = np.random.default_rng(4)
+    tokens = rng.integers(0, VOCAB, (9, 1))
+    h, c = (rng.uniform(-1, 1, (2, 9, 24)).astype(np.float32) for _ in range(2))
+    batch = int8.run(None, {"tokens": tokens, "h": h, "c": c})
+    for row in range(9):
+        alone = int8.run(None, {"tokens": tokens[row : row + 1], "h": h[:, row : row + 1], "c": c[:, row : row + 1]})
+        assert np.array_equal(alone[0][0], batch[0][row])
+        assert np.array_equal(alone[1][:, 0], batch[1][:, row]) and np.array_equal(alone[2][:, 0], batch[2][:, row])
 
 
 def test_dynamic_int8_still_runs_row_by_row(tmp_path):
