@@ -282,6 +282,28 @@ def export_web_command(
     )
 
 
+@app.command("quantize")
+@friendly
+def quantize_command(
+    model: Annotated[str, typer.Argument(help="Bundle name (under export/) or path; needs its fp32 graph.")],
+    corpus: Annotated[
+        Optional[Path],
+        typer.Option(help="Corpus folder it trained on (default: the path in its card)."),
+    ] = None,
+):
+    """Re-quantise a bundle's int8 graph in place: row-exact static int8 calibrated on the
+    training split of its corpus (dynamic int8 where static does not hold quality)."""
+    from .bundle import resolve
+    from .export import requantize_bundle
+
+    report = requantize_bundle(resolve(model), corpus, say=lambda message: print(f"  {message}", flush=True))
+    print(
+        f"{model}: int8 {report['scheme']}{' ' + report['variant'] if 'variant' in report else ''}, "
+        f"Δ {report.get('delta_nats_per_token', float('nan')):+.5f} nats/token, "
+        f"top-1 agreement {report.get('top1_agreement', float('nan')):.4f}"
+    )
+
+
 # --- sample / eval / models -----------------------------------------------------------
 
 

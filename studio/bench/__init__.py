@@ -19,9 +19,15 @@ it less):
   (:class:`studio.generate.Generation`, default settings, batch 1) on onnxruntime;
 * ``ort_{fp32,int8}_graph_only_tok_s``: the bare step graph at batch 1 (no sampling,
   no Python bookkeeping): the ceiling for the two figures above;
-* ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one batch;
-  int8 runs it row by row so every row is exact, see :mod:`studio.runtime`;
-  ``ort_int8_b64_one_call_tok_s`` is the single-call figure for comparison);
+* ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one call
+  per step for fp32 and static int8; an older dynamic int8 graph runs row by row so every
+  row is exact, see :mod:`studio.runtime`, and then ``ort_int8_b64_one_call_tok_s`` is
+  the single-call figure for comparison);
+* ``int8_vs_fp32``, ``int8_b64_vs_b1``: the ratios of the figures above; ``int8_scheme``,
+  ``int8_variant``, ``int8_batches`` say which int8 graph was timed (``studio quantize``
+  times every variant where it runs and keeps the fastest that holds quality, see
+  :mod:`studio.quantize`; ``int8_variants_at_quantize`` are those figures), ``cpu_flags``
+  the vector extensions its kernels can use;
 * ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);

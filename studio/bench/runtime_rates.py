@@ -99,11 +99,11 @@ def _io_binding(runtime: Runtime) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _one_call_batches(runtime: Runtime) -> Iterator[None]:
-    runtime.row_exact = False
+    runtime.row_by_row = False
     try:
         yield
     finally:
-        runtime.row_exact = True
+        runtime.row_by_row = True
 
 
 def precision_figures(
@@ -131,7 +131,7 @@ def precision_figures(
     for batch in BATCHES:
         say(f"onnxruntime {precision}, batch {batch}")
         figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
-    if runtime.row_exact:  # what one int8 call per batch would give (rows not exact)
+    if runtime.row_by_row:  # dynamic int8: what one call per batch would give (rows not exact)
         say(f"onnxruntime {precision}, batch 64 as one call")
         with _one_call_batches(runtime):
             figures[f"ort_{precision}_b64_one_call_tok_s"] = tokens_per_second(base.with_(num=64))
