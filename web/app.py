@@ -28,6 +28,8 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent / "assets"
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"
 DEFAULT_CONCURRENCY = 2  # events without their own limit: the machine has few cores
+# /write, /compose and /handwrite have their own limit (web.common.SAMPLING_CONCURRENCY):
+# their users' rows step together in one batch (studio.serve), so 20 run at once
 MAX_UPLOAD = "5mb"  # primer MIDI files and training texts
 CACHE_SWEEP = (3600, 3600)  # Gradio's file cache: every hour, drop files older than an hour
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
@@ -51,10 +53,13 @@ def build_app(jobs=None, *, training_on: bool = True):
 
     import gradio as gr
 
+    from studio.serve import Batcher
+
     from . import cells, compose, handwrite, models, training, write
     from .common import OutputFolders, choices_update, missing_notice, picker_update
 
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
+    batcher = Batcher()  # one running batch per model, shared by every tab's users
     jobs = jobs or training.TrainingJobs(Path.cwd())
     train_event = None
 
@@ -66,11 +71,11 @@ def build_app(jobs=None, *, training_on: bool = True):
         tabs = []
         with gr.Tabs():
             with gr.Tab("Write", id="write"):
-                tabs.append(write.build_tab(outputs))
+                tabs.append(write.build_tab(outputs, batcher))
             with gr.Tab("Compose", id="compose"):
-                tabs.append(compose.build_tab(outputs))
+                tabs.append(compose.build_tab(outputs, batcher))
             with gr.Tab("Handwrite", id="handwrite"):
-                tabs.append(handwrite.build_tab(outputs))
+                tabs.append(handwrite.build_tab(outputs, batcher))
             with gr.Tab("Look inside", id="inspect"):
                 tabs.append(cells.build_tab())
             with gr.Tab("Train", id="train"):

@@ -14,14 +14,16 @@ import re
 
 import gradio as gr
 
-from studio.api import load, sample, settings_from
+from studio.api import load, settings_from
 from studio.confine import confine
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.serve import Batcher
 
 from .common import (
     LIMITS,
+    SAMPLING_CONCURRENCY,
     OutputFolders,
     action,
     as_float,
@@ -86,7 +88,7 @@ def controls(model: str | None) -> tuple:
     )
 
 
-def make_handwrite(outputs: OutputFolders):
+def make_handwrite(outputs: OutputFolders, batcher: Batcher):
     def handwrite(
         model: str,
         text: str | None = None,
@@ -112,7 +114,7 @@ def make_handwrite(outputs: OutputFolders):
             color=hex_colour(color),
         )
         LIMITS.check(settings, domain)
-        [drawing] = sample(settings=settings)
+        [drawing] = batcher.sample(settings)
         folder = outputs.new("handwrite")
         stem = f"{runtime.bundle.name}-seed{settings.seed}"
         files = [
@@ -132,7 +134,7 @@ def make_handwrite(outputs: OutputFolders):
     return handwrite
 
 
-def build_tab(outputs: OutputFolders) -> dict:
+def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     names = bundles_for(draws_strokes)
     first = preferred(names, DEFAULT_MODEL)
     shows_text, shows_style = controls(first)
@@ -185,13 +187,13 @@ def build_tab(outputs: OutputFolders) -> dict:
             recipe = gr.Textbox(label="Recipes (one per format)", buttons=["copy"], lines=3, elem_id="handwrite-recipe")
     action(
         go,
-        make_handwrite(outputs),
+        make_handwrite(outputs, batcher),
         inputs=[model, text, style, bias, seed, stroke_width, color],
         outputs=[summary, recipe, svg, png, gif, files],
         error=error,
         api_name="handwrite",
-        concurrency_limit=2,
-        concurrency_id="render",
+        concurrency_limit=SAMPLING_CONCURRENCY,
+        concurrency_id="handwrite",
     )
     model.change(controls, inputs=model, outputs=[text, style], api_visibility="private")
     dice.click(new_seed, outputs=seed, api_visibility="private")

@@ -177,6 +177,13 @@ def apply_rules(rules: Sequence[Rule], history: np.ndarray, logits: np.ndarray) 
     return logits
 
 
+def row_generator(seed: int, row: int) -> np.random.Generator:
+    """The random generator of sample ``row`` of a run seeded ``seed``: the one place
+    sampling generators are made, so row ``row`` draws the same numbers whatever the
+    batch it runs in (``--num``, a server's other users)."""
+    return np.random.default_rng([seed, row])
+
+
 def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:
     """One token per row from softmax(logits), row i using ``generators[i]`` (inverse CDF,
     so results depend only on the seed, not on the BLAS or the batch size)."""
