@@ -18,7 +18,7 @@ import numpy as np
 
 from .engine import Engine, Job
 from .errors import StudioError
-from .numeric import log_softmax, softmax_weights, teacher_forced_nats
+from .numeric import inverse_cdf, log_softmax, softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
 from .sampling.rules import apply_rules, build_rules, draw, draw_weights, row_generator
@@ -181,6 +181,7 @@ class TokenRows(Job):
         count = settings.num
         self.rules = build_rules(settings, generation.mask, generation.constraints)
         self.greedy = settings.is_greedy
+        self.plain = not self.rules and not self.greedy  # a draw from the model's own distribution
         self.length = settings.length
         self.separator = generation.domain.separator_id
         self.stops = settings.stop
@@ -236,6 +237,10 @@ class TokenRows(Job):
         last = logits.astype(np.float64)
         count = len(last)
         generators = self.generators
+        if count == 1 and self.plain:
+            drawn = _one_row_draw(last[0], generators[0])
+            if drawn is not None:
+                return self._one_row(*drawn)
         # the model's own distribution scores every sample: log p = x - logsumexp(x)
         weights, log_total = softmax_weights(last)
         if self.rules:
@@ -243,13 +248,8 @@ class TokenRows(Job):
             tokens = shaped.argmax(-1) if self.greedy else draw(shaped, generators)
         else:  # no rule reshapes the logits: draw from the weights just computed
             tokens = last.argmax(-1) if self.greedy else draw_weights(weights, generators)
-        if count == 1:
-            token = int(tokens[0])
-            scores = [float(last[0, token] - log_total[0])]
-            drawn = [token]
-        else:
-            drawn = tokens.tolist()
-            scores = (last[np.arange(count), tokens] - log_total).tolist()
+        drawn = tokens.tolist()
+        scores = (last[np.arange(count), tokens] - log_total).tolist()
         self.drawn += 1
         out_of_length = self.drawn >= self.length
         ended = []
@@ -285,6 +285,26 @@ class TokenRows(Job):
                 self._next = tokens.astype(np.int64).reshape(-1, 1)
         return keep
 
+    def _one_row(self, token: int, score: float) -> np.ndarray | None:
+        """:meth:`_draw`'s bookkeeping for one live row without rules (so no history)."""
+        self.drawn += 1
+        row = self.rows[0]
+        generated = self.generated[row]
+        generated.append(token)
+        self.logprob[row] += score
+        if token != self.separator:
+            self._events.append((row, token))
+        ended = self.drawn >= self.length or self.generation._is_final(generated)
+        if not ended and self.stops:
+            tail = (self.tails[row] + self.generation.domain.token_text(token))[-(self.longest_stop + 64) :]
+            self.tails[row] = tail
+            ended = self.generation._hits_stop(tail)
+        if ended:
+            self.rows, self.generators, self.live = [], [], 0
+            return np.arange(0)
+        self._next[0, 0] = token
+        return None
+
     def _remember(self, tokens: np.ndarray) -> None:
         if self.filled == self.history.shape[1]:  # full: double it, so appends stay O(1) on average
             grown = np.empty((len(self.history), 2 * self.filled), dtype=np.int64)
@@ -292,6 +312,25 @@ class TokenRows(Job):
             self.history = grown
         self.history[:, self.filled] = tokens
         self.filled += 1
+
+
+def _one_row_draw(last: np.ndarray, generator: np.random.Generator) -> list | None:
+    """``[token, log p(token)]`` drawn from one row of float64 logits with no rule: the
+    same numbers as :func:`~studio.numeric.softmax_weights` then
+    :func:`~studio.sampling.rules.draw_weights` give, in fewer numpy calls (this runs
+    once per token at batch 1, where the sampling loop's own time counts most); None
+    when the row has no finite logit (the general path says what went wrong)."""
+    top = last.max()
+    if not math.isfinite(top):
+        return None
+    weights = np.exp(last - top)
+    log_total = top + np.log(weights.sum())
+    cumulative = weights.cumsum()
+    uniform = generator.random()
+    index = min(int(cumulative.searchsorted(uniform * cumulative[-1], "right")), len(weights) - 1)
+    if not weights[index]:  # float round-off at the top end: the nearest allowed index
+        index = int(inverse_cdf(weights[None], [uniform])[0])
+    return [index, float(last[index] - log_total)]
 
 
 def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:

@@ -54,6 +54,7 @@ class Batcher:
         self._closed = False
         self.steps = 0  # runtime calls made, for tests and benchmarks
         self.rows_stepped = 0  # rows summed over those calls
+        self.widest = 0  # the most rows one call stepped
 
     # --- requester side ----------------------------------------------------------------
     def sample_iter(self, settings: SampleSettings) -> Iterator[Event]:
@@ -117,6 +118,7 @@ class Batcher:
             for engine in self._engines.values():
                 if engine.jobs:
                     self.rows_stepped += engine.rows
+                    self.widest = max(self.widest, engine.rows)
                     self.steps += 1
                     try:
                         engine.step()

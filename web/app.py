@@ -44,11 +44,13 @@ def theme():
     return gr.themes.Soft(primary_hue="indigo", font=list(SYSTEM_FONTS), font_mono=list(MONO_FONTS))
 
 
-def build_app(jobs=None, *, training_on: bool = True):
+def build_app(jobs=None, *, training_on: bool = True, batcher=None):
     """The studio's Blocks.  ``jobs`` (a :class:`web.training.TrainingJobs`) runs the
     Train tab's subprocesses; by default one working in the current folder (``runs/``,
     ``export/``, ``corpora/``).  Without ``training_on`` the Train tab only says it is off,
-    and there is no ``/train`` or ``/cancel_training`` endpoint."""
+    and there is no ``/train`` or ``/cancel_training`` endpoint.  ``batcher`` (a
+    :class:`studio.serve.Batcher`, by default a new one) steps the sampling tabs' users
+    together."""
     import functools
 
     import gradio as gr
@@ -59,7 +61,7 @@ def build_app(jobs=None, *, training_on: bool = True):
     from .common import OutputFolders, choices_update, missing_notice, picker_update
 
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
-    batcher = Batcher()  # one running batch per model, shared by every tab's users
+    batcher = batcher or Batcher()  # one running batch per model, shared by every tab's users
     jobs = jobs or training.TrainingJobs(Path.cwd())
     train_event = None
 

@@ -21,6 +21,8 @@ ROWS = [
     ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
+    ("server, 1 stream of 300 tokens (batching path)", "serve_1_tok_s", "tok/s"),
+    ("server, 20 concurrent streams of 300 tokens, in all", "serve_20_tok_s", "tok/s"),
     ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
     ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
     ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),
