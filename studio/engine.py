@@ -14,7 +14,7 @@ other users, as long as the runtime's batches are row-exact (fp32 is; an int8 ru
 that is not runs a batch row by row, :class:`studio.runtime.Runtime`).
 
 Jobs in one engine must feed inputs of the same shape but for the batch axis: their
-``key`` says which engine a job may join (e.g. a handwriting job's text length).
+``key`` says which engine a job may join (every categorical job feeds (rows, 1) tokens).
 Torch-free.
 """
 

@@ -7,7 +7,10 @@ its model's running batch before the next step, and leaves it when its rows end,
 20 users of one model cost one model call per step, not 20.  Every row keeps its own
 seed, settings and rules: each request's events are exactly what
 :func:`studio.api.sample_iter` yields for the same settings, streamed as they come.
-Settings a head does not batch (beam search) run in the caller's thread as before.
+Settings a head does not batch run in the caller's thread as before: beam search, and
+pen strokes (the handwriting graph's fp32 batches are not row-exact: a line drawn beside
+others scored 60.77833894 nats against 60.77833551 alone, so its recipe would not
+reproduce it byte for byte).
 
     batcher = Batcher()
     for event in batcher.sample_iter(settings):   # Started, Token ..., Finished
