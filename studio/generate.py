@@ -222,6 +222,35 @@ class TokenRows(Job):
     def advance(self, outputs: list[np.ndarray]) -> np.ndarray | None:
         return self._draw(outputs[0][:, 0])
 
+    @classmethod
+    def advance_together(cls, jobs: list[Job], outputs: list[list[np.ndarray]]) -> list[np.ndarray | None]:
+        """Jobs of one row without rules (one request at the model's own temperature)
+        draw in one set of numpy calls; the numbers are those each would draw alone
+        (:func:`_one_row_draw`'s, row by row).  The others advance one by one."""
+        plain = [i for i, job in enumerate(jobs) if job.plain and job.live == 1 and not job.cancelled]
+        results = [None] * len(jobs)
+        if len(plain) > 1:
+            last = np.concatenate([outputs[i][0][:, 0] for i in plain]).astype(np.float64)
+            top = last.max(-1)
+            if np.isfinite(top).all():
+                weights = np.exp(last - top[:, None])
+                log_total = top + np.log(weights.sum(-1))
+                uniforms = np.array([jobs[i].generators[0].random() for i in plain])
+                chosen = inverse_cdf(weights, uniforms)
+                scores = (last[np.arange(len(plain)), chosen] - log_total).tolist()
+                for position, index in enumerate(plain):
+                    results[index] = _one_row_result(jobs[index], int(chosen[position]), scores[position])
+                plain = set(plain)
+            else:
+                plain = set()
+        else:
+            plain = set()
+        others = [i for i in range(len(jobs)) if i not in plain]
+        alone = super().advance_together([jobs[i] for i in others], [outputs[i] for i in others])
+        for index, result in zip(others, alone):
+            results[index] = result
+        return results
+
     def drain(self) -> list[tuple[int, int]]:
         """``(row, token)`` of every token committed since the last drain (separators
         are not shown), in row order within a step."""
@@ -312,6 +341,14 @@ class TokenRows(Job):
             self.history = grown
         self.history[:, self.filled] = tokens
         self.filled += 1
+
+
+def _one_row_result(job: TokenRows, token: int, score: float) -> np.ndarray | None:
+    try:
+        return job._one_row(token, score)
+    except Exception as error:  # a domain's end test failed: this job alone leaves
+        job.error, job.live = error, 0
+        return np.arange(0)
 
 
 def _one_row_draw(last: np.ndarray, generator: np.random.Generator) -> list | None:

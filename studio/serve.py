@@ -42,6 +42,7 @@ class _Ticket:
     job: Job
     runtime: object
     inbox: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    pending: list = field(default_factory=list)  # events not yet handed over
 
 
 class Batcher:
@@ -154,10 +155,14 @@ class Batcher:
             if job.error is not None:
                 ticket.inbox.put(job.error)
                 continue
-            events = job.drain()
-            if events:
-                ticket.inbox.put(events)
-            if not job.cancelled and job.live:
+            ticket.pending += job.drain()
+            going_on = not job.cancelled and job.live
+            # a requester still busy with the last events gets these with the next ones:
+            # fewer thread switches when many streams share the steps
+            if ticket.pending and (not going_on or ticket.inbox.empty()):
+                ticket.inbox.put(ticket.pending)
+                ticket.pending = []
+            if going_on:
                 still.append(ticket)
         self._tickets = still
         self._engines = {key: engine for key, engine in self._engines.items() if engine.jobs}

@@ -30,6 +30,7 @@ RECIPES = [
     dict(prime="the ", length=35, seed=5, repetition_penalty=1.3, no_repeat_ngram_size=2),
     dict(prime="W", length=20, seed=6, greedy=True),
     dict(length=1, seed=7),
+    dict(prime="Th", length=50, seed=8),  # with the first: one-row jobs without rules draw together
 ]
 
 
