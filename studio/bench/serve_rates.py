@@ -18,14 +18,20 @@ SERVE_STREAMS = (1, 20)
 REPEATS = 3
 
 
-def serve_rate(model: Path, precision: str, prime: str, streams: int) -> float:
-    """Median over ``REPEATS`` runs of tokens streamed per second of wall time, from the
-    moment ``streams`` requests are released together until the last one ends."""
+def serve_rates(model: Path, precision: str, prime: str) -> dict[int, float]:
+    """Tokens streamed per second of wall time for each count in ``SERVE_STREAMS``, from
+    the moment that many requests are released together until the last one ends: the
+    median of ``REPEATS`` runs, the counts taking turns so that drifting load from other
+    jobs weighs on each alike."""
     batcher = Batcher()
     try:
         warm = SampleSettings(model=str(model), precision=precision, prime=prime, length=20)
         batcher.sample(warm)
-        return statistics.median(_one_run(batcher, model, precision, prime, streams, run) for run in range(REPEATS))
+        rates: dict[int, list[float]] = {streams: [] for streams in SERVE_STREAMS}
+        for run in range(REPEATS):
+            for streams in SERVE_STREAMS:
+                rates[streams].append(_one_run(batcher, model, precision, prime, streams, run))
+        return {streams: statistics.median(values) for streams, values in rates.items()}
     finally:
         batcher.close()
 
@@ -54,7 +60,7 @@ def _one_run(batcher: Batcher, model: Path, precision: str, prime: str, streams:
 
 def serve_figures(model: Path, precision: str, prime: str) -> dict:
     figures = {
-        f"serve_{streams}_tok_s": round(serve_rate(model, precision, prime, streams), 1) for streams in SERVE_STREAMS
+        f"serve_{streams}_tok_s": round(rate, 1) for streams, rate in serve_rates(model, precision, prime).items()
     }
     figures["serve_precision"] = precision
     return figures
