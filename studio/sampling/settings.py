@@ -69,20 +69,24 @@ class SampleSettings:
             self.no_repeat_ngram_size >= 0,
             f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})",
         )
-        require(1 <= self.num_beams <= MAX_BEAMS, f"beams must be 1 to {MAX_BEAMS:,} (got {self.num_beams:,})")
+        require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
+        require(self.num_beams <= MAX_BEAMS, f"beams must be at most {MAX_BEAMS:,} (got {self.num_beams:,})")
         require(
             self.length_penalty >= 0,
             f"length penalty must be 0 (off) or more: scores are "
             f"divided by length ** penalty (got {self.length_penalty})",
         )
         require(self.length >= 1, f"length must be at least 1 (got {self.length})")
-        require(1 <= self.num <= MAX_ROWS, f"num must be 1 to {MAX_ROWS:,} (got {self.num:,})")
+        require(self.num >= 1, f"num must be at least 1 (got {self.num})")
+        require(self.num <= MAX_ROWS, f"num must be at most {MAX_ROWS:,} (got {self.num:,})")
         require(
             self.num_beams == 1 or self.num <= self.num_beams,
             f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search",
         )
-        require(1 <= self.branch_factor <= MAX_BEAMS, f"branch factor must be 1 to {MAX_BEAMS:,}")
-        require(1 <= self.steps_per_iteration <= MAX_BEAMS, f"steps per iteration must be 1 to {MAX_BEAMS:,}")
+        require(self.branch_factor >= 1, "branch factor must be at least 1")
+        require(self.branch_factor <= MAX_BEAMS, f"branch factor must be at most {MAX_BEAMS:,}")
+        require(self.steps_per_iteration >= 1, "steps per iteration must be at least 1")
+        require(self.steps_per_iteration <= MAX_BEAMS, f"steps per iteration must be at most {MAX_BEAMS:,}")
         require(self.bars is None or self.bars >= 1, f"bars must be at least 1 (got {self.bars})")
         require(self.tempo is None or 10 <= self.tempo <= 400, f"tempo must be 10-400 bpm (got {self.tempo})")
         require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
