@@ -140,6 +140,27 @@ class Runtime:
         next_state = dict(zip(self.state_names, values[len(self.output_names) :]))
         return outputs, next_state
 
+    @property
+    def batch_axes(self) -> dict[str, int | None]:
+        """Each input's and state's batch axis (None: it has none), by card name."""
+        return dict(self._batch_axes)
+
+    @property
+    def output_batch_axes(self) -> list[int | None]:
+        """Each output's batch axis, in card order."""
+        return [shape.index("batch") if "batch" in shape else None for _, shape in self._output_specs]
+
+    def run_values(self, feeds: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
+        """:meth:`run` for a sampling loop, with nothing built per call: ``feeds`` holds
+        every input and state array under its card name (``batch`` rows); returns the
+        outputs, then the next state, in card order."""
+        if (self.row_by_row and batch > 1) or self.use_binding:
+            outputs, state = self.run(
+                {name: feeds[name] for name in self.input_names}, {name: feeds[name] for name in self.state_names}
+            )
+            return [*outputs.values(), *state.values()]
+        return self.session.run(self._fetch, feeds)
+
     def _batch_size(self, feeds: dict[str, np.ndarray]) -> int:
         for name, value in feeds.items():
             axis = self._batch_axes.get(name)

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.api import load, sample, settings_from
+from studio.api import load, settings_from
 from studio.confine import confine, contain
 from studio.domains import DOMAINS, Medium
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.serve import Batcher
 
 from .common import (
     LIMITS,
+    SAMPLING_CONCURRENCY,
     OutputFolders,
     action,
     as_float,
@@ -52,7 +54,7 @@ PRIMER_SUFFIXES = tuple(
 )
 
 
-def make_compose(outputs: OutputFolders):
+def make_compose(outputs: OutputFolders, batcher: Batcher):
     def compose(
         model: str,
         primer: str | None = None,
@@ -93,7 +95,7 @@ def make_compose(outputs: OutputFolders):
             raise StudioError(f"{model} is not a music model: pick one trained on MIDI")
         LIMITS.check(settings, loaded.domain)
         with named_as_uploaded(uploaded):
-            [piece] = sample(settings=settings)
+            [piece] = batcher.sample(settings)
         folder = outputs.new("compose")
         midi = atomic_save(piece.output, confine(folder, f"{loaded.name}-seed{settings.seed}.mid", what="output file"))
         wav = atomic_save(piece.output, midi.with_suffix(".wav"))
@@ -105,7 +107,7 @@ def make_compose(outputs: OutputFolders):
     return compose
 
 
-def build_tab(outputs: OutputFolders) -> dict:
+def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     names = bundles_for(writes_music)
     notice = gr.Markdown(missing_notice(names, "music", DEFAULT_MODEL))
     with gr.Row():
@@ -167,13 +169,13 @@ def build_tab(outputs: OutputFolders) -> dict:
             )
     action(
         go,
-        make_compose(outputs),
+        make_compose(outputs, batcher),
         inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
         outputs=[summary, recipe, midi, audio, roll],
         error=error,
         api_name="compose",
-        concurrency_limit=2,
-        concurrency_id="render",
+        concurrency_limit=SAMPLING_CONCURRENCY,
+        concurrency_id="compose",
     )
     dice.click(new_seed, outputs=seed, api_visibility="private")
     return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL, "what": "music"}

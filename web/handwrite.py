@@ -19,16 +19,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.api import load, sample, settings_from
+from studio.api import load, settings_from
 from studio.confine import confine
 from studio.errors import StudioError
 from studio.handwriting.style_file import MAX_FILE_BYTES, strokes_from_json
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.serve import Batcher
 
 from . import browser
 from .common import (
     LIMITS,
+    SAMPLING_CONCURRENCY,
     OutputFolders,
     action,
     as_float,
@@ -139,7 +141,7 @@ def save_style_strokes(strokes_json: str | None, folder: Path) -> Path | None:
     return path
 
 
-def make_handwrite(outputs: OutputFolders):
+def make_handwrite(outputs: OutputFolders, batcher: Batcher):
     def handwrite(
         model: str,
         text: str | None = None,
@@ -178,7 +180,7 @@ def make_handwrite(outputs: OutputFolders):
             color=hex_colour(color),
         )
         LIMITS.check(settings, domain)
-        [drawing] = sample(settings=settings)
+        [drawing] = batcher.sample(settings)
         stem = f"{runtime.bundle.name}-seed{settings.seed}"
         files = [
             atomic_save(drawing.output, confine(folder, f"{stem}{suffix}", what="output file")) for suffix in FORMATS
@@ -198,7 +200,7 @@ def make_handwrite(outputs: OutputFolders):
     return handwrite
 
 
-def build_tab(outputs: OutputFolders) -> dict:
+def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     names = bundles_for(draws_strokes)
     first = preferred(names, DEFAULT_MODEL)
     shows_text, shows_style, shows_pad = controls(first)
@@ -284,13 +286,13 @@ def build_tab(outputs: OutputFolders) -> dict:
             recipe = gr.Textbox(label="Recipes (one per format)", buttons=["copy"], lines=3, elem_id="handwrite-recipe")
     action(
         go,
-        make_handwrite(outputs),
+        make_handwrite(outputs, batcher),
         inputs=[model, text, style, bias, seed, stroke_width, color, page_width, pad_strokes, style_text],
         outputs=[summary, recipe, svg, png, gif, files],
         error=error,
         api_name="handwrite",
-        concurrency_limit=2,
-        concurrency_id="render",
+        concurrency_limit=SAMPLING_CONCURRENCY,
+        concurrency_id="handwrite",
     )
     model.change(controls, inputs=model, outputs=[text, style, own], api_visibility="private")
     browser.wire(

@@ -28,6 +28,10 @@ it less):
   times every variant where it runs and keeps the fastest that holds quality, see
   :mod:`studio.quantize`; ``int8_variants_at_quantize`` are those figures), ``cpu_flags``
   the vector extensions its kernels can use;
+* ``serve_1_tok_s`` / ``serve_20_tok_s``: aggregate tokens per second through the web
+  server's batching path (:class:`studio.serve.Batcher`, in process) with 1 and with 20
+  concurrent streams of 300 tokens, each its own seed (``serve_precision``: fp32, whose
+  batches are row-exact in one call); these streams do end at a separator;
 * ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
@@ -40,10 +44,11 @@ Generation stops at a document separator; here the separator does not end a samp
 every run generates exactly the tokens asked for.
 
 The package, one idea a module: :mod:`.timing` (timing primitives, the cold start),
-:mod:`.runtime_rates` (onnxruntime figures), :mod:`.onnx_to_torch` (the PyTorch model
-rebuilt from the graph), :mod:`.torch_rates` (PyTorch figures), :mod:`.bundles` (the
-fp32, int8 and random stand-in bundles the figures need), :mod:`.measure` (all figures
-of one bundle) and :mod:`.report` (``studio bench``: the JSON or the table).
+:mod:`.runtime_rates` (onnxruntime figures), :mod:`.serve_rates` (the batching
+server), :mod:`.onnx_to_torch` (the PyTorch model rebuilt from the graph),
+:mod:`.torch_rates` (PyTorch figures), :mod:`.bundles` (the fp32, int8 and random
+stand-in bundles the figures need), :mod:`.measure` (all figures of one bundle) and
+:mod:`.report` (``studio bench``: the JSON or the table).
 """
 
 from .measure import KEYS, measure

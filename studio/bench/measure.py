@@ -22,6 +22,7 @@ from ..sampling.settings import SampleSettings
 from . import timing
 from .bundles import fp32_bundle, int8_bundle, shaped_bundle
 from .runtime_rates import generation_rate, precision_figures, prefill_step_ms
+from .serve_rates import serve_figures
 from .torch_rates import torch_figures
 
 PREFILL_TOKENS = 1000
@@ -33,6 +34,8 @@ KEYS = (
     "torch_naive_tok_s",
     "torch_best_tok_s",
     "beam8_steps_s",
+    "serve_1_tok_s",
+    "serve_20_tok_s",
     "prefill_1000_ms",
     "cold_start_s",
 )
@@ -84,6 +87,10 @@ def _measure(
         result["prefill_1000_ms"] = result[f"prefill_1000_{default}_ms"]
         say("prefill through step calls")
         result["prefill_1000_step_ms"] = prefill_step_ms(runtimes[default], prime_ids, seconds / 3)
+        say("serving: 1 and 20 concurrent streams through the batcher")
+        # fp32: its batches are row-exact in one call (int8's dynamic quantisation runs
+        # a batch row by row, so batching saves it nothing yet)
+        result.update(serve_figures(bundle.path, "fp32", prime))
         say("beam search, 8 beams")
         result["beam8_steps_s"] = round(
             generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1

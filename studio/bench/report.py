@@ -23,6 +23,8 @@ ROWS = [
     ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
     ("int8 ÷ fp32, batch 1", "int8_vs_fp32", "x"),
     ("int8 batch 64 ÷ batch 1", "int8_b64_vs_b1", "x"),
+    ("server, 1 stream of 300 tokens (batching path)", "serve_1_tok_s", "tok/s"),
+    ("server, 20 concurrent streams of 300 tokens, in all", "serve_20_tok_s", "tok/s"),
     ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
     ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
     ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
+from ..engine import Job
 from ..generate import Sample
 from ..sampling.settings import SampleSettings
 
@@ -74,6 +75,13 @@ class Head(ABC):
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         """Sample what ``settings`` asks for: ``Started``, any number of ``Token``, then
         ``Finished``."""
+
+    def job(self, runtime: Any, domain: Any, settings: SampleSettings) -> Job | None:
+        """The same generation as :meth:`generate` as a :class:`~studio.engine.Job` that
+        a server's :class:`~studio.engine.Engine` can step beside other requests, its
+        ``drain()`` giving the same events; None when ``settings`` ask for something
+        that does not batch (beam search keeps its own loop)."""
+        return None
 
     @abstractmethod
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:

@@ -9,11 +9,16 @@ too so one recipe describes any sample.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import require
 
 DEFAULT_LENGTH = 500
+MAX_ROWS = 4096  # --num: samples stepped as one batch (each row holds its state and generator)
+MAX_BEAMS = 1024  # --beam, --branch-factor, --steps-per-iteration
+MAX_SEED = 2**63 - 1  # seeds are whole numbers a 64-bit counter can hold
+FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty", "length_penalty", "bias", "stroke_width")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class SampleSettings:
     color: str = "#1a1a2e"
 
     def __post_init__(self) -> None:
+        for name in FLOAT_OPTIONS:
+            value = getattr(self, name)
+            require(math.isfinite(value), f"{CLI_FLAGS[name]} must be a finite number (got {value})")
         require(self.temperature >= 0, f"temperature must be 0 (greedy) or more (got {self.temperature})")
         require(self.top_k >= 0, f"top-k must be 0 (off) or more (got {self.top_k})")
         require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p})")
@@ -66,6 +74,7 @@ class SampleSettings:
             f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})",
         )
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
+        require(self.num_beams <= MAX_BEAMS, f"beams must be at most {MAX_BEAMS:,} (got {self.num_beams:,})")
         require(
             self.length_penalty >= 0,
             f"length penalty must be 0 (off) or more: scores are "
@@ -73,12 +82,15 @@ class SampleSettings:
         )
         require(self.length >= 1, f"length must be at least 1 (got {self.length})")
         require(self.num >= 1, f"num must be at least 1 (got {self.num})")
+        require(self.num <= MAX_ROWS, f"num must be at most {MAX_ROWS:,} (got {self.num:,})")
         require(
             self.num_beams == 1 or self.num <= self.num_beams,
             f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search",
         )
         require(self.branch_factor >= 1, "branch factor must be at least 1")
+        require(self.branch_factor <= MAX_BEAMS, f"branch factor must be at most {MAX_BEAMS:,}")
         require(self.steps_per_iteration >= 1, "steps per iteration must be at least 1")
+        require(self.steps_per_iteration <= MAX_BEAMS, f"steps per iteration must be at most {MAX_BEAMS:,}")
         require(self.bars is None or self.bars >= 1, f"bars must be at least 1 (got {self.bars})")
         require(self.tempo is None or 10 <= self.tempo <= 400, f"tempo must be 10-400 bpm (got {self.tempo})")
         require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
@@ -89,7 +101,7 @@ class SampleSettings:
         )
         require(self.precision in ("auto", "fp32", "int8"), "precision must be auto, fp32 or int8")
         require(all(self.stop), "stop strings must not be empty")
-        require(self.seed >= 0, f"seed must be 0 or more (got {self.seed})")
+        require(0 <= self.seed <= MAX_SEED, f"seed must be 0 to {MAX_SEED} (got {self.seed})")
 
     @property
     def is_greedy(self) -> bool:
