@@ -232,3 +232,21 @@ def test_a_model_the_domain_cannot_train_is_one_line(tmp_path, corpus, model, me
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 1 and result.output.startswith("error:") and message in result.output
     assert len(result.output.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+def test_web_handwrite_and_model_card_take_a_vrnn_bundle(vrnn_bundle, tmp_path, monkeypatch):
+    """The web tab and the Models view reach the head through the registry, unchanged."""
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("STUDIO_MODELS", str(vrnn_bundle))
+    from studio.bundle import Bundle
+    from studio.previews import quality
+    from web.common import OutputFolders
+    from web.handwrite import make_handwrite
+
+    summary, recipe, svg, png, gif, files = make_handwrite(OutputFolders(tmp_path))("bundle", bias=1.0, seed=3)
+    assert summary.startswith("1 doodle(s) from the variational RNN") and svg.startswith("<svg")
+    assert "studio sample --model bundle" in recipe and "--seed 3" in recipe and len(files) == 3
+    cli = invoke("sample", "--model", vrnn_bundle / "bundle", "--seed", "3", "--bias", "1.0", "--json")
+    assert json.loads(cli.output.splitlines()[0])["text"] == summary
+    shown = quality(Bundle.load(vrnn_bundle / "bundle"))
+    assert shown.figure.startswith("at most") and "bound" in shown.gloss
