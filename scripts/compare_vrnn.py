@@ -1,6 +1,6 @@
 """The variational RNN against the MDN-LSTM on held-out Omniglot strokes (README, "Variational RNN").
 
-    PYTHONPATH=. python scripts/compare_vrnn.py --mdn export/mdn --vrnn export/vrnn [--vrnn export/vrnn-kl] \
+    PYTHONPATH=. python scripts/compare_vrnn.py --mdn export/mdn [--mdn ...] --vrnn export/vrnn [--vrnn ...] \
         [--importance-samples 16] [--picture web/assets/vrnn-vs-mdn.png]
 
 For every bundle, on the first 256 sequences of the Omniglot test split (the ones
@@ -91,22 +91,20 @@ def doodles_of(bundle: str, seeds: range, bias: float) -> list[np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mdn", required=True, help="the MDN-LSTM bundle")
+    parser.add_argument("--mdn", action="append", required=True, help="an MDN-LSTM bundle (repeatable)")
     parser.add_argument("--vrnn", action="append", required=True, help="a VRNN bundle (repeatable)")
     parser.add_argument("--importance-samples", type=int, default=16)
     parser.add_argument("--picture", type=Path, default=None)
     parser.add_argument("--bias", type=float, default=1.0)
     parser.add_argument("--columns", type=int, default=8)
     args = parser.parse_args()
-    for bundle in [args.mdn, *args.vrnn]:
+    for bundle in [*args.mdn, *args.vrnn]:
         print(json.dumps(figures(bundle, args.importance_samples)), flush=True)
     if args.picture is not None:
         seeds = range(1, args.columns + 1)
         real = [_absolute(s) for s in stroke_data.load_omniglot("test", OMNIGLOT)[: args.columns]]
-        rows = [
-            ("Omniglot test\n(real)", real),
-            (f"MDN-LSTM\n{Path(args.mdn).name}", doodles_of(args.mdn, seeds, args.bias)),
-        ]
+        rows = [("Omniglot test\n(real)", real)]
+        rows += [(f"MDN-LSTM\n{Path(m).name}", doodles_of(m, seeds, args.bias)) for m in args.mdn]
         rows += [(f"VRNN\n{Path(v).name}", doodles_of(v, seeds, args.bias)) for v in args.vrnn]
         picture(rows, args.picture)
         print(f"wrote {args.picture} (seeds {seeds.start}-{seeds.stop - 1}, bias {args.bias})")

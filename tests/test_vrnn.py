@@ -250,3 +250,19 @@ def test_web_handwrite_and_model_card_take_a_vrnn_bundle(vrnn_bundle, tmp_path, 
     assert json.loads(cli.output.splitlines()[0])["text"] == summary
     shown = quality(Bundle.load(vrnn_bundle / "bundle"))
     assert shown.figure.startswith("at most") and "bound" in shown.gloss
+
+
+def test_the_shipped_vrnn_bundle(monkeypatch, tmp_path):
+    """`doodle-vrnn` is listed, small, parity-checked, and previews like any doodle model."""
+    from studio.bundle import Bundle
+    from studio.previews import preview
+
+    monkeypatch.delenv("STUDIO_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)  # only the shipped export/ folder
+    rows = {row["name"]: row for row in json.loads(invoke("models", "--json").stdout)}
+    row = rows["doodle-vrnn"]
+    assert (row["domain"], row["head"], row["unit"]) == ("strokes", "vrnn", "nats/point") and row["size_mb"] <= 16
+    card = Bundle.load("doodle-vrnn").card
+    assert card["bound"] == "elbo" and card["parity"]["max_abs_diff"] < 1e-4
+    shown = preview("doodle-vrnn", tmp_path)
+    assert shown.image.read_bytes()[:4] == b"\x89PNG" and "studio sample --model doodle-vrnn" in shown.command
