@@ -246,7 +246,18 @@ def test_web_handwrite_and_model_card_take_a_vrnn_bundle(vrnn_bundle, tmp_path, 
     summary, recipe, svg, png, gif, files = make_handwrite(OutputFolders(tmp_path))("bundle", bias=1.0, seed=3)
     assert summary.startswith("1 doodle(s) from the variational RNN") and svg.startswith("<svg")
     assert "studio sample --model bundle" in recipe and "--seed 3" in recipe and len(files) == 3
-    cli = invoke("sample", "--model", vrnn_bundle / "bundle", "--seed", "3", "--bias", "1.0", "--json")
+    cli = invoke(
+        "sample",
+        "--model",
+        vrnn_bundle / "bundle",
+        "--seed",
+        "3",
+        "--bias",
+        "1.0",
+        "--out",
+        tmp_path / "c.svg",
+        "--json",
+    )
     assert json.loads(cli.output.splitlines()[0])["text"] == summary
     shown = quality(Bundle.load(vrnn_bundle / "bundle"))
     assert shown.figure.startswith("at most") and "bound" in shown.gloss
