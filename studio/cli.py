@@ -64,6 +64,14 @@ def train(
         Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
+    model_head: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            help="The model head, where a domain offers several: strokes from a .npz train `mixture` "
+            "(Graves MDN-LSTM, the default) or `vrnn` (variational RNN, Chung et al. 2015).",
+        ),
+    ] = None,
     cell: Annotated[
         str,
         typer.Option(help="lstm | gru | rnn (fused) | lnlstm (layer-normalised LSTM) | sru | qrnn | rwa (explicit)."),
@@ -104,6 +112,13 @@ def train(
     ] = 10,
     max_points: Annotated[int, typer.Option(help="Strokes: longest sequence trained on, in points.")] = 240,
     val_sequences: Annotated[int, typer.Option(help="Strokes: held-out sequences scored at each evaluation.")] = 256,
+    latent_size: Annotated[int, typer.Option(help="Strokes, --model vrnn: latent variables per point.")] = 16,
+    feature_size: Annotated[
+        int, typer.Option(help="Strokes, --model vrnn: width of the point and latent feature networks.")
+    ] = 128,
+    kl_warmup: Annotated[
+        int, typer.Option(help="--model vrnn: the KL term's weight rises linearly from 0 to 1 over N steps (0: off).")
+    ] = 0,
     scheduled_sampling: Annotated[
         float,
         typer.Option(
@@ -164,6 +179,7 @@ def train(
         max_points=max_points,
         val_sequences=val_sequences,
         scheduled_sampling=scheduled_sampling,
+        kl_warmup=kl_warmup,
     )
     model = dict(
         cell=cell,
@@ -175,6 +191,8 @@ def train(
         recurrent_dropout=recurrent_dropout,
         mixtures=mixtures,
         window_gaussians=window_gaussians,
+        latent_size=latent_size,
+        feature_size=feature_size,
     )
     run_training(
         corpus=corpus,
@@ -192,6 +210,7 @@ def train(
         runs_dir=runs_dir,
         quiet=quiet,
         cache=CacheSettings(enabled=cache, folder=cache_dir),
+        head=model_head,
     )
 
 

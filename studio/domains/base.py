@@ -90,6 +90,8 @@ class Domain(ABC):
 
     name: ClassVar[str]
     head: ClassVar[str]  # key of the head registries; recorded in the card
+    # heads `studio train --model NAME` may choose instead of ``head``, reading the same corpora
+    other_heads: ClassVar[tuple[str, ...]] = ()
     medium: ClassVar[Medium]
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types that select this domain
     default_suffix: ClassVar[str | None] = None  # what `studio sample` writes when no --out is given

@@ -51,18 +51,24 @@ Event = Union[Started, Token, Finished]
 
 @dataclass(frozen=True)
 class Score:
-    """Mean negative log-likelihood per ``unit`` over ``count`` units."""
+    """Mean negative log-likelihood per ``unit`` over ``count`` units; ``bound`` names
+    the bound it is when the head cannot give the exact figure (``"elbo"``: the negative
+    evidence lower bound, never below the exact value)."""
 
     nats: float
     count: int
     unit: str
+    bound: str | None = None
 
     def to_json(self) -> dict:
-        return {
+        report: dict = {
             f"nats_per_{self.unit}": round(self.nats, 5),
             f"bits_per_{self.unit}": round(self.nats / math.log(2), 5),
             f"{self.unit}s": self.count,
         }
+        if self.bound is not None:
+            report["bound"] = self.bound
+        return report
 
 
 class Head(ABC):
