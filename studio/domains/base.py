@@ -151,6 +151,15 @@ class Domain(ABC):
         corpus ``documents``, as a flat dict; used when ``compares_samples`` is set."""
         return {}
 
+    def two_sample_report(
+        self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
+    ) -> dict:
+        """A classifier two-sample test of generated ``outputs`` against the corpus
+        ``documents``, both cut to ``length`` (the domain's unit: beats for music), as a
+        flat dict with ``two_sample_accuracy`` (0.5: indistinguishable), ``two_sample_std``
+        and ``two_sample_features``; only domains that ``compares_samples`` have one."""
+        raise NotImplementedError(f"{self.name} models have no two-sample test")
+
 
 class CategoricalDomain(Domain):
     """A domain whose items are sequences of ids in ``range(vocab_size)``; the model's

@@ -22,9 +22,11 @@ from ..music.bars import BarGrid, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.grammar import NoteGrammar, corpus_limits
+from ..music.metre import MetreGrid, MetreStats, metre_stats
 from ..music.metrics import METRICS, compare
 from ..music.render import Rendered
 from ..music.scales import major_or_minor, parse_key, pitch_class_mask
+from ..music.two_sample import compare_pieces
 from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
@@ -59,13 +61,22 @@ class MusicDomain(CategoricalDomain):
     unit_name: ClassVar[str] = "event"
 
     def __init__(
-        self, codec: EventCodec | None = None, max_note_ticks: int | None = None, max_voices: int | None = None
+        self,
+        codec: EventCodec | None = None,
+        max_note_ticks: int | None = None,
+        max_voices: int | None = None,
+        grid_positions: Sequence[int] | None = None,
+        long_note_ticks: int | None = None,
     ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
         # corpus; bundles from before they were recorded get 8 beats and no voice cap
         self.max_note_ticks = int(max_note_ticks or 8 * self.codec.ticks_per_beat)
         self.max_voices = int(max_voices or PITCH_COUNT)
+        # the metre rule's grid and long-note cap (see studio.music.metre), measured on the
+        # training corpus; bundles from before they were recorded sample without the rule
+        self.grid_positions = tuple(int(p) for p in grid_positions) if grid_positions else None
+        self.long_note_ticks = int(long_note_ticks) if long_note_ticks else None
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
@@ -106,8 +117,10 @@ class MusicDomain(CategoricalDomain):
         fields (others, meant for other domains, are ignored).  The corpus's longest note
         and most simultaneous notes become the note grammar's limits."""
         codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
-        longest, voices = corpus_limits([document.content for document in documents])
-        return cls(codec, max_note_ticks=longest, max_voices=voices)
+        pieces = [document.content for document in documents]
+        longest, voices = corpus_limits(pieces)
+        stats = metre_stats(pieces, codec.ticks_per_beat)
+        return cls(codec, longest, voices, stats.positions(), stats.long_note())
 
     @classmethod
     def corpus_options(cls, options: dict) -> dict:
@@ -123,6 +136,7 @@ class MusicDomain(CategoricalDomain):
         sink.begin(codec.vocab_size, codec.separator_id)
         sink.start_pass("reading music")
         longest, voices, pieces_found, skipped = 1, 1, 0, []
+        stats = MetreStats(codec.ticks_per_beat)
         for file in files:
             try:
                 pieces = read_pieces(file)
@@ -134,6 +148,7 @@ class MusicDomain(CategoricalDomain):
                 sink.end_document()
                 piece_longest, piece_voices = corpus_limits([piece])
                 longest, voices = max(longest, piece_longest), max(voices, piece_voices)
+                stats.add(piece)
                 pieces_found += 1
             sink.advance(file.stat().st_size)
         warn_skipped(skipped, "unreadable music files")
@@ -141,7 +156,7 @@ class MusicDomain(CategoricalDomain):
             raise StudioError(
                 f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or Humdrum files with notes in them"
             )
-        return cls(codec, max_note_ticks=longest, max_voices=voices)
+        return cls(codec, longest, voices, stats.positions(), stats.long_note())
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
         """Pieces in corpus order, each followed by the separator; with ``transpose`` the
@@ -191,6 +206,8 @@ class MusicDomain(CategoricalDomain):
             **self.codec.to_config(),
             "max_note_ticks": self.max_note_ticks,
             "max_voices": self.max_voices,
+            **({"grid_positions": list(self.grid_positions)} if self.grid_positions else {}),
+            **({"long_note_ticks": self.long_note_ticks} if self.long_note_ticks else {}),
         }
 
     @classmethod
@@ -200,6 +217,8 @@ class MusicDomain(CategoricalDomain):
                 EventCodec.from_config(config),
                 max_note_ticks=config.get("max_note_ticks"),
                 max_voices=config.get("max_voices"),
+                grid_positions=config.get("grid_positions"),
+                long_note_ticks=config.get("long_note_ticks"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
@@ -269,7 +288,9 @@ class MusicDomain(CategoricalDomain):
         than the corpus's longest note, no more voices than the corpus's most; bars of
         one length, the primer's metre when there is one (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
-        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime."""
+        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime.  When the card
+        records the corpus's grid (:mod:`studio.music.metre`), time stops only on it and no
+        note outlasts the corpus's long notes (:class:`MetreGrid`)."""
         start = len(self.prime_ids(settings))
         primer = self._primer(settings)
         lines = primer.bar_lines() if primer is not None else []
@@ -278,6 +299,8 @@ class MusicDomain(CategoricalDomain):
             NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
             BarGrid(self.codec, start=start, metre=metre),
         ]
+        if self.grid_positions:
+            rules.append(MetreGrid(self.codec, self.grid_positions, self.long_note_ticks))
         bars = settings.bars
         if bars:
             rules.append(NoEndBeforeBars(self.codec, int(bars), start=start))
@@ -346,3 +369,17 @@ class MusicDomain(CategoricalDomain):
             report[f"corpus_{name}_std"] = round(row["corpus"]["std"], 5)
             report[f"{name}_within_one_std"] = row["within_one_std"]
         return report
+
+    def two_sample_report(
+        self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
+    ) -> dict:
+        """:mod:`studio.music.two_sample` on the generated pieces and the corpus's, both
+        cut to their first ``length`` beats; the larger set is subsampled to the smaller's
+        size (seeded)."""
+        try:
+            result = compare_pieces(
+                [output.piece for output in outputs], [d.content for d in documents], beats=length, seed=seed
+            )
+        except ValueError as error:  # too few pieces on one side
+            raise StudioError(f"{error}: give more --samples or a larger corpus") from None
+        return {**result.to_json(), "two_sample_beats": length}
