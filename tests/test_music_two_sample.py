@@ -4,6 +4,8 @@ reaches its optimum, features checked by hand, and the keys `studio eval` report
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -130,3 +132,23 @@ def test_music_domain_reports_the_issue_keys() -> None:
     assert 0 <= report["two_sample_accuracy"] <= 1 and report["two_sample_std"] >= 0
     assert report["two_sample_pieces"] == 12 and report["two_sample_beats"] == 8
     assert {"name", "generated", "corpus", "effect"} == set(report["two_sample_features"][0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--two-sample"], "--two-sample compares generated music with a corpus; tiny is a chars model"),
+        (["--two-sample", "--n", "3"], "--two-sample needs at least 10 pieces: give --n 10 or more"),
+    ],
+)
+def test_two_sample_bad_input_is_one_line(tiny_bundle, tiny_corpus, studio_env, args, message) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", "eval", "tiny", str(tiny_corpus), *args],
+        env=studio_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -145,6 +145,13 @@ class Domain(ABC):
     def from_config(cls, config: dict) -> Domain:
         """Inverse of :meth:`to_config`."""
 
+    # --- shells -----------------------------------------------------------------
+    def sample_defaults(self) -> dict:
+        """Sample settings (:class:`~studio.sampling.settings.SampleSettings` field names)
+        a shell offers first for this model, e.g. the tempo and key of a music corpus;
+        empty by default."""
+        return {}
+
     # --- evaluation -------------------------------------------------------------
     def sample_report(self, outputs: Sequence[Any], documents: Sequence[Document]) -> dict:
         """Pure metrics of generated ``outputs`` (what :meth:`render` returned) beside the
