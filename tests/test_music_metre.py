@@ -114,3 +114,17 @@ def test_sampled_pieces_stay_on_the_grid(seed: int, positions: tuple[int, ...], 
     assert all(n.start % 12 in positions for n in piece.notes)
     closed = [n for n in piece.notes if n.end < piece.length]
     assert all(n.end % 12 in positions and n.end - n.start <= longest for n in closed)
+
+
+def test_usual_tempo_and_key() -> None:
+    """The median tempo; the most common key only for a corpus that keeps to its scale."""
+    from studio.domains.music import usual_tempo_and_key
+
+    tunes = [(120.0, (2, "major"), 1.0), (120.0, (2, "major"), 0.99), (100.0, (7, "major"), 0.98), (None, None, 1.0)]
+    assert usual_tempo_and_key(tunes) == (120.0, "D major")
+    chromatic = [(96.0, (7, "major"), 0.93), (96.0, (7, "major"), 0.95)]  # chorales: accidentals
+    assert usual_tempo_and_key(chromatic) == (96.0, None)
+    assert usual_tempo_and_key([(None, None, 1.0)]) == (None, None)
+    domain = MusicDomain(corpus_tempo=120.0, corpus_key="D major")
+    assert MusicDomain.from_config(domain.to_config()).sample_defaults() == {"tempo": 120.0, "key": "D major"}
+    assert MusicDomain().sample_defaults() == {}

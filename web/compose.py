@@ -55,7 +55,7 @@ PRIMER_SUFFIXES = tuple(
 
 def model_defaults(model: str | None) -> tuple[float, str]:
     """(tempo, key) the tab offers first for ``model``: its corpus's usual ones when its
-    card records them (``folk``: the O'Neill tunes' 120 bpm and D major), else
+    card records them (``folk``: the O'Neill tunes' 120 bpm and G major), else
     ``DEFAULT_TEMPO`` and any key; those too for a name that is no music bundle."""
     try:
         defaults = load(require_model(model, "music")).domain.sample_defaults()
