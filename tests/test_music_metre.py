@@ -128,3 +128,27 @@ def test_usual_tempo_and_key() -> None:
     domain = MusicDomain(corpus_tempo=120.0, corpus_key="D major")
     assert MusicDomain.from_config(domain.to_config()).sample_defaults() == {"tempo": 120.0, "key": "D major"}
     assert MusicDomain().sample_defaults() == {}
+
+
+def test_the_voice_cap_is_the_corpus_usual_most() -> None:
+    """A melody with one closing chord: the grammar caps voices at 1, not the chord's 3."""
+    from studio.music.grammar import NoteGrammar
+
+    melody = tuple(Note(12 * i, 60 + i % 7, 12 * i + 12) for i in range(300))
+    chord = (Note(3600, 55, 3648), Note(3600, 59, 3648), Note(3600, 62, 3648))
+    stats = metre_stats([Piece(melody + chord)], 12)
+    assert stats.usual_voices() == 1
+    domain = MusicDomain.from_documents([Document("tune", Piece(melody + chord))])
+    assert (domain.max_voices, domain.usual_voices) == (3, 1)
+    grammar = [
+        r
+        for r in MusicDomain.from_config(domain.to_config()).constraints(SampleSettings())
+        if isinstance(r, NoteGrammar)
+    ]
+    assert grammar[0].max_voices == 1
+    assert (
+        MusicDomain.from_config({**domain.to_config(), "usual_voices": None})
+        .constraints(SampleSettings())[0]
+        .max_voices
+        == 3
+    )

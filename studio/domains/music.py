@@ -92,6 +92,7 @@ class MusicDomain(CategoricalDomain):
         long_note_ticks: int | None = None,
         corpus_tempo: float | None = None,
         corpus_key: str | None = None,
+        usual_voices: int | None = None,
     ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
@@ -105,6 +106,8 @@ class MusicDomain(CategoricalDomain):
         # the corpus's usual tempo and key: what the Compose tab offers first
         self.corpus_tempo = float(corpus_tempo) if corpus_tempo else None
         self.corpus_key = str(corpus_key) if corpus_key else None
+        # the voice cap the note grammar applies: the corpus's usual most, not its rare most
+        self.usual_voices = int(usual_voices) if usual_voices else None
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
@@ -149,7 +152,15 @@ class MusicDomain(CategoricalDomain):
         longest, voices = corpus_limits(pieces)
         stats = metre_stats(pieces, codec.ticks_per_beat)
         habits = [piece_habits(piece) for piece in pieces]
-        return cls(codec, longest, voices, stats.positions(), stats.long_note(), *usual_tempo_and_key(habits))
+        return cls(
+            codec,
+            longest,
+            voices,
+            stats.positions(),
+            stats.long_note(),
+            *usual_tempo_and_key(habits),
+            stats.usual_voices(),
+        )
 
     @classmethod
     def corpus_options(cls, options: dict) -> dict:
@@ -189,7 +200,15 @@ class MusicDomain(CategoricalDomain):
             raise StudioError(
                 f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or Humdrum files with notes in them"
             )
-        return cls(codec, longest, voices, stats.positions(), stats.long_note(), *usual_tempo_and_key(habits))
+        return cls(
+            codec,
+            longest,
+            voices,
+            stats.positions(),
+            stats.long_note(),
+            *usual_tempo_and_key(habits),
+            stats.usual_voices(),
+        )
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
         """Pieces in corpus order, each followed by the separator; with ``transpose`` the
@@ -243,6 +262,7 @@ class MusicDomain(CategoricalDomain):
             **({"long_note_ticks": self.long_note_ticks} if self.long_note_ticks else {}),
             **({"corpus_tempo": self.corpus_tempo} if self.corpus_tempo else {}),
             **({"corpus_key": self.corpus_key} if self.corpus_key else {}),
+            **({"usual_voices": self.usual_voices} if self.usual_voices else {}),
         }
 
     @classmethod
@@ -256,6 +276,7 @@ class MusicDomain(CategoricalDomain):
                 long_note_ticks=config.get("long_note_ticks"),
                 corpus_tempo=config.get("corpus_tempo"),
                 corpus_key=config.get("corpus_key"),
+                usual_voices=config.get("usual_voices"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
@@ -340,7 +361,7 @@ class MusicDomain(CategoricalDomain):
         lines = primer.bar_lines() if primer is not None else []
         metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
         rules: list = [
-            NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
+            NoteGrammar(self.codec, self.max_note_ticks, min(self.max_voices, self.usual_voices or PITCH_COUNT)),
             BarGrid(self.codec, start=start, metre=metre),
         ]
         if self.grid_positions:

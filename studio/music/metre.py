@@ -33,6 +33,7 @@ from studio.music.events import EventCodec, Piece
 NEG_INF = -np.inf
 MIN_POSITION_SHARE = 0.003  # positions rarer than this in the corpus are treated as noise
 LONGEST_QUANTILE = 0.999  # note lengths beyond this quantile are the corpus's outliers
+VOICES_QUANTILE = 0.99  # chords in a melody corpus (a tune's final chord) are its outliers
 State = tuple[int, tuple[tuple[int, int], ...]]  # time since the separator, ((pitch, start), ...)
 
 
@@ -44,18 +45,31 @@ class MetreStats:
         self.ticks_per_beat = ticks_per_beat
         self.counts = np.zeros(ticks_per_beat, dtype=np.int64)
         self.lengths: list[int] = []
+        self.voices: list[int] = []  # notes sounding as each note starts
 
     def add(self, piece: Piece) -> None:
         for note in piece.notes:
             self.counts[note.start % self.ticks_per_beat] += 1
             self.counts[note.end % self.ticks_per_beat] += 1
             self.lengths.append(note.end - note.start)
+        starts = np.array([note.start for note in piece.notes], dtype=np.int64)
+        ends = np.array([note.end for note in piece.notes], dtype=np.int64)
+        if starts.size:
+            sounding = (starts[None, :] <= starts[:, None]) & (ends[None, :] > starts[:, None])
+            self.voices.extend(sounding.sum(axis=1).tolist())
 
     def positions(self) -> tuple[int, ...]:
         """Positions within the beat (ticks, sorted) of at least ``MIN_POSITION_SHARE`` of
         the note starts and ends; the downbeat (0) always."""
         shares = self.counts / max(1, int(self.counts.sum()))
         return tuple(sorted({0} | {int(p) for p in np.flatnonzero(shares >= MIN_POSITION_SHARE)}))
+
+    def usual_voices(self) -> int:
+        """The ``VOICES_QUANTILE`` quantile of the notes sounding as a note starts (1
+        without notes): 1 for O'Neill's melodies, whose few chords are outliers."""
+        if not self.voices:
+            return 1
+        return int(np.quantile(np.array(self.voices), VOICES_QUANTILE, method="higher"))
 
     def long_note(self) -> int:
         """The ``LONGEST_QUANTILE`` quantile of the note lengths (ticks; 1 without notes)."""
