@@ -460,9 +460,24 @@ def eval_command(
     temperature: Annotated[
         float, typer.Option("--temp", "--temperature", help="Music: temperature of the generated pieces.")
     ] = 1.0,
-    samples: Annotated[int, typer.Option(help="Music: pieces to generate and compare.")] = 50,
+    samples: Annotated[
+        Optional[int],
+        typer.Option(
+            "--samples", "--n", help="Music: pieces to generate and compare (default 50; 100 with --two-sample)."
+        ),
+    ] = None,
     bars: Annotated[int, typer.Option(help="Music: bars per generated piece.")] = 16,
     seed: Annotated[int, typer.Option(help="Music: seed of the generated pieces.")] = 0,
+    two_sample: Annotated[
+        bool,
+        typer.Option(
+            "--two-sample",
+            help="Music: can a classifier tell the generated pieces from the corpus's? 0.5 = not at all, 1.0 = always.",
+        ),
+    ] = False,
+    two_sample_beats: Annotated[
+        int, typer.Option(help="Music: --two-sample cuts every piece to its first this many beats.")
+    ] = 48,
 ):
     """Score a model on a corpus: nats and bits per token (onnxruntime); for music also
     the MusPy-style metrics of generated pieces beside the corpus's."""
@@ -481,6 +496,8 @@ def eval_command(
         samples=samples,
         bars=bars,
         seed=seed,
+        two_sample=two_sample,
+        two_sample_beats=two_sample_beats,
     )
     if json_out:
         typer.echo(json.dumps(report))
@@ -492,9 +509,18 @@ def eval_command(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in report.items():
-        if name not in ("model", "corpus"):
+        if name not in ("model", "corpus", "two_sample_features"):
             table.add_row(name, f"{value:,.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    if report.get("two_sample_features"):
+        separating = Table(title="features that tell generated from real (effect: in pooled standard deviations)")
+        for column in ("feature", "generated", "corpus", "effect"):
+            separating.add_column(column, justify="left" if column == "feature" else "right")
+        for row in report["two_sample_features"]:
+            separating.add_row(
+                row["name"], f"{row['generated']:,.3f}", f"{row['corpus']:,.3f}", f"{row['effect']:+.2f}"
+            )
+        Console().print(separating)
 
 
 @app.command()

@@ -39,6 +39,7 @@ from .common import (
 )
 
 DEFAULT_MODEL = "songs"
+DEFAULT_TEMPO = 110.0  # for a model whose card records no corpus tempo
 KEYS = (
     ["(any)"]
     + [
@@ -52,6 +53,17 @@ KEYS = (
 PRIMER_SUFFIXES = tuple(
     dict.fromkeys(suffix for cls in DOMAINS.values() if cls.medium is Medium.MUSIC for suffix in cls.suffixes)
 )
+
+
+def model_defaults(model: str | None) -> tuple[float, str]:
+    """(tempo, key) the tab offers first for ``model``: its corpus's usual ones when its
+    card records them (``folk``: the O'Neill tunes' 120 bpm and G major), else
+    ``DEFAULT_TEMPO`` and any key; those too for a name that is no music bundle."""
+    try:
+        defaults = load(require_model(model, "music")).domain.sample_defaults()
+    except StudioError:
+        defaults = {}
+    return float(defaults.get("tempo", DEFAULT_TEMPO)), str(defaults.get("key", KEYS[0]))
 
 
 def make_compose(outputs: OutputFolders, batcher: Batcher):
@@ -110,6 +122,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
 def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     names = bundles_for(writes_music)
     notice = gr.Markdown(missing_notice(names, "music", DEFAULT_MODEL))
+    first_tempo, first_key = model_defaults(preferred(names, DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model = gr.Dropdown(
@@ -121,7 +134,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
             )
             with gr.Row():
                 tempo = gr.Number(
-                    110,
+                    first_tempo,
                     step=1,
                     label="Tempo (bpm)",
                     elem_id="compose-tempo",
@@ -135,8 +148,8 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                     info=f"1 to {LIMITS.max_bars}; new bars after a primer.",
                 )
             key = gr.Dropdown(
-                KEYS,
-                value=KEYS[0],
+                KEYS if first_key in KEYS else KEYS + [first_key],
+                value=first_key,
                 label="Key / scale",
                 allow_custom_value=True,
                 elem_id="compose-key",
@@ -178,4 +191,5 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
         concurrency_id="compose",
     )
     dice.click(new_seed, outputs=seed, api_visibility="private")
+    model.change(model_defaults, inputs=model, outputs=[tempo, key], api_visibility="private")
     return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL, "what": "music"}
