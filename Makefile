@@ -8,11 +8,16 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := fluidsynth timgm6mb-soundfont chromium
+DEBIAN_PACKAGES := fluidsynth timgm6mb-soundfont chromium nodejs npm
 
-.PHONY: install system demo test models bench web clean
+.PHONY: install system web-vendor demo test models bench web clean
 
-install: $(STAMP) $(SYSTEM_STAMP)
+install: $(STAMP) $(SYSTEM_STAMP) web-vendor
+
+# onnxruntime-web for in-browser sampling: pinned, sha512-checked, from the npm registry
+# (git ignores the files: the .wasm is 14.8 MB); a no-op when the pinned version is there
+web-vendor: $(SYSTEM_STAMP)
+	$(PYTHON) scripts/fetch_onnxruntime_web.py
 
 # torch is pinned to the CPU build on local disk; an unpinned torch pulls a multi-GB CUDA build
 $(STAMP): pyproject.toml
@@ -23,9 +28,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Debian packages: fluidsynth + a small General MIDI soundfont (MIDI -> WAV offline),
-# chromium for the browser tests (Playwright drives this Debian build; it never downloads its own)
+# chromium for the browser tests (Playwright drives this Debian build; it never downloads its own),
+# nodejs + npm to fetch onnxruntime-web and to check the browser sampler against numpy
 $(SYSTEM_STAMP): | $(STAMP)
-	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v chromium >/dev/null; then \
+	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v chromium >/dev/null && command -v node >/dev/null && command -v npm >/dev/null; then \
 	  echo "Debian packages present"; \
 	else \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
@@ -40,6 +46,7 @@ demo: install
 	$(BIN)/studio sample --model songs --seed 3 --bars 8 --tempo 100 --out out/demo-song.mid --wav --piano-roll
 	$(BIN)/studio sample --model handwriting --text "Sequence Studio" --bias 1.5 --seed 1 --out out/demo-hand.svg
 	$(BIN)/studio sample --model doodle --num 4 --seed 1 --out out/demo-doodles.png
+	$(BIN)/studio export-web prose --out out/prose-site --force
 	@echo "demo outputs in out/"
 
 # layers (import-linter contracts in pyproject.toml), lint, then the suite

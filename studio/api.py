@@ -21,7 +21,7 @@ from typing import Any
 from .bundle import Bundle, list_bundles
 from .domains import Domain, domain_class, domain_from_config
 from .errors import StudioError, require
-from .evaluation import evaluate_model
+from .evaluation import EVAL_PIECES, TWO_SAMPLE_MIN_PIECES, TWO_SAMPLE_PIECES, evaluate_model
 from .formats import CARD, MAX_TOKENS
 from .generate import Sample
 from .heads import Event, Finished, Head, head_for
@@ -142,20 +142,37 @@ def evaluate(
     split: str = "all",
     val_fraction: float = 0.1,
     temperature: float = 1.0,
-    samples: int = 50,
+    samples: int | None = None,
     bars: int = 16,
     seed: int = 0,
+    two_sample: bool = False,
+    two_sample_beats: int = 48,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
     onnxruntime; ``split="val"`` scores only the held-out tail (the last
     ``val_fraction``).  Domains that compare samples (music) also generate ``samples``
     pieces of ``bars`` bars at ``temperature`` (seeded) and set their metrics beside the
-    corpus's; the others ignore those four."""
+    corpus's; the others ignore those four.  ``samples`` defaults to 50, or 100 with
+    ``two_sample``: then a classifier two-sample test also tells the generated pieces from
+    as many corpus pieces, both cut to ``two_sample_beats`` beats (see
+    :mod:`studio.music.two_sample`)."""
     require(split in ("all", "val"), f"--split must be all or val (got {split!r})")
     require(0 < val_fraction < 1, f"--val-fraction must be between 0 and 1 (got {val_fraction})")
     require(temperature > 0, f"--temp must be positive (got {temperature})")
+    samples = samples if samples is not None else (TWO_SAMPLE_PIECES if two_sample else EVAL_PIECES)
     require(samples >= 1 and bars >= 1, f"--samples and --bars must be at least 1 (got {samples}, {bars})")
+    if two_sample:
+        require(
+            samples >= TWO_SAMPLE_MIN_PIECES,
+            f"--two-sample needs at least {TWO_SAMPLE_MIN_PIECES} pieces: give --n {TWO_SAMPLE_MIN_PIECES} or more",
+        )
+        require(two_sample_beats >= 1, f"--two-sample-beats must be at least 1 (got {two_sample_beats})")
     loaded = load(model, device, precision)
+    if two_sample:
+        require(
+            loaded.domain.compares_samples,
+            f"--two-sample compares generated music with a corpus; {model} is a {loaded.domain.name} model",
+        )
     return evaluate_model(
         loaded.runtime,
         loaded.domain,
@@ -167,6 +184,8 @@ def evaluate(
         samples=samples,
         bars=bars,
         seed=seed,
+        two_sample=two_sample,
+        two_sample_beats=two_sample_beats,
     )
 
 

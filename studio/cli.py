@@ -64,6 +64,14 @@ def train(
         Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
+    model_head: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model",
+            help="The model head, where a domain offers several: strokes from a .npz train `mixture` "
+            "(Graves MDN-LSTM, the default) or `vrnn` (variational RNN, Chung et al. 2015).",
+        ),
+    ] = None,
     cell: Annotated[
         str,
         typer.Option(help="lstm | gru | rnn (fused) | lnlstm (layer-normalised LSTM) | sru | qrnn | rwa (explicit)."),
@@ -104,6 +112,13 @@ def train(
     ] = 10,
     max_points: Annotated[int, typer.Option(help="Strokes: longest sequence trained on, in points.")] = 240,
     val_sequences: Annotated[int, typer.Option(help="Strokes: held-out sequences scored at each evaluation.")] = 256,
+    latent_size: Annotated[int, typer.Option(help="Strokes, --model vrnn: latent variables per point.")] = 16,
+    feature_size: Annotated[
+        int, typer.Option(help="Strokes, --model vrnn: width of the point and latent feature networks.")
+    ] = 128,
+    kl_warmup: Annotated[
+        int, typer.Option(help="--model vrnn: the KL term's weight rises linearly from 0 to 1 over N steps (0: off).")
+    ] = 0,
     scheduled_sampling: Annotated[
         float,
         typer.Option(
@@ -164,6 +179,7 @@ def train(
         max_points=max_points,
         val_sequences=val_sequences,
         scheduled_sampling=scheduled_sampling,
+        kl_warmup=kl_warmup,
     )
     model = dict(
         cell=cell,
@@ -175,6 +191,8 @@ def train(
         recurrent_dropout=recurrent_dropout,
         mixtures=mixtures,
         window_gaussians=window_gaussians,
+        latent_size=latent_size,
+        feature_size=feature_size,
     )
     run_training(
         corpus=corpus,
@@ -192,6 +210,7 @@ def train(
         runs_dir=runs_dir,
         quiet=quiet,
         cache=CacheSettings(enabled=cache, folder=cache_dir),
+        head=model_head,
     )
 
 
@@ -265,6 +284,45 @@ def export_command(
     export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only, drop_int8=fp32_only)
 
 
+@app.command("export-web")
+@friendly
+def export_web_command(
+    model: Annotated[str, typer.Argument(help="Text bundle (name under export/, or path) to put on the page.")],
+    out: Annotated[Path, typer.Option(help="Folder for the static site (new or empty).")],
+    force: Annotated[bool, typer.Option(help="Replace an earlier export in --out.")] = False,
+):
+    """Write a static site that samples MODEL in the visitor's browser (onnxruntime-web)."""
+    from .webexport import export_web
+
+    site = export_web(model, out, force=force)
+    print(
+        f"wrote {site.folder} ({len(site.files)} files, {site.total_bytes / 1e6:.1f} MB): "
+        "serve it with any static file server"
+    )
+
+
+@app.command("quantize")
+@friendly
+def quantize_command(
+    model: Annotated[str, typer.Argument(help="Bundle name (under export/) or path; needs its fp32 graph.")],
+    corpus: Annotated[
+        Optional[Path],
+        typer.Option(help="Corpus folder it trained on (default: the path in its card)."),
+    ] = None,
+):
+    """Re-quantise a bundle's int8 graph in place: row-exact static int8 calibrated on the
+    training split of its corpus (dynamic int8 where static does not hold quality)."""
+    from .bundle import resolve
+    from .export import requantize_bundle
+
+    report = requantize_bundle(resolve(model), corpus, say=lambda message: print(f"  {message}", flush=True))
+    print(
+        f"{model}: int8 {report['scheme']}{' ' + report['variant'] if 'variant' in report else ''}, "
+        f"Δ {report.get('delta_nats_per_token', float('nan')):+.5f} nats/token, "
+        f"top-1 agreement {report.get('top1_agreement', float('nan')):.4f}"
+    )
+
+
 # --- sample / eval / models -----------------------------------------------------------
 
 
@@ -314,6 +372,27 @@ def sample(
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
     bias: Annotated[float, typer.Option(help="Handwriting: legibility bias (0: wild, 3: neat).")] = 1.0,
     style: Annotated[Optional[int], typer.Option(help="Handwriting: stored style to imitate.")] = None,
+    style_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Handwriting: write in your own hand: strokes you wrote, as SVG (as studio writes it), "
+            "a JSON list of strokes of [x, y] points, or InkML. Give --style-text too."
+        ),
+    ] = None,
+    style_text: Annotated[
+        Optional[str], typer.Option(help="Handwriting: what --style-file says, exactly (a word or two).")
+    ] = None,
+    page_width: Annotated[
+        int, typer.Option(help="Handwriting: page width in pixels (200-2400); lines fill it. 0: one model line a line.")
+    ] = 800,
+    hand_per_line: Annotated[
+        bool,
+        typer.Option(
+            "--hand-per-line",
+            help="Handwriting: write every piece in its own hand instead of the first one's "
+            "(with --page-width 0, how lines were written before one-hand priming; what 'Run in my browser' draws).",
+        ),
+    ] = False,
     stroke_width: Annotated[float, typer.Option(help="Handwriting: pen width.")] = 2.0,
     color: Annotated[str, typer.Option(help="Handwriting: ink colour.")] = "#1a1a2e",
     attention_plot: Annotated[
@@ -356,6 +435,10 @@ def sample(
         text=text,
         bias=bias,
         style=style,
+        style_file=str(style_file) if style_file else None,
+        style_text=style_text,
+        page_width=page_width,
+        hand_per_line=hand_per_line,
         stroke_width=stroke_width,
         color=color,
         device=device,
@@ -377,9 +460,24 @@ def eval_command(
     temperature: Annotated[
         float, typer.Option("--temp", "--temperature", help="Music: temperature of the generated pieces.")
     ] = 1.0,
-    samples: Annotated[int, typer.Option(help="Music: pieces to generate and compare.")] = 50,
+    samples: Annotated[
+        Optional[int],
+        typer.Option(
+            "--samples", "--n", help="Music: pieces to generate and compare (default 50; 100 with --two-sample)."
+        ),
+    ] = None,
     bars: Annotated[int, typer.Option(help="Music: bars per generated piece.")] = 16,
     seed: Annotated[int, typer.Option(help="Music: seed of the generated pieces.")] = 0,
+    two_sample: Annotated[
+        bool,
+        typer.Option(
+            "--two-sample",
+            help="Music: can a classifier tell the generated pieces from the corpus's? 0.5 = not at all, 1.0 = always.",
+        ),
+    ] = False,
+    two_sample_beats: Annotated[
+        int, typer.Option(help="Music: --two-sample cuts every piece to its first this many beats.")
+    ] = 48,
 ):
     """Score a model on a corpus: nats and bits per token (onnxruntime); for music also
     the MusPy-style metrics of generated pieces beside the corpus's."""
@@ -398,6 +496,8 @@ def eval_command(
         samples=samples,
         bars=bars,
         seed=seed,
+        two_sample=two_sample,
+        two_sample_beats=two_sample_beats,
     )
     if json_out:
         typer.echo(json.dumps(report))
@@ -409,9 +509,18 @@ def eval_command(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in report.items():
-        if name not in ("model", "corpus"):
+        if name not in ("model", "corpus", "two_sample_features"):
             table.add_row(name, f"{value:,.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    if report.get("two_sample_features"):
+        separating = Table(title="features that tell generated from real (effect: in pooled standard deviations)")
+        for column in ("feature", "generated", "corpus", "effect"):
+            separating.add_column(column, justify="left" if column == "feature" else "right")
+        for row in report["two_sample_features"]:
+            separating.add_row(
+                row["name"], f"{row['generated']:,.3f}", f"{row['corpus']:,.3f}", f"{row['effect']:+.2f}"
+            )
+        Console().print(separating)
 
 
 @app.command()

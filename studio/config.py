@@ -101,6 +101,7 @@ class TrainConfig:
     max_points: int = 240  # strokes: longest sequence trained on (longer Hershey lines are skipped)
     val_sequences: int = 256  # strokes: held-out sequences scored at each evaluation
     scheduled_sampling: float = 0.0  # final probability of feeding the model its own sample
+    kl_warmup: int = 0  # latent-variable heads: steps over which the KL weight rises from 0 to 1
 
     def sampling_probability(self, step: int, total_steps: int) -> float:
         """Scheduled sampling (Bengio et al. 2015): rises linearly from 0 at step 0 to
@@ -123,6 +124,7 @@ class TrainConfig:
             0.0 <= self.scheduled_sampling <= 1.0,
             f"--scheduled-sampling must be in [0, 1] (got {self.scheduled_sampling})",
         )
+        require(self.kl_warmup >= 0, f"--kl-warmup must be 0 or more steps (got {self.kl_warmup})")
         require(self.val_sequences >= 1, f"--val-sequences must be at least 1 (got {self.val_sequences})")
 
     def to_dict(self) -> dict:

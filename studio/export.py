@@ -16,6 +16,7 @@ import logging
 import math
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +100,71 @@ def _load(run: RunDir) -> tuple[dict, dict]:
     return best, checkpoint
 
 
-def _quantize(head: Trainable, model, domain, checkpoint: dict, payload, folder: Path, fp32: dict) -> dict:
-    """Write the int8 graph and measure what it costs against fp32 on held-out data."""
-    int8_path = folder / INT8_GRAPH
-    quantize_int8(folder / FP32_GRAPH, int8_path)
-    int8 = head.metrics(model, session_for(int8_path), domain, payload, checkpoint["train"])
-    report = {"type": "int8"}
+def _quantize(head: Trainable, model, domain, checkpoint: dict, payload, folder: Path, fp32: dict, corpus: str) -> dict:
+    """Write the int8 graph and measure what it costs against fp32 on held-out data:
+    row-exact static int8 where :mod:`studio.quantize` can rewrite the graph and it holds
+    quality, else onnxruntime's dynamic int8 (run row by row)."""
+
+    def score(session) -> tuple[float, np.ndarray]:
+        measured = head.metrics(model, session, domain, payload, checkpoint["train"])
+        return measured["held_out_nats"], measured["predictions"]
+
+    train_ids = _train_ids(payload, checkpoint["train"]["val_fraction"]) if "held_out_nats" in fp32 else None
+    return quantize_bundle_graph(folder / FP32_GRAPH, folder / INT8_GRAPH, train_ids, score, fp32, corpus)
+
+
+def _train_ids(payload, val_fraction: float) -> np.ndarray | None:
+    from .data import split_ids
+
+    try:
+        return split_ids(np.asarray(payload), val_fraction)[0]
+    except (TypeError, ValueError):  # not token ids (a stroke payload)
+        return None
+
+
+def quantize_bundle_graph(
+    fp32_path: Path,
+    int8_path: Path,
+    train_ids: np.ndarray | None,
+    score: Callable[[Any], tuple[float, np.ndarray]],
+    fp32: dict,
+    corpus: str,
+    say: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """int8_path from fp32_path (static if possible, else dynamic) and its card record;
+    ``score(session) -> (held-out nats/token, argmax per position)``."""
+    from .quantize import NotStaticQuantizable, quantize_static
+
+    say("dynamic int8 (the fallback, and the baseline static int8 must match)")
+    quantize_int8(fp32_path, int8_path)
+    dynamic = {"type": "int8", "scheme": "dynamic", "row_exact": False}
     if "held_out_nats" in fp32:
-        report.update(
-            delta_nats_per_token=round(int8["held_out_nats"] - fp32["held_out_nats"], 5),
-            top1_agreement=round(float(np.mean(int8["predictions"] == fp32["predictions"])), 5),
+        nats, predictions = score(session_for(int8_path))
+        dynamic.update(
+            delta_nats_per_token=round(nats - fp32["held_out_nats"], 5),
+            top1_agreement=round(float(np.mean(predictions == fp32["predictions"])), 5),
             held_out_tokens=fp32["held_out_tokens"],
         )
-    return report
+    if train_ids is None or "held_out_nats" not in fp32:
+        return {**dynamic, "static_refused": "no training text to calibrate on"}
+    baseline = {key: dynamic[key] for key in ("delta_nats_per_token", "top1_agreement")}
+    static_path = int8_path.with_name(int8_path.name + ".static")
+    try:
+        report = quantize_static(
+            fp32_path,
+            static_path,
+            train_ids,
+            score,
+            corpus=corpus,
+            opset=OPSET,
+            parity_tolerance=PARITY_TOLERANCE,
+            baseline=baseline,
+            say=say,
+        )
+    except NotStaticQuantizable as reason:
+        return {**dynamic, "static_refused": str(reason)}
+    static_path.replace(int8_path)
+    return {**report, "held_out_tokens": fp32["held_out_tokens"], "dynamic": baseline}
 
 
 def export_run(
@@ -158,7 +211,8 @@ def export_run(
         graphs = {"fp32": FP32_GRAPH}
         quantization = None
         if quantize == "int8":
-            quantization = _quantize(head, model, domain, checkpoint, payload, folder, fp32)
+            corpus = str(run.read_config().get("corpus", {}).get("path", "the run's corpus"))
+            quantization = _quantize(head, model, domain, checkpoint, payload, folder, fp32, corpus)
             graphs["int8"] = INT8_GRAPH
             if drop_fp32:
                 (folder / FP32_GRAPH).unlink()
@@ -244,3 +298,55 @@ def _card(
         "quantization": quantization,
         **head.card_extras(domain),
     }
+
+
+def requantize_bundle(folder: Path, corpus: Path | None = None, say: Callable[[str], None] = print) -> dict:
+    """Re-quantise the int8 graph of the bundle in ``folder`` in place from its fp32 graph (``studio quantize``):
+    calibrated on the training split of ``corpus`` (default: the card's corpus path), scored
+    against fp32 on its held-out tail; the card's ``quantization`` record is replaced.
+    Returns that record."""
+    from .data import split_ids
+
+    folder = Path(folder)
+    card = json.loads((folder / CARD).read_text(encoding="utf-8"))
+    name = folder.name
+    require("fp32" in card["graphs"], f"{name} ships no fp32 graph to quantise from: export it again")
+    head = trainable_for(card.get("head") or "categorical")
+    require(head.quantizable(), f"{name} is a {head.name} model: it has no int8 export")
+    path = Path(corpus) if corpus is not None else Path(card.get("corpus", {}).get("path", ""))
+    require(
+        path != Path("") and path.exists(),
+        f"corpus {path} not found: pass the folder {name} was trained on with --corpus DIR",
+    )
+    domain = domain_from_config(card["domain"])
+    ids = np.asarray(domain.corpus_ids(domain.read_corpus(path)))
+    trained_on = card.get("corpus", {}).get("tokens")
+    require(
+        trained_on in (None, len(ids)) or corpus is not None,
+        f"{path} now has {len(ids)} tokens but {name} trained on {trained_on}: its held-out split "
+        "would differ; pass --corpus DIR explicitly to quantise against it anyway",
+    )
+    val_fraction = card["train"]["val_fraction"]
+    fp32_path = folder / card["graphs"]["fp32"]
+    fp32 = head.metrics(None, session_for(fp32_path), domain, ids, card["train"])
+
+    def score(session) -> tuple[float, np.ndarray]:
+        measured = head.metrics(None, session, domain, ids, card["train"])
+        return measured["held_out_nats"], measured["predictions"]
+
+    int8_name = card["graphs"].get("int8", INT8_GRAPH)
+    partial = folder / (int8_name + ".partial")
+    card_partial = folder / (CARD + ".partial")
+    try:
+        report = quantize_bundle_graph(
+            fp32_path, partial, split_ids(ids, val_fraction)[0], score, fp32, str(path), say=say
+        )
+        card = dict(card, graphs={**card["graphs"], "int8": int8_name}, quantization=report)
+        card["metrics"] = {**card.get("metrics", {}), "held_out_nats_fp32": round(fp32["held_out_nats"], 5)}
+        card_partial.write_text(json.dumps(card, indent=1, ensure_ascii=False))
+        partial.replace(folder / int8_name)
+        card_partial.replace(folder / CARD)
+    finally:
+        partial.unlink(missing_ok=True)
+        card_partial.unlink(missing_ok=True)
+    return report

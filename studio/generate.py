@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from .engine import Engine, Job
 from .errors import StudioError
-from .numeric import softmax_weights, teacher_forced_nats
+from .numeric import inverse_cdf, softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
-from .sampling.rules import apply_rules, build_rules, draw, draw_weights
+from .sampling.rules import apply_rules, build_rules, draw, draw_weights, row_generator
 from .sampling.settings import SampleSettings, command_line
+
+HISTORY_START = 1024  # tokens of history room at first (it doubles as tokens come)
 
 
 @dataclass
@@ -92,55 +95,18 @@ class Generation:
             yield from self._sample()
 
     def _sample(self) -> Iterator[tuple[int, int]]:
-        settings, rows = self.settings, self.settings.num
-        state, last = self._prefill()
-        state = Runtime.select(state, np.zeros(rows, dtype=np.int64))
-        last = np.repeat(last, rows, axis=0)
-        rules = build_rules(settings, self.mask, self.constraints)
-        generators = [np.random.default_rng([settings.seed, row]) for row in range(rows)]
-        # one buffer for the whole run: growing an array every step costs O(length^2)
-        history = np.empty((rows, len(self.prime) + settings.length), dtype=np.int64)
-        history[:, : len(self.prime)] = self.prime
-        filled = len(self.prime)
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        tails = [""] * rows
-        logprob = [0.0] * rows
-        live = list(range(rows))  # rows still generating
-        longest_stop = max((len(s) for s in settings.stop), default=0)
-        separator = self.domain.separator_id
-        step = self.runtime.step_logits
-        arange = np.arange(rows)
-        for _ in range(settings.length):
-            # the model's own distribution scores every sample: log p = x - logsumexp(x)
-            weights, log_total = softmax_weights(last)
-            if rules:
-                shaped = apply_rules(rules, history[:, :filled], last)
-                tokens = shaped.argmax(-1) if settings.is_greedy else draw(shaped, generators)
-            else:  # no rule reshapes the logits: draw from the weights just computed
-                tokens = last.argmax(-1) if settings.is_greedy else draw_weights(weights, generators)
-            model_lp = (last[arange, tokens] - log_total).tolist()
-            ended = []
-            for row in live:
-                token = int(tokens[row])
-                generated[row].append(token)
-                logprob[row] += model_lp[row]
-                if token != separator:
-                    yield row, token
-                if self._is_final(generated[row]):
-                    ended.append(row)
-                elif settings.stop:
-                    tails[row] = (tails[row] + self.domain.token_text(token))[-(longest_stop + 64) :]
-                    if self._hits_stop(tails[row]):
-                        ended.append(row)
-            if ended:
-                live = [row for row in live if row not in ended]
-                if not live:
-                    break
-            history[:, filled] = tokens
-            filled += 1
-            last, state = step(tokens[:, None], state)
-        for row in range(rows):
-            self.results.append(self._finish(generated[row], logprob[row]))
+        """``num`` rows stepped by the same :class:`~studio.engine.Engine` the server
+        batches its users with: this generation is its only job."""
+        rows = TokenRows(self)
+        engine = Engine(self.runtime)
+        engine.add(rows)
+        yield from rows.drain()
+        while engine.jobs:
+            engine.step()
+            yield from rows.drain()
+        if rows.error is not None:
+            raise rows.error
+        self.results.extend(rows.samples())
 
     def _beams(self) -> Iterator[tuple[int, int]]:
         settings = self.settings
@@ -238,6 +204,212 @@ class _BeamTrack:
             else:
                 log_probs = rule(history, log_probs)
         return log_probs
+
+
+class TokenRows(Job):
+    """The ``num`` sampled rows of one :class:`Generation` as a job of an
+    :class:`~studio.engine.Engine`: each row draws its next token from its own row of
+    the logits with the generation's rules and its own generator
+    (:func:`~studio.sampling.rules.row_generator`), and leaves the batch when it ends
+    (separator, the domain's end, a stop string) or after ``length`` tokens.
+
+    Memory grows with the tokens drawn, never with ``length`` ahead of them: the history
+    the rules read (prime included) is kept only when there are rules, for the live rows,
+    and doubles when full."""
+
+    def __init__(self, generation: Generation):
+        self.generation = generation
+        settings = generation.settings
+        count = settings.num
+        self.rules = build_rules(settings, generation.mask, generation.constraints)
+        self.greedy = settings.is_greedy
+        self.plain = not self.rules and not self.greedy  # a draw from the model's own distribution
+        self.length = settings.length
+        self.separator = generation.domain.separator_id
+        self.stops = settings.stop
+        self.longest_stop = max((len(stop) for stop in self.stops), default=0)
+        self.generators = [row_generator(settings.seed, row) for row in range(count)]
+        self.generated: list[list[int]] = [[] for _ in range(count)]
+        self.logprob = [0.0] * count
+        self.tails = [""] * count
+        self.rows = list(range(count))  # each live row's sample number
+        self.drawn = 0
+        self.error: Exception | None = None
+        self._events: list[tuple[int, int]] = []
+        self._next = np.zeros((count, 1), dtype=np.int64)
+        prime = generation.prime
+        self.filled = len(prime)
+        if self.rules:
+            capacity = len(prime) + min(settings.length, HISTORY_START)
+            self.history = np.empty((count, capacity), dtype=np.int64)
+            self.history[:, : len(prime)] = prime
+        else:
+            self.history = None
+
+    @property
+    def finished(self) -> bool:
+        return self.live == 0
+
+    def start(self, runtime: Runtime) -> dict[str, np.ndarray]:
+        state, last = self.generation._prefill()
+        self.live = len(self.rows)
+        self._draw(np.repeat(last, self.live, axis=0))
+        if self.live:
+            state = {name: np.repeat(value, self.live, axis=runtime.batch_axes[name]) for name, value in state.items()}
+        return state
+
+    def inputs(self) -> list[np.ndarray]:
+        return [self._next]
+
+    def advance(self, outputs: list[np.ndarray]) -> np.ndarray | None:
+        return self._draw(outputs[0][:, 0])
+
+    @classmethod
+    def advance_together(cls, jobs: list[Job], outputs: list[list[np.ndarray]]) -> list[np.ndarray | None]:
+        """Jobs of one row without rules (one request at the model's own temperature)
+        draw in one set of numpy calls; the numbers are those each would draw alone
+        (:func:`_one_row_draw`'s, row by row).  The others advance one by one."""
+        plain = [i for i, job in enumerate(jobs) if job.plain and job.live == 1 and not job.cancelled]
+        results = [None] * len(jobs)
+        if len(plain) > 1:
+            last = np.concatenate([outputs[i][0][:, 0] for i in plain]).astype(np.float64)
+            top = last.max(-1)
+            if np.isfinite(top).all():
+                weights = np.exp(last - top[:, None])
+                log_total = top + np.log(weights.sum(-1))
+                uniforms = np.array([jobs[i].generators[0].random() for i in plain])
+                chosen = inverse_cdf(weights, uniforms)
+                scores = (last[np.arange(len(plain)), chosen] - log_total).tolist()
+                for position, index in enumerate(plain):
+                    results[index] = _one_row_result(jobs[index], int(chosen[position]), scores[position])
+                plain = set(plain)
+            else:
+                plain = set()
+        else:
+            plain = set()
+        others = [i for i in range(len(jobs)) if i not in plain]
+        alone = super().advance_together([jobs[i] for i in others], [outputs[i] for i in others])
+        for index, result in zip(others, alone):
+            results[index] = result
+        return results
+
+    def drain(self) -> list[tuple[int, int]]:
+        """``(row, token)`` of every token committed since the last drain (separators
+        are not shown), in row order within a step."""
+        events, self._events = self._events, []
+        return events
+
+    def samples(self) -> list[Sample]:
+        return [self.generation._finish(tokens, logprob) for tokens, logprob in zip(self.generated, self.logprob)]
+
+    def _draw(self, logits: np.ndarray) -> np.ndarray | None:
+        """Draw one token per live row from ``logits`` (live rows, vocab); returns the
+        positions of the rows that go on, or None when all do."""
+        last = logits.astype(np.float64)
+        count = len(last)
+        generators = self.generators
+        if count == 1 and self.plain:
+            drawn = _one_row_draw(last[0], generators[0])
+            if drawn is not None:
+                return self._one_row(*drawn)
+        # the model's own distribution scores every sample: log p = x - logsumexp(x)
+        weights, log_total = softmax_weights(last)
+        if self.rules:
+            shaped = apply_rules(self.rules, self.history[:, : self.filled], last)
+            tokens = shaped.argmax(-1) if self.greedy else draw(shaped, generators)
+        else:  # no rule reshapes the logits: draw from the weights just computed
+            tokens = last.argmax(-1) if self.greedy else draw_weights(weights, generators)
+        drawn = tokens.tolist()
+        scores = (last[np.arange(count), tokens] - log_total).tolist()
+        self.drawn += 1
+        out_of_length = self.drawn >= self.length
+        ended = []
+        generation, events, separator = self.generation, self._events, self.separator
+        for position, (row, token) in enumerate(zip(self.rows, drawn)):
+            generated = self.generated[row]
+            generated.append(token)
+            self.logprob[row] += scores[position]
+            if token != separator:
+                events.append((row, token))
+            if out_of_length or generation._is_final(generated):
+                ended.append(position)
+            elif self.stops:
+                tail = (self.tails[row] + generation.domain.token_text(token))[-(self.longest_stop + 64) :]
+                self.tails[row] = tail
+                if generation._hits_stop(tail):
+                    ended.append(position)
+        keep = None
+        if ended:
+            keep = np.asarray([p for p in range(count) if p not in ended], dtype=np.int64)
+            self.rows = [self.rows[p] for p in keep]
+            self.generators = [generators[p] for p in keep]
+            tokens = tokens[keep]
+            if self.history is not None:
+                self.history = self.history[keep]
+        self.live = len(self.rows)
+        if self.live:
+            if self.history is not None:
+                self._remember(tokens)
+            if len(tokens) == len(self._next):
+                self._next[:, 0] = tokens
+            else:
+                self._next = tokens.astype(np.int64).reshape(-1, 1)
+        return keep
+
+    def _one_row(self, token: int, score: float) -> np.ndarray | None:
+        """:meth:`_draw`'s bookkeeping for one live row without rules (so no history)."""
+        self.drawn += 1
+        row = self.rows[0]
+        generated = self.generated[row]
+        generated.append(token)
+        self.logprob[row] += score
+        if token != self.separator:
+            self._events.append((row, token))
+        ended = self.drawn >= self.length or self.generation._is_final(generated)
+        if not ended and self.stops:
+            tail = (self.tails[row] + self.generation.domain.token_text(token))[-(self.longest_stop + 64) :]
+            self.tails[row] = tail
+            ended = self.generation._hits_stop(tail)
+        if ended:
+            self.rows, self.generators, self.live = [], [], 0
+            return np.arange(0)
+        self._next[0, 0] = token
+        return None
+
+    def _remember(self, tokens: np.ndarray) -> None:
+        if self.filled == self.history.shape[1]:  # full: double it, so appends stay O(1) on average
+            grown = np.empty((len(self.history), 2 * self.filled), dtype=np.int64)
+            grown[:, : self.filled] = self.history
+            self.history = grown
+        self.history[:, self.filled] = tokens
+        self.filled += 1
+
+
+def _one_row_result(job: TokenRows, token: int, score: float) -> np.ndarray | None:
+    try:
+        return job._one_row(token, score)
+    except Exception as error:  # a domain's end test failed: this job alone leaves
+        job.error, job.live = error, 0
+        return np.arange(0)
+
+
+def _one_row_draw(last: np.ndarray, generator: np.random.Generator) -> list | None:
+    """``[token, log p(token)]`` drawn from one row of float64 logits with no rule: the
+    same numbers as :func:`~studio.numeric.softmax_weights` then
+    :func:`~studio.sampling.rules.draw_weights` give, in fewer numpy calls (this runs
+    once per token at batch 1, where the sampling loop's own time counts most); None
+    when the row has no finite logit (the general path says what went wrong)."""
+    top = last.max()
+    if not math.isfinite(top):
+        return None
+    weights = np.exp(last - top)
+    log_total = top + np.log(weights.sum())
+    cumulative = weights.cumsum()
+    uniform = generator.random()
+    index = min(int(cumulative.searchsorted(uniform * cumulative[-1], "right")), len(weights) - 1)
+    if not weights[index]:  # float round-off at the top end: the nearest allowed index
+        index = int(inverse_cdf(weights[None], [uniform])[0])
+    return [index, float(last[index] - log_total)]
 
 
 def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:

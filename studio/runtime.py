@@ -13,11 +13,14 @@ reusing output buffers across steps instead saved nothing measurable and would h
 callers arrays that the next step overwrites).  It stays switchable so `studio bench`
 can re-check it.
 
-int8 graphs quantise activations dynamically with one scale per tensor, so in a batch
-each row would depend on the others (``--num 3`` would change sample 1, and beams would
-be scored differently from a single greedy row).  An int8 runtime therefore runs a
-batch row by row: every row is exactly what a batch of one computes.  fp32 batches are
-row-exact as they are and run as one call.
+Row exactness: row *i* of a batch is exactly what a batch of one computes, so ``--num 3``
+never changes sample 1 and beams score as a single greedy row would.  fp32 batches are
+row-exact as they are.  Static int8 graphs (:mod:`studio.quantize`; the card's
+``quantization.row_exact``) are too: their activation scales are constants.  Older
+dynamic int8 graphs pick one activation scale per tensor per call, so each row of a
+batch would depend on the others; for them (``row_by_row``) the runtime runs a batch
+one row at a time.  A graph whose token input has a time axis of 1 (static int8, explicit
+cells) is stepped one token per call for a longer input.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ class Runtime:
         specs = {**io["inputs"], **self.state_spec}
         self._input_dtypes = {name: DTYPES[spec["dtype"]] for name, spec in specs.items()}
         self._input_shapes = {name: spec["shape"] for name, spec in specs.items()}
+        graph_time = {i.name: i.shape for i in self.session.get_inputs()}.get("tokens", [None, None])[1]
+        if graph_time == 1 and "tokens" in self._input_shapes:  # a one-step graph (static int8)
+            self._input_shapes["tokens"] = [self._input_shapes["tokens"][0], 1]
         self._output_specs = [(DTYPES[io["outputs"][n]["dtype"]], io["outputs"][n]["shape"]) for n in self.output_names]
         self._output_specs += [
             (DTYPES[self.state_spec[n]["dtype"]], self.state_spec[n]["shape"]) for n in self.state_names
@@ -103,7 +109,12 @@ class Runtime:
         self._batch_axes = {
             name: spec["shape"].index("batch") if "batch" in spec["shape"] else None for name, spec in specs.items()
         }
-        self.row_exact = self.precision == "int8" and all("batch" in shape for _, shape in self._output_specs)
+        quantization = bundle.card.get("quantization") or {}
+        self.row_by_row = (
+            self.precision == "int8"
+            and not quantization.get("row_exact", False)
+            and all("batch" in shape for _, shape in self._output_specs)
+        )
         self._local = threading.local()  # one IOBinding per thread: bindings are not thread-safe
 
     def init_state(self, batch: int) -> dict[str, np.ndarray]:
@@ -116,7 +127,7 @@ class Runtime:
     def run(self, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray]):
         feeds = {**inputs, **state}
         batch = self._batch_size(feeds)
-        if self.row_exact and batch > 1:
+        if self.row_by_row and batch > 1:
             rows = [
                 self._run_once({name: self._row(name, value, row) for name, value in feeds.items()})
                 for row in range(batch)
@@ -128,6 +139,27 @@ class Runtime:
         outputs = dict(zip(self.output_names, values[: len(self.output_names)]))
         next_state = dict(zip(self.state_names, values[len(self.output_names) :]))
         return outputs, next_state
+
+    @property
+    def batch_axes(self) -> dict[str, int | None]:
+        """Each input's and state's batch axis (None: it has none), by card name."""
+        return dict(self._batch_axes)
+
+    @property
+    def output_batch_axes(self) -> list[int | None]:
+        """Each output's batch axis, in card order."""
+        return [shape.index("batch") if "batch" in shape else None for _, shape in self._output_specs]
+
+    def run_values(self, feeds: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
+        """:meth:`run` for a sampling loop, with nothing built per call: ``feeds`` holds
+        every input and state array under its card name (``batch`` rows); returns the
+        outputs, then the next state, in card order."""
+        if (self.row_by_row and batch > 1) or self.use_binding:
+            outputs, state = self.run(
+                {name: feeds[name] for name in self.input_names}, {name: feeds[name] for name in self.state_names}
+            )
+            return [*outputs.values(), *state.values()]
+        return self.session.run(self._fetch, feeds)
 
     def _batch_size(self, feeds: dict[str, np.ndarray]) -> int:
         for name, value in feeds.items():
@@ -196,7 +228,7 @@ class Runtime:
     def step_logits(self, tokens: np.ndarray, state: dict[str, np.ndarray]):
         """tokens (batch, 1) -> float64 logits (batch, vocab) of the next token, next state:
         the sampling loop's call, with the bookkeeping of :meth:`run` cut to the minimum."""
-        if self.row_exact and len(tokens) > 1 or self.use_binding:
+        if self.row_by_row and len(tokens) > 1 or self.use_binding:
             logits, state = self.logits(tokens, state)
             return logits[:, 0].astype(np.float64), state
         feeds = {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}

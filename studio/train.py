@@ -74,6 +74,18 @@ class Corpus:
     payload: Any
     facts: dict  # path, sha256, documents, units
     stored: Any
+    head: str  # the head trained: the domain's own, or one of its other_heads (--model)
+
+
+def choose_head(domain: type[Domain], model: str | None) -> str:
+    """The head ``studio train --model`` names (None: the domain's own); StudioError
+    lists the heads this domain can train."""
+    known = (domain.head, *domain.other_heads)
+    require(
+        model is None or model in known,
+        f"--model {model}: {domain.name} corpora train {' or '.join(known)} models (default {domain.head})",
+    )
+    return model or domain.head
 
 
 def is_main_process() -> bool:
@@ -89,29 +101,32 @@ def load_corpus(
     *,
     val_fraction: float = 0.1,
     quiet: bool = False,
+    model: str | None = None,
 ) -> Corpus:
     """Read ``corpus`` through its domain (guessed from file types unless named): through
-    the token cache when the domain streams and ``cache`` is enabled, else whole."""
+    the token cache when the domain streams and ``cache`` is enabled, else whole.
+    ``model`` chooses the head (see :func:`choose_head`)."""
     corpus = Path(corpus)
     if not corpus.exists():
         raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
     cls = domain_class(domain_name or guess_domain(corpus))
+    head = choose_head(cls, model)
     cache = cache or CacheSettings()
     if cache.enabled and cls.streams_corpus:
         tokens = load_token_cache(
             corpus, cls, domain_options, cache, val_fraction=val_fraction, quiet=quiet or not is_main_process()
         )
-        return Corpus(tokens.domain, tokens.ids, tokens.facts(corpus), tokens.reference())
+        return Corpus(tokens.domain, tokens.ids, tokens.facts(corpus), tokens.reference(), head)
     documents = cls.read_corpus(corpus)
     domain = cls.from_documents(documents, **domain_options)
-    payload, units = trainable_for(domain.head).corpus_payload(domain, documents)
+    payload, units = trainable_for(head).corpus_payload(domain, documents)
     facts = {
         "path": str(corpus),
         "sha256": fingerprint(cls.source_files(corpus)),
         "documents": len(documents),
         "tokens": int(units),
     }
-    return Corpus(domain, payload, facts, payload)
+    return Corpus(domain, payload, facts, payload, head)
 
 
 def stored_payload(
@@ -143,7 +158,7 @@ class Trainer:
     ):
         self.run, self.config, self.quiet = run, config, quiet
         self.domain, self.payload, self.stored_corpus = corpus.domain, corpus.payload, corpus.stored
-        self.head: Trainable = trainable_for(self.domain.head)
+        self.head: Trainable = trainable_for(corpus.head)
         self.model_config = model_config
         device = resolve_device(config.device)
         self.dist = Distributed(device)
@@ -173,7 +188,7 @@ class Trainer:
                 {
                     "studio_version": __version__,
                     "domain": self.domain.name,
-                    "head": self.domain.head,
+                    "head": self.head.name,
                     "corpus": corpus.facts,
                     "model": model_config,
                     "train": config.to_dict(),
@@ -222,7 +237,7 @@ class Trainer:
         atomic_torch_save(
             {
                 "studio_version": __version__,
-                "head": self.domain.head,
+                "head": self.head.name,
                 "domain": self.domain.to_config(),
                 "model": self.model_config,
                 "train": self.config.to_dict(),
@@ -244,7 +259,7 @@ class Trainer:
         if tag_best:
             atomic_torch_save(
                 {
-                    "head": self.domain.head,
+                    "head": self.head.name,
                     "model": self.model_config,
                     "domain": self.domain.to_config(),
                     "model_state": self.model.state_dict(),
@@ -339,7 +354,7 @@ class Trainer:
         dist, run = self.dist, self.run
         if dist.is_main and not self.quiet:
             print(
-                f"{self.domain.name} ({self.domain.head} head), {count_parameters(self.model):,} parameters; "
+                f"{self.domain.name} ({self.head.name} head), {count_parameters(self.model):,} parameters; "
                 f"effective batch {self.config.batch_size * dist.world_size} x {self.data.sequence_length}; "
                 f"lr {self.config.learning_rate:g}; "
                 f"device {self.device}"
@@ -403,13 +418,15 @@ def train(
     stop_after: int | None = None,
     quiet: bool = False,
     cache: CacheSettings | None = None,
+    model: str | None = None,
 ) -> RunDir:
     """Train (or, with ``resume``, continue) the run in ``run_dir``; returns the run.
 
     ``stop_after`` pauses after that many steps of this invocation (the schedule still
     spans the whole run), so a later ``resume`` continues exactly where this stopped.
     ``cache`` chooses the token cache (default: on, in the default folder); a resumed run
-    keeps the choice it started with.
+    keeps the choice it started with.  ``model`` chooses the head of a new run (see
+    :func:`choose_head`); a resumed run keeps its own.
     """
     run = RunDir(run_dir)
     checkpoint = None
@@ -424,7 +441,8 @@ def train(
         payload = stored_payload(
             checkpoint["corpus"], checkpoint["domain"], cache, val_fraction=config.val_fraction, quiet=quiet
         )
-        corpus_data = Corpus(domain_from_config(checkpoint["domain"]), payload, saved["corpus"], checkpoint["corpus"])
+        domain = domain_from_config(checkpoint["domain"])
+        corpus_data = Corpus(domain, payload, saved["corpus"], checkpoint["corpus"], checkpoint["head"])
         model_config = checkpoint["model"]
     else:
         require(corpus is not None, "give a corpus to train on")
@@ -436,8 +454,14 @@ def train(
         config = replace(config, device=config.device or "cpu")  # None: not given
         resolve_device(config.device)  # a wrong --device fails before the corpus is tokenised
         corpus_data = load_corpus(
-            Path(corpus), domain_name, domain_options or {}, cache, val_fraction=config.val_fraction, quiet=quiet
+            Path(corpus),
+            domain_name,
+            domain_options or {},
+            cache,
+            val_fraction=config.val_fraction,
+            quiet=quiet,
+            model=model,
         )
-        model_config = trainable_for(corpus_data.domain.head).model_config(corpus_data.domain, model_overrides or {})
+        model_config = trainable_for(corpus_data.head).model_config(corpus_data.domain, model_overrides or {})
     Trainer(run, corpus_data, model_config, config, checkpoint, quiet).run_to_end(stop_after)
     return run

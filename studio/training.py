@@ -33,9 +33,11 @@ def run_training(
     quiet: bool,
     int8_only: bool = False,
     cache: CacheSettings | None = None,
+    head: str | None = None,
 ) -> Path:
     """Train (or resume) a run, then export it unless paused, interrupted or asked not to;
-    ``cache`` chooses the token cache (see :mod:`studio.token_cache`)."""
+    ``cache`` chooses the token cache (see :mod:`studio.token_cache`), ``head`` the model
+    head when the domain offers more than one (``--model``)."""
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.json").exists():
@@ -55,6 +57,7 @@ def run_training(
         stop_after=stop_after,
         quiet=quiet,
         cache=cache,
+        model=head,
     )
     summary_file = run.path / "summary.json"
     reason = json.loads(summary_file.read_text())["stop_reason"] if summary_file.exists() else ""

@@ -18,6 +18,7 @@ from studio.sampling.beam import (
     gumbel_truncated,
     selection_for,
 )
+from studio.sampling.rng import CounterRNG
 
 END = 0
 
@@ -346,7 +347,7 @@ def test_branch_factor_one_beam_one_step_is_ancestral_sampling():
         is_final=lambda s: False,
         seed=21,
     )
-    rng = np.random.default_rng(21)
+    rng = CounterRNG(21)  # the search draws from the studio's counter-based stream
     expected = []
     for _ in range(9):
         cumulative = np.cumsum(np.exp(model.log_probs(expected)))

@@ -8,10 +8,11 @@ import pytest
 
 from studio.domains.strokes import StrokesDomain
 from studio.errors import StudioError
-from studio.handwriting.render import Rendered
+from studio.handwriting.render import MARGIN, PIXELS_PER_UNIT, Rendered
 from studio.handwriting.sample import (
     CAPITAL_HEIGHT,
     POINTS_PER_CHARACTER_LIMIT,
+    WORD_GAP,
     generate,
     write_line,
 )
@@ -28,12 +29,14 @@ class ToyRuntime:
         self.speed, self.lift_every = speed, lift_every
         self.bundle = SimpleNamespace(card={"styles": list(styles)})
         self.calls = 0
+        self.texts = []  # the text ids of every call
 
     def init_state(self, batch):
         return {"kappa": np.zeros((batch, 1), np.float32), "t": np.zeros((batch, 1), np.float32)}
 
     def run(self, inputs, state):
         self.calls += 1
+        self.texts.append(inputs["text"][0].tolist())
         batch, chars = inputs["text"].shape
         kappa = state["kappa"] + self.speed
         t = state["t"] + 1
@@ -113,12 +116,48 @@ def test_sampling_gives_up_when_the_window_never_arrives():
 
 def test_long_text_wraps_and_every_line_stops_at_its_end():
     runtime = ToyRuntime(speed=0.5)
-    rendered = generate(DOMAIN, runtime, SampleSettings(model="toy", text="hello there world", seed=1))
+    settings = SampleSettings(model="toy", text="hello there world", seed=1, page_width=0)
+    rendered = generate(DOMAIN, runtime, settings)
     assert isinstance(rendered, Rendered)
     assert rendered.lines == ["hello", "there", "world"]
     assert len(rendered.page) == 3 and len(rendered.attention) == 3
     baselines = [p[:, 1].mean() for p in rendered.page]
     assert baselines[0] > baselines[1] > baselines[2]
+
+
+@pytest.mark.parametrize("page_width", [200, 320, 800])
+def test_lines_fill_the_page_width_the_user_chose(page_width):
+    """Pieces flow onto a page line while they fit; no ink passes the page's edge, and
+    the next piece would not have fitted on the line before."""
+    text = "ab cd ef gh ij kl mn op qr st uv wx"
+    settings = SampleSettings(model="toy", text=text, seed=1, page_width=page_width)
+    rendered = generate(DOMAIN, ToyRuntime(speed=0.5), settings)
+    usable = (page_width - 2 * MARGIN) / PIXELS_PER_UNIT
+    assert " ".join(rendered.lines) == text
+    assert max(p[:, 0].max() for p in rendered.page) <= usable + 1e-6
+    rows = sorted({round(float(p[0, 1]) / CAPITAL_HEIGHT) for p in rendered.page}, reverse=True)
+    assert len(rows) == len(rendered.lines)
+    for upper, lower in zip(rows, rows[1:]):
+        last = max(p[:, 0].max() for p in rendered.page if round(float(p[0, 1]) / CAPITAL_HEIGHT) == upper)
+        first = next(p for p in rendered.page if round(float(p[0, 1]) / CAPITAL_HEIGHT) == lower)
+        assert last + WORD_GAP * CAPITAL_HEIGHT + np.ptp(first[:, 0]) > usable
+    wider = generate(DOMAIN, ToyRuntime(speed=0.5), settings.with_(page_width=page_width + 400))
+    assert len(wider.lines) <= len(rendered.lines)
+    from studio.handwriting.render import Layout
+
+    layout = Layout.fit(rendered.page, stroke_width=2.0, page_width=page_width)
+    assert layout.width == page_width
+
+
+def test_every_piece_after_the_first_is_primed_with_the_first_pieces_hand():
+    runtime = ToyRuntime(speed=0.5)
+    settings = SampleSettings(model="toy", text="ab cd ef gh ij", seed=1)
+    generate(DOMAIN, runtime, settings)
+    written = {"".join(DOMAIN.alphabet[i - 1] for i in ids if i) for ids in runtime.texts}
+    assert written == {"ab cd ef", "ab gh ij"}  # the first piece's first word primes the second
+    alone = ToyRuntime(speed=0.5)
+    generate(DOMAIN, alone, settings, one_hand=False)
+    assert {"".join(DOMAIN.alphabet[i - 1] for i in ids if i) for ids in alone.texts} == {"ab cd ef", "gh ij"}
 
 
 def test_same_seed_same_strokes():

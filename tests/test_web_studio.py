@@ -744,6 +744,81 @@ def test_browser_handwrite(browser_page):
     page.screenshot(path=str(ARTIFACTS / "web-handwrite.png"), full_page=True)
 
 
+# Where each preview's label and buttons sit against its picture (all client rectangles).
+PREVIEW_BOXES = """(id) => {
+    const root = document.querySelector('#' + id);
+    const picture = root.querySelector('img').getBoundingClientRect();
+    const overlays = [...root.querySelectorAll('label, .icon-button-wrapper')].map(e => e.getBoundingClientRect());
+    return {picture: [picture.top, picture.bottom], overlays: overlays.map(r => [r.top, r.bottom]),
+            natural: [root.querySelector('img').naturalWidth, root.querySelector('img').naturalHeight],
+            shown: [picture.width, picture.height]};
+}"""
+
+
+def draw(page, canvas: str, strokes) -> None:
+    """Draw ``strokes`` (canvas-relative points) with the mouse: press, move, release."""
+    box = page.locator(canvas).bounding_box()
+    for stroke in strokes:
+        page.mouse.move(box["x"] + stroke[0][0], box["y"] + stroke[0][1])
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=3)
+        page.mouse.up()
+
+
+def test_browser_drawing_pad_writes_in_the_users_hand(browser_page, studio_server, tmp_path):
+    """Mouse strokes on the pad plus "What you wrote" make a drawing primed with that
+    hand; its recipe names the saved strokes, and run through the CLI on the same
+    strokes it draws the same paths.  The previews show the whole drawing: nothing
+    overlays the picture, and it keeps its own proportions."""
+    page, _ = browser_page
+    _, work = studio_server
+    page.get_by_role("tab", name="Handwrite").click()
+    names = page.evaluate("() => [...document.querySelectorAll('#handwrite-model input')].map(e => e.value)")
+    model = "handwriting" if (ROOT / "export" / "handwriting" / "card.json").is_file() else HAND
+    choose(page, "handwrite-model", model)
+    page.wait_for_selector("#handwrite-pad-canvas", state="visible", timeout=30_000)
+    hi = [
+        [(30, 30), (30, 100)],
+        [(30, 100), (30, 75), (40, 65), (55, 68), (60, 80), (60, 100)],
+        [(80, 65), (80, 100)],
+        [(80, 50), (81, 51)],
+    ]
+    draw(page, "#handwrite-pad-canvas", hi[:1])
+    page.click("#handwrite-pad-clear")
+    assert textbox(page, "handwrite-pad-strokes").input_value() == ""
+    draw(page, "#handwrite-pad-canvas", hi)
+    strokes = json.loads(textbox(page, "handwrite-pad-strokes").input_value())
+    assert len(strokes) == 4 and all(len(stroke) >= 1 for stroke in strokes), (names, strokes)
+    assert "4 stroke(s)" in page.locator("#handwrite-pad-count").inner_text()
+    assert not page.locator("#handwrite-pad-strokes").is_visible()  # the strokes travel unseen
+    textbox(page, "handwrite-style-text").fill("hi")
+    textbox(page, "handwrite-text").fill("hello there")
+    page.click("#handwrite-button")
+    page.wait_for_function(
+        "document.querySelector('#handwrite-recipe textarea')?.value.includes('--style-file my-hand.json')",
+        timeout=90_000,
+    )
+    page.wait_for_function("document.querySelector('#handwrite-gif img')?.naturalWidth > 0", timeout=30_000)
+    recipe = textbox(page, "handwrite-recipe").input_value().splitlines()[0]
+    assert "--style-text hi" in recipe and "hello there" in textbox(page, "handwrite-summary").input_value()
+    for preview in ("handwrite-png", "handwrite-gif"):
+        boxes = page.evaluate(PREVIEW_BOXES, preview)
+        assert all(bottom <= boxes["picture"][0] + 0.5 for _, bottom in boxes["overlays"]), boxes
+        (width, height), (shown_width, shown_height) = boxes["natural"], boxes["shown"]
+        assert abs(width / height - shown_width / shown_height) < 0.05 * width / height, boxes
+    page.screenshot(path=str(ARTIFACTS / "web-handwrite-own-hand.png"), full_page=True)
+    shown_paths = page.evaluate(
+        "() => [...document.querySelectorAll('#handwrite-svg path')].map(p => p.getAttribute('d'))"
+    )
+    (tmp_path / "my-hand.json").write_text(json.dumps(strokes))
+    run_cli(recipe, work, tmp_path)
+    written = re.findall(r'<path d="([^"]+)"', (tmp_path / recipe.split("--out ")[-1]).read_text())
+    assert written == shown_paths
+    textbox(page, "handwrite-style-text").fill("")
+    page.click("#handwrite-pad-clear")
+
+
 def test_browser_look_inside_and_no_outside_requests(browser_page, studio_server):
     page, requests = browser_page
     page.get_by_role("tab", name="Look inside").click()

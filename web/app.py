@@ -28,6 +28,8 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent / "assets"
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"
 DEFAULT_CONCURRENCY = 2  # events without their own limit: the machine has few cores
+# /write, /compose and /handwrite have their own limit (web.common.SAMPLING_CONCURRENCY):
+# their users' rows step together in one batch (studio.serve), so 20 run at once
 MAX_UPLOAD = "5mb"  # primer MIDI files and training texts
 CACHE_SWEEP = (3600, 3600)  # Gradio's file cache: every hour, drop files older than an hour
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
@@ -42,19 +44,24 @@ def theme():
     return gr.themes.Soft(primary_hue="indigo", font=list(SYSTEM_FONTS), font_mono=list(MONO_FONTS))
 
 
-def build_app(jobs=None, *, training_on: bool = True):
+def build_app(jobs=None, *, training_on: bool = True, batcher=None):
     """The studio's Blocks.  ``jobs`` (a :class:`web.training.TrainingJobs`) runs the
     Train tab's subprocesses; by default one working in the current folder (``runs/``,
     ``export/``, ``corpora/``).  Without ``training_on`` the Train tab only says it is off,
-    and there is no ``/train`` or ``/cancel_training`` endpoint."""
+    and there is no ``/train`` or ``/cancel_training`` endpoint.  ``batcher`` (a
+    :class:`studio.serve.Batcher`, by default a new one) steps the sampling tabs' users
+    together."""
     import functools
 
     import gradio as gr
+
+    from studio.serve import Batcher
 
     from . import cells, compose, handwrite, models, training, write
     from .common import OutputFolders, choices_update, missing_notice, picker_update
 
     outputs = OutputFolders(Path(tempfile.gettempdir()) / "studio-web")
+    batcher = batcher or Batcher()  # one running batch per model, shared by every tab's users
     jobs = jobs or training.TrainingJobs(Path.cwd())
     train_event = None
 
@@ -66,11 +73,11 @@ def build_app(jobs=None, *, training_on: bool = True):
         tabs = []
         with gr.Tabs():
             with gr.Tab("Write", id="write"):
-                tabs.append(write.build_tab(outputs))
+                tabs.append(write.build_tab(outputs, batcher))
             with gr.Tab("Compose", id="compose"):
-                tabs.append(compose.build_tab(outputs))
+                tabs.append(compose.build_tab(outputs, batcher))
             with gr.Tab("Handwrite", id="handwrite"):
-                tabs.append(handwrite.build_tab(outputs))
+                tabs.append(handwrite.build_tab(outputs, batcher))
             with gr.Tab("Look inside", id="inspect"):
                 tabs.append(cells.build_tab())
             with gr.Tab("Train", id="train"):

@@ -32,6 +32,9 @@ log = logging.getLogger("studio.web")
 MAX_SEED = 2**31 - 1  # the dice's range; any seed of 0 or more is accepted
 # what one request may ask of this shared machine (the CLI has no such limits)
 LIMITS = SampleLimits(max_length=2000, max_beams=8, max_bars=64, max_text=200)
+# requests of /write, /compose and /handwrite that run at once: they share one model call
+# per step (studio.serve.Batcher), so 20 users are served together, not queued
+SAMPLING_CONCURRENCY = 24
 OUTPUT_MAX_AGE_S = 3600  # request folders older than this are swept away
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 

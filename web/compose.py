@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.api import load, sample, settings_from
+from studio.api import load, settings_from
 from studio.confine import confine, contain
 from studio.domains import DOMAINS, Medium
 from studio.errors import StudioError
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.serve import Batcher
 
 from .common import (
     LIMITS,
+    SAMPLING_CONCURRENCY,
     OutputFolders,
     action,
     as_float,
@@ -37,6 +39,7 @@ from .common import (
 )
 
 DEFAULT_MODEL = "songs"
+DEFAULT_TEMPO = 110.0  # for a model whose card records no corpus tempo
 KEYS = (
     ["(any)"]
     + [
@@ -52,7 +55,18 @@ PRIMER_SUFFIXES = tuple(
 )
 
 
-def make_compose(outputs: OutputFolders):
+def model_defaults(model: str | None) -> tuple[float, str]:
+    """(tempo, key) the tab offers first for ``model``: its corpus's usual ones when its
+    card records them (``folk``: the O'Neill tunes' 120 bpm and G major), else
+    ``DEFAULT_TEMPO`` and any key; those too for a name that is no music bundle."""
+    try:
+        defaults = load(require_model(model, "music")).domain.sample_defaults()
+    except StudioError:
+        defaults = {}
+    return float(defaults.get("tempo", DEFAULT_TEMPO)), str(defaults.get("key", KEYS[0]))
+
+
+def make_compose(outputs: OutputFolders, batcher: Batcher):
     def compose(
         model: str,
         primer: str | None = None,
@@ -93,7 +107,7 @@ def make_compose(outputs: OutputFolders):
             raise StudioError(f"{model} is not a music model: pick one trained on MIDI")
         LIMITS.check(settings, loaded.domain)
         with named_as_uploaded(uploaded):
-            [piece] = sample(settings=settings)
+            [piece] = batcher.sample(settings)
         folder = outputs.new("compose")
         midi = atomic_save(piece.output, confine(folder, f"{loaded.name}-seed{settings.seed}.mid", what="output file"))
         wav = atomic_save(piece.output, midi.with_suffix(".wav"))
@@ -105,9 +119,10 @@ def make_compose(outputs: OutputFolders):
     return compose
 
 
-def build_tab(outputs: OutputFolders) -> dict:
+def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     names = bundles_for(writes_music)
     notice = gr.Markdown(missing_notice(names, "music", DEFAULT_MODEL))
+    first_tempo, first_key = model_defaults(preferred(names, DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             model = gr.Dropdown(
@@ -119,7 +134,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             )
             with gr.Row():
                 tempo = gr.Number(
-                    110,
+                    first_tempo,
                     step=1,
                     label="Tempo (bpm)",
                     elem_id="compose-tempo",
@@ -133,8 +148,8 @@ def build_tab(outputs: OutputFolders) -> dict:
                     info=f"1 to {LIMITS.max_bars}; new bars after a primer.",
                 )
             key = gr.Dropdown(
-                KEYS,
-                value=KEYS[0],
+                KEYS if first_key in KEYS else KEYS + [first_key],
+                value=first_key,
                 label="Key / scale",
                 allow_custom_value=True,
                 elem_id="compose-key",
@@ -167,13 +182,14 @@ def build_tab(outputs: OutputFolders) -> dict:
             )
     action(
         go,
-        make_compose(outputs),
+        make_compose(outputs, batcher),
         inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
         outputs=[summary, recipe, midi, audio, roll],
         error=error,
         api_name="compose",
-        concurrency_limit=2,
-        concurrency_id="render",
+        concurrency_limit=SAMPLING_CONCURRENCY,
+        concurrency_id="compose",
     )
     dice.click(new_seed, outputs=seed, api_visibility="private")
+    model.change(model_defaults, inputs=model, outputs=[tempo, key], api_visibility="private")
     return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL, "what": "music"}

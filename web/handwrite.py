@@ -4,24 +4,33 @@
 from ``--text --style --bias --seed --stroke-width --color``, one drawing, saved as SVG,
 PNG and an animated GIF exactly as ``studio sample ... --out NAME.svg`` (``.png``,
 ``.gif``) saves them.  A handwriting model needs text (an empty box is refused, never
-filled in); an unconditional bundle (doodles) takes none, so the page hides the text box
-and the style picker while one is chosen.
+filled in); an unconditional bundle (doodles) takes none, so the page hides the text box,
+the style picker and the drawing pad while one is chosen.  The drawing pad
+(:mod:`.drawing_pad`) and "What you wrote" give ``--style-file`` and ``--style-text``:
+the pad's strokes are saved beside the drawing as ``my-hand.json``, which the recipe
+names.  "Page width" is ``--page-width``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import gradio as gr
 
-from studio.api import load, sample, settings_from
+from studio.api import load, settings_from
 from studio.confine import confine
 from studio.errors import StudioError
+from studio.handwriting.style_file import MAX_FILE_BYTES, strokes_from_json
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.serve import Batcher
 
+from . import browser
 from .common import (
     LIMITS,
+    SAMPLING_CONCURRENCY,
     OutputFolders,
     action,
     as_float,
@@ -35,8 +44,11 @@ from .common import (
     preferred,
     require_model,
 )
+from .drawing_pad import build_pad, build_strokes_box
 
 DEFAULT_MODEL = "handwriting"
+DEFAULT_PAGE_WIDTH = 800
+STYLE_FILE = "my-hand.json"
 NO_STYLE = "none"
 FORMATS = (".svg", ".png", ".gif")
 _RGB = re.compile(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)")
@@ -73,20 +85,63 @@ def parse_style(choice) -> int | None:
 
 
 def controls(model: str | None) -> tuple:
-    """Updates for (text box, style picker) when ``model`` is chosen: each shown only
-    when the model uses it (a doodle model takes neither text nor a stored hand)."""
+    """Updates for (text box, style picker, own-hand pad) when ``model`` is chosen: each
+    shown only when the model uses it (a doodle model takes neither text nor a hand)."""
     try:
         loaded = load(listed_bundle(model).path) if model else None
     except StudioError:
         loaded = None
     writes = loaded is not None and draws_strokes(type(loaded.domain)) and loaded.domain.conditional
     styles = style_choices(model)
-    return gr.update(visible=writes or loaded is None), gr.update(
-        choices=styles, value=NO_STYLE, visible=len(styles) > 1
+    return (
+        gr.update(visible=writes or loaded is None),
+        gr.update(choices=styles, value=NO_STYLE, visible=len(styles) > 1),
+        gr.update(visible=writes or loaded is None),
     )
 
 
-def make_handwrite(outputs: OutputFolders):
+def browser_settings(model, text, style, bias, seed, stroke_width, color):
+    """The settings the Handwrite button builds, for "Run in my browser"."""
+    model = require_model(model, "handwriting")
+    domain = load(model).domain
+    if not draws_strokes(type(domain)):
+        raise StudioError(f"{model} does not draw strokes: pick a handwriting or doodle model")
+    settings = settings_from(
+        model,
+        text=(text or "") if domain.conditional else None,
+        style=parse_style(style),
+        bias=as_float(bias, "legibility"),
+        seed=as_int(seed, "seed"),
+        stroke_width=as_float(stroke_width, "stroke width"),
+        color=hex_colour(color),
+        # the in-browser sampler writes each model line in its own hand, one line a page
+        # line: the recipe says so, and the CLI draws exactly that with these flags
+        **({"page_width": 0, "hand_per_line": True} if domain.conditional else {}),
+    )
+    LIMITS.check(settings, domain)
+    return settings
+
+
+def save_style_strokes(strokes_json: str | None, folder: Path) -> Path | None:
+    """The drawing pad's strokes as ``folder/my-hand.json`` (None when nothing is drawn);
+    a pad that sent something unreadable is refused in one line."""
+    if not strokes_json or not strokes_json.strip():
+        return None
+    if len(strokes_json) > MAX_FILE_BYTES:
+        raise StudioError("the drawing is too large for a style sample: clear the pad and write a word or two")
+    try:
+        data = json.loads(strokes_json)
+    except json.JSONDecodeError:
+        raise StudioError("the drawing pad sent unreadable strokes: clear the pad and write again") from None
+    runs = strokes_from_json(data, "the drawing")
+    if not runs:
+        return None
+    path = folder / STYLE_FILE
+    path.write_text(json.dumps([run.tolist() for run in runs]), encoding="utf-8")
+    return path
+
+
+def make_handwrite(outputs: OutputFolders, batcher: Batcher):
     def handwrite(
         model: str,
         text: str | None = None,
@@ -95,47 +150,60 @@ def make_handwrite(outputs: OutputFolders):
         seed: int = 1,
         stroke_width: float = 2.0,
         color: str = "#1a1a2e",
+        page_width: float = DEFAULT_PAGE_WIDTH,
+        style_strokes: str | None = None,
+        style_text: str | None = None,
     ):
-        """Write ``text``; returns (summary, recipe, svg markup, png, gif, files)."""
+        """Write ``text``; returns (summary, recipe, svg markup, png, gif, files).
+        ``style_strokes`` (JSON from the drawing pad) and ``style_text`` (what they say)
+        make it write in the user's hand; they are kept beside the drawing as
+        ``my-hand.json``, which the recipe names as ``--style-file``."""
         model = require_model(model, "handwriting")
         loaded = load(model)
         runtime, domain = loaded.runtime, loaded.domain
         if not draws_strokes(type(domain)):
             raise StudioError(f"{model} does not draw strokes: pick a handwriting or doodle model")
+        folder = outputs.new("handwrite")
+        style_file = save_style_strokes(style_strokes, folder)
+        if style_file is None and (style_text or "").strip():
+            raise StudioError("write those words on the pad too, or empty the box of what you wrote")
         settings = settings_from(
             model,
             text=(text or "") if domain.conditional else None,
             style=parse_style(style),
+            style_file=str(style_file) if style_file else None,
+            style_text=(style_text or "").strip() or None if style_file else None,
+            page_width=as_int(page_width, "page width"),
             bias=as_float(bias, "legibility"),
             seed=as_int(seed, "seed"),
             stroke_width=as_float(stroke_width, "stroke width"),
             color=hex_colour(color),
         )
         LIMITS.check(settings, domain)
-        [drawing] = sample(settings=settings)
-        folder = outputs.new("handwrite")
+        [drawing] = batcher.sample(settings)
         stem = f"{runtime.bundle.name}-seed{settings.seed}"
         files = [
             atomic_save(drawing.output, confine(folder, f"{stem}{suffix}", what="output file")) for suffix in FORMATS
         ]
         svg, png, gif = files
-        recipe = "\n".join(command_line(settings, out=path.name) for path in files)
+        shown = settings.with_(style_file=style_file.name) if style_file else settings
+        recipe = "\n".join(command_line(shown, out=path.name) for path in files)
         return (
             drawing.text,
             recipe,
             svg.read_text(encoding="utf-8"),
             str(png),
             str(gif),
-            [str(path) for path in files],
+            [str(path) for path in [*files, *([style_file] if style_file else [])]],
         )
 
     return handwrite
 
 
-def build_tab(outputs: OutputFolders) -> dict:
+def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     names = bundles_for(draws_strokes)
     first = preferred(names, DEFAULT_MODEL)
-    shows_text, shows_style = controls(first)
+    shows_text, shows_style, shows_pad = controls(first)
     notice = gr.Markdown(missing_notice(names, "handwriting", DEFAULT_MODEL))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -158,8 +226,30 @@ def build_tab(outputs: OutputFolders) -> dict:
                 elem_id="handwrite-style",
                 info="Prime the pen with a stored sample's hand.",
             )
+            pad_strokes = build_strokes_box()
             go = gr.Button("Write by hand", variant="primary", elem_id="handwrite-button")
+            browser_go = gr.Button(
+                "Write by hand", variant="primary", elem_id="handwrite-browser-button", visible=False
+            )
+            in_browser = gr.Checkbox(
+                False,
+                label="Run in my browser",
+                elem_id="handwrite-in-browser",
+                info="Draw on this computer (onnxruntime-web, fp32; no stored or drawn style, "
+                "each line its own hand): the recipe's SVG.",
+            )
             error = error_box("handwrite")
+            with gr.Accordion(
+                "Your own hand", open=True, elem_id="handwrite-own-hand", visible=shows_pad["visible"]
+            ) as own:
+                build_pad()
+                style_text = gr.Textbox(
+                    "",
+                    label="What you wrote",
+                    elem_id="handwrite-style-text",
+                    info="Exactly the words on the pad; the pen then writes your text in that hand. "
+                    "Leave the pad empty to use the Style above.",
+                )
             with gr.Row():
                 bias = gr.Number(
                     1.5,
@@ -175,24 +265,49 @@ def build_tab(outputs: OutputFolders) -> dict:
                     2.0, step=0.5, label="Stroke width", elem_id="handwrite-width", info="Above 0 (pixels)."
                 )
                 color = gr.ColorPicker("#1a1a2e", label="Ink colour")
+            page_width = gr.Slider(
+                200,
+                2400,
+                value=DEFAULT_PAGE_WIDTH,
+                step=20,
+                label="Page width (pixels)",
+                elem_id="handwrite-page-width",
+                info="Lines fill the page; spacing follows it.",
+            )
         with gr.Column(scale=3, min_width=360):
             summary = gr.Textbox(label="Drawing", elem_id="handwrite-summary")
-            svg = gr.HTML(label="SVG", elem_id="handwrite-svg", max_height=400)
-            with gr.Row():
-                png = gr.Image(label="PNG", type="filepath", elem_id="handwrite-png")
-                gif = gr.Image(label="Pen animation", type="filepath", elem_id="handwrite-gif")
+            svg = gr.HTML(label="SVG", elem_id="handwrite-svg")
+            # one above the other, at the column's full width, below their labels and buttons
+            png = gr.Image(label="PNG", type="filepath", elem_id="handwrite-png", elem_classes=["studio-drawing"])
+            gif = gr.Image(
+                label="Pen animation", type="filepath", elem_id="handwrite-gif", elem_classes=["studio-drawing"]
+            )
             files = gr.File(label="Downloads", file_count="multiple", elem_id="handwrite-files")
             recipe = gr.Textbox(label="Recipes (one per format)", buttons=["copy"], lines=3, elem_id="handwrite-recipe")
     action(
         go,
-        make_handwrite(outputs),
-        inputs=[model, text, style, bias, seed, stroke_width, color],
+        make_handwrite(outputs, batcher),
+        inputs=[model, text, style, bias, seed, stroke_width, color, page_width, pad_strokes, style_text],
         outputs=[summary, recipe, svg, png, gif, files],
         error=error,
         api_name="handwrite",
-        concurrency_limit=2,
-        concurrency_id="render",
+        concurrency_limit=SAMPLING_CONCURRENCY,
+        concurrency_id="handwrite",
     )
-    model.change(controls, inputs=model, outputs=[text, style], api_visibility="private")
+    model.change(controls, inputs=model, outputs=[text, style, own], api_visibility="private")
+    browser.wire(
+        browser_go,
+        [model, text, style, bias, seed, stroke_width, color],
+        [summary, recipe, svg, png, gif, files],
+        outputs,
+        browser_settings,
+        kind="strokes",
+    )
+    in_browser.change(
+        lambda on: (gr.update(visible=not on), gr.update(visible=bool(on))),
+        inputs=in_browser,
+        outputs=[go, browser_go],
+        api_visibility="private",
+    )
     dice.click(new_seed, outputs=seed, api_visibility="private")
     return {"model": model, "notice": notice, "accepts": draws_strokes, "default": DEFAULT_MODEL, "what": "handwriting"}

@@ -18,17 +18,20 @@ import time
 
 import gradio as gr
 
-from studio.api import load, sample, sample_iter, settings_from
+from studio.api import load, settings_from
 from studio.confine import confine
 from studio.errors import StudioError
 from studio.heads import Finished, Token
 from studio.inspection import confidence_view
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
+from studio.serve import Batcher
 from studio.text_view import VIEWS, corpus_view, view_html
 
+from . import browser
 from .common import (
     LIMITS,
+    SAMPLING_CONCURRENCY,
     OutputFolders,
     action,
     as_float,
@@ -44,7 +47,6 @@ from .common import (
 
 STREAM_INTERVAL_S = 0.08  # a screen update at least this often while tokens come ...
 STREAM_TOKENS = 32  # ... or after this many tokens, so fast small models still stream
-WRITE_CONCURRENCY = 4
 DEFAULT_MODEL = "prose"
 
 
@@ -103,7 +105,7 @@ def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, 
     )
 
 
-def make_write(outputs: OutputFolders, stops: StopRequests):
+def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
     def write(
         model: str,
         prime: str | None = None,
@@ -149,7 +151,7 @@ def make_write(outputs: OutputFolders, stops: StopRequests):
         stops.start(session)
         try:
             yield text, "", view_html(text, shown, language), None, "writing...", rendered
-            for event in sample_iter(settings=settings):
+            for event in batcher.sample_iter(settings):
                 if isinstance(event, Finished):
                     samples = event.samples
                     break
@@ -169,7 +171,7 @@ def make_write(outputs: OutputFolders, stops: StopRequests):
         if stopped:
             # what exists is what `--length N` writes: the recipe's own run gives its file
             settings = settings.with_(length=len(pieces))
-            samples = sample(settings=settings)
+            samples = batcher.sample(settings)
         finished = samples[0]
 
         folder = outputs.new("write")
@@ -211,7 +213,7 @@ def for_page(values: tuple) -> tuple:
     )
 
 
-def build_tab(outputs: OutputFolders) -> dict:
+def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     """Components and events of the Write tab; returns the model picker for refreshes."""
     names = bundles_for(writes_text)
     stops = StopRequests()
@@ -236,6 +238,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             )
             with gr.Row():
                 go = gr.Button("Write", variant="primary", elem_id="write-button")
+                browser_go = gr.Button("Write", variant="primary", elem_id="write-browser-button", visible=False)
                 cancel = gr.Button("Stop", variant="stop", elem_id="write-stop")
             error = error_box("write")
             with gr.Row():
@@ -277,6 +280,12 @@ def build_tab(outputs: OutputFolders) -> dict:
                     info="auto: Markdown or code when the model was trained on it.",
                 )
                 confidence = gr.Checkbox(False, label="Colour by confidence", elem_id="write-confidence")
+            in_browser = gr.Checkbox(
+                False,
+                label="Run in my browser",
+                elem_id="write-in-browser",
+                info="Sample on this computer (onnxruntime-web, fp32): the same text as the recipe.",
+            )
         with gr.Column(scale=3, min_width=360):
             text = gr.Textbox(
                 label="Text", lines=12, max_lines=30, buttons=["copy"], elem_id="write-text", autoscroll=True
@@ -292,7 +301,7 @@ def build_tab(outputs: OutputFolders) -> dict:
             file = gr.File(label="Text file", elem_id="write-file")
     action(
         go,
-        make_write(outputs, stops),
+        make_write(outputs, stops, batcher),
         inputs=[
             model,
             prime,
@@ -312,8 +321,14 @@ def build_tab(outputs: OutputFolders) -> dict:
         api_name="write",
         api=for_api,
         page=for_page,
-        concurrency_limit=WRITE_CONCURRENCY,
+        concurrency_limit=SAMPLING_CONCURRENCY,
         concurrency_id="write",
+    )
+
+    settings_inputs = [model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop]
+    browser.wire(browser_go, settings_inputs, [text, recipe, stats], outputs, write_settings)
+    in_browser.change(
+        browser.switch, inputs=in_browser, outputs=[go, browser_go, text, html_view], api_visibility="private"
     )
 
     def press_stop(request: gr.Request):

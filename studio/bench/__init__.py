@@ -19,11 +19,20 @@ it less):
   (:class:`studio.generate.Generation`, default settings, batch 1) on onnxruntime;
 * ``ort_{fp32,int8}_graph_only_tok_s``: the bare step graph at batch 1 (no sampling,
   no Python bookkeeping): the ceiling for the two figures above;
-* ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one batch;
-  int8 runs it row by row so every row is exact, see :mod:`studio.runtime`;
-  ``ort_int8_b64_one_call_tok_s`` is the single-call figure for comparison);
-* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision;
-  ``beam8_one_call_steps_s``: the same with int8 batches run as one call, rows not exact);
+* ``ort_{fp32,int8}_b{8,64}_tok_s``: the same with ``--num 8`` / ``--num 64`` (one call
+  per step for fp32 and static int8; an older dynamic int8 graph runs row by row so every
+  row is exact, see :mod:`studio.runtime`, and then ``ort_int8_b64_one_call_tok_s`` is
+  the single-call figure for comparison);
+* ``int8_vs_fp32``, ``int8_b64_vs_b1``: the ratios of the figures above; ``int8_scheme``,
+  ``int8_variant``, ``int8_batches`` say which int8 graph was timed (``studio quantize``
+  times every variant where it runs and keeps the fastest that holds quality, see
+  :mod:`studio.quantize`; ``int8_variants_at_quantize`` are those figures), ``cpu_flags``
+  the vector extensions its kernels can use;
+* ``serve_1_tok_s`` / ``serve_20_tok_s``: aggregate tokens per second through the web
+  server's batching path (:class:`studio.serve.Batcher`, in process) with 1 and with 20
+  concurrent streams of 300 tokens, each its own seed (``serve_precision``: fp32, whose
+  batches are row-exact in one call); these streams do end at a separator;
+* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
 * ``reference_gemv_us``: a numpy matrix-vector product the size of one LSTM layer's
@@ -35,10 +44,11 @@ Generation stops at a document separator; here the separator does not end a samp
 every run generates exactly the tokens asked for.
 
 The package, one idea a module: :mod:`.timing` (timing primitives, the cold start),
-:mod:`.runtime_rates` (onnxruntime figures), :mod:`.onnx_to_torch` (the PyTorch model
-rebuilt from the graph), :mod:`.torch_rates` (PyTorch figures), :mod:`.bundles` (the
-fp32, int8 and random stand-in bundles the figures need), :mod:`.measure` (all figures
-of one bundle) and :mod:`.report` (``studio bench``: the JSON or the table).
+:mod:`.runtime_rates` (onnxruntime figures), :mod:`.serve_rates` (the batching
+server), :mod:`.onnx_to_torch` (the PyTorch model rebuilt from the graph),
+:mod:`.torch_rates` (PyTorch figures), :mod:`.bundles` (the fp32, int8 and random
+stand-in bundles the figures need), :mod:`.measure` (all figures of one bundle) and
+:mod:`.report` (``studio bench``: the JSON or the table).
 """
 
 from .measure import KEYS, measure

@@ -16,11 +16,13 @@ from ..bundle import Bundle
 from ..config import FUSED_CELLS
 from ..domains import CategoricalDomain
 from ..errors import StudioError
+from ..quantize import cpu_flags
 from ..runtime import Runtime
 from ..sampling.settings import SampleSettings
 from . import timing
 from .bundles import fp32_bundle, int8_bundle, shaped_bundle
-from .runtime_rates import generation_rate, one_call_batches, precision_figures, prefill_step_ms
+from .runtime_rates import generation_rate, precision_figures, prefill_step_ms
+from .serve_rates import serve_figures
 from .torch_rates import torch_figures
 
 PREFILL_TOKENS = 1000
@@ -32,6 +34,8 @@ KEYS = (
     "torch_naive_tok_s",
     "torch_best_tok_s",
     "beam8_steps_s",
+    "serve_1_tok_s",
+    "serve_20_tok_s",
     "prefill_1000_ms",
     "cold_start_s",
 )
@@ -83,16 +87,14 @@ def _measure(
         result["prefill_1000_ms"] = result[f"prefill_1000_{default}_ms"]
         say("prefill through step calls")
         result["prefill_1000_step_ms"] = prefill_step_ms(runtimes[default], prime_ids, seconds / 3)
+        say("serving: 1 and 20 concurrent streams through the batcher")
+        # fp32: its batches are row-exact in one call (int8's dynamic quantisation runs
+        # a batch row by row, so batching saves it nothing yet)
+        result.update(serve_figures(bundle.path, "fp32", prime))
         say("beam search, 8 beams")
         result["beam8_steps_s"] = round(
             generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1
         )
-        if runtimes[default].row_exact:  # the same search once int8 batches run as one call (rows not exact)
-            say("beam search, 8 beams, one call per step")
-            with one_call_batches(runtimes[default]):
-                result["beam8_one_call_steps_s"] = round(
-                    generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1
-                )
         if cold:
             say("cold start")
             result["cold_start_s"] = round(timing.cold_start(shipped.path), 3)
@@ -100,6 +102,7 @@ def _measure(
             say("PyTorch")
             result.update(torch_figures(bundle, runtimes["fp32"], seconds))
     result.update(_against_torch(result))
+    result.update(_ratios(result))
     result["load_avg_after"] = round(os.getloadavg()[0], 2)
     return result
 
@@ -119,6 +122,7 @@ def _facts(bundle: Bundle, shaped: bool) -> dict:
         "python": platform.python_version(),
         "weights": "random (--shape)" if shaped else "trained",
         "onnxruntime": onnxruntime.__version__,
+        "cpu_flags": cpu_flags(),
         "reference_gemv_us": round(timing.reference_gemv_us(), 1),
     }
 
@@ -136,8 +140,24 @@ def _runtimes(shipped: Bundle, folder: Path) -> tuple[Bundle, dict[str, Runtime]
         "int8_quantised_here": quantised is not bundle,
         "int8_top1_agreement": _top1_agreement(runtimes, bundle.card["model"]["vocab_size"]),
         "ort_threads": runtimes["fp32"].threads,
+        **_int8_facts(quantised, runtimes["int8"]),
     }
     return bundle, runtimes, figures
+
+
+def _int8_facts(quantised: Bundle, runtime: Runtime) -> dict:
+    """How the int8 graph was made (the card's record from `studio quantize` / export):
+    static (row-exact, batches in one call) or dynamic (row by row), the variant chosen
+    and every variant's speed and quality where they were measured."""
+    record = quantised.card.get("quantization") or {}
+    facts = {
+        "int8_scheme": record.get("scheme", "dynamic"),
+        "int8_batches": "row by row" if runtime.row_by_row else "one call",
+    }
+    if "variant" in record:
+        facts["int8_variant"] = record["variant"]
+        facts["int8_variants_at_quantize"] = record.get("variants", {})
+    return facts
 
 
 def _top1_agreement(runtimes: dict[str, Runtime], vocab: int) -> float:
@@ -147,6 +167,16 @@ def _top1_agreement(runtimes: dict[str, Runtime], vocab: int) -> float:
     fp32_logits, _ = runtimes["fp32"].logits(check, runtimes["fp32"].init_state(1))
     int8_logits, _ = runtimes["int8"].logits(check, runtimes["int8"].init_state(1))
     return round(float(np.mean(fp32_logits.argmax(-1) == int8_logits.argmax(-1))), 3)
+
+
+def _ratios(result: dict) -> dict:
+    """The int8 ratios issue 19 sets targets on, from this run's figures."""
+    ratios = {}
+    if result.get("ort_fp32_tok_s"):
+        ratios["int8_vs_fp32"] = round(result["ort_int8_tok_s"] / result["ort_fp32_tok_s"], 2)
+    if result.get("ort_int8_tok_s") and "ort_int8_b64_tok_s" in result:
+        ratios["int8_b64_vs_b1"] = round(result["ort_int8_b64_tok_s"] / result["ort_int8_tok_s"], 2)
+    return ratios
 
 
 def _against_torch(result: dict) -> dict:

@@ -21,8 +21,11 @@ ROWS = [
     ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
+    ("int8 ÷ fp32, batch 1", "int8_vs_fp32", "x"),
+    ("int8 batch 64 ÷ batch 1", "int8_b64_vs_b1", "x"),
+    ("server, 1 stream of 300 tokens (batching path)", "serve_1_tok_s", "tok/s"),
+    ("server, 20 concurrent streams of 300 tokens, in all", "serve_20_tok_s", "tok/s"),
     ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
-    ("beam search, 8 beams, one call per step (int8 rows not exact)", "beam8_one_call_steps_s", "steps/s"),
     ("prefill 1,000 tokens, full-sequence call", "prefill_1000_ms", "ms"),
     ("prefill 1,000 tokens, step calls", "prefill_1000_step_ms", "ms"),
     ("cold start, `studio sample --length 200`", "cold_start_s", "s"),
@@ -59,3 +62,7 @@ def print_table(result: dict) -> None:
             value = result[key]
             table.add_row(label, f"{value:,.3f}" if unit == "s" else f"{value:,.1f}", unit)
     Console().print(table)
+    if "int8_scheme" in result:
+        variant = f" {result['int8_variant']}" if "int8_variant" in result else ""
+        flags = " ".join(result["cpu_flags"])
+        print(f"int8: {result['int8_scheme']}{variant}, batches {result['int8_batches']}; CPU {flags}")

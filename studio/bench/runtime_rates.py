@@ -12,7 +12,7 @@ import numpy as np
 from ..generate import Generation
 from ..runtime import Runtime
 from ..sampling.settings import SampleSettings
-from .timing import chunk_length, probe, rate
+from .timing import chunk_length, paired_rates, probe, rate
 
 BATCHES = (8, 64)  # --num figures besides batch 1
 
@@ -32,11 +32,12 @@ class _Endless:
         return False
 
 
-def generation_rate(
+def _generation_work(
     runtime: Runtime, domain, settings: SampleSettings, seconds: float, per_step: Callable[[SampleSettings], int]
-) -> float:
-    """Units per second of the sampling loop with ``settings`` (``domain``: the bundle's);
-    each step counts ``per_step(settings)`` units (tokens: ``settings.num``; beam steps: 1)."""
+) -> Callable[[], int]:
+    """A chunk of the sampling loop with ``settings`` (``domain``: the bundle's), sized so
+    that 7 chunks take about ``seconds``; it returns its units (tokens: ``settings.num``
+    a step; beam steps: 1)."""
     endless = _Endless(domain)
     prime = settings.prime
 
@@ -49,12 +50,20 @@ def generation_rate(
     start = time.perf_counter()
     run(20)
     length = chunk_length((time.perf_counter() - start) / 20, seconds)
-    return rate(lambda: run(length), seconds)
+    return lambda: run(length)
 
 
-def graph_rate(runtime: Runtime, seconds: float) -> float:
-    """Steps per second of the bare step graph at batch 1 (state fed back, always the same
-    token, no sampling): the ceiling the sampling loop approaches as its own work shrinks."""
+def generation_rate(
+    runtime: Runtime, domain, settings: SampleSettings, seconds: float, per_step: Callable[[SampleSettings], int]
+) -> float:
+    """Units per second of the sampling loop with ``settings`` (``domain``: the bundle's);
+    each step counts ``per_step(settings)`` units (tokens: ``settings.num``; beam steps: 1)."""
+    return rate(_generation_work(runtime, domain, settings, seconds, per_step), seconds)
+
+
+def _graph_work(runtime: Runtime, seconds: float) -> Callable[[], int]:
+    """A chunk of bare step-graph calls at batch 1 (state fed back, always the same token,
+    no sampling): the ceiling the sampling loop approaches as its own work shrinks."""
     feeds = {"tokens": np.zeros((1, 1), dtype=np.int64), **runtime.init_state(1)}
     fetch = runtime._fetch
     names = runtime.state_names
@@ -67,7 +76,19 @@ def graph_rate(runtime: Runtime, seconds: float) -> float:
         return count
 
     length = chunk_length(probe(lambda: steps(1)), seconds)
-    return rate(lambda: steps(length), seconds)
+    return lambda: steps(length)
+
+
+def graph_rate(runtime: Runtime, seconds: float) -> float:
+    """Steps per second of the bare step graph at batch 1 (see :func:`_graph_work`)."""
+    return rate(_graph_work(runtime, seconds), seconds)
+
+
+def loop_and_graph_rates(runtime: Runtime, domain, settings: SampleSettings, seconds: float) -> tuple[float, float]:
+    """(the sampling loop's tokens/s at batch 1, the bare graph's), timed in alternating
+    chunks so that their ratio holds on a busy machine."""
+    loop = _generation_work(runtime, domain, settings, seconds, lambda s: s.num)
+    return paired_rates(loop, _graph_work(runtime, seconds), seconds)
 
 
 def prefill_ms(runtime: Runtime, prime_ids: np.ndarray, seconds: float) -> float:
@@ -98,12 +119,12 @@ def _io_binding(runtime: Runtime) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def one_call_batches(runtime: Runtime) -> Iterator[None]:
-    runtime.row_exact = False
+def _one_call_batches(runtime: Runtime) -> Iterator[None]:
+    runtime.row_by_row = False
     try:
         yield
     finally:
-        runtime.row_exact = True
+        runtime.row_by_row = True
 
 
 def precision_figures(
@@ -121,19 +142,19 @@ def precision_figures(
         return round(generation_rate(runtime, domain, settings, seconds, lambda s: s.num), 1)
 
     figures = {}
-    say(f"onnxruntime {precision}, batch 1")
-    figures[f"ort_{precision}_tok_s"] = tokens_per_second(base)
-    say(f"onnxruntime {precision}, the step graph alone")
-    figures[f"ort_{precision}_graph_only_tok_s"] = round(graph_rate(runtime, seconds), 1)
+    say(f"onnxruntime {precision}, batch 1, and the step graph alone (alternating)")
+    loop, graph = loop_and_graph_rates(runtime, domain, base, seconds)
+    figures[f"ort_{precision}_tok_s"] = round(loop, 1)
+    figures[f"ort_{precision}_graph_only_tok_s"] = round(graph, 1)
     if precision == "fp32":  # the IOBinding path, to re-check the default
         with _io_binding(runtime):
             figures["ort_fp32_iobinding_tok_s"] = tokens_per_second(base)
     for batch in BATCHES:
         say(f"onnxruntime {precision}, batch {batch}")
         figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
-    if runtime.row_exact:  # what one int8 call per batch would give (rows not exact)
+    if runtime.row_by_row:  # dynamic int8: what one call per batch would give (rows not exact)
         say(f"onnxruntime {precision}, batch 64 as one call")
-        with one_call_batches(runtime):
+        with _one_call_batches(runtime):
             figures[f"ort_{precision}_b64_one_call_tok_s"] = tokens_per_second(base.with_(num=64))
     say(f"onnxruntime {precision}, prefill")
     figures[f"prefill_1000_{precision}_ms"] = prefill_ms(runtime, prime_ids, seconds / 3)

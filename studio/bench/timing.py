@@ -33,6 +33,28 @@ def rate(work: Callable[[], int], seconds: float, chunks: int = 7) -> float:
     return statistics.median(rates)
 
 
+def paired_rates(
+    first: Callable[[], int], second: Callable[[], int], seconds: float, chunks: int = 7
+) -> tuple[float, float]:
+    """Median units/second of two kinds of work timed in alternating chunks (one warm-up
+    call each), so that load from other jobs, which drifts over seconds, weighs on both
+    alike and their ratio means something even on a busy machine."""
+    first()
+    second()
+    rates: tuple[list[float], list[float]] = ([], [])
+    spent = 0.0
+    for _ in range(chunks):
+        for work, kept in ((first, rates[0]), (second, rates[1])):
+            start = time.perf_counter()
+            units = work()
+            elapsed = time.perf_counter() - start
+            kept.append(units / elapsed)
+            spent += elapsed
+        if spent > 2 * seconds and len(rates[0]) >= 3:
+            break
+    return statistics.median(rates[0]), statistics.median(rates[1])
+
+
 def chunk_length(step_seconds: float, seconds: float, chunks: int = 7) -> int:
     """Steps per chunk so that ``chunks`` chunks take about ``seconds``."""
     return int(max(20, min(20_000, seconds / chunks / max(step_seconds, 1e-7))))

@@ -90,6 +90,8 @@ class Domain(ABC):
 
     name: ClassVar[str]
     head: ClassVar[str]  # key of the head registries; recorded in the card
+    # heads `studio train --model NAME` may choose instead of ``head``, reading the same corpora
+    other_heads: ClassVar[tuple[str, ...]] = ()
     medium: ClassVar[Medium]
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types that select this domain
     default_suffix: ClassVar[str | None] = None  # what `studio sample` writes when no --out is given
@@ -145,11 +147,27 @@ class Domain(ABC):
     def from_config(cls, config: dict) -> Domain:
         """Inverse of :meth:`to_config`."""
 
+    # --- shells -----------------------------------------------------------------
+    def sample_defaults(self) -> dict:
+        """Sample settings (:class:`~studio.sampling.settings.SampleSettings` field names)
+        a shell offers first for this model, e.g. the tempo and key of a music corpus;
+        empty by default."""
+        return {}
+
     # --- evaluation -------------------------------------------------------------
     def sample_report(self, outputs: Sequence[Any], documents: Sequence[Document]) -> dict:
         """Pure metrics of generated ``outputs`` (what :meth:`render` returned) beside the
         corpus ``documents``, as a flat dict; used when ``compares_samples`` is set."""
         return {}
+
+    def two_sample_report(
+        self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
+    ) -> dict:
+        """A classifier two-sample test of generated ``outputs`` against the corpus
+        ``documents``, both cut to ``length`` (the domain's unit: beats for music), as a
+        flat dict with ``two_sample_accuracy`` (0.5: indistinguishable), ``two_sample_std``
+        and ``two_sample_features``; only domains that ``compares_samples`` have one."""
+        raise NotImplementedError(f"{self.name} models have no two-sample test")
 
 
 class CategoricalDomain(Domain):

@@ -10,6 +10,7 @@ piano roll at ``--tempo``).  Torch-free; music21 loads only for score files.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,13 +23,16 @@ from ..music.bars import BarGrid, BarsToGo, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
-from ..music.metrics import METRICS, compare
+from ..music.metre import MetreGrid, MetreStats, metre_stats
+from ..music.metrics import METRICS, compare, scale_consistency
 from ..music.render import Rendered
-from ..music.scales import major_or_minor, parse_key, pitch_class_mask
+from ..music.scales import key_name, major_or_minor, parse_key, pitch_class_mask
+from ..music.two_sample import compare_pieces
 from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
+CORPUS_MEASURES = 2  # 2: the metre grid, long notes, usual tempo and key (studio.music.metre)
 CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys")
 
 
@@ -48,6 +52,27 @@ def read_music_file(path: Path) -> list[Piece]:
         ) from None
 
 
+KEY_IN_SCALE = 0.98  # a corpus this much in its scale keeps to its key: a key mask takes nothing from it
+
+
+def piece_habits(piece: Piece) -> tuple[float | None, tuple[int, str] | None, float]:
+    """(tempo, key, scale consistency) of one piece, for :func:`usual_tempo_and_key`."""
+    consistency = scale_consistency(piece)
+    return piece.tempo, piece.key, consistency if consistency == consistency else 1.0  # no notes: NaN
+
+
+def usual_tempo_and_key(habits: Sequence[tuple[float | None, tuple[int, str] | None, float]]) -> tuple:
+    """The median tempo (bpm, rounded) of the pieces that state one, and their most
+    common key (``"D major"``) when the pieces keep to their scale (mean scale
+    consistency at least ``KEY_IN_SCALE``: the O'Neill tunes, 0.989, not the chorales,
+    0.932, whose accidentals a key mask would ban); None where there is none."""
+    tempos = [tempo for tempo, _, _ in habits if tempo]
+    keys = Counter(key for _, key, _ in habits if key)
+    in_scale = float(np.mean([consistency for _, _, consistency in habits])) if habits else 0.0
+    tempo = float(round(float(np.median(tempos)))) if tempos else None
+    return tempo, key_name(*keys.most_common(1)[0][0]) if keys and in_scale >= KEY_IN_SCALE else None
+
+
 class MusicDomain(CategoricalDomain):
     """Event-sequence domain for MIDI, MusicXML, ABC and Humdrum corpora."""
 
@@ -59,13 +84,30 @@ class MusicDomain(CategoricalDomain):
     unit_name: ClassVar[str] = "event"
 
     def __init__(
-        self, codec: EventCodec | None = None, max_note_ticks: int | None = None, max_voices: int | None = None
+        self,
+        codec: EventCodec | None = None,
+        max_note_ticks: int | None = None,
+        max_voices: int | None = None,
+        grid_positions: Sequence[int] | None = None,
+        long_note_ticks: int | None = None,
+        corpus_tempo: float | None = None,
+        corpus_key: str | None = None,
+        usual_voices: int | None = None,
     ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
         # corpus; bundles from before they were recorded get 8 beats and no voice cap
         self.max_note_ticks = int(max_note_ticks or 8 * self.codec.ticks_per_beat)
         self.max_voices = int(max_voices or PITCH_COUNT)
+        # the metre rule's grid and long-note cap (see studio.music.metre), measured on the
+        # training corpus; bundles from before they were recorded sample without the rule
+        self.grid_positions = tuple(int(p) for p in grid_positions) if grid_positions else None
+        self.long_note_ticks = int(long_note_ticks) if long_note_ticks else None
+        # the corpus's usual tempo and key: what the Compose tab offers first
+        self.corpus_tempo = float(corpus_tempo) if corpus_tempo else None
+        self.corpus_key = str(corpus_key) if corpus_key else None
+        # the voice cap the note grammar applies: the corpus's usual most, not its rare most
+        self.usual_voices = int(usual_voices) if usual_voices else None
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
@@ -106,13 +148,26 @@ class MusicDomain(CategoricalDomain):
         fields (others, meant for other domains, are ignored).  The corpus's longest note
         and most simultaneous notes become the note grammar's limits."""
         codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
-        longest, voices = corpus_limits([document.content for document in documents])
-        return cls(codec, max_note_ticks=longest, max_voices=voices)
+        pieces = [document.content for document in documents]
+        longest, voices = corpus_limits(pieces)
+        stats = metre_stats(pieces, codec.ticks_per_beat)
+        habits = [piece_habits(piece) for piece in pieces]
+        return cls(
+            codec,
+            longest,
+            voices,
+            stats.positions(),
+            stats.long_note(),
+            *usual_tempo_and_key(habits),
+            stats.usual_voices(),
+        )
 
     @classmethod
     def corpus_options(cls, options: dict) -> dict:
+        """The codec's options, and the version of what is measured on the corpus on the
+        way (a token cache from before the metre grid was measured is not reused)."""
         codec = EventCodec(**{k: v for k, v in options.items() if k in CODEC_OPTIONS})
-        return {k: v for k, v in codec.to_config().items() if k in CODEC_OPTIONS}
+        return {k: v for k, v in codec.to_config().items() if k in CODEC_OPTIONS} | {"measures": CORPUS_MEASURES}
 
     @classmethod
     def stream_corpus(cls, path: Path, files: Sequence[Path], options: dict, sink: TokenSink) -> MusicDomain:
@@ -123,6 +178,8 @@ class MusicDomain(CategoricalDomain):
         sink.begin(codec.vocab_size, codec.separator_id)
         sink.start_pass("reading music")
         longest, voices, pieces_found, skipped = 1, 1, 0, []
+        stats = MetreStats(codec.ticks_per_beat)
+        habits = []
         for file in files:
             try:
                 pieces = read_pieces(file)
@@ -134,6 +191,8 @@ class MusicDomain(CategoricalDomain):
                 sink.end_document()
                 piece_longest, piece_voices = corpus_limits([piece])
                 longest, voices = max(longest, piece_longest), max(voices, piece_voices)
+                stats.add(piece)
+                habits.append(piece_habits(piece))
                 pieces_found += 1
             sink.advance(file.stat().st_size)
         warn_skipped(skipped, "unreadable music files")
@@ -141,7 +200,15 @@ class MusicDomain(CategoricalDomain):
             raise StudioError(
                 f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or Humdrum files with notes in them"
             )
-        return cls(codec, max_note_ticks=longest, max_voices=voices)
+        return cls(
+            codec,
+            longest,
+            voices,
+            stats.positions(),
+            stats.long_note(),
+            *usual_tempo_and_key(habits),
+            stats.usual_voices(),
+        )
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
         """Pieces in corpus order, each followed by the separator; with ``transpose`` the
@@ -191,6 +258,11 @@ class MusicDomain(CategoricalDomain):
             **self.codec.to_config(),
             "max_note_ticks": self.max_note_ticks,
             "max_voices": self.max_voices,
+            **({"grid_positions": list(self.grid_positions)} if self.grid_positions else {}),
+            **({"long_note_ticks": self.long_note_ticks} if self.long_note_ticks else {}),
+            **({"corpus_tempo": self.corpus_tempo} if self.corpus_tempo else {}),
+            **({"corpus_key": self.corpus_key} if self.corpus_key else {}),
+            **({"usual_voices": self.usual_voices} if self.usual_voices else {}),
         }
 
     @classmethod
@@ -200,6 +272,11 @@ class MusicDomain(CategoricalDomain):
                 EventCodec.from_config(config),
                 max_note_ticks=config.get("max_note_ticks"),
                 max_voices=config.get("max_voices"),
+                grid_positions=config.get("grid_positions"),
+                long_note_ticks=config.get("long_note_ticks"),
+                corpus_tempo=config.get("corpus_tempo"),
+                corpus_key=config.get("corpus_key"),
+                usual_voices=config.get("usual_voices"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
@@ -227,6 +304,13 @@ class MusicDomain(CategoricalDomain):
         return self.codec.token_text(int(token_id))
 
     # --- sampling hooks ---------------------------------------------------------------
+    def sample_defaults(self) -> dict:
+        """The corpus's usual ``tempo`` and ``key`` (when the card records them)."""
+        return {
+            **({"tempo": self.corpus_tempo} if self.corpus_tempo else {}),
+            **({"key": self.corpus_key} if self.corpus_key else {}),
+        }
+
     def _primer(self, settings: Any) -> Piece | None:
         path = settings.prime_file
         if not path:
@@ -269,7 +353,9 @@ class MusicDomain(CategoricalDomain):
         than the corpus's longest note, no more voices than the corpus's most; bars of
         one length, the primer's metre when there is one (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
-        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime.  First of
+        (:class:`NoEndBeforeBars`).  Bars count from the end of the prime.  When the card
+        records the corpus's grid (:mod:`studio.music.metre`), time stops only on it and no
+        note outlasts the corpus's long notes (:class:`MetreGrid`).  First of
         all, each instant keeps the codec's order (:class:`InstantOrder`), so no stream
         can run on without moving time, and hence bars, forward."""
         start = len(self.prime_ids(settings))
@@ -278,9 +364,11 @@ class MusicDomain(CategoricalDomain):
         metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
         rules: list = [
             InstantOrder(self.codec),
-            NoteGrammar(self.codec, self.max_note_ticks, self.max_voices),
+            NoteGrammar(self.codec, self.max_note_ticks, min(self.max_voices, self.usual_voices or PITCH_COUNT)),
             BarGrid(self.codec, start=start, metre=metre),
         ]
+        if self.grid_positions:
+            rules.append(MetreGrid(self.codec, self.grid_positions, self.long_note_ticks))
         bars = settings.bars
         if bars:
             rules.append(NoEndBeforeBars(self.codec, int(bars), start=start))
@@ -359,3 +447,17 @@ class MusicDomain(CategoricalDomain):
             report[f"corpus_{name}_std"] = round(row["corpus"]["std"], 5)
             report[f"{name}_within_one_std"] = row["within_one_std"]
         return report
+
+    def two_sample_report(
+        self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
+    ) -> dict:
+        """:mod:`studio.music.two_sample` on the generated pieces and the corpus's, both
+        cut to their first ``length`` beats; the larger set is subsampled to the smaller's
+        size (seeded)."""
+        try:
+            result = compare_pieces(
+                [output.piece for output in outputs], [d.content for d in documents], beats=length, seed=seed
+            )
+        except ValueError as error:  # too few pieces on one side
+            raise StudioError(f"{error}: give more --samples or a larger corpus") from None
+        return {**result.to_json(), "two_sample_beats": length}

@@ -46,6 +46,7 @@ class StrokesDomain(MixtureDomain):
     suffixes: ClassVar[tuple[str, ...]] = (".npz",)
     default_suffix: ClassVar[str | None] = ".svg"
     unit_name: ClassVar[str] = "point"
+    other_heads: ClassVar[tuple[str, ...]] = ("vrnn",)  # the variational RNN (unconditional corpora)
 
     def __init__(
         self,

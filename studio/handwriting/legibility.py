@@ -22,7 +22,9 @@ from ..runtime import Runtime
 from ..sampling.settings import SampleSettings
 from . import data as stroke_data
 from .render import catmull_rom, pen_runs
-from .sample import write_line
+from .sample import hand_of, write_line
+
+HAND_TEXT = "The quick"  # the first piece whose first word sets the hand for --hand-seeds
 
 CLOUD_POINTS = 400
 
@@ -113,17 +115,25 @@ def corpus_score(words: list[str], distractors: int = 19, seed: int = 0) -> dict
     return score(write, words, distractors, seed)
 
 
-def model_score(bundle, words: list[str], bias: float = 1.0, distractors: int = 19, seed: int = 0) -> dict:
-    """The reader on what ``bundle`` writes for each word (one sample each, fixed seeds)."""
+def model_score(
+    bundle, words: list[str], bias: float = 1.0, distractors: int = 19, seed: int = 0, hand_seed: int | None = None
+) -> dict:
+    """The reader on what ``bundle`` writes for each word (one sample each, fixed seeds).
+    With ``hand_seed``, every word is primed with the hand of the model's own "The" from
+    "The quick" written with that seed, as a text's later pieces are (:mod:`.sample`)."""
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     runtime = Runtime(bundle, threads=1)
     domain = domain_from_config(bundle.card["domain"])
     settings = SampleSettings(model=str(bundle.path), bias=bias, seed=seed)
     counter = iter(range(10**6))
+    hand = None
+    if hand_seed is not None:
+        offsets, phi, _ = write_line(domain, runtime, HAND_TEXT, settings, np.random.default_rng(hand_seed))
+        hand = hand_of(offsets, phi, HAND_TEXT, HAND_TEXT.split()[0])
 
     def write(word: str) -> np.ndarray:
         rng = np.random.default_rng([seed, next(counter)])
-        offsets, _, _ = write_line(domain, runtime, word, settings, rng)
+        offsets, _, _ = write_line(domain, runtime, word, settings, rng, hand)
         return _absolute(offsets)
 
     return score(write, words, distractors, seed)
@@ -138,12 +148,19 @@ def main(argv=None) -> None:
     parser.add_argument("--words", type=int, default=50)
     parser.add_argument("--bias", type=float, default=1.0)
     parser.add_argument("--distractors", type=int, default=19)
+    parser.add_argument(
+        "--hand-seeds", type=int, default=0, help='also score words primed with the model\'s own "The", seeds 1..N'
+    )
     args = parser.parse_args(argv)
     words = test_words(args.words)
     result = {
         "model": model_score(args.model, words, args.bias, args.distractors),
         "corpus_ceiling": corpus_score(words, args.distractors),
     }
+    for hand_seed in range(1, args.hand_seeds + 1):
+        result[f"primed by its own 'The' (seed {hand_seed})"] = model_score(
+            args.model, words, args.bias, args.distractors, hand_seed=hand_seed
+        )
     for key in result:
         result[key]["misreads"] = result[key]["misreads"][:10]
     print(json.dumps(result, indent=1))

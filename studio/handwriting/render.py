@@ -67,25 +67,43 @@ class Layout:
     y1: float
     width: int
     height: int
+    margin: float = MARGIN
 
     @classmethod
-    def fit(cls, page: list[np.ndarray], scale: float = PIXELS_PER_UNIT) -> Layout:
-        points = np.concatenate([p[:, :2] for p in page if len(p)] or [np.zeros((1, 2))])
+    def fit(
+        cls, page: list[np.ndarray], scale: float = PIXELS_PER_UNIT, stroke_width: float = 0.0, page_width: int = 0
+    ) -> Layout:
+        """Everything drawn fits, the pen's width and the splines' swing past their
+        points included; ``page_width`` (pixels, 0: fit the ink) fixes the width of a
+        page whose lines start at x = 0."""
+        runs = [catmull_rom(run) for points in page for run in pen_runs(points)]
+        points = np.concatenate(runs or [np.zeros((1, 2))])
         low, high = points.min(0), points.max(0)
         extent = np.maximum(high - low, 1.0)
-        scale = min(scale, (MAX_PIXELS - 2 * MARGIN) / extent.max())
-        width, height = (np.ceil(extent * scale + 2 * MARGIN)).astype(int)
-        return cls(scale, float(low[0]), float(high[1]), int(width), int(height))
+        margin = MARGIN + stroke_width / 2
+        if page_width:
+            low[0] = min(low[0], 0.0)
+            extent[0] = max(high[0] - low[0], (page_width - 2 * margin) / scale, 1.0)
+        scale = min(scale, (MAX_PIXELS - 2 * margin) / extent.max())
+        width, height = (np.ceil(extent * scale + 2 * margin)).astype(int)
+        return cls(scale, float(low[0]), float(high[1]), int(width), int(height), margin)
 
     def pixels(self, xy: np.ndarray) -> np.ndarray:
-        return np.stack([(xy[:, 0] - self.x0) * self.scale + MARGIN, (self.y1 - xy[:, 1]) * self.scale + MARGIN], 1)
+        return np.stack(
+            [(xy[:, 0] - self.x0) * self.scale + self.margin, (self.y1 - xy[:, 1]) * self.scale + self.margin], 1
+        )
 
 
 def to_svg(
-    page: list[np.ndarray], stroke_width: float, color: str, title: str = "", scale: float = PIXELS_PER_UNIT
+    page: list[np.ndarray],
+    stroke_width: float,
+    color: str,
+    title: str = "",
+    scale: float = PIXELS_PER_UNIT,
+    page_width: int = 0,
 ) -> str:
     rgb = parse_color(color)
-    layout = Layout.fit(page, scale)
+    layout = Layout.fit(page, scale, stroke_width, page_width)
     paths = []
     for points in page:
         for run in pen_runs(points):
@@ -121,13 +139,13 @@ def _dot(draw, x, y, width, rgb):
     draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=rgb)
 
 
-def _frames(page, stroke_width, color, checkpoints, supersample, scale):
+def _frames(page, stroke_width, color, checkpoints, supersample, scale, page_width=0):
     """Draw the page point by point, yielding an RGB image at each raster-point count
     in ``checkpoints`` (ascending); the last frame is the whole page."""
     from PIL import Image, ImageDraw
 
     rgb = parse_color(color)
-    layout = Layout.fit(page, scale)
+    layout = Layout.fit(page, scale, stroke_width, page_width)
     big = Image.new("RGB", (layout.width * supersample, layout.height * supersample), "white")
     draw = ImageDraw.Draw(big)
     width = max(1, int(round(stroke_width * supersample)))
@@ -151,21 +169,34 @@ def _frames(page, stroke_width, color, checkpoints, supersample, scale):
 
 
 def to_image(
-    page: list[np.ndarray], stroke_width: float, color: str, supersample: int = 2, scale: float = PIXELS_PER_UNIT
+    page: list[np.ndarray],
+    stroke_width: float,
+    color: str,
+    supersample: int = 2,
+    scale: float = PIXELS_PER_UNIT,
+    page_width: int = 0,
 ):
     """The whole page as a PIL RGB image (drawn at ``supersample`` times, then reduced)."""
-    *_, image = _frames(page, stroke_width, color, [], supersample, scale)
+    *_, image = _frames(page, stroke_width, color, [], supersample, scale, page_width)
     return image
 
 
 def save_gif(
-    page: list[np.ndarray], path: Path, stroke_width: float, color: str, scale: float = PIXELS_PER_UNIT
+    page: list[np.ndarray],
+    path: Path,
+    stroke_width: float,
+    color: str,
+    scale: float = PIXELS_PER_UNIT,
+    page_width: int = 0,
 ) -> None:
     """Animated pen drawing: about ``GIF_FRAMES`` frames, the last one held for a second."""
-    layout = Layout.fit(page, scale)
+    layout = Layout.fit(page, scale, stroke_width, page_width)
     total = sum(len(r) for r in _raster_runs(page, layout))
     checkpoints = np.linspace(0, total, GIF_FRAMES + 1)[1:-1].round().astype(int).tolist()
-    frames = [f.convert("P", palette=1, colors=32) for f in _frames(page, stroke_width, color, checkpoints, 2, scale)]
+    frames = [
+        f.convert("P", palette=1, colors=32)
+        for f in _frames(page, stroke_width, color, checkpoints, 2, scale, page_width)
+    ]
     durations = [60] * (len(frames) - 1) + [1200]
     frames[0].save(
         path, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True
@@ -177,7 +208,9 @@ class Rendered:
     """What a strokes model produced, ready to save.
 
     ``page``: absolute stroke arrays (model units, y up) placed on one page;
-    ``attention``: per line of text, ``(phi (T, U + 1), line text)`` (empty for doodles).
+    ``attention``: per piece of text written, ``(phi (T, U + 1), text)`` (empty for doodles);
+    ``lines``: the page's lines; ``words``: each written word's points and its page line
+    (for :mod:`studio.handwriting.consistency`).
     """
 
     page: list[np.ndarray]
@@ -189,6 +222,8 @@ class Rendered:
     points: int = 0
     scale: float = PIXELS_PER_UNIT  # pixels per model unit
     logprob: float = 0.0  # log-density of the drawn points under the unbiased model (nats)
+    words: list[tuple[int, np.ndarray, str]] = field(default_factory=list)  # (page line, points, word)
+    page_width: int = 0  # pixels; 0: as wide as the ink
 
     def __post_init__(self):
         parse_color(self.color)
@@ -212,11 +247,13 @@ class Rendered:
             raise StudioError(f"Folder {path.parent} does not exist.")
         tmp = path.with_name(path.name + ".part")
         if suffix == ".svg":
-            tmp.write_text(to_svg(self.page, self.stroke_width, self.color, self.text, self.scale), encoding="utf-8")
+            svg = to_svg(self.page, self.stroke_width, self.color, self.text, self.scale, self.page_width)
+            tmp.write_text(svg, encoding="utf-8")
         elif suffix == ".png":
-            to_image(self.page, self.stroke_width, self.color, scale=self.scale).save(tmp, format="PNG")
+            image = to_image(self.page, self.stroke_width, self.color, scale=self.scale, page_width=self.page_width)
+            image.save(tmp, format="PNG")
         else:
-            save_gif(self.page, tmp, self.stroke_width, self.color, self.scale)
+            save_gif(self.page, tmp, self.stroke_width, self.color, self.scale, self.page_width)
         tmp.replace(path)
         return path
 

@@ -10,8 +10,9 @@ from ..errors import StudioError
 from .base import Event, Finished, Head, Score, Started, Token
 from .categorical import CategoricalHead
 from .mixture import MixtureHead
+from .vrnn import VrnnHead
 
-HEADS: dict[str, Head] = {head.name: head for head in (CategoricalHead(), MixtureHead())}
+HEADS: dict[str, Head] = {head.name: head for head in (CategoricalHead(), MixtureHead(), VrnnHead())}
 
 
 def head_for(name: str) -> Head:

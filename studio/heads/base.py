@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
+from ..engine import Job
 from ..generate import Sample
 from ..sampling.settings import SampleSettings
 
@@ -50,18 +51,24 @@ Event = Union[Started, Token, Finished]
 
 @dataclass(frozen=True)
 class Score:
-    """Mean negative log-likelihood per ``unit`` over ``count`` units."""
+    """Mean negative log-likelihood per ``unit`` over ``count`` units; ``bound`` names
+    the bound it is when the head cannot give the exact figure (``"elbo"``: the negative
+    evidence lower bound, never below the exact value)."""
 
     nats: float
     count: int
     unit: str
+    bound: str | None = None
 
     def to_json(self) -> dict:
-        return {
+        report: dict = {
             f"nats_per_{self.unit}": round(self.nats, 5),
             f"bits_per_{self.unit}": round(self.nats / math.log(2), 5),
             f"{self.unit}s": self.count,
         }
+        if self.bound is not None:
+            report["bound"] = self.bound
+        return report
 
 
 class Head(ABC):
@@ -74,6 +81,13 @@ class Head(ABC):
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         """Sample what ``settings`` asks for: ``Started``, any number of ``Token``, then
         ``Finished``."""
+
+    def job(self, runtime: Any, domain: Any, settings: SampleSettings) -> Job | None:
+        """The same generation as :meth:`generate` as a :class:`~studio.engine.Job` that
+        a server's :class:`~studio.engine.Engine` can step beside other requests, its
+        ``drain()`` giving the same events; None when ``settings`` ask for something
+        that does not batch (beam search keeps its own loop)."""
+        return None
 
     @abstractmethod
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:

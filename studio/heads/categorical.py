@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..generate import Generation, nats_per_token
+from ..generate import Generation, TokenRows, nats_per_token
 from ..sampling.settings import SampleSettings
 from .base import Event, Finished, Head, Score, Started, Token
 
@@ -22,6 +22,11 @@ class CategoricalHead(Head):
         for row, token in generation:
             yield Token(row, token, domain.token_text(token))
         yield Finished(generation.results)
+
+    def job(self, runtime: Any, domain: Any, settings: SampleSettings) -> TokenEvents | None:
+        if settings.num_beams > 1:
+            return None
+        return TokenEvents(Generation(runtime, domain, settings))
 
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
         """Documents joined by the separator, as in training; ``split="val"`` scores the
@@ -41,3 +46,24 @@ class CategoricalHead(Head):
             f"On held-out data it never trained on, the model is as unsure of each next {unit_name} "
             f"as a pick among {2**bits:.1f} equally likely ones; lower is better.",
         )
+
+
+class TokenEvents(TokenRows):
+    """:class:`~studio.generate.TokenRows` whose ``drain()`` gives the events
+    :meth:`CategoricalHead.generate` yields: ``Started``, ``Token``\\ s, ``Finished``."""
+
+    def __init__(self, generation: Generation):
+        super().__init__(generation)
+        domain = generation.domain
+        shown = domain.decode(generation.prime[generation.hidden :]) if domain.streams_text else ""
+        self._opening: list[Event] = [Started(shown)]
+        self._told_end = False
+
+    def drain(self) -> list[Event]:
+        text = self.generation.domain.token_text
+        events, self._opening = self._opening, []
+        events += [Token(row, token, text(token)) for row, token in super().drain()]
+        if self.finished and self.error is None and not self._told_end:
+            self._told_end = True
+            events.append(Finished(self.samples()))
+        return events

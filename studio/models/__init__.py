@@ -10,8 +10,11 @@ from ..errors import StudioError
 from .base import Trainable, TrainData
 from .categorical import CategoricalTrainable
 from .mixture import MixtureTrainable
+from .vrnn import VrnnTrainable
 
-TRAINABLES: dict[str, Trainable] = {head.name: head for head in (CategoricalTrainable(), MixtureTrainable())}
+TRAINABLES: dict[str, Trainable] = {
+    head.name: head for head in (CategoricalTrainable(), MixtureTrainable(), VrnnTrainable())
+}
 
 
 def trainable_for(head: str) -> Trainable:

@@ -65,6 +65,7 @@ import numpy as np
 
 from ..errors import StudioError, require
 from ..numeric import inverse_cdf, log_softmax
+from .rng import CounterRNG
 
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 ReorderFn = Callable[[Any, np.ndarray], Any]
@@ -520,7 +521,7 @@ def beam_search(
 
 def new_rng(seed: int):
     """The search's random generator (the one place it is made)."""
-    return np.random.default_rng(seed)
+    return CounterRNG(seed)
 
 
 def _reach(track: Track, trace: Any, length: int, max_length: int) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import StudioError, require
 from ..numeric import inverse_cdf
+from .rng import CounterRNG
 
 NEG_INF = -np.inf
 
@@ -183,6 +184,13 @@ def apply_rules(rules: Sequence[Rule], history: np.ndarray, logits: np.ndarray) 
     for rule in rules:
         logits = rule(history, logits)
     return logits
+
+
+def row_generator(seed: int, row: int) -> CounterRNG:
+    """The random generator of sample ``row`` of a run seeded ``seed``: the one place
+    sampling generators are made, so row ``row`` draws the same numbers whatever the
+    batch it runs in (``--num``, a server's other users)."""
+    return CounterRNG(seed, row)
 
 
 def draw(logits: np.ndarray, generators: Sequence[np.random.Generator]) -> np.ndarray:

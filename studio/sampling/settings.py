@@ -3,17 +3,22 @@
 Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
 ``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty``,
 ``max_new_tokens`` (``length`` here), ``seed``, ``stop`` strings.  Domain settings
-(music ``bars``/``tempo``/``key``, handwriting ``text``/``bias``/``style``) live here
+(music ``bars``/``tempo``/``key``, handwriting ``text``/``bias``/``style``/``page_width``) live here
 too so one recipe describes any sample.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import require
 
 DEFAULT_LENGTH = 500
+MAX_ROWS = 4096  # --num: samples stepped as one batch (each row holds its state and generator)
+MAX_BEAMS = 1024  # --beam, --branch-factor, --steps-per-iteration
+MAX_SEED = 2**63 - 1  # seeds are whole numbers a 64-bit counter can hold
+FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty", "length_penalty", "bias", "stroke_width")
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,17 @@ class SampleSettings:
     text: str | None = None
     bias: float = 1.0
     style: int | None = None
+    style_file: str | None = None
+    style_text: str | None = None
+    page_width: int = 800
+    hand_per_line: bool = False
     stroke_width: float = 2.0
     color: str = "#1a1a2e"
 
     def __post_init__(self) -> None:
+        for name in FLOAT_OPTIONS:
+            value = getattr(self, name)
+            require(math.isfinite(value), f"{CLI_FLAGS[name]} must be a finite number (got {value})")
         require(self.temperature >= 0, f"temperature must be 0 (greedy) or more (got {self.temperature})")
         require(self.top_k >= 0, f"top-k must be 0 (off) or more (got {self.top_k})")
         require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p})")
@@ -62,6 +74,7 @@ class SampleSettings:
             f"no-repeat-ngram size must be 0 (off) or more (got {self.no_repeat_ngram_size})",
         )
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
+        require(self.num_beams <= MAX_BEAMS, f"beams must be at most {MAX_BEAMS:,} (got {self.num_beams:,})")
         require(
             self.length_penalty >= 0,
             f"length penalty must be 0 (off) or more: scores are "
@@ -69,19 +82,26 @@ class SampleSettings:
         )
         require(self.length >= 1, f"length must be at least 1 (got {self.length})")
         require(self.num >= 1, f"num must be at least 1 (got {self.num})")
+        require(self.num <= MAX_ROWS, f"num must be at most {MAX_ROWS:,} (got {self.num:,})")
         require(
             self.num_beams == 1 or self.num <= self.num_beams,
             f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search",
         )
         require(self.branch_factor >= 1, "branch factor must be at least 1")
+        require(self.branch_factor <= MAX_BEAMS, f"branch factor must be at most {MAX_BEAMS:,}")
         require(self.steps_per_iteration >= 1, "steps per iteration must be at least 1")
+        require(self.steps_per_iteration <= MAX_BEAMS, f"steps per iteration must be at most {MAX_BEAMS:,}")
         require(self.bars is None or self.bars >= 1, f"bars must be at least 1 (got {self.bars})")
         require(self.tempo is None or 10 <= self.tempo <= 400, f"tempo must be 10-400 bpm (got {self.tempo})")
         require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
         require(self.stroke_width > 0, "stroke width must be positive")
+        require(
+            self.page_width == 0 or 200 <= self.page_width <= 2400,
+            f"page width must be 200 to 2400 pixels (got {self.page_width})",
+        )
         require(self.precision in ("auto", "fp32", "int8"), "precision must be auto, fp32 or int8")
         require(all(self.stop), "stop strings must not be empty")
-        require(self.seed >= 0, f"seed must be 0 or more (got {self.seed})")
+        require(0 <= self.seed <= MAX_SEED, f"seed must be 0 to {MAX_SEED} (got {self.seed})")
 
     @property
     def is_greedy(self) -> bool:
@@ -134,6 +154,10 @@ CLI_FLAGS = {
     "text": "--text",
     "bias": "--bias",
     "style": "--style",
+    "style_file": "--style-file",
+    "style_text": "--style-text",
+    "page_width": "--page-width",
+    "hand_per_line": "--hand-per-line",
     "stroke_width": "--stroke-width",
     "color": "--color",
 }
