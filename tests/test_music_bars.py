@@ -76,8 +76,10 @@ def test_the_domain_builds_the_bar_rules_from_the_settings() -> None:
     def kinds(settings):
         return [type(rule).__name__ for rule in DOMAIN.constraints(settings)]
 
-    assert kinds(SampleSettings()) == ["InstantOrder", "NoteGrammar", "BarGrid"]
-    assert kinds(SampleSettings(bars=8)) == ["InstantOrder", "NoteGrammar", "BarGrid", "NoEndBeforeBars"]
+    assert kinds(SampleSettings()) == ["NoteGrammar", "BarGrid"]
+    assert kinds(SampleSettings(bars=8)) == ["NoteGrammar", "BarGrid", "NoEndBeforeBars"]
+    beams = ["InstantOrder", "NoteGrammar", "BarGrid", "NoEndBeforeBars"]
+    assert kinds(SampleSettings(bars=8, num_beams=4)) == beams  # beams: each instant in order
     rule = DOMAIN.constraints(SampleSettings(bars=8, key="D minor"))[-1]
     assert (rule.bars, rule.start) == (8, 2)  # after [SEP, KEY]
 

@@ -65,9 +65,7 @@ def test_corpus_limits_and_the_card_carry_them() -> None:
     assert (domain.max_note_ticks, domain.max_voices) == (36, 3)
     again = MusicDomain.from_config(domain.to_config())
     assert (again.max_note_ticks, again.max_voices) == (36, 3)
-    _order, rule, _grid, *_ = again.constraints(
-        SampleSettings()
-    )  # instant order, note grammar, bar grid (then the metre)
+    rule, _grid, *_ = again.constraints(SampleSettings())  # the note grammar, the bar grid (then the metre)
     assert rule.max_note_ticks == 36 and rule.max_voices == 3
 
 

@@ -355,20 +355,22 @@ class MusicDomain(CategoricalDomain):
         ``settings.bars``, no end of the piece before that many new bars
         (:class:`NoEndBeforeBars`).  Bars count from the end of the prime.  When the card
         records the corpus's grid (:mod:`studio.music.metre`), time stops only on it and no
-        note outlasts the corpus's long notes (:class:`MetreGrid`).  First of
-        all, each instant keeps the codec's order (:class:`InstantOrder`), so no stream
-        can run on without moving time, and hence bars, forward."""
+        note outlasts the corpus's long notes (:class:`MetreGrid`).  For beam search, first
+        of all, each instant keeps the codec's order (:class:`InstantOrder`), so no beam
+        can run on without moving time, and hence bars, forward (plain sampling, which
+        does not seek cheap events, draws as before)."""
         start = len(self.prime_ids(settings))
         primer = self._primer(settings)
         lines = primer.bar_lines() if primer is not None else []
         metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
         rules: list = [
-            InstantOrder(self.codec),
             NoteGrammar(self.codec, self.max_note_ticks, min(self.max_voices, self.usual_voices or PITCH_COUNT)),
             BarGrid(self.codec, start=start, metre=metre),
         ]
         if self.grid_positions:
             rules.append(MetreGrid(self.codec, self.grid_positions, self.long_note_ticks))
+        if settings.num_beams > 1:  # beams seek cheap events: keep each instant in order
+            rules.insert(0, InstantOrder(self.codec))
         bars = settings.bars
         if bars:
             rules.append(NoEndBeforeBars(self.codec, int(bars), start=start))
