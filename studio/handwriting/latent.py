@@ -26,11 +26,9 @@ from ..errors import StudioError
 from ..sampling.rng import CounterRNG
 from . import data as stroke_data
 from . import mdn
-from .render import Rendered
+from .render import Rendered, doodle_page
 
 DOODLE_POINTS = 45  # as the MDN doodles: an Omniglot character has ~31 points on average
-DOODLE_SPACING = 1.3  # of the widest doodle
-DOODLE_PIXELS = 110  # height of a doodle on the page
 EVALUATION_SEED = 0  # the encoder's noise when scoring: the same bound every time
 
 
@@ -98,25 +96,7 @@ def generate(domain, runtime, settings) -> Rendered:
         absolute[:, :2] = np.cumsum(absolute[:, :2], 0)
         doodles.append(absolute)
         logprob += doodle_logprob
-    widest = max(max(np.ptp(d[:, 0]), np.ptp(d[:, 1])) for d in doodles)
-    page, total = [], 0
-    for index, doodle in enumerate(doodles):
-        doodle[:, :2] -= doodle[:, :2].min(0)
-        doodle[:, 0] += index * DOODLE_SPACING * widest
-        page.append(doodle)
-        total += len(doodle)
-    summary = f"{settings.num} doodle(s) from the variational RNN, {total} points, bias {settings.bias}"
-    return Rendered(
-        page,
-        summary,
-        settings.stroke_width,
-        settings.color,
-        [],
-        [],
-        total,
-        scale=DOODLE_PIXELS / max(widest, 1e-6),
-        logprob=logprob,
-    )
+    return doodle_page(doodles, settings, logprob, " from the variational RNN")
 
 
 def held_out(corpus: str | Path | None, count: int) -> list[np.ndarray]:

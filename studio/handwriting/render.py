@@ -278,3 +278,30 @@ class Rendered:
         figure.savefig(path, dpi=110)
         plt.close(figure)
         return path
+
+
+DOODLE_SPACING = 1.3  # of the widest doodle
+DOODLE_PIXELS = 110  # height of a doodle on the page
+
+
+def doodle_page(doodles: list[np.ndarray], settings, logprob: float, maker: str = "") -> Rendered:
+    """Absolute doodles ``(T, 3)`` side by side on one page, each moved to start at its
+    own slot (edited in place); ``maker`` names the model in the summary."""
+    widest = max(max(np.ptp(d[:, 0]), np.ptp(d[:, 1])) for d in doodles)
+    page, total = [], 0
+    for index, doodle in enumerate(doodles):
+        doodle[:, :2] -= doodle[:, :2].min(0)
+        doodle[:, 0] += index * DOODLE_SPACING * widest
+        page.append(doodle)
+        total += len(doodle)
+    return Rendered(
+        page,
+        f"{settings.num} doodle(s){maker}, {total} points, bias {settings.bias}",
+        settings.stroke_width,
+        settings.color,
+        [],
+        [],
+        total,
+        scale=DOODLE_PIXELS / max(widest, 1e-6),
+        logprob=logprob,
+    )

@@ -28,7 +28,7 @@ import numpy as np
 from studio.errors import StudioError
 from studio.handwriting import mdn
 from studio.handwriting.consistency import split_words
-from studio.handwriting.render import MARGIN, PIXELS_PER_UNIT, Rendered
+from studio.handwriting.render import MARGIN, PIXELS_PER_UNIT, Rendered, doodle_page
 from studio.handwriting.style_file import load_style
 from studio.sampling.rng import CounterRNG
 
@@ -37,9 +37,7 @@ TRAILING_MARK_POINTS = 2  # a stroke this short, begun as the window leaves the 
 LINE_SPACING = 2.4  # baselines apart, in capital-letter heights
 CAPITAL_HEIGHT = 21.0  # Hershey units
 DOODLE_POINTS = 45  # an Omniglot character has ~31 points on average
-DOODLE_SPACING = 1.3  # of the widest doodle
 DEFAULT_LINE_CHARACTERS = 16
-DOODLE_PIXELS = 110  # height of a doodle on the page
 PAGE_LINE_SPACING = 2.0  # baselines apart on a page, in capital-letter heights
 WORD_GAP = 0.6  # between pieces on a page line, in capital-letter heights
 MIN_PIECE_CHARACTERS = 6  # a piece written after a style's text is never shorter than this
@@ -322,21 +320,4 @@ def generate(domain, runtime, settings, one_hand: bool = True) -> Rendered:
         offsets, doodle_logprob = draw_doodle(domain, runtime, settings, rng, style)
         doodles.append(_absolute(offsets))
         logprob += doodle_logprob
-    widest = max(max(np.ptp(d[:, 0]), np.ptp(d[:, 1])) for d in doodles)
-    for index, doodle in enumerate(doodles):
-        doodle[:, :2] -= doodle[:, :2].min(0)
-        doodle[:, 0] += index * DOODLE_SPACING * widest
-        page.append(doodle)
-        total += len(doodle)
-    summary = f"{settings.num} doodle(s), {total} points, bias {settings.bias}"
-    return Rendered(
-        page,
-        summary,
-        settings.stroke_width,
-        settings.color,
-        [],
-        [],
-        total,
-        scale=DOODLE_PIXELS / max(widest, 1e-6),
-        logprob=logprob,
-    )
+    return doodle_page(doodles, settings, logprob)
