@@ -245,3 +245,20 @@ def test_strokes_page_draws_the_clis_svg(tmp_path, chromium, model, query, optio
     assert svg == out.read_text(encoding="utf-8")
     assert recipe.startswith(f"studio sample --model {model} --seed {query['seed']} --precision fp32")
     assert all(urlsplit(r).netloc == urlsplit(url).netloc for r in requests if not r.startswith(("data:", "blob:")))
+
+
+@needs_ort
+def test_int8_page_primes_the_one_step_static_graph(site, chromium):
+    """The shipped prose int8 graph is static (QDQ) with a time axis of 1: the page reads
+    that from the session and primes token by token instead of failing on a 6-token call."""
+    url, folder = site
+    card = json.loads((folder / "model" / "card.json").read_text(encoding="utf-8"))
+    assert card["quantization"]["scheme"] == "static"
+    query = {"prime": "ROMEO:", "seed": "5", "length": "40", "precision": "int8", "autorun": "1"}
+    page, requests = open_page(chromium, url + "?" + urlencode(query))
+    try:
+        text = finished_text(page)
+    finally:
+        page.close()
+    assert text.startswith("ROMEO:") and len(text) > len("ROMEO:") + 1
+    assert "/model/model.int8.onnx" in {urlsplit(r).path for r in requests}

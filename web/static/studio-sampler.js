@@ -332,7 +332,12 @@
       this.card = card;
       this.domain = new CharsDomain(card.domain);
       this.stateSpec = card.io.state;
-      this.stepsOneAtATime = card.io.inputs.tokens.shape[1] === 1;
+      // a one-step graph (static int8: time axis 1) is primed token by token, as
+      // studio/runtime.py does after reading the session's own input shape
+      const metadata = session.inputMetadata || [];
+      const tokensMeta = Array.isArray(metadata) ? metadata.find((m) => m && m.name === "tokens") : metadata.tokens;
+      const graphTime = tokensMeta && Array.isArray(tokensMeta.shape) ? tokensMeta.shape[1] : undefined;
+      this.stepsOneAtATime = card.io.inputs.tokens.shape[1] === 1 || graphTime === 1;
     }
     static async load(ort, graphUrl, card, options = {}) {
       const session = await ort.InferenceSession.create(graphUrl, {
