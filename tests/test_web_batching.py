@@ -110,11 +110,15 @@ def test_twenty_concurrent_writes_share_steps_and_each_equals_its_recipe(server,
     ]  # fmt: skip
     steps_before, widest_before = batcher.steps, batcher.widest
     results: list = [None] * 20
+    failures: dict[int, str] = {}
     gate = threading.Barrier(20)
 
     def call(index: int) -> None:
         gate.wait()
-        results[index] = client.predict(**requests[index], api_name="/write")
+        try:
+            results[index] = client.predict(**requests[index], api_name="/write")
+        except Exception as error:  # shown below: a thread's exception is lost otherwise
+            failures[index] = f"{type(error).__name__}: {error}"
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
     for thread in threads:
@@ -124,7 +128,7 @@ def test_twenty_concurrent_writes_share_steps_and_each_equals_its_recipe(server,
     assert batcher.widest > max(5, widest_before), "concurrent requests should have stepped together"
     assert batcher.steps - steps_before < sum(r["length"] for r in requests) / 2
     for index, result in enumerate(results):
-        assert result is not None, f"request {index} did not answer"
+        assert result is not None, f"request {index} did not answer: {failures.get(index, 'no answer in time')}"
         text, recipe, _, file, _ = result
         folder = tmp_path / str(index)
         folder.mkdir()

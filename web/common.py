@@ -385,5 +385,9 @@ class OutputFolders:
     def sweep(self) -> None:
         cutoff = time.time() - OUTPUT_MAX_AGE_S
         for folder in self.root.iterdir():
-            if folder.is_dir() and "-" in folder.name and folder.stat().st_mtime < cutoff:
+            try:  # another request's sweep may remove a folder between listing and stat
+                old = folder.is_dir() and "-" in folder.name and folder.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if old:
                 shutil.rmtree(folder, ignore_errors=True)
