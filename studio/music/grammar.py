@@ -48,8 +48,30 @@ def corpus_limits(pieces: Sequence[Piece]) -> tuple[int, int]:
     return longest, voices
 
 
+class FoldedRule:
+    """A rule whose per-row state is a fold over the ids (``_fold``) and whose ban is a
+    function of that state (``_mask``, in place on one row): the full-history call and
+    the incremental form beam search carries (``initial``/``advance``/``apply``) share
+    both.  Subclasses give ``initial``, ``state``, ``_fold`` and ``_mask``."""
+
+    def advance(self, state, token: int):
+        return self._fold(state, int(token))
+
+    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        for row, state in enumerate(states):
+            self._mask(out[row], state)
+        return out
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        for row in range(out.shape[0]):
+            self._mask(out[row], self.state(history[row]))
+        return out
+
+
 @dataclass(frozen=True)
-class NoteGrammar:
+class NoteGrammar(FoldedRule):
     """Bans unplayable events (see the module docstring).  ``history`` is (batch, t)."""
 
     codec: EventCodec
@@ -101,21 +123,6 @@ class NoteGrammar:
         for token in np.asarray(row).tolist():
             state = self._fold(state, token)
         return state
-
-    def advance(self, state: State, token: int) -> State:
-        return self._fold(state, int(token))
-
-    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
-        out = np.array(logits, dtype=np.float64, copy=True)
-        for row, state in enumerate(states):
-            self._mask(out[row], state)
-        return out
-
-    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        out = np.array(logits, dtype=np.float64, copy=True)
-        for row in range(out.shape[0]):
-            self._mask(out[row], self.state(history[row]))
-        return out
 
     def _mask(self, out: np.ndarray, state: State) -> None:
         """Bans, in place on one row of logits, what is unplayable after ``state``."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from studio.music.events import EventCodec, Piece
+from studio.music.grammar import FoldedRule
 
 NEG_INF = -np.inf
 MIN_POSITION_SHARE = 0.003  # positions rarer than this in the corpus are treated as noise
@@ -87,7 +88,7 @@ def metre_stats(pieces: Sequence[Piece], ticks_per_beat: int) -> MetreStats:
 
 
 @dataclass(frozen=True)
-class MetreGrid:
+class MetreGrid(FoldedRule):
     """Bans shifts to positions off ``positions`` (ticks within the beat) and, with
     ``longest``, shifts that would hold a note longer.  ``history`` is (batch, t)."""
 
@@ -144,21 +145,6 @@ class MetreGrid:
         for token in np.asarray(row).tolist():
             state = self._fold(state, int(token))
         return state
-
-    def advance(self, state: State, token: int) -> State:
-        return self._fold(state, int(token))
-
-    def apply(self, states: list, logits: np.ndarray) -> np.ndarray:
-        out = np.array(logits, dtype=np.float64, copy=True)
-        for row, state in enumerate(states):
-            self._mask(out[row], state)
-        return out
-
-    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        out = np.array(logits, dtype=np.float64, copy=True)
-        for row in range(out.shape[0]):
-            self._mask(out[row], self.state(history[row]))
-        return out
 
     def _mask(self, out: np.ndarray, state: State) -> None:
         codec = self.codec
