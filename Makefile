@@ -29,12 +29,21 @@ $(STAMP): pyproject.toml
 
 # Debian packages: fluidsynth + a small General MIDI soundfont (MIDI -> WAV offline),
 # chromium for the browser tests (Playwright drives this Debian build; it never downloads its own),
-# nodejs + npm to fetch onnxruntime-web and to check the browser sampler against numpy
+# nodejs + npm to fetch onnxruntime-web and to check the browser sampler against numpy.
+# Only the missing ones are installed: a machine with NodeSource's nodejs (npm bundled)
+# cannot also take Debian's npm, which conflicts with it.
 $(SYSTEM_STAMP): | $(STAMP)
-	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] && command -v chromium >/dev/null && command -v node >/dev/null && command -v npm >/dev/null; then \
+	@missing=""; \
+	command -v fluidsynth >/dev/null || missing="$$missing fluidsynth"; \
+	[ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] || missing="$$missing timgm6mb-soundfont"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -z "$$missing" ]; then \
 	  echo "Debian packages present"; \
 	else \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	touch $@
 
