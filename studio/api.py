@@ -27,6 +27,7 @@ from .generate import Sample
 from .heads import Event, Finished, Head, head_for
 from .runtime import Runtime
 from .sampling.settings import SampleSettings
+from .uncertainty import require_mc_graph, require_passes
 
 __all__ = [
     "Loaded",
@@ -147,6 +148,7 @@ def evaluate(
     seed: int = 0,
     two_sample: bool = False,
     two_sample_beats: int = 48,
+    mc_dropout: int = 0,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
     onnxruntime; ``split="val"`` scores only the held-out tail (the last
@@ -155,7 +157,9 @@ def evaluate(
     corpus's; the others ignore those four.  ``samples`` defaults to 50, or 100 with
     ``two_sample``: then a classifier two-sample test also tells the generated pieces from
     as many corpus pieces, both cut to ``two_sample_beats`` beats (see
-    :mod:`studio.music.two_sample`)."""
+    :mod:`studio.music.two_sample`).  ``mc_dropout`` N > 0 (token models trained with
+    dropout) also scores the text N times with dropout active and adds
+    ``nats_per_token_std`` and the other keys of :meth:`studio.uncertainty.MCScores.report`."""
     require(split in ("all", "val"), f"--split must be all or val (got {split!r})")
     require(0 < val_fraction < 1, f"--val-fraction must be between 0 and 1 (got {val_fraction})")
     require(temperature > 0, f"--temp must be positive (got {temperature})")
@@ -167,7 +171,15 @@ def evaluate(
             f"--two-sample needs at least {TWO_SAMPLE_MIN_PIECES} pieces: give --n {TWO_SAMPLE_MIN_PIECES} or more",
         )
         require(two_sample_beats >= 1, f"--two-sample-beats must be at least 1 (got {two_sample_beats})")
+    if mc_dropout:
+        require_passes(mc_dropout)
     loaded = load(model, device, precision)
+    if mc_dropout:
+        require(
+            loaded.head.name == "categorical",
+            f"--mc-dropout scores token models (text, music); {model} is a {loaded.domain.name} model",
+        )
+        require_mc_graph(loaded.runtime.bundle)
     if two_sample:
         require(
             loaded.domain.compares_samples,
@@ -186,6 +198,7 @@ def evaluate(
         seed=seed,
         two_sample=two_sample,
         two_sample_beats=two_sample_beats,
+        mc_dropout=mc_dropout,
     )
 
 

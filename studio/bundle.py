@@ -75,7 +75,8 @@ class Bundle:
             if key not in card:
                 raise StudioError(f"damaged model card {path / CARD}: no {key!r} field; re-export the model")
         bundle = cls(path, card)
-        for graph in card["graphs"].values():
+        extra = [card["mc_dropout"]["graph"]] if isinstance(card.get("mc_dropout"), dict) else []
+        for graph in [*card["graphs"].values(), *extra]:
             if not (path / graph).is_file():
                 raise StudioError(f"model file missing: {path / graph}; re-export the model")
         return bundle

@@ -76,6 +76,9 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, batching and stopping rules for every head (see ``studio train --help``);
@@ -102,6 +105,7 @@ class TrainConfig:
     val_sequences: int = 256  # strokes: held-out sequences scored at each evaluation
     scheduled_sampling: float = 0.0  # final probability of feeding the model its own sample
     kl_warmup: int = 0  # latent-variable heads: steps over which the KL weight rises from 0 to 1
+    precision: str = "auto"  # auto | fp32 | bf16: the autocast dtype of the forward pass
 
     def sampling_probability(self, step: int, total_steps: int) -> float:
         """Scheduled sampling (Bengio et al. 2015): rises linearly from 0 at step 0 to
@@ -125,6 +129,10 @@ class TrainConfig:
             f"--scheduled-sampling must be in [0, 1] (got {self.scheduled_sampling})",
         )
         require(self.kl_warmup >= 0, f"--kl-warmup must be 0 or more steps (got {self.kl_warmup})")
+        require(
+            self.precision in PRECISIONS,
+            f"--precision must be one of {' | '.join(PRECISIONS)} (got {self.precision!r})",
+        )
         require(self.val_sequences >= 1, f"--val-sequences must be at least 1 (got {self.val_sequences})")
 
     def to_dict(self) -> dict:

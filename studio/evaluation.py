@@ -6,6 +6,8 @@ token or point, :meth:`studio.heads.Head.score`).  A domain that ``compares_samp
 sets them beside the corpus with its own pure metrics (:meth:`Domain.sample_report`).
 With ``two_sample`` it also runs the domain's classifier two-sample test on the same
 pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`).
+With ``mc_dropout`` N, token models are also scored N times with dropout active
+(:mod:`studio.uncertainty`): ``nats_per_token_std`` is the spread of the per-pass means.
 The report is flat (one number per key, the two-sample test's separating features
 aside) so the CLI's table and ``--json`` both read it.
 """
@@ -19,8 +21,10 @@ from .domains import Domain
 from .formats import MAX_TOKENS
 from .generate import Generation
 from .heads import Head
+from .heads.categorical import scored_ids
 from .runtime import Runtime
 from .sampling.settings import SampleSettings
+from .uncertainty import MCDropout
 
 EVAL_PIECES = 50  # pieces generated to set beside the corpus
 TWO_SAMPLE_PIECES = 100  # with --two-sample: a steadier accuracy (about +-0.05 at 0.5)
@@ -42,9 +46,13 @@ def evaluate_model(
     seed: int = 0,
     two_sample: bool = False,
     two_sample_beats: int = 48,
+    mc_dropout: int = 0,
 ) -> dict:
     score = head.score(runtime, domain, corpus, split, val_fraction)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
+    if mc_dropout:
+        scorer = MCDropout(runtime.bundle, runtime.device, runtime.threads)
+        report.update(scorer.score(scored_ids(domain, corpus, split, val_fraction), mc_dropout, seed).report())
     if not domain.compares_samples:
         return report
     documents = domain.read_corpus(Path(corpus))

@@ -25,7 +25,7 @@ import torch
 
 from .domains import domain_from_config
 from .errors import StudioError, require
-from .formats import CARD, FP32_GRAPH, INT8_GRAPH, OPSET, PARITY_TOLERANCE
+from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE
 from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
 from .runs import RunDir
@@ -220,6 +220,7 @@ def export_run(
             elif drop_int8:  # measured and recorded in the card, but not shipped
                 (folder / INT8_GRAPH).unlink()
                 del graphs["int8"]
+        mc_dropout = export_mc_dropout(head, model, folder)
         card = _card(
             run,
             out_dir.name,
@@ -235,6 +236,8 @@ def export_run(
             quantization,
             count_parameters(model),
         )
+        if mc_dropout is not None:
+            card["mc_dropout"] = mc_dropout
         (folder / CARD).write_text(json.dumps(card, indent=1, ensure_ascii=False))
         shutil.rmtree(out_dir, ignore_errors=True)
         folder.rename(out_dir)
@@ -250,6 +253,65 @@ def export_run(
             )
         print(f"exported {out_dir} ({size:.1f} MB): parity {worst:.1e}{extra}")
     return out_dir / CARD
+
+
+MC_PARITY_TOKENS = 40
+
+
+def export_mc_dropout(head: Trainable, model: torch.nn.Module, folder: Path) -> dict | None:
+    """Write the MC-dropout graph (:data:`MC_GRAPH`: dropout masks as inputs) beside the
+    step graph when the head and model have dropout; checks it against torch with random
+    masks at batch 1 and 3 and returns the card's ``mc_dropout`` record, else None."""
+    found = head.mc_dropout(model)
+    if found is None:
+        return None
+    module, io, masks = found
+    module.eval()
+    time = io["inputs"]["tokens"]["shape"][1]
+    generator = torch.Generator().manual_seed(0)
+
+    def example(batch: int, steps: int) -> dict[str, torch.Tensor]:
+        feeds = {"tokens": torch.randint(0, model.config.vocab_size, (batch, steps), generator=generator)}
+        feeds.update(zip(io["state"], model.init_state(batch)))
+        for name, mask in masks.items():
+            shape = (batch, steps, mask["width"]) if mask["per"] == "time" else (batch, mask["width"])
+            feeds[name] = torch.bernoulli(torch.full(shape, mask["keep"]), generator=generator) / mask["keep"]
+        return feeds
+
+    export_onnx(module, example(2, 3 if time == "time" else 1), io, folder / MC_GRAPH)
+    session = session_for(folder / MC_GRAPH)
+    worst = 0.0
+    for batch in (1, 3):
+        feeds = example(batch, MC_PARITY_TOKENS)
+        with torch.no_grad():
+            expected = module(*feeds.values())[0].numpy()
+        worst = max(worst, float(np.abs(_mc_ort_logits(session, feeds, masks, time) - expected).max()))
+    if not worst < PARITY_TOLERANCE:
+        raise StudioError(
+            f"export drifted: the MC-dropout graph differs from torch by {worst:.2e} "
+            f"(limit {PARITY_TOLERANCE:g}); please report this model config"
+        )
+    inputs = {name: io["inputs"][name] for name in masks}
+    return {"graph": MC_GRAPH, "masks": masks, "inputs": inputs, "parity_max_abs_diff": worst}
+
+
+def _mc_ort_logits(session: Any, feeds: dict[str, torch.Tensor], masks: dict, time: Any) -> np.ndarray:
+    """logits (batch, T, vocab) of the MC-dropout graph; a one-step graph is stepped."""
+    arrays = {name: value.numpy() for name, value in feeds.items()}
+    names = [i.name for i in session.get_inputs()]
+    states = [n for n in names if n != "tokens" and n not in masks]
+    if time == "time":
+        return session.run(["logits"], {n: arrays[n] for n in names})[0]
+    state = {n: arrays[n] for n in states}
+    steps = []
+    for t in range(arrays["tokens"].shape[1]):
+        feed = {"tokens": arrays["tokens"][:, t : t + 1], **state}
+        for name, mask in masks.items():
+            feed[name] = arrays[name][:, t : t + 1] if mask["per"] == "time" else arrays[name]
+        values = session.run(None, feed)
+        steps.append(values[0])
+        state = dict(zip(states, values[1:]))
+    return np.concatenate(steps, 1)
 
 
 def _card(

@@ -13,6 +13,7 @@ PARITY_TOLERANCE = 1e-4  # max |torch - onnxruntime| over every output, or the e
 CARD = "card.json"
 FP32_GRAPH = "model.onnx"
 INT8_GRAPH = "model.int8.onnx"
+MC_GRAPH = "model.mc.onnx"  # the step graph with its dropout masks as inputs (card["mc_dropout"])
 CARD_REQUIRED_KEYS = ("domain", "graphs", "io")
 MAX_TOKENS = 20_000  # a cap, not a target: --bars (or a separator) ends a piece long before
 HELD_OUT_TOKENS = 20_000  # held-out tokens the exporter scores fp32 and int8 on

@@ -11,7 +11,9 @@ and :func:`rank_cells` orders cells by the absolute Pearson correlation of their
 activation with each.  :func:`look_inside` is all of it for the web's Look inside tab.
 
 Confidence: :func:`confidence_view` colours a sample's tokens by the raw model's
-probability of each (:func:`token_log_probs`, teacher forced).
+probability of each (:func:`token_log_probs`, teacher forced); :func:`uncertainty_view`
+colours them by the spread of that probability over MC-dropout passes
+(:mod:`studio.uncertainty`).
 
 ``domain`` is always the bundle's own (what ``runtime`` was exported from).
 """
@@ -24,8 +26,10 @@ import numpy as np
 
 from .errors import StudioError
 from .numeric import teacher_forced_log_probs
-from .text_view import activation_html, confidence_html
+from .text_view import activation_html, confidence_html, uncertainty_html
+from .uncertainty import MCDropout
 
+UNCERTAINTY_PASSES = 10  # MC-dropout passes behind the web's uncertainty colours
 MAX_TOKENS = 3000  # longest text looked inside (one step call per token)
 TOP_CELLS = 8  # ranked cells per feature
 CONFIDENCE_WINDOW = 512  # tokens per teacher-forced call when scoring a sample
@@ -150,3 +154,21 @@ def confidence_view(runtime, domain, settings, tokens: list[int]) -> str:
     )
     shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings) :])
     return confidence_html(shown_prime, [domain.token_text(t) for t in tokens], probabilities)
+
+
+def uncertainty_view(runtime, domain, settings, tokens: list[int], passes: int = UNCERTAINTY_PASSES) -> str:
+    """HTML of a sample as :func:`confidence_view`, each generated token coloured by the
+    spread (standard deviation) of its probability over ``passes`` MC-dropout passes,
+    the masks seeded by the sample's seed."""
+    prime_ids = list(domain.prime_ids(settings))
+    shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings) :])
+    if not tokens:
+        return uncertainty_html(shown_prime, [], np.zeros(0), np.zeros(0), passes)
+    scores = MCDropout(runtime.bundle, runtime.device, runtime.threads).score(
+        prime_ids + list(tokens), passes, settings.seed
+    )
+    means, spreads = scores.token_spread()
+    count = len(tokens)
+    return uncertainty_html(
+        shown_prime, [domain.token_text(t) for t in tokens], means[-count:], spreads[-count:], passes
+    )

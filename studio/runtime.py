@@ -71,7 +71,7 @@ class Runtime:
     def __init__(self, bundle: Bundle, device: str = "cpu", precision: str = "auto", threads: int | None = None):
         import onnxruntime as ort
 
-        self.bundle = bundle
+        self.bundle, self.device = bundle, device
         io = bundle.card["io"]
         self.input_names = list(io["inputs"])
         self.state_spec = io["state"]

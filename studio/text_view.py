@@ -129,21 +129,42 @@ def confidence_colour(probability: float) -> str:
 def confidence_html(prime: str, pieces: list[str], probabilities: np.ndarray) -> str:
     """The prime in grey, then each generated token on a background coloured by the
     model's probability of it (hover for the number)."""
+    titles = [f"p = {float(p):.3f}" for p in probabilities]
+    colours = [confidence_colour(float(p)) for p in probabilities]
+    stops = [(confidence_colour(p), f"{p:.1f}") for p in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    return _coloured_tokens(prime, pieces, colours, titles, "confidence", stops)
+
+
+UNCERTAINTY_SCALE = 0.25  # a probability spread (sd over passes) drawn at full strength
+
+
+def uncertainty_colour(spread: float) -> str:
+    """White (the passes agree) to purple (they disagree), by the spread of a token's
+    probability over MC-dropout passes."""
+    strength = min(1.0, max(0.0, spread / UNCERTAINTY_SCALE))
+    return f"hsl(280,70%,{int(round(97 - 22 * strength))}%)"
+
+
+def uncertainty_html(prime: str, pieces: list[str], means: np.ndarray, spreads: np.ndarray, passes: int) -> str:
+    """The prime in grey, then each generated token coloured by how much its probability
+    varies over ``passes`` MC-dropout passes (hover for the mean and the spread)."""
+    titles = [f"p = {float(m):.3f} ± {float(s):.3f} over {passes} passes" for m, s in zip(means, spreads)]
+    colours = [uncertainty_colour(float(s)) for s in spreads]
+    stops = [(uncertainty_colour(s), f"±{s:.2f}") for s in (0.0, 0.06, 0.12, 0.19, 0.25)]
+    return _coloured_tokens(prime, pieces, colours, titles, f"uncertainty (MC dropout, {passes} passes)", stops)
+
+
+def _coloured_tokens(
+    prime: str, pieces: list[str], colours: list[str], titles: list[str], legend: str, stops: list[tuple[str, str]]
+) -> str:
     spans = [f'<span style="color:#777">{html.escape(prime)}</span>'] if prime else []
-    for piece, probability in zip(pieces, probabilities):
-        spans.append(
-            f'<span style="background:{confidence_colour(float(probability))}" '
-            f'title="p = {float(probability):.3f}">{html.escape(piece)}</span>'
-        )
-    legend = (
-        '<div style="font-size:0.8em;margin-top:0.5em">confidence: '
-        + "".join(
-            f'<span style="background:{confidence_colour(p)};padding:0 0.4em">{p:.1f}</span>'
-            for p in (0.0, 0.25, 0.5, 0.75, 1.0)
-        )
-        + "</div>"
+    for piece, colour, title in zip(pieces, colours, titles):
+        spans.append(f'<span style="background:{colour}" title="{html.escape(title)}">{html.escape(piece)}</span>')
+    key = "".join(f'<span style="background:{colour};padding:0 0.4em">{label}</span>' for colour, label in stops)
+    return (
+        f'<pre class="studio-confidence" style="{TEXT_STYLE}">{"".join(spans)}</pre>'
+        f'<div style="font-size:0.8em;margin-top:0.5em">{html.escape(legend)}: {key}</div>'
     )
-    return f'<pre class="studio-confidence" style="{TEXT_STYLE}">{"".join(spans)}</pre>{legend}'
 
 
 def activation_html(pieces: Sequence[str], values: np.ndarray, label: str) -> str:

@@ -150,6 +150,24 @@ def stored_payload(
     return tokens.ids
 
 
+def autocast_plan(device: torch.device, precision: str, tell: bool) -> tuple[torch.dtype | None, Any]:
+    """(the forward pass's autocast dtype, or None for plain fp32; a grad scaler for fp16).
+    ``auto``: bf16 on a CUDA device that has it, else fp16 with loss scaling; fp32 on CPU."""
+    cuda = device.type == "cuda"
+    if precision == "fp32":
+        return None, None
+    if precision == "bf16":
+        native = torch.cuda.is_bf16_supported() if cuda else torch.cpu._is_avx512_bf16_supported()
+        if tell and not native:
+            print(f"note: this {device.type} has no native bf16: --precision bf16 is emulated and likely slower")
+        return torch.bfloat16, None
+    if not cuda:
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
 class Trainer:
     """One run's model, optimiser, schedule and position; :meth:`run` trains it."""
 
@@ -200,9 +218,7 @@ class Trainer:
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        use_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.amp_dtype = torch.bfloat16 if use_bf16 else torch.float16  # fp16 needs the grad scaler
-        self.scaler = torch.amp.GradScaler("cuda") if self.device.type == "cuda" and not use_bf16 else None
+        self.amp_dtype, self.scaler = autocast_plan(self.device, config.precision, self.dist.is_main and not quiet)
         self.started = time.time()
 
     def _restore(self, checkpoint: dict) -> None:
@@ -278,7 +294,9 @@ class Trainer:
         batch = self.data.batch(self.step, self.device)
         if self.config.scheduled_sampling > 0:
             batch["sampling_probability"] = self.config.sampling_probability(self.step, self.total_steps)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.device.type == "cuda"):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             loss, self.carry = self.head.loss(self.trained, batch, self.carry)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:

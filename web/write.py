@@ -22,11 +22,12 @@ from studio.api import load, settings_from
 from studio.confine import confine
 from studio.errors import StudioError
 from studio.heads import Finished, Token
-from studio.inspection import confidence_view
+from studio.inspection import UNCERTAINTY_PASSES, confidence_view, uncertainty_view
 from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 from studio.serve import Batcher
 from studio.text_view import VIEWS, corpus_view, view_html
+from studio.uncertainty import require_mc_graph
 
 from . import browser
 from .common import (
@@ -119,6 +120,7 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
         stop: str | None = None,
         view: str = "auto",
         confidence: bool = False,
+        uncertainty: bool = False,
         request: gr.Request = None,
     ):
         """Generate text; streams (text, recipe, html, file, stats, rendered), the last one
@@ -139,7 +141,9 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
         shown, language = corpus_view(runtime.bundle.card) if view == "auto" else (view, None)
         if shown == "code" and language is None:
             language = corpus_view(runtime.bundle.card)[1]
-        rendered = bool(confidence) or shown != "plain"
+        rendered = bool(confidence) or bool(uncertainty) or shown != "plain"
+        if uncertainty:
+            require_mc_graph(runtime.bundle)  # no MC graph: say so before sampling
 
         session = request.session_hash if request is not None else None
         text = settings.prime or ""
@@ -178,7 +182,9 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
         target = confine(folder, f"{runtime.bundle.name}-seed{settings.seed}.txt", what="output file")
         atomic_save(finished.output, target)
         recipe = command_line(settings, out=target.name)
-        if confidence:
+        if uncertainty:
+            html_view = uncertainty_view(runtime, domain, settings, finished.tokens)
+        elif confidence:
             html_view = confidence_view(runtime, domain, settings, finished.tokens)
         else:
             html_view = view_html(finished.text, shown, language)
@@ -280,6 +286,13 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                     info="auto: Markdown or code when the model was trained on it.",
                 )
                 confidence = gr.Checkbox(False, label="Colour by confidence", elem_id="write-confidence")
+                uncertainty = gr.Checkbox(
+                    False,
+                    label="Colour by uncertainty",
+                    elem_id="write-uncertainty",
+                    info=f"MC dropout: the spread of each token's probability over {UNCERTAINTY_PASSES} passes "
+                    "with dropout on (models trained with dropout).",
+                )
             in_browser = gr.Checkbox(
                 False,
                 label="Run in my browser",
@@ -315,6 +328,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
             stop,
             view,
             confidence,
+            uncertainty,
         ],
         outputs=[text, recipe, html_view, file, stats],
         error=error,

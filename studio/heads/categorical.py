@@ -12,6 +12,14 @@ from ..sampling.settings import SampleSettings
 from .base import Event, Finished, Head, Score, Started, Token
 
 
+def scored_ids(domain: Any, corpus: Path, split: str, val_fraction: float):
+    """The corpus's token ids as ``studio eval`` scores them: documents joined by the
+    separator, as in training; ``split="val"`` keeps the last ``val_fraction`` (the
+    trainer's held-out tail)."""
+    ids = domain.corpus_ids(domain.read_corpus(Path(corpus)))
+    return ids[int(len(ids) * (1 - val_fraction)) :] if split == "val" else ids
+
+
 class CategoricalHead(Head):
     name: ClassVar[str] = "categorical"
     unit: ClassVar[str] = "token"
@@ -31,9 +39,7 @@ class CategoricalHead(Head):
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
         """Documents joined by the separator, as in training; ``split="val"`` scores the
         last ``val_fraction`` of the tokens (the trainer's held-out tail)."""
-        ids = domain.corpus_ids(domain.read_corpus(Path(corpus)))
-        if split == "val":
-            ids = ids[int(len(ids) * (1 - val_fraction)) :]
+        ids = scored_ids(domain, corpus, split, val_fraction)
         nats, count = nats_per_token(runtime, ids)
         return Score(nats, count, self.unit)
 

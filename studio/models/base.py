@@ -105,6 +105,12 @@ class Trainable(ABC):
     def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
         """Held-out figures measured through onnxruntime for the card."""
 
+    def mc_dropout(self, model: torch.nn.Module) -> tuple[torch.nn.Module, dict, dict] | None:
+        """For MC-dropout: (a step module taking the io's inputs, states, then dropout
+        masks; its io spec with the masks among the inputs; the masks' card record
+        ``{name: {"per", "width", "keep"}}``), or None when the head or model has none."""
+        return None
+
     def card_extras(self, domain: Any) -> dict:
         """Further card fields the head's sampler reads (stored styles, ...)."""
         return {}

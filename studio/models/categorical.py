@@ -21,7 +21,7 @@ from ..data import StreamBatches, eval_streams, split_ids
 from ..formats import HELD_OUT_TOKENS
 from ..numeric import teacher_forced_nats
 from .base import Batch, Carry, Trainable, TrainData
-from .recurrent_lm import RecurrentLM, StepGraph
+from .recurrent_lm import MaskedStepGraph, RecurrentLM, StepGraph, dropout_masks
 
 PARITY_TOKENS = 200
 VALIDATION_WINDOW = 256
@@ -149,6 +149,21 @@ class CategoricalTrainable(Trainable):
 
     def quantizable(self) -> bool:
         return True
+
+    def mc_dropout(self, model: torch.nn.Module) -> tuple[torch.nn.Module, dict, dict] | None:
+        config = model.config
+        sites = dropout_masks(config)
+        if not sites:
+            return None
+        io = self.io_spec(config.to_dict())
+        time = io["inputs"]["tokens"]["shape"][1]
+        masks = {}
+        for name, (per, width) in sites.items():
+            shape = ["batch", time, width] if per == "time" else ["batch", width]
+            io["inputs"][name] = {"dtype": "float32", "shape": shape}
+            keep = 1.0 - (config.dropout if per == "time" else config.recurrent_dropout)
+            masks[name] = {"per": per, "width": width, "keep": keep}
+        return MaskedStepGraph(model), io, masks
 
 
 @torch.no_grad()

@@ -90,3 +90,77 @@ class StepGraph(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def dropout_masks(config) -> dict[str, tuple[str, int]]:
+    """The dropout sites of a :class:`RecurrentLM` as mask inputs of its MC-dropout graph,
+    in argument order: name -> (``"time"`` for a mask per token, ``"row"`` for one per
+    row and call, width).  Input, between layers and output masks are per token (as
+    ``nn.Dropout`` draws them in training); explicit cells trained with recurrent dropout
+    add one variational mask per layer.  Empty when the model has no dropout."""
+    sites: dict[str, tuple[str, int]] = {}
+    if config.dropout > 0:
+        sites["mask_input"] = ("time", config.embedding_size)
+        sites.update({f"mask_layer{k}": ("time", config.hidden_size) for k in range(1, config.layers)})
+        sites["mask_output"] = ("time", config.hidden_size)
+    if config.cell in EXPLICIT_CELLS and config.recurrent_dropout > 0:
+        sites.update({f"mask_recurrent{k}": ("row", config.hidden_size) for k in range(config.layers)})
+    return sites
+
+
+class MaskedStepGraph(nn.Module):
+    """:class:`StepGraph` with dropout made explicit for MC-dropout (Gal and Ghahramani
+    2016): ``(tokens, *state, *masks) -> (logits, *next_state)``, each mask already
+    scaled by ``1 / (1 - p)`` and multiplied in where training drops units.  All-ones
+    masks give exactly the plain step graph.  A fused multi-layer LSTM/GRU/RNN is run as
+    single-layer copies of its weights, so that masks can go between the layers."""
+
+    def __init__(self, model: RecurrentLM):
+        super().__init__()
+        config = self.config = model.config
+        self.model = model
+        self.sites = dropout_masks(config)
+        self.layers = model.rnn.cells if config.cell in EXPLICIT_CELLS else nn.ModuleList(_split_layers(model))
+
+    def forward(self, tokens, *args):
+        names = self.config.state_names
+        state, masks = args[: len(names)], dict(zip(self.sites, args[len(names) :]))
+        ones = dict.fromkeys(self.sites)
+        masks = {**ones, **masks}
+        x = _times(self.model.embedding(tokens), masks.get("mask_input"))
+        next_layers = []
+        for k, layer in enumerate(self.layers):
+            if k > 0:
+                x = _times(x, masks.get(f"mask_layer{k}"))
+            layer_state = [tensor[k] for tensor in state]
+            if self.config.cell in EXPLICIT_CELLS:
+                x, layer_next = layer(x, layer_state, masks.get(f"mask_recurrent{k}"))
+            else:
+                fused = tuple(s[None] for s in layer_state)
+                x, layer_next = layer(x, fused if self.config.cell == "lstm" else fused[0])
+                layer_next = [s[0] for s in (layer_next if isinstance(layer_next, tuple) else (layer_next,))]
+            next_layers.append(layer_next)
+        y = _times(x, masks.get("mask_output"))
+        if self.model.projection is not None:
+            y = self.model.projection(y)
+        next_state = [torch.stack([layer[i] for layer in next_layers]) for i in range(len(names))]
+        return (self.model.head(y), *next_state)
+
+
+def _times(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x if mask is None else x * mask
+
+
+def _split_layers(model: RecurrentLM) -> list[nn.Module]:
+    """One single-layer ``nn.LSTM``/``GRU``/``RNN`` per layer of the fused stack, holding
+    that layer's weights (shared tensors: no copy)."""
+    config, fused = model.config, model.rnn
+    layers = []
+    for k in range(config.layers):
+        layer = RECURRENT[config.cell](
+            config.embedding_size if k == 0 else config.hidden_size, config.hidden_size, 1, batch_first=True
+        )
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(layer, f"{kind}_l0", getattr(fused, f"{kind}_l{k}"))
+        layers.append(layer)
+    return layers
