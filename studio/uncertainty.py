@@ -34,7 +34,7 @@ SCORE_WINDOW = 4096  # tokens per call of a graph with a time axis
 
 def require_passes(passes: int) -> None:
     if not 1 <= passes <= MAX_PASSES:
-        raise StudioError(f"--mc-dropout must be 1 to {MAX_PASSES} passes (got {passes})")
+        raise StudioError(f"MC-dropout passes (--mc-dropout) must be 1 to {MAX_PASSES} (got {passes})")
 
 
 def require_mc_graph(bundle: Bundle) -> dict:

@@ -209,7 +209,7 @@ def test_mc_dropout_refusals_are_one_line(dropout_run, tiny_bundle, tiny_corpus)
     _, bundle = dropout_run
     for model, passes, expected in (
         (str(bundle.path), "0", None),
-        (str(bundle.path), "101", "--mc-dropout must be 1 to 100"),
+        (str(bundle.path), "101", "MC-dropout passes (--mc-dropout) must be 1 to 100"),
         (str(tiny_bundle), "3", "has no MC-dropout graph"),
     ):
         result = studio("eval", model, str(tiny_corpus), "--mc-dropout", passes, "--json", check=False)
@@ -245,3 +245,28 @@ def test_uncertainty_view_colours_each_generated_token(dropout_run):
     assert "ROMEO:" in html and "MC dropout, 5 passes" in html
     spreads = [float(part.split("± ")[1].split(" ")[0]) for part in html.split('title="')[1:]]
     assert len(spreads) == len(tokens) and max(spreads) > 0
+
+
+def test_write_tab_colours_by_uncertainty_and_refuses_without_the_graph(
+    dropout_run, tiny_bundle, monkeypatch, tmp_path
+):
+    """The Write handler itself (as the server runs it), with the models found through
+    $STUDIO_MODELS: one coloured span per generated token, the recipe unchanged."""
+    from studio.serve import Batcher
+    from web.common import OutputFolders
+    from web.write import StopRequests, make_write
+
+    _, bundle = dropout_run
+    monkeypatch.setenv("STUDIO_MODELS", f"{bundle.path.parent}:{tiny_bundle.parent}")
+    write = make_write(OutputFolders(tmp_path / "out"), StopRequests(), Batcher())
+    settings = dict(prime="ROMEO:", temperature=0.9, seed=4, length=40)
+    *_, last = write(bundle.path.name, **settings, uncertainty=True, mc_passes=4)
+    text, recipe, html, _, _, rendered = last
+    generated = len(text) - len("ROMEO:")
+    assert rendered and html.count("over 4 passes") == generated > 0
+    *_, plain = write(bundle.path.name, **settings)
+    assert plain[0] == text and plain[1] == recipe  # the colours change nothing else
+    with pytest.raises(StudioError, match="has no MC-dropout graph"):
+        next(write(tiny_bundle.name, **settings, uncertainty=True))
+    with pytest.raises(StudioError, match=r"MC-dropout passes \(--mc-dropout\) must be 1 to 100"):
+        next(write(bundle.path.name, **settings, uncertainty=True, mc_passes=0))

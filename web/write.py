@@ -27,7 +27,7 @@ from studio.sample_cli import atomic_save
 from studio.sampling.settings import command_line
 from studio.serve import Batcher
 from studio.text_view import VIEWS, corpus_view, view_html
-from studio.uncertainty import require_mc_graph
+from studio.uncertainty import require_mc_graph, require_passes
 
 from . import browser
 from .common import (
@@ -121,6 +121,7 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
         view: str = "auto",
         confidence: bool = False,
         uncertainty: bool = False,
+        mc_passes: int = UNCERTAINTY_PASSES,
         request: gr.Request = None,
     ):
         """Generate text; streams (text, recipe, html, file, stats, rendered), the last one
@@ -143,6 +144,7 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
             language = corpus_view(runtime.bundle.card)[1]
         rendered = bool(confidence) or bool(uncertainty) or shown != "plain"
         if uncertainty:
+            require_passes(as_int(mc_passes, "MC-dropout passes"))
             require_mc_graph(runtime.bundle)  # no MC graph: say so before sampling
 
         session = request.session_hash if request is not None else None
@@ -183,7 +185,7 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
         atomic_save(finished.output, target)
         recipe = command_line(settings, out=target.name)
         if uncertainty:
-            html_view = uncertainty_view(runtime, domain, settings, finished.tokens)
+            html_view = uncertainty_view(runtime, domain, settings, finished.tokens, int(mc_passes))
         elif confidence:
             html_view = confidence_view(runtime, domain, settings, finished.tokens)
         else:
@@ -290,8 +292,11 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                     False,
                     label="Colour by uncertainty",
                     elem_id="write-uncertainty",
-                    info=f"MC dropout: the spread of each token's probability over {UNCERTAINTY_PASSES} passes "
-                    "with dropout on (models trained with dropout).",
+                    info="MC dropout: the spread of each token's probability over passes with dropout on "
+                    "(models trained with dropout).",
+                )
+                mc_passes = gr.Slider(
+                    2, 50, UNCERTAINTY_PASSES, step=1, label="MC-dropout passes", elem_id="write-mc-passes"
                 )
             in_browser = gr.Checkbox(
                 False,
@@ -329,6 +334,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
             view,
             confidence,
             uncertainty,
+            mc_passes,
         ],
         outputs=[text, recipe, html_view, file, stats],
         error=error,
