@@ -220,7 +220,7 @@ def export_run(
             elif drop_int8:  # measured and recorded in the card, but not shipped
                 (folder / INT8_GRAPH).unlink()
                 del graphs["int8"]
-        mc_dropout = export_mc_dropout(head, model, folder)
+        mc_dropout = export_mc_dropout(head, model, folder, int8=quantize == "int8")
         card = _card(
             run,
             out_dir.name,
@@ -258,10 +258,12 @@ def export_run(
 MC_PARITY_TOKENS = 40
 
 
-def export_mc_dropout(head: Trainable, model: torch.nn.Module, folder: Path) -> dict | None:
+def export_mc_dropout(head: Trainable, model: torch.nn.Module, folder: Path, int8: bool = False) -> dict | None:
     """Write the MC-dropout graph (:data:`MC_GRAPH`: dropout masks as inputs) beside the
     step graph when the head and model have dropout; checks it against torch with random
-    masks at batch 1 and 3 and returns the card's ``mc_dropout`` record, else None."""
+    masks at batch 1 and 3 and returns the card's ``mc_dropout`` record, else None.  With
+    ``int8`` its weights are then quantised (dynamic int8, as small as the int8 step
+    graph) and the record gives the largest logit change that made on the same check."""
     found = head.mc_dropout(model)
     if found is None:
         return None
@@ -278,11 +280,12 @@ def export_mc_dropout(head: Trainable, model: torch.nn.Module, folder: Path) -> 
             feeds[name] = torch.bernoulli(torch.full(shape, mask["keep"]), generator=generator) / mask["keep"]
         return feeds
 
-    export_onnx(module, example(2, 3 if time == "time" else 1), io, folder / MC_GRAPH)
-    session = session_for(folder / MC_GRAPH)
+    path = folder / MC_GRAPH
+    export_onnx(module, example(2, 3 if time == "time" else 1), io, path)
+    checks = [example(batch, MC_PARITY_TOKENS) for batch in (1, 3)]
+    session = session_for(path)
     worst = 0.0
-    for batch in (1, 3):
-        feeds = example(batch, MC_PARITY_TOKENS)
+    for feeds in checks:
         with torch.no_grad():
             expected = module(*feeds.values())[0].numpy()
         worst = max(worst, float(np.abs(_mc_ort_logits(session, feeds, masks, time) - expected).max()))
@@ -292,7 +295,19 @@ def export_mc_dropout(head: Trainable, model: torch.nn.Module, folder: Path) -> 
             f"(limit {PARITY_TOLERANCE:g}); please report this model config"
         )
     inputs = {name: io["inputs"][name] for name in masks}
-    return {"graph": MC_GRAPH, "masks": masks, "inputs": inputs, "parity_max_abs_diff": worst}
+    record = {"graph": MC_GRAPH, "masks": masks, "inputs": inputs, "parity_max_abs_diff": worst, "precision": "fp32"}
+    if int8:
+        quantized = folder / (MC_GRAPH + ".int8")
+        quantize_int8(path, quantized)
+        fp32_logits = [_mc_ort_logits(session, feeds, masks, time) for feeds in checks]
+        int8_session = session_for(quantized)
+        change = max(
+            float(np.abs(_mc_ort_logits(int8_session, feeds, masks, time) - logits).max())
+            for feeds, logits in zip(checks, fp32_logits)
+        )
+        quantized.replace(path)
+        record.update(precision="int8", int8_max_abs_logit_change=round(change, 5))
+    return record
 
 
 def _mc_ort_logits(session: Any, feeds: dict[str, torch.Tensor], masks: dict, time: Any) -> np.ndarray:

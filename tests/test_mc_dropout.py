@@ -270,3 +270,20 @@ def test_write_tab_colours_by_uncertainty_and_refuses_without_the_graph(
         next(write(tiny_bundle.name, **settings, uncertainty=True))
     with pytest.raises(StudioError, match=r"MC-dropout passes \(--mc-dropout\) must be 1 to 100"):
         next(write(bundle.path.name, **settings, uncertainty=True, mc_passes=0))
+
+
+def test_int8_mc_graph_is_smaller_and_close(tmp_path):
+    torch.manual_seed(0)
+    model = RecurrentLM(
+        ModelConfig(vocab_size=40, cell="lstm", layers=2, hidden_size=128, embedding_size=16, dropout=0.2)
+    ).eval()
+    for name in ("fp32", "int8"):
+        (tmp_path / name).mkdir()
+    fp32 = export_mc_dropout(TRAINABLES["categorical"], model, tmp_path / "fp32")
+    int8 = export_mc_dropout(TRAINABLES["categorical"], model, tmp_path / "int8", int8=True)
+    assert fp32["precision"] == "fp32" and int8["precision"] == "int8"
+    size = {
+        name: (tmp_path / name / record["graph"]).stat().st_size for name, record in (("fp32", fp32), ("int8", int8))
+    }
+    assert size["int8"] < size["fp32"] / 2
+    assert 0 < int8["int8_max_abs_logit_change"] < 0.1
