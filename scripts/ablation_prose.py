@@ -11,8 +11,8 @@ weights are scored on the whole held-out 10% (state carried through, as the trai
 validation does; scoring is not counted in the budget).  Prints one JSON line:
 validation nats/char at each mark, steps, median training tokens/s.
 
-Rows are meant to run side by side with one torch thread each (three on the 2-core
-machine), so that every row gets the same share of the machine.
+Rows are meant to run side by side with one torch thread each (four on the 2-core
+machine, scripts/ablation_prose.sh), so that every row gets the same share of it.
 """
 
 from __future__ import annotations

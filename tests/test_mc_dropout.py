@@ -18,7 +18,7 @@ from studio.export import export_mc_dropout, export_run, session_for
 from studio.inspection import uncertainty_view
 from studio.models import TRAINABLES
 from studio.models.recurrent_lm import MaskedStepGraph, RecurrentLM, dropout_masks
-from studio.numeric import log_softmax
+from studio.numeric import log_softmax, teacher_forced_log_probs
 from studio.runtime import Runtime
 from studio.sampling.rng import CounterRNG
 from studio.sampling.settings import SampleSettings
@@ -287,3 +287,15 @@ def test_int8_mc_graph_is_smaller_and_close(tmp_path):
     }
     assert size["int8"] < size["fp32"] / 2
     assert 0 < int8["int8_max_abs_logit_change"] < 0.1
+
+
+def test_the_shipped_prose_bundle_carries_an_int8_mc_graph():
+    bundle = Bundle.load("prose")
+    record = bundle.card["mc_dropout"]
+    assert record["precision"] == "int8" and record["parity_max_abs_diff"] < 1e-4
+    ids = sample_ids(bundle, 200)
+    scores = MCDropout(bundle).score(ids, 3, seed=1)
+    assert len(set(np.round(scores.pass_nats(), 9))) == 3
+    plain = Runtime(bundle)  # the passes scatter around the model without dropout
+    deterministic = -teacher_forced_log_probs(plain.logits, plain.init_state(1), ids).mean()
+    assert abs(scores.pass_nats().mean() - deterministic) < 0.5
