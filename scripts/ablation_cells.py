@@ -30,14 +30,16 @@ SETTINGS = dict(
 HELD_OUT_CHARS = 30_000  # the first 30k characters of the held-out 10%: the same for every cell
 
 
-def held_out_nats(run_path: Path) -> float:
+def held_out_nats(run_path: Path, chars: int | None = HELD_OUT_CHARS) -> float:
+    """Nats/char of the run's last weights on the first ``chars`` of the held-out 10% of
+    tinyshakespeare (None: all of it), state carried through as the trainer validates."""
     checkpoint = torch.load(run_path / "checkpoint.pt", map_location="cpu", weights_only=False)
     head = trainable_for(checkpoint["head"])
     model = head.build_model(checkpoint["model"])
     model.load_state_dict(checkpoint["model_state"])
     corpus = load_corpus(CORPUS, "chars", {})
     data = head.train_data(corpus.domain, corpus.payload, TrainConfig(**SETTINGS), 0, 1)
-    data.val_ids = data.val_ids[:HELD_OUT_CHARS]
+    data.val_ids = data.val_ids[:chars]
     return data.validation_nats(model, torch.device("cpu"), Distributed(torch.device("cpu")))
 
 

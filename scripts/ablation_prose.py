@@ -24,13 +24,11 @@ import statistics
 from pathlib import Path
 
 import torch
+from ablation_cells import CORPUS, held_out_nats  # scripts/ is on the path when a script runs
 
 from studio.config import TrainConfig
-from studio.devices import Distributed
-from studio.models import trainable_for
-from studio.train import load_corpus, train
+from studio.train import train
 
-CORPUS = Path("corpora/shakespeare")
 BASE_MODEL = dict(hidden_size=448, layers=2, embedding_size=64, dropout=0.25)
 BASE_TRAIN = dict(
     batch_size=32, seq_len=128, learning_rate=3e-3, warmup_steps=100, eval_every=10**6, patience=10**6, seed=1337
@@ -47,16 +45,6 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "lstm-ss": ({"cell": "lstm"}, {"scheduled_sampling": 0.1}),
     "shipped": ({"cell": "lstm", "dropout": 0.3}, {"precision": "bf16"}),  # export/prose's recipe
 }
-
-
-def held_out_nats(run_path: Path) -> float:
-    checkpoint = torch.load(run_path / "checkpoint.pt", map_location="cpu", weights_only=False)
-    head = trainable_for(checkpoint["head"])
-    model = head.build_model(checkpoint["model"])
-    model.load_state_dict(checkpoint["model_state"])
-    corpus = load_corpus(CORPUS, "chars", {})
-    data = head.train_data(corpus.domain, corpus.payload, TrainConfig(**BASE_TRAIN), 0, 1)
-    return data.validation_nats(model, torch.device("cpu"), Distributed(torch.device("cpu")))
 
 
 def metrics(run_path: Path) -> list[dict]:
@@ -105,7 +93,7 @@ def main() -> None:
             train_config=TrainConfig(**settings, max_steps=max_steps, max_minutes=minutes),
             quiet=True,
         )
-        marks[f"{minutes:g}"] = round(held_out_nats(path), 4)
+        marks[f"{minutes:g}"] = round(held_out_nats(path, chars=None), 4)
         print(json.dumps({"row": args.row, "minutes": minutes, "nats": marks[f"{minutes:g}"]}), flush=True)
     rows = metrics(path)
     speed = statistics.median(float(r["tokens_per_s"]) for r in rows[1:] or rows)
