@@ -31,18 +31,8 @@ from studio.api import bundle_domain, load_bundle  # noqa: E402
 from studio.generate import Generation  # noqa: E402
 from studio.runtime import Runtime  # noqa: E402
 from studio.sampling.settings import SampleSettings  # noqa: E402
-from studio.webexport import export_web  # noqa: E402
+from studio.webexport import CHROMIUM, CHROMIUM_ARGS, export_web  # noqa: E402
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PRIME = "ROMEO:"
 TEMPERATURE = 0.8
 
@@ -106,7 +96,7 @@ def browser_figures(url: str, length: int, seeds: int, precision: str, graph: st
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context()  # a fresh cache: every byte is transferred
         page = context.new_page()
         transferred = [0]

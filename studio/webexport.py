@@ -31,6 +31,19 @@ from .bundle import CARD, Bundle
 from .confine import check_name
 from .errors import StudioError
 
+# How the tests and `scripts/bench_browser.py` drive Debian's Chromium: offline, no
+# sandbox (containers), nothing fetched in the background.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 VENDOR = STATIC / "vendor" / "onnxruntime-web"
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")

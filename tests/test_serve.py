@@ -16,6 +16,7 @@ import tracemalloc
 import pytest
 
 from studio.api import load, sample, sample_iter, settings_from
+from studio.bench.runtime_rates import _Endless
 from studio.engine import Engine
 from studio.errors import StudioError
 from studio.generate import Generation, TokenRows
@@ -147,21 +148,6 @@ def test_a_closed_request_leaves_the_batch(tiny_bundle):
     [alone] = batcher.sample(_settings(tiny_bundle, "fp32", RECIPES[0]))
     batcher.close()
     assert _as_tuples([alone]) == _as_tuples(sample(settings=_settings(tiny_bundle, "fp32", RECIPES[0])))
-
-
-class _Endless:
-    """The bundle's domain, except that a sample never ends before its length."""
-
-    separator_id = -1
-
-    def __init__(self, domain):
-        self._domain = domain
-
-    def __getattr__(self, name):
-        return getattr(self._domain, name)
-
-    def is_finished(self, generated, settings) -> bool:
-        return False
 
 
 @pytest.mark.parametrize("rules", [{}, {"top_k": 5, "repetition_penalty": 1.2}])

@@ -17,20 +17,9 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from studio.webexport import STATIC, VENDOR
+from studio.webexport import CHROMIUM, CHROMIUM_ARGS, STATIC, VENDOR
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FETCHED = all((VENDOR / name).is_file() for name in ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"))
 
 # (prime, temperature, top-k, top-p, seed, length)

@@ -17,20 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from studio.cli import app
-from studio.webexport import MANIFEST, VENDOR, export_web, vendor_files
+from studio.webexport import CHROMIUM, CHROMIUM_ARGS, MANIFEST, VENDOR, export_web, vendor_files
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FETCHED = all((VENDOR / name).is_file() for name in ("ort.wasm.min.js", "ort-wasm-simd-threaded.wasm"))
 needs_ort = pytest.mark.skipif(
     not FETCHED, reason="onnxruntime-web is not fetched: `make install` runs scripts/fetch_onnxruntime_web.py"

@@ -152,6 +152,12 @@ class MusicDomain(CategoricalDomain):
         longest, voices = corpus_limits(pieces)
         stats = metre_stats(pieces, codec.ticks_per_beat)
         habits = [piece_habits(piece) for piece in pieces]
+        return cls._measured(codec, longest, voices, stats, habits)
+
+    @classmethod
+    def _measured(cls, codec: EventCodec, longest: int, voices: int, stats: MetreStats, habits: list) -> MusicDomain:
+        """The domain with what was measured on the corpus: the note grammar's limits, the
+        metre grid and longest usual note, the usual tempo and key, and the usual voices."""
         return cls(
             codec,
             longest,
@@ -200,15 +206,7 @@ class MusicDomain(CategoricalDomain):
             raise StudioError(
                 f"no usable music in {path}: give MIDI (.mid), MusicXML, ABC or Humdrum files with notes in them"
             )
-        return cls(
-            codec,
-            longest,
-            voices,
-            stats.positions(),
-            stats.long_note(),
-            *usual_tempo_and_key(habits),
-            stats.usual_voices(),
-        )
+        return cls._measured(codec, longest, voices, stats, habits)
 
     def corpus_ids(self, documents: Sequence[Document], transpose: int = 0, **options: Any) -> np.ndarray:
         """Pieces in corpus order, each followed by the separator; with ``transpose`` the

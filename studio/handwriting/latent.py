@@ -4,7 +4,7 @@ The step graph (see :mod:`studio.models.vrnn`) takes the standard normal ``noise
 becomes the latent ``z = mu + sigma * noise``; here it is drawn from the one seeded
 generator that also draws the points, so a seed fixes a sample.
 
-* :func:`generate`: ``settings.num`` doodles in a row, each about ``DOODLE_POINTS``
+* :func:`generate`: ``settings.num`` doodles in a row, each about ``mdn.DOODLE_POINTS``
   points ending on a pen lift, ``z`` from the prior and the point from the decoder's
   mixture (with Graves's ``settings.bias``).  ``settings.style`` primes with a stored
   sequence, encoded by the posterior at its mean (noise 0).
@@ -28,7 +28,6 @@ from . import data as stroke_data
 from . import mdn
 from .render import Rendered, doodle_page
 
-DOODLE_POINTS = 45  # as the MDN doodles: an Omniglot character has ~31 points on average
 EVALUATION_SEED = 0  # the encoder's noise when scoring: the same bound every time
 
 
@@ -71,18 +70,15 @@ def draw_doodle(domain, runtime, bias: float, rng: CounterRNG, style: np.ndarray
         for row in domain.normalise(style):
             _, state = runtime.run(_feed(points, row[None], 1.0, np.zeros((1, size))), state)
             points = row[None].astype(np.float32)
-    drawn, logprob = [], 0.0
-    for step in range(3 * DOODLE_POINTS):
+
+    def step(last: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal state
         noise = rng.standard_normal((1, size))
-        outputs, state = runtime.run(_feed(points, np.zeros_like(points), 0.0, noise), state)
-        head = {k: outputs[k] for k in mdn.HEAD_NAMES}
-        points = mdn.draw(head, rng, bias)
-        logprob += float(mdn.log_likelihood(head, points)[0])
-        drawn.append(points[0].copy())
-        if step + 1 >= DOODLE_POINTS and points[0, 2] > 0.5:
-            break
-    drawn[-1][2] = 1.0
-    return domain.denormalise(np.asarray(drawn)), logprob
+        outputs, state = runtime.run(_feed(last, np.zeros_like(last), 0.0, noise), state)
+        return {k: outputs[k] for k in mdn.HEAD_NAMES}
+
+    drawn, logprob = mdn.draw_doodle_points(step, points, rng, bias)
+    return domain.denormalise(drawn), logprob
 
 
 def generate(domain, runtime, settings) -> Rendered:

@@ -76,6 +76,26 @@ def draw(head: dict[str, np.ndarray], rng: np.random.Generator, bias: float = 0.
     return np.stack([dx, dy, pen], 1).astype(np.float32)
 
 
+DOODLE_POINTS = 45  # points a doodle aims for: an Omniglot character has ~31 on average
+
+
+def draw_doodle_points(step, points: np.ndarray, rng, bias: float) -> tuple[np.ndarray, float]:
+    """Points drawn one at a time until the first pen lift after ``DOODLE_POINTS`` (at
+    most three times that), the last one lifted: ``(points (T, 3) normalised, the
+    mixture's log-density of them)``.  ``step(points (1, 3))`` feeds the model its last
+    point (and whatever else it takes) and returns the mixture outputs of the next."""
+    drawn, logprob = [], 0.0
+    for index in range(3 * DOODLE_POINTS):
+        head = step(points)
+        points = draw(head, rng, bias)
+        logprob += float(log_likelihood(head, points)[0])
+        drawn.append(points[0].copy())
+        if index + 1 >= DOODLE_POINTS and points[0, 2] > 0.5:
+            break
+    drawn[-1][2] = 1.0
+    return np.asarray(drawn), logprob
+
+
 def spread(head: dict[str, np.ndarray], bias: float) -> float:
     """Largest standard deviation of the biased mixture's offset (a scalar), the
     quantity that shrinks to 0 as ``bias`` grows."""

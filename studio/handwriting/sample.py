@@ -36,7 +36,6 @@ POINTS_PER_CHARACTER_LIMIT = 40  # a line never runs longer than this many point
 TRAILING_MARK_POINTS = 2  # a stroke this short, begun as the window leaves the text, is dropped
 LINE_SPACING = 2.4  # baselines apart, in capital-letter heights
 CAPITAL_HEIGHT = 21.0  # Hershey units
-DOODLE_POINTS = 45  # an Omniglot character has ~31 points on average
 DEFAULT_LINE_CHARACTERS = 16
 PAGE_LINE_SPACING = 2.0  # baselines apart on a page, in capital-letter heights
 WORD_GAP = 0.6  # between pieces on a page line, in capital-letter heights
@@ -158,23 +157,20 @@ def _without_trailing_mark(drawn: list[np.ndarray]) -> int:
 
 
 def draw_doodle(domain, runtime, settings, rng: np.random.Generator, style=None) -> np.ndarray:
-    """One unconditional sequence of about ``DOODLE_POINTS`` points, ending on a pen lift:
+    """One unconditional sequence of about ``mdn.DOODLE_POINTS`` points, ending on a pen lift:
     ``(offsets (T, 3) raw units, logprob)``."""
     state = runtime.init_state(1)
     points = _start_point(1)
     if style is not None:
         state, points = _prime(runtime, state, style[1], domain, {})
-    drawn, logprob = [], 0.0
-    for step in range(3 * DOODLE_POINTS):
-        outputs, state = runtime.run({"points": points}, state)
-        head = {k: outputs[k] for k in mdn.HEAD_NAMES}
-        points = mdn.draw(head, rng, settings.bias)
-        logprob += float(mdn.log_likelihood(head, points)[0])
-        drawn.append(points[0].copy())
-        if step + 1 >= DOODLE_POINTS and points[0, 2] > 0.5:
-            break
-    drawn[-1][2] = 1.0
-    return domain.denormalise(np.asarray(drawn)), logprob
+
+    def step(last: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal state
+        outputs, state = runtime.run({"points": last}, state)
+        return {k: outputs[k] for k in mdn.HEAD_NAMES}
+
+    drawn, logprob = mdn.draw_doodle_points(step, points, rng, settings.bias)
+    return domain.denormalise(drawn), logprob
 
 
 def _chosen_style(domain, runtime, settings) -> tuple[str, np.ndarray] | None:
