@@ -90,6 +90,13 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps before cosine decay.")] = 100,
+    min_lr_ratio: Annotated[
+        float,
+        typer.Option(
+            help="Where the cosine decay ends, as a fraction of --lr (reached at --max-steps; "
+            "size --max-steps to the budget so that a --max-minutes stop comes after it)."
+        ),
+    ] = 0.1,
     clip: Annotated[float, typer.Option(help="Gradient clipping by global norm.")] = 1.0,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.")] = None,
     max_minutes: Annotated[
@@ -174,6 +181,7 @@ def train(
         learning_rate=lr,
         weight_decay=weight_decay,
         warmup_steps=warmup_steps,
+        min_lr_ratio=min_lr_ratio,
         clip=clip,
         max_steps=max_steps,
         max_minutes=max_minutes,

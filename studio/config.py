@@ -117,6 +117,7 @@ class TrainConfig:
         require(self.seq_len >= 2, f"--seq-len must be at least 2 (got {self.seq_len})")
         require(self.learning_rate > 0, f"--lr must be positive (got {self.learning_rate})")
         require(self.clip > 0, f"--clip must be positive (got {self.clip})")
+        require(0.0 <= self.min_lr_ratio <= 1.0, f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
         require(self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1")
         require(self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive")
         require(self.epochs > 0, f"--epochs must be positive (got {self.epochs})")

@@ -52,11 +52,12 @@ class Job(ABC):
         all of them do; ``live`` is then the new count."""
 
     @classmethod
-    def advance_together(cls, jobs: list[Job], outputs: list[list[np.ndarray]]) -> list[np.ndarray | None]:
-        """:meth:`advance` for several jobs of this class after one step (``outputs[i]``:
-        job i's rows); a class may do the same work for all of them in fewer calls.  A
-        job that fails keeps its error and leaves, the others go on."""
-        return [_advance(job, own) for job, own in zip(jobs, outputs)]
+    def advance_together(cls, jobs: list[Job], step: StepRows, indices: list[int]) -> list[np.ndarray | None]:
+        """:meth:`advance` for several jobs of this class after one step (``jobs[k]`` is
+        the step's job ``indices[k]``; ``step.own(indices[k])`` its rows of the outputs); a
+        class may do the same work for all of them in fewer calls.  A job that fails keeps
+        its error and leaves, the others go on."""
+        return [_advance(job, step.own(index)) for job, index in zip(jobs, indices)]
 
     def drain(self) -> list:
         """What the job has to tell its requester since the last drain, in order."""
@@ -66,6 +67,22 @@ class Job(ABC):
         """Stop stepping (safe from another thread): the engine drops every row of this
         job before its next step."""
         self.cancelled = True
+
+
+class StepRows:
+    """One step's outputs (card order) for every live row, and which rows are whose: job
+    ``i`` of the step owns ``rows[i]`` rows from ``starts[i]`` along each output's batch
+    axis."""
+
+    def __init__(self, outputs: list[np.ndarray], axes: list[int], rows: list[int]):
+        self.outputs, self.axes, self.rows = outputs, axes, rows
+        self.starts = np.cumsum([0, *rows[:-1]]).tolist()
+
+    def own(self, index: int) -> list[np.ndarray]:
+        """Job ``index``'s rows of every output."""
+        start = self.starts[index]
+        stop = start + self.rows[index]
+        return [_rows_of(value, axis, start, stop) for value, axis in zip(self.outputs, self.axes)]
 
 
 class Engine:
@@ -140,16 +157,13 @@ class Engine:
             if kept is not None:
                 self._keep([kept])
             return
-        start, owns = 0, []
-        for rows in self._rows:
-            owns.append([_rows_of(value, axis, start, start + rows) for value, axis in zip(outputs, self._output_axes)])
-            start += rows
+        step = StepRows(outputs, self._output_axes, self._rows)
         kinds: dict[type, list[int]] = {}
         for index, job in enumerate(jobs):
             kinds.setdefault(type(job), []).append(index)
         kept: list[np.ndarray | None] = [None] * len(jobs)
         for kind, indices in kinds.items():
-            results = kind.advance_together([jobs[i] for i in indices], [owns[i] for i in indices])
+            results = kind.advance_together([jobs[i] for i in indices], step, indices)
             for index, result in zip(indices, results):
                 kept[index] = result
         if any(result is not None for result in kept):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Engine, Job
+from .engine import Engine, Job, StepRows
 from .errors import StudioError
 from .numeric import inverse_cdf, softmax_weights, teacher_forced_nats
 from .runtime import Runtime
@@ -96,8 +96,14 @@ class Generation:
 
     def _sample(self) -> Iterator[tuple[int, int]]:
         """``num`` rows stepped by the same :class:`~studio.engine.Engine` the server
-        batches its users with: this generation is its only job."""
+        batches its users with: this generation is its only job (one row without rules,
+        the usual command line, steps in :meth:`TokenRows.stream_alone`: the engine's
+        numbers with less around each model call)."""
         rows = TokenRows(self)
+        if rows.alone and not self.runtime.use_binding:
+            yield from rows.stream_alone(self.runtime)
+            self.results.extend(rows.samples())
+            return
         engine = Engine(self.runtime)
         engine.add(rows)
         yield from rows.drain()
@@ -250,6 +256,36 @@ class TokenRows(Job):
     def finished(self) -> bool:
         return self.live == 0
 
+    @property
+    def alone(self) -> bool:
+        """One row drawn from the model's own distribution (no rule, not greedy)."""
+        return self.plain and len(self.rows) == 1
+
+    def stream_alone(self, runtime: Runtime) -> Iterator[tuple[int, int]]:
+        """The whole loop of an :attr:`alone` job without an engine: between two model
+        calls only the draw (:func:`_one_row_draw`) and :meth:`_one_row`'s bookkeeping, so
+        the loop runs close to the bare step graph's rate.  Each number is the engine's
+        (``tests/test_generate.py`` compares them)."""
+        state = self.start(runtime)
+        yield from self.drain()
+        if not self.live:
+            return
+        (name,) = runtime.input_names  # categorical graphs take the tokens alone
+        feeds = {name: self._next, **state}
+        run, fetch, outputs = runtime.session.run, runtime._fetch, len(runtime.output_names)
+        slots = list(enumerate(runtime.state_names, outputs))
+        generator, events = self.generators[0], self._events
+        while True:
+            values = run(fetch, feeds)
+            for index, state_name in slots:
+                feeds[state_name] = values[index]
+            drawn = _one_row_draw(values[0][0, 0], generator)
+            ended = self._draw(values[0][:, 0]) if drawn is None else self._one_row(*drawn)
+            if events:
+                yield from self.drain()
+            if ended is not None:
+                return
+
     def start(self, runtime: Runtime) -> dict[str, np.ndarray]:
         state, last = self.generation._prefill()
         self.live = len(self.rows)
@@ -265,32 +301,31 @@ class TokenRows(Job):
         return self._draw(outputs[0][:, 0])
 
     @classmethod
-    def advance_together(cls, jobs: list[Job], outputs: list[list[np.ndarray]]) -> list[np.ndarray | None]:
+    def advance_together(cls, jobs: list[Job], step: StepRows, indices: list[int]) -> list[np.ndarray | None]:
         """Jobs of one row without rules (one request at the model's own temperature)
         draw in one set of numpy calls; the numbers are those each would draw alone
         (:func:`_one_row_draw`'s, row by row).  The others advance one by one."""
-        plain = [i for i, job in enumerate(jobs) if job.plain and job.live == 1 and not job.cancelled]
-        results = [None] * len(jobs)
+        plain = [k for k, job in enumerate(jobs) if job.plain and job.live == 1 and not job.cancelled]
+        results: list[np.ndarray | None] = [None] * len(jobs)
+        drawn = set()
         if len(plain) > 1:
-            last = np.concatenate([outputs[i][0][:, 0] for i in plain]).astype(np.float64)
+            logits, axis = step.outputs[0], step.axes[0]
+            rows = [step.starts[indices[k]] for k in plain]
+            last = np.take(logits, rows, axis=axis).reshape(len(plain), -1).astype(np.float64)
             top = last.max(-1)
             if np.isfinite(top).all():
                 weights = np.exp(last - top[:, None])
                 log_total = top + np.log(weights.sum(-1))
-                uniforms = np.array([jobs[i].generators[0].random() for i in plain])
+                uniforms = [jobs[k].generators[0].random() for k in plain]
                 chosen = inverse_cdf(weights, uniforms)
                 scores = (last[np.arange(len(plain)), chosen] - log_total).tolist()
-                for position, index in enumerate(plain):
-                    results[index] = _one_row_result(jobs[index], int(chosen[position]), scores[position])
-                plain = set(plain)
-            else:
-                plain = set()
-        else:
-            plain = set()
-        others = [i for i in range(len(jobs)) if i not in plain]
-        alone = super().advance_together([jobs[i] for i in others], [outputs[i] for i in others])
-        for index, result in zip(others, alone):
-            results[index] = result
+                for position, k in enumerate(plain):
+                    results[k] = _one_row_result(jobs[k], int(chosen[position]), scores[position])
+                drawn = set(plain)
+        others = [k for k in range(len(jobs)) if k not in drawn]
+        alone = super().advance_together([jobs[k] for k in others], step, [indices[k] for k in others])
+        for k, result in zip(others, alone):
+            results[k] = result
         return results
 
     def drain(self) -> list[tuple[int, int]]:
@@ -393,23 +428,28 @@ def _one_row_result(job: TokenRows, token: int, score: float) -> np.ndarray | No
         return np.arange(0)
 
 
+_largest, _total = np.maximum.reduce, np.add.reduce  # what .max() and .sum() call, without their wrappers
+
+
 def _one_row_draw(last: np.ndarray, generator: np.random.Generator) -> list | None:
-    """``[token, log p(token)]`` drawn from one row of float64 logits with no rule: the
-    same numbers as :func:`~studio.numeric.softmax_weights` then
-    :func:`~studio.sampling.rules.draw_weights` give, in fewer numpy calls (this runs
-    once per token at batch 1, where the sampling loop's own time counts most); None
-    when the row has no finite logit (the general path says what went wrong)."""
-    top = last.max()
+    """``[token, log p(token)]`` drawn from one row of logits (float32 or float64) with no
+    rule: the same numbers as :func:`~studio.numeric.softmax_weights` then
+    :func:`~studio.sampling.rules.draw_weights` give on the float64 row, in fewer numpy
+    calls (this runs once per token at batch 1, where the sampling loop's own time counts
+    most: the float32 row's max is the float64 row's, and the subtraction casts as it
+    goes); None when the row has no finite logit (the general path says what went wrong)."""
+    top = float(_largest(last))
     if not math.isfinite(top):
         return None
-    weights = np.exp(last - top)
-    log_total = top + np.log(weights.sum())
+    weights = np.subtract(last, top, dtype=np.float64)
+    np.exp(weights, out=weights)
+    log_total = top + np.log(_total(weights))
     cumulative = weights.cumsum()
     uniform = generator.random()
     index = min(int(cumulative.searchsorted(uniform * cumulative[-1], "right")), len(weights) - 1)
     if not weights[index]:  # float round-off at the top end: the nearest allowed index
         index = int(inverse_cdf(weights[None], [uniform])[0])
-    return [index, float(last[index] - log_total)]
+    return [index, float(last[index]) - float(log_total)]
 
 
 def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:

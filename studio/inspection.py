@@ -164,7 +164,7 @@ def uncertainty_view(runtime, domain, settings, tokens: list[int], passes: int =
     shown_prime = domain.decode(prime_ids[domain.hidden_prefix(prime_ids, settings) :])
     if not tokens:
         return uncertainty_html(shown_prime, [], np.zeros(0), np.zeros(0), passes)
-    scores = MCDropout(runtime.bundle, runtime.device, runtime.threads).score(
+    scores = MCDropout.shared(runtime.bundle, runtime.device, runtime.threads).score(
         prime_ids + list(tokens), passes, settings.seed
     )
     means, spreads = scores.token_spread()

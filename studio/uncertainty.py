@@ -17,6 +17,8 @@ confidence view can colour each token by the spread of its probability.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ from .sampling.rng import CounterRNG
 
 MAX_PASSES = 100
 SCORE_WINDOW = 4096  # tokens per call of a graph with a time axis
+SHARED_SESSIONS = 4  # MC graphs kept loaded for the web's uncertainty view
 
 
 def require_passes(passes: int) -> None:
@@ -83,7 +86,33 @@ class MCScores:
 
 
 class MCDropout:
-    """The bundle's MC-dropout graph in an onnxruntime session."""
+    """The bundle's MC-dropout graph in an onnxruntime session (:meth:`shared`: one kept
+    loaded per bundle, for a server that colours every sample)."""
+
+    _shared: OrderedDict = OrderedDict()
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, bundle: Bundle, device: str = "cpu", threads: int | None = None) -> MCDropout:
+        """The bundle's session, loaded once and kept (the last ``SHARED_SESSIONS``
+        used); a re-exported graph (its size or time changed) is loaded afresh.
+        onnxruntime sessions may run from several threads at once."""
+        spec = require_mc_graph(bundle)
+        try:
+            stat = (bundle.path / spec["graph"]).stat()
+            key = (str(bundle.path.resolve()), stat.st_mtime_ns, stat.st_size, device, threads)
+        except OSError:
+            return cls(bundle, device, threads)  # let the constructor name what is missing
+        with cls._shared_lock:
+            if key in cls._shared:
+                cls._shared.move_to_end(key)
+                return cls._shared[key]
+        loaded = cls(bundle, device, threads)
+        with cls._shared_lock:
+            cls._shared[key] = loaded
+            while len(cls._shared) > SHARED_SESSIONS:
+                cls._shared.popitem(last=False)
+        return loaded
 
     def __init__(self, bundle: Bundle, device: str = "cpu", threads: int | None = None):
         import onnxruntime as ort

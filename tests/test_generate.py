@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from studio.api import load, sample, sample_iter
 from studio.bundle import Bundle
 from studio.cli import app
-from studio.generate import Generation
+from studio.generate import Generation, TokenRows
 from studio.heads import Finished, Started, Token
 from studio.runtime import Runtime
 from studio.sampling.settings import SampleSettings
@@ -97,6 +97,23 @@ def test_sampling_streams_every_row_and_rows_do_not_depend_on_num(tiny_bundle):
         assert "".join(e.text for e in tokens) == results[row].text[len("W") :]
     [alone] = sample(str(tiny_bundle), prime="W", length=40, seed=3, num=1, temperature=0.8)
     assert alone.tokens == results[0].tokens
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_single_row_loop_draws_the_engines_numbers(tiny_bundle, precision, monkeypatch):
+    """One row without rules steps in ``TokenRows.stream_alone`` (float32 max, casting
+    subtraction): every token and the log-probability must be the engine's, which draws
+    the same row of a batch through ``softmax_weights`` and ``draw_weights``."""
+    settings = dict(prime="W", length=300, temperature=1.0, precision=precision)
+    alone = [sample(str(tiny_bundle), seed=seed, **settings)[0] for seed in range(6)]
+    in_batches = [sample(str(tiny_bundle), seed=seed, num=3, **settings)[0] for seed in range(6)]
+    monkeypatch.setattr(TokenRows, "alone", property(lambda self: False))
+    through_engine = [sample(str(tiny_bundle), seed=seed, **settings)[0] for seed in range(6)]
+    for mine, batched, engine in zip(alone, in_batches, through_engine):
+        assert len(mine.tokens) == 300
+        assert mine.tokens == batched.tokens == engine.tokens
+        assert mine.logprob == batched.logprob == engine.logprob
+    assert len({tuple(s.tokens) for s in alone}) == 6  # the seeds matter
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])

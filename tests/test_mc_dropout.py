@@ -3,6 +3,7 @@ torch reference (exactly, with the same masks; and in the mean, with torch's own
 dropout), `studio eval --mc-dropout` and the uncertainty colours."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -232,6 +233,26 @@ def test_a_damaged_mc_graph_is_a_one_line_error(dropout_run, tmp_path):
     (copy / bundle.card["mc_dropout"]["graph"]).unlink()
     with pytest.raises(StudioError, match="model file missing"):
         Bundle.load(copy)
+
+
+def test_the_shared_session_is_loaded_once_and_again_after_a_re_export(dropout_run, tmp_path):
+    _, bundle = dropout_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for item in bundle.path.iterdir():
+        (copy / item.name).write_bytes(item.read_bytes())
+    first = MCDropout.shared(Bundle.load(copy))
+    assert MCDropout.shared(Bundle.load(copy)) is first
+    graph = copy / bundle.card["mc_dropout"]["graph"]
+    graph.write_bytes(graph.read_bytes())  # a re-export: same bytes, a new file time
+    os.utime(graph, ns=(graph.stat().st_atime_ns, graph.stat().st_mtime_ns + 10**9))
+    again = MCDropout.shared(Bundle.load(copy))
+    assert again is not first
+    ids = sample_ids(bundle, 40)
+    assert np.array_equal(again.score(ids, 3, 7).log_probs, first.score(ids, 3, 7).log_probs)
+    graph.write_bytes(b"not an onnx graph")
+    with pytest.raises(StudioError, match="damaged"):
+        MCDropout.shared(Bundle.load(copy))
 
 
 def test_uncertainty_view_colours_each_generated_token(dropout_run):

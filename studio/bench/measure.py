@@ -88,9 +88,10 @@ def _measure(
         say("prefill through step calls")
         result["prefill_1000_step_ms"] = prefill_step_ms(runtimes[default], prime_ids, seconds / 3)
         say("serving: 1 and 20 concurrent streams through the batcher")
-        # fp32: its batches are row-exact in one call (int8's dynamic quantisation runs
-        # a batch row by row, so batching saves it nothing yet)
-        result.update(serve_figures(bundle.path, "fp32", prime))
+        # the precision `studio web` serves (the bundle's default) when its batches are
+        # row-exact in one call; a dynamic int8 graph runs a batch row by row, so fp32
+        serving = "fp32" if runtimes[default].row_by_row else default
+        result.update(serve_figures(runtimes[serving].bundle.path, serving, prime))
         say("beam search, 8 beams")
         result["beam8_steps_s"] = round(
             generation_rate(runtimes[default], domain, base.with_(num_beams=8), seconds, lambda s: 1), 1
