@@ -167,9 +167,7 @@ class Batcher:
             going_on = not job.cancelled and job.live
             # a requester still busy with the last events, or served less than
             # FLUSH_EVERY_S ago, gets these with the next ones: fewer thread switches
-            if ticket.pending and (
-                not going_on or (ticket.inbox.empty() and now - ticket.handed >= FLUSH_EVERY_S)
-            ):
+            if ticket.pending and (not going_on or (ticket.inbox.empty() and now - ticket.handed >= FLUSH_EVERY_S)):
                 ticket.inbox.put(ticket.pending)
                 ticket.pending = []
                 ticket.handed = now
