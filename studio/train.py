@@ -319,6 +319,27 @@ class Trainer:
         self.best_val, self.bad_evals = (val, 0) if improved else (self.best_val, self.bad_evals + 1)
         return val, improved
 
+    def _score_last_weights(self, last_loss: float | None) -> bool:
+        """At a time limit the run ends between two evaluations: score the last weights
+        (the schedule's lowest learning rates so far) and log them; True when they are
+        the best yet.  The time the scoring takes is not training time."""
+        started = time.time()
+        val, improved = self.validate()
+        self.elapsed_before -= time.time() - started
+        if self.dist.is_main:
+            self.run.append_metrics(
+                {
+                    "step": self.step,
+                    "epoch": f"{self.step / self.data.steps_per_epoch:.4f}",
+                    "train_loss": "" if last_loss is None else f"{last_loss:.6f}",
+                    "learning_rate": f"{self.scheduler.get_last_lr()[0]:.6g}",
+                    "tokens_per_s": "",
+                    "elapsed_s": f"{self.elapsed():.1f}",
+                    "val_loss": f"{val:.6f}",
+                }
+            )
+        return improved
+
     def units_per_step(self) -> int:
         return self.config.batch_size * self.data.sequence_length
 
@@ -326,6 +347,10 @@ class Trainer:
         """Train until the schedule ends or a limit stops it; returns why it stopped."""
         config, dist, run = self.config, self.dist, self.run
         steps_this_call, last_val, tick = 0, "-", time.time()
+        if self.step and config.max_minutes is not None and dist.decide(self.elapsed() / 60 >= config.max_minutes):
+            # resumed with no time left (an older studio stopped it unscored): score, no step
+            self.save(tag_best=self._score_last_weights(None))
+            return f"time limit: {config.max_minutes:g} minutes (no time left to train; --max-minutes gives more)"
         while self.step < self.total_steps:
             last_loss = self.train_step()
             steps_this_call += 1
@@ -361,7 +386,7 @@ class Trainer:
                 self.save()
                 return f"interrupted at step {self.step}; checkpoint saved {paused}"
             if config.max_minutes is not None and dist.decide(self.elapsed() / 60 >= config.max_minutes):
-                self.save()
+                self.save(tag_best=row is None and self._score_last_weights(last_loss))
                 return f"time limit: {config.max_minutes:g} minutes"
             if stop_after is not None and steps_this_call >= stop_after and self.step < self.total_steps:
                 self.save()

@@ -71,6 +71,31 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
     assert not list(resumed.path.glob("*.tmp"))
 
 
+def test_a_time_limit_scores_the_last_weights(tiny_corpus, tmp_path):
+    """A --max-minutes stop between two evaluations scores the weights it stops with
+    (they have had the lowest learning rates) and keeps them when they are the best."""
+    run = train(
+        tiny_corpus,
+        tmp_path / "timed",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config(max_steps=50, eval_every=100, max_minutes=1e-6),
+        quiet=True,
+    )
+    summary = json.loads((run.path / "summary.json").read_text())
+    assert summary["stop_reason"].startswith("time limit") and summary["step"] == 1
+    scored = rows(run)[1]
+    assert scored["val_loss"]
+    best = torch.load(run.best, weights_only=False)
+    assert best["step"] == 1 and best["val_nats"] == pytest.approx(float(scored["val_loss"]), abs=1e-6)
+    assert summary["best_val_nats"] == pytest.approx(float(scored["val_loss"]), abs=1e-6)
+    # resumed with no time left: the last weights are scored again, and nothing trains
+    again = train(None, run.path, resume=True, quiet=True)
+    summary = json.loads((again.path / "summary.json").read_text())
+    assert "no time left" in summary["stop_reason"] and summary["step"] == 1
+    assert torch.load(again.checkpoint, weights_only=False)["step"] == 1
+
+
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
 def test_other_cells_train(tiny_corpus, tmp_path, cell):
     run = train(
@@ -128,10 +153,20 @@ def test_schedule_warms_up_then_decays():
     assert values[0] < values[9] == 1.0
     assert values[-1] == pytest.approx(0.1, abs=1e-3)
     assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert lr_factor(99, 10, 100, 0.02) == pytest.approx(0.02, abs=1e-3)  # --min-lr-ratio
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(batch_size=0), dict(clip=0), dict(val_fraction=0.9), dict(max_steps=0), dict(seq_len=1)]
+    "bad",
+    [
+        dict(batch_size=0),
+        dict(clip=0),
+        dict(val_fraction=0.9),
+        dict(max_steps=0),
+        dict(seq_len=1),
+        dict(min_lr_ratio=-0.1),
+        dict(min_lr_ratio=1.5),
+    ],
 )
 def test_bad_train_settings(bad):
     with pytest.raises(StudioError):
