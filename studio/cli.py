@@ -126,6 +126,13 @@ def train(
     kl_warmup: Annotated[
         int, typer.Option(help="--model vrnn: the KL term's weight rises linearly from 0 to 1 over N steps (0: off).")
     ] = 0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            help="Keep an exponential moving average of the weights with this decay per step (e.g. 0.999; "
+            "0: off); validation, best.pt and the export use the averaged weights."
+        ),
+    ] = 0.0,
     scheduled_sampling: Annotated[
         float,
         typer.Option(
@@ -195,6 +202,7 @@ def train(
         max_points=max_points,
         val_sequences=val_sequences,
         scheduled_sampling=scheduled_sampling,
+        ema=ema,
         kl_warmup=kl_warmup,
         precision=precision,
     )

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,43 @@ def autocast_plan(device: torch.device, precision: str, tell: bool) -> tuple[tor
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
+class AveragedWeights:
+    """An exponential moving average of a model's parameters (``--ema DECAY``), updated
+    after every optimiser step.  The decay starts low, ``min(decay, (1 + step) / (10 +
+    step))``, so the first random weights fade at once.  :meth:`swapped_in` lends the
+    average to the model (to validate it or save it) and puts the live weights back."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, state: list[torch.Tensor] | None = None):
+        self.decay = decay
+        self.params = [p for p in model.parameters() if p.dtype.is_floating_point]
+        if state is None:
+            self.average = [p.detach().clone() for p in self.params]
+        else:
+            require(len(state) == len(self.params), "the checkpoint's averaged weights do not fit this model")
+            self.average = [a.to(p.device, p.dtype) for a, p in zip(state, self.params)]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - decay)
+
+    def state(self) -> list[torch.Tensor]:
+        return [a.detach().cpu().clone() for a in self.average]
+
+    @contextmanager
+    def swapped_in(self):
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.average):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, kept in zip(self.params, live):
+                    p.copy_(kept)
+
+
 class Trainer:
     """One run's model, optimiser, schedule and position; :meth:`run` trains it."""
 
@@ -197,6 +235,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, config.warmup_steps, self.total_steps, config.min_lr_ratio)
         )
         self.step, self.best_val, self.bad_evals, self.elapsed_before = 0, math.inf, 0, 0.0
+        self.averaged = AveragedWeights(self.model, config.ema) if config.ema > 0 else None
         self.carry = self.head.init_carry(self.model, config.batch_size, self.device)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -223,6 +262,10 @@ class Trainer:
 
     def _restore(self, checkpoint: dict) -> None:
         self.model.load_state_dict(checkpoint["model_state"])
+        if self.averaged is not None:
+            saved_average = checkpoint.get("averaged_weights")
+            require(saved_average is not None, "the checkpoint has no averaged weights (--ema): train it again")
+            self.averaged = AveragedWeights(self.model, self.config.ema, saved_average)
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         self.scheduler.load_state_dict(checkpoint["scheduler_state"])
         self.step, self.best_val = checkpoint["step"], checkpoint["best_val"]
@@ -269,16 +312,19 @@ class Trainer:
                 if carried is None
                 else tuple(s.float().cpu() for s in carried),  # bf16 under autocast
                 "corpus": self.stored_corpus,
+                **({"averaged_weights": self.averaged.state()} if self.averaged is not None else {}),
             },
             self.run.checkpoint,
         )
         if tag_best:
+            with self._averaged():
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             atomic_torch_save(
                 {
                     "head": self.head.name,
                     "model": self.model_config,
                     "domain": self.domain.to_config(),
-                    "model_state": self.model.state_dict(),
+                    "model_state": best_state,
                     "step": self.step,
                     "val_nats": self.best_val,
                 },
@@ -311,10 +357,17 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        if self.averaged is not None:
+            self.averaged.update(self.step)
         return loss.item()
 
+    def _averaged(self):
+        """The averaged weights in the model for the ``with`` block (none: as they are)."""
+        return self.averaged.swapped_in() if self.averaged is not None else nullcontext()
+
     def validate(self) -> tuple[float, bool]:
-        val = self.data.validation_nats(self.model, self.device, self.dist)
+        with self._averaged():
+            val = self.data.validation_nats(self.model, self.device, self.dist)
         improved = val < self.best_val - 1e-4
         self.best_val, self.bad_evals = (val, 0) if improved else (self.best_val, self.bad_evals + 1)
         return val, improved

@@ -71,6 +71,44 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
     assert not list(resumed.path.glob("*.tmp"))
 
 
+def test_weight_averaging_resumes_exactly_and_is_what_validates(tiny_corpus, tmp_path):
+    """--ema: the average is validated, saved as best.pt and carried by checkpoints, so a
+    paused and resumed run ends with the same average as a straight one."""
+    settings = config(ema=0.9)
+    straight = train(
+        tiny_corpus,
+        tmp_path / "straight",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=settings,
+        quiet=True,
+    )
+    train(
+        tiny_corpus,
+        tmp_path / "halves",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=settings,
+        stop_after=6,
+        quiet=True,
+    )
+    resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
+    a = torch.load(straight.checkpoint, weights_only=False)
+    b = torch.load(resumed.checkpoint, weights_only=False)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a["averaged_weights"], b["averaged_weights"]))
+    best = torch.load(straight.best, weights_only=False)
+    assert best["step"] == 12  # still improving at the last evaluation: best.pt is the final average
+    saved = list(best["model_state"].values())
+    assert len(saved) == len(a["averaged_weights"])
+    assert all(torch.equal(x, y) for x, y in zip(saved, a["averaged_weights"]))
+    assert any(not torch.equal(x, y) for x, y in zip(saved, a["model_state"].values()))  # not the live weights
+    assert json.loads((straight.path / "config.json").read_text())["train"]["ema"] == 0.9
+    plain = train(
+        tiny_corpus, tmp_path / "plain", domain_name="chars", model_overrides=MODEL, train_config=config(), quiet=True
+    )
+    assert "averaged_weights" not in torch.load(plain.checkpoint, weights_only=False)
+
+
 def test_a_time_limit_scores_the_last_weights(tiny_corpus, tmp_path):
     """A --max-minutes stop between two evaluations scores the weights it stops with
     (they have had the lowest learning rates) and keeps them when they are the best."""
@@ -166,6 +204,8 @@ def test_schedule_warms_up_then_decays():
         dict(seq_len=1),
         dict(min_lr_ratio=-0.1),
         dict(min_lr_ratio=1.5),
+        dict(ema=1.0),
+        dict(ema=-0.5),
     ],
 )
 def test_bad_train_settings(bad):
