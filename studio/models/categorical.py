@@ -10,6 +10,7 @@ the windows a step or a validation reads are copied, as int64.  The step graph t
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..data import StreamBatches, eval_streams, split_ids
-from ..formats import HELD_OUT_TOKENS
+from ..formats import HELD_OUT_TOKENS, PARITY_TOLERANCE
 from ..numeric import teacher_forced_nats
 from .base import Batch, Carry, Trainable, TrainData
 from .recurrent_lm import MaskedStepGraph, RecurrentLM, StepGraph, dropout_masks
@@ -131,12 +132,36 @@ class CategoricalTrainable(Trainable):
         return {"tokens": tokens, **dict(zip(io["state"], model.init_state(2)))}
 
     def parity(self, model: torch.nn.Module, session: Any, domain: Any, io: dict) -> tuple[float, dict]:
+        """Max |onnxruntime - torch| over 200 random tokens at batch 1 and 3.  Random text
+        can drive a trained recurrence where it amplifies rounding, so that fp32 itself
+        (torch's or onnxruntime's) strays from exact arithmetic by more than the 1e-4
+        tolerance.  Then both are measured against the same weights in float64, and the
+        check becomes: onnxruntime is no further from float64 than twice torch's own fp32
+        (``limit`` and ``against`` say which check applied)."""
         generator = np.random.default_rng(0)
         vocab = model.config.vocab_size
-        worst = max(
-            token_parity(model, session, io, generator.integers(0, vocab, (batch, PARITY_TOKENS))) for batch in (1, 3)
+        checks = [generator.integers(0, vocab, (batch, PARITY_TOKENS)) for batch in (1, 3)]
+        worst = max(token_parity(model, session, io, tokens) for tokens in checks)
+        checked = {"steps": PARITY_TOKENS, "batches": [1, 3]}
+        if worst < PARITY_TOLERANCE:
+            return worst, checked
+        exact = copy.deepcopy(model).double()
+        torch_error = ort_error = 0.0
+        for tokens in checks:
+            with torch.no_grad():
+                reference, _ = exact(torch.from_numpy(tokens), tuple(s.double() for s in exact.init_state(len(tokens))))
+                ours, _ = model(torch.from_numpy(tokens), model.init_state(len(tokens)))
+            reference = reference.numpy()
+            torch_error = max(torch_error, float(np.abs(ours.double().numpy() - reference).max()))
+            full, _ = _ort_run(session, list(io["state"]), tokens)
+            ort_error = max(ort_error, float(np.abs(full - reference).max()))
+        checked.update(
+            against="float64",
+            onnxruntime_vs_torch_fp32=worst,
+            torch_fp32_vs_float64=torch_error,
+            limit=max(PARITY_TOLERANCE, 2 * torch_error),
         )
-        return worst, {"steps": PARITY_TOKENS, "batches": [1, 3]}
+        return ort_error, checked
 
     def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
         _, val_ids = split_ids(np.asarray(payload), train["val_fraction"])
