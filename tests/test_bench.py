@@ -47,6 +47,13 @@ def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
     assert report["cold_start_s"] == 0.5
     assert report["ort_fp32_b8_tok_s"] > 0 and report["ort_int8_b64_tok_s"] > 0
     assert report["torch_parity_max_abs"] < 1e-5
+    assert report["loop_vs_graph_int8"] == round(report["ort_int8_tok_s"] / report["ort_int8_graph_only_tok_s"], 3)
+    assert report["serve_20_vs_1"] == round(report["serve_20_tok_s"] / report["serve_1_tok_s"], 2)
+    if report["int8_batches"] == "one call":  # row-exact int8: the server batches it, the ceilings exist
+        assert report["serve_precision"] == "int8"
+        graph = {b: report[f"ort_int8_b{b}_graph_only_tok_s"] for b in (8, 20, 64)}
+        assert report["ceiling_int8_b64_vs_b1"] == round(graph[64] / report["ort_int8_graph_only_tok_s"], 2)
+        assert report["ceiling_beam8_vs_int8"] == round(graph[8] / 8 / report["ort_int8_graph_only_tok_s"], 3)
 
 
 def test_cold_start_runs_a_fresh_process(tiny_bundle):

@@ -21,8 +21,18 @@ ROWS = [
     ("onnxruntime int8, batch 8", "ort_int8_b8_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64", "ort_int8_b64_tok_s", "tok/s"),
     ("onnxruntime int8, batch 64 as one call (rows not exact)", "ort_int8_b64_one_call_tok_s", "tok/s"),
+    ("onnxruntime int8, step graph alone at batch 8", "ort_int8_b8_graph_only_tok_s", "tok/s"),
+    ("onnxruntime int8, step graph alone at batch 20", "ort_int8_b20_graph_only_tok_s", "tok/s"),
+    ("onnxruntime int8, step graph alone at batch 64", "ort_int8_b64_graph_only_tok_s", "tok/s"),
+    ("loop ÷ graph, fp32", "loop_vs_graph_fp32", "x"),
+    ("loop ÷ graph, int8", "loop_vs_graph_int8", "x"),
     ("int8 ÷ fp32, batch 1", "int8_vs_fp32", "x"),
     ("int8 batch 64 ÷ batch 1", "int8_b64_vs_b1", "x"),
+    ("  the same for the graph alone (ceiling)", "ceiling_int8_b64_vs_b1", "x"),
+    ("beam steps ÷ int8 batch-1 tokens", "beam8_vs_int8", "x"),
+    ("  the same for the graph alone (ceiling)", "ceiling_beam8_vs_int8", "x"),
+    ("server, 20 streams ÷ 1", "serve_20_vs_1", "x"),
+    ("  the same for the graph alone (ceiling)", "ceiling_serve_20_vs_1", "x"),
     ("server, 1 stream of 300 tokens (batching path)", "serve_1_tok_s", "tok/s"),
     ("server, 20 concurrent streams of 300 tokens, in all", "serve_20_tok_s", "tok/s"),
     ("beam search, 8 beams", "beam8_steps_s", "steps/s"),
@@ -60,7 +70,7 @@ def print_table(result: dict) -> None:
     for label, key, unit in ROWS:
         if key in result:
             value = result[key]
-            table.add_row(label, f"{value:,.3f}" if unit == "s" else f"{value:,.1f}", unit)
+            table.add_row(label, f"{value:,.3f}" if unit in ("s", "x") else f"{value:,.1f}", unit)
     Console().print(table)
     if "int8_scheme" in result:
         variant = f" {result['int8_variant']}" if "int8_variant" in result else ""

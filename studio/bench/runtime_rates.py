@@ -15,6 +15,9 @@ from ..sampling.settings import SampleSettings
 from .timing import chunk_length, paired_rates, probe, rate
 
 BATCHES = (8, 64)  # --num figures besides batch 1
+# the bare graph at the widths of issue 19's batch targets (a beam of 8, 20 streams,
+# --num 64): the most any loop around it could give
+GRAPH_BATCHES = (8, 20, 64)
 
 
 class _Endless:
@@ -61,10 +64,11 @@ def generation_rate(
     return rate(_generation_work(runtime, domain, settings, seconds, per_step), seconds)
 
 
-def _graph_work(runtime: Runtime, seconds: float) -> Callable[[], int]:
-    """A chunk of bare step-graph calls at batch 1 (state fed back, always the same token,
-    no sampling): the ceiling the sampling loop approaches as its own work shrinks."""
-    feeds = {"tokens": np.zeros((1, 1), dtype=np.int64), **runtime.init_state(1)}
+def _graph_work(runtime: Runtime, seconds: float, batch: int = 1) -> Callable[[], int]:
+    """A chunk of bare step-graph calls at ``batch`` rows (state fed back, always the same
+    token, no sampling): the ceiling the sampling loop approaches as its own work shrinks.
+    It returns tokens (steps times rows)."""
+    feeds = {"tokens": np.zeros((batch, 1), dtype=np.int64), **runtime.init_state(batch)}
     fetch = runtime._fetch
     names = runtime.state_names
 
@@ -73,15 +77,15 @@ def _graph_work(runtime: Runtime, seconds: float) -> Callable[[], int]:
             values = runtime.session.run(fetch, feeds)
             for i, name in enumerate(names):
                 feeds[name] = values[i + 1]
-        return count
+        return count * batch
 
     length = chunk_length(probe(lambda: steps(1)), seconds)
     return lambda: steps(length)
 
 
-def graph_rate(runtime: Runtime, seconds: float) -> float:
-    """Steps per second of the bare step graph at batch 1 (see :func:`_graph_work`)."""
-    return rate(_graph_work(runtime, seconds), seconds)
+def graph_rate(runtime: Runtime, seconds: float, batch: int = 1) -> float:
+    """Tokens per second of the bare step graph at ``batch`` rows (see :func:`_graph_work`)."""
+    return rate(_graph_work(runtime, seconds, batch), seconds)
 
 
 def loop_and_graph_rates(runtime: Runtime, domain, settings: SampleSettings, seconds: float) -> tuple[float, float]:
@@ -152,6 +156,10 @@ def precision_figures(
     for batch in BATCHES:
         say(f"onnxruntime {precision}, batch {batch}")
         figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
+    if not runtime.row_by_row:  # the graph alone at the batch widths the targets compare
+        for batch in GRAPH_BATCHES:
+            say(f"onnxruntime {precision}, step graph alone at batch {batch}")
+            figures[f"ort_{precision}_b{batch}_graph_only_tok_s"] = round(graph_rate(runtime, seconds / 2, batch), 1)
     if runtime.row_by_row:  # dynamic int8: what one call per batch would give (rows not exact)
         say(f"onnxruntime {precision}, batch 64 as one call")
         with _one_call_batches(runtime):
