@@ -221,12 +221,16 @@ def test_mc_dropout_refusals_are_one_line(dropout_run, tiny_bundle, tiny_corpus)
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def copy_bundle(bundle: Bundle, folder):
+    folder.mkdir()
+    for item in bundle.path.iterdir():
+        (folder / item.name).write_bytes(item.read_bytes())
+    return folder
+
+
 def test_a_damaged_mc_graph_is_a_one_line_error(dropout_run, tmp_path):
     _, bundle = dropout_run
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for item in bundle.path.iterdir():
-        (copy / item.name).write_bytes(item.read_bytes())
+    copy = copy_bundle(bundle, tmp_path / "copy")
     (copy / bundle.card["mc_dropout"]["graph"]).write_bytes(b"not an onnx graph")
     with pytest.raises(StudioError, match="damaged"):
         MCDropout(Bundle.load(copy))
@@ -237,10 +241,7 @@ def test_a_damaged_mc_graph_is_a_one_line_error(dropout_run, tmp_path):
 
 def test_the_shared_session_is_loaded_once_and_again_after_a_re_export(dropout_run, tmp_path):
     _, bundle = dropout_run
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for item in bundle.path.iterdir():
-        (copy / item.name).write_bytes(item.read_bytes())
+    copy = copy_bundle(bundle, tmp_path / "copy")
     first = MCDropout.shared(Bundle.load(copy))
     assert MCDropout.shared(Bundle.load(copy)) is first
     graph = copy / bundle.card["mc_dropout"]["graph"]

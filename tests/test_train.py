@@ -71,28 +71,28 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
     assert not list(resumed.path.glob("*.tmp"))
 
 
+def straight_and_resumed(corpus, folder, settings: TrainConfig, stop_after: int):
+    """The same run straight through and paused after ``stop_after`` steps, then resumed."""
+    runs = []
+    for name, pause in (("straight", None), ("halves", stop_after)):
+        runs.append(
+            train(
+                corpus,
+                folder / name,
+                domain_name="chars",
+                model_overrides=MODEL,
+                train_config=settings,
+                stop_after=pause,
+                quiet=True,
+            )
+        )
+    return runs[0], train(None, folder / "halves", resume=True, quiet=True)
+
+
 def test_weight_averaging_resumes_exactly_and_is_what_validates(tiny_corpus, tmp_path):
     """--ema: the average is validated, saved as best.pt and carried by checkpoints, so a
     paused and resumed run ends with the same average as a straight one."""
-    settings = config(ema=0.9)
-    straight = train(
-        tiny_corpus,
-        tmp_path / "straight",
-        domain_name="chars",
-        model_overrides=MODEL,
-        train_config=settings,
-        quiet=True,
-    )
-    train(
-        tiny_corpus,
-        tmp_path / "halves",
-        domain_name="chars",
-        model_overrides=MODEL,
-        train_config=settings,
-        stop_after=6,
-        quiet=True,
-    )
-    resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
+    straight, resumed = straight_and_resumed(tiny_corpus, tmp_path, config(ema=0.9), stop_after=6)
     a = torch.load(straight.checkpoint, weights_only=False)
     b = torch.load(resumed.checkpoint, weights_only=False)
     assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a["averaged_weights"], b["averaged_weights"]))
