@@ -183,7 +183,8 @@ class _BeamTrack:
 
     def advance(self, trace, token):
         states, finish, tail, _ = trace
-        states = tuple(self.rules[i].advance(s, token) for i, s in zip(self.stateful, states))
+        if states:
+            states = tuple(self.rules[i].advance(s, token) for i, s in zip(self.stateful, states))
         if self.finish is not None:
             finish = self.finish.advance(finish, token)
         if self.longest_stop:

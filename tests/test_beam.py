@@ -353,3 +353,18 @@ def test_branch_factor_one_beam_one_step_is_ancestral_sampling():
         cumulative = np.cumsum(np.exp(model.log_probs(expected)))
         expected.append(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")))
     assert last.results[0].tokens == expected
+
+
+def test_best_first_is_the_stable_sort_prefix():
+    """The candidate ranking's partial sort picks what a full stable sort would, in its
+    order, ties (which rounded scores make common) and -inf included."""
+    from studio.sampling.beam import _best_first
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        size = int(rng.integers(1, 80))
+        scores = np.round(rng.normal(size=size), int(rng.integers(0, 3)))  # many ties
+        scores[rng.random(size) < 0.2] = -np.inf
+        count = int(rng.integers(1, 20))
+        expected = np.argsort(-scores, kind="stable")[:count]
+        assert np.array_equal(_best_first(scores, count), expected), trial

@@ -256,7 +256,7 @@ class _BestCandidates:
     def children(self, beams, shaped, position, max_length, rng):
         candidates = np.array([b.rank for b in beams])[:, None] + shaped  # (n, V)
         scores = self.candidate_scores(beams, candidates, rng)
-        flat = np.argsort(-scores, axis=None, kind="stable")[: 2 * self.num_beams]
+        flat = _best_first(scores.reshape(-1), 2 * self.num_beams)
         flat = flat[np.isfinite(scores.reshape(-1)[flat])]
         parents, tokens = np.divmod(flat, scores.shape[1])
         return parents, tokens, scores.reshape(-1)[flat]
@@ -517,6 +517,21 @@ def beam_search(
         fresh = committed.grow(beams + done[:1])
         best = max(beams + done[:1], key=selection.ordering)
         yield BeamProgress(fresh, best, [], False, committed.tokens, len(committed.tokens))
+
+
+def _best_first(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` largest of ``scores`` (1-D), largest first, ties by index:
+    ``np.argsort(-scores, kind="stable")[:count]``, without sorting all of them (a
+    partition finds the count-th largest; only the entries at least that large, ties
+    included, are sorted)."""
+    if count >= scores.size:
+        return np.argsort(-scores, kind="stable")
+    negated = -scores
+    bound = np.partition(negated, count - 1)[count - 1]
+    if np.isnan(bound):  # nan sorts last: leave such rows to the full sort
+        return np.argsort(negated, kind="stable")[:count]
+    pool = np.flatnonzero(negated <= bound)
+    return pool[np.argsort(negated[pool], kind="stable")][:count]
 
 
 def new_rng(seed: int):
