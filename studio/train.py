@@ -380,18 +380,20 @@ class Trainer:
         val, improved = self.validate()
         self.elapsed_before -= time.time() - started
         if self.dist.is_main:
-            self.run.append_metrics(
-                {
-                    "step": self.step,
-                    "epoch": f"{self.step / self.data.steps_per_epoch:.4f}",
-                    "train_loss": "" if last_loss is None else f"{last_loss:.6f}",
-                    "learning_rate": f"{self.scheduler.get_last_lr()[0]:.6g}",
-                    "tokens_per_s": "",
-                    "elapsed_s": f"{self.elapsed():.1f}",
-                    "val_loss": f"{val:.6f}",
-                }
-            )
+            self.run.append_metrics(self._metrics_row(last_loss, None, {"val_loss": f"{val:.6f}"}))
         return improved
+
+    def _metrics_row(self, last_loss: float | None, rate: float | None, extra: dict | None) -> dict:
+        """One row of metrics.csv at the current step (blank where a figure is missing)."""
+        return {
+            "step": self.step,
+            "epoch": f"{self.step / self.data.steps_per_epoch:.4f}",
+            "train_loss": "" if last_loss is None else f"{last_loss:.6f}",
+            "learning_rate": f"{self.scheduler.get_last_lr()[0]:.6g}",
+            "tokens_per_s": "" if rate is None else f"{rate:.0f}",
+            "elapsed_s": f"{self.elapsed():.1f}",
+            **(extra or {}),
+        }
 
     def units_per_step(self) -> int:
         return self.config.batch_size * self.data.sequence_length
@@ -420,17 +422,7 @@ class Trainer:
             if row is not None or self.step % 10 == 0 or self.step == 1:
                 last_loss = dist.mean(last_loss)  # over the effective batch, on every rank
                 if dist.is_main:
-                    run.append_metrics(
-                        {
-                            "step": self.step,
-                            "epoch": f"{self.step / self.data.steps_per_epoch:.4f}",
-                            "train_loss": f"{last_loss:.6f}",
-                            "learning_rate": f"{self.scheduler.get_last_lr()[0]:.6g}",
-                            "tokens_per_s": f"{rate:.0f}",
-                            "elapsed_s": f"{self.elapsed():.1f}",
-                            **(row or {}),
-                        }
-                    )
+                    run.append_metrics(self._metrics_row(last_loss, rate, row))
             progress.update(task, completed=self.step, loss=last_loss, bits=last_loss / LN2, val=last_val, tok_s=rate)
             if reason is not None:
                 return reason

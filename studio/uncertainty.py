@@ -17,8 +17,7 @@ confidence view can colour each token by the spread of its probability.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,30 +88,18 @@ class MCDropout:
     """The bundle's MC-dropout graph in an onnxruntime session (:meth:`shared`: one kept
     loaded per bundle, for a server that colours every sample)."""
 
-    _shared: OrderedDict = OrderedDict()
-    _shared_lock = threading.Lock()
-
     @classmethod
     def shared(cls, bundle: Bundle, device: str = "cpu", threads: int | None = None) -> MCDropout:
         """The bundle's session, loaded once and kept (the last ``SHARED_SESSIONS``
-        used); a re-exported graph (its size or time changed) is loaded afresh.
-        onnxruntime sessions may run from several threads at once."""
+        used; keyed as :func:`studio.api.load` keys its runtimes, on the file's time, so
+        a re-exported graph is loaded afresh).  onnxruntime sessions may run from several
+        threads at once."""
         spec = require_mc_graph(bundle)
         try:
             stat = (bundle.path / spec["graph"]).stat()
-            key = (str(bundle.path.resolve()), stat.st_mtime_ns, stat.st_size, device, threads)
         except OSError:
             return cls(bundle, device, threads)  # let the constructor name what is missing
-        with cls._shared_lock:
-            if key in cls._shared:
-                cls._shared.move_to_end(key)
-                return cls._shared[key]
-        loaded = cls(bundle, device, threads)
-        with cls._shared_lock:
-            cls._shared[key] = loaded
-            while len(cls._shared) > SHARED_SESSIONS:
-                cls._shared.popitem(last=False)
-        return loaded
+        return _kept_session(str(bundle.path.resolve()), stat.st_mtime_ns, stat.st_size, device, threads)
 
     def __init__(self, bundle: Bundle, device: str = "cpu", threads: int | None = None):
         import onnxruntime as ort
@@ -172,3 +159,8 @@ class MCDropout:
         if len(ids) < 2:
             raise StudioError("the evaluation text is too short (needs at least 2 tokens)")
         return MCScores(np.stack([self.log_probs(ids, seed, k) for k in range(passes)]))
+
+
+@functools.lru_cache(maxsize=SHARED_SESSIONS)
+def _kept_session(path: str, mtime_ns: int, size: int, device: str, threads: int | None) -> MCDropout:
+    return MCDropout(Bundle.load(path), device, threads)

@@ -75,3 +75,14 @@ def studio_env(tiny_bundle) -> dict:
     env["STUDIO_MODELS"] = str(tiny_bundle.parent)
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """``torchrun(nproc, *args)``: the command line of ``torchrun --standalone
+    --nproc-per-node NPROC ARGS...`` in this interpreter."""
+
+    def command(nproc: int, *args: str) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
+
+    return command

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,13 +198,8 @@ def test_ort_cuda_provider_matches_cpu(tiny_bundle):
 
 
 @needs_two_gpus
-def test_two_gpus_train_with_nccl(tiny_corpus, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
+def test_two_gpus_train_with_nccl(tiny_corpus, tmp_path, torchrun):
+    command = torchrun(
         "2",
         "-m",
         "studio",
@@ -229,7 +223,7 @@ def test_two_gpus_train_with_nccl(tiny_corpus, tmp_path):
         "3",
         "--no-export",
         "--quiet",
-    ]
+    )
     done = subprocess.run(
         command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300
     )

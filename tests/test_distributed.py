@@ -90,7 +90,7 @@ def metrics(run_dir: Path) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tiny_corpus, tmp_path_factory) -> dict:
+def ddp_run(tiny_corpus, tmp_path_factory, torchrun) -> dict:
     """`torchrun --nproc-per-node 2 -m studio train ...` in a fresh folder, with writes logged."""
     work = tmp_path_factory.mktemp("ddp")
     hook = tmp_path_factory.mktemp("hook")
@@ -101,21 +101,7 @@ def ddp_run(tiny_corpus, tmp_path_factory) -> dict:
         "STUDIO_TEST_WRITE_LOG": str(hook),
         "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(WORLD),
-        "-m",
-        "studio",
-        "train",
-        str(tiny_corpus),
-        "--name",
-        "ddp",
-        *FLAGS,
-    ]
+    command = torchrun(str(WORLD), "-m", "studio", "train", str(tiny_corpus), "--name", "ddp", *FLAGS)
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     writes = {rank: sorted(set((hook / f"writes.{rank}").read_text().split("\n")) - {""}) for rank in range(WORLD)}
@@ -205,16 +191,11 @@ def test_one_process_resumes_a_two_process_checkpoint(ddp_run, tmp_path, capsys)
     assert float(after[18]["val_loss"]) < float(before[12]["val_loss"]) + 0.05
 
 
-def test_two_processes_resume_and_agree_on_the_time_limit(ddp_run, tmp_path):
+def test_two_processes_resume_and_agree_on_the_time_limit(ddp_run, tmp_path, torchrun):
     """Each rank carries its own rows back in; rank 0's clock stops both ranks at once."""
     run_dir = tmp_path / "ddp"
     shutil.copytree(ddp_run["run"], run_dir)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
+    command = torchrun(
         str(WORLD),
         "-m",
         "studio",
@@ -227,7 +208,7 @@ def test_two_processes_resume_and_agree_on_the_time_limit(ddp_run, tmp_path):
         "0.0001",
         "--no-export",
         "--quiet",
-    ]
+    )
     done = subprocess.run(
         command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240
     )
@@ -283,16 +264,11 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch):
     assert result.exit_code == 1 and "drop --nproc" in result.output
 
 
-def test_stroke_models_train_under_ddp_too(tmp_path):
+def test_stroke_models_train_under_ddp_too(tmp_path, torchrun):
     """The one trainer runs the mixture head under torchrun: each rank reads its half of
     every global batch, rank 0 alone writes the run and the bundle."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
+    command = torchrun(
         str(WORLD),
         "-m",
         "studio",
@@ -317,7 +293,7 @@ def test_stroke_models_train_under_ddp_too(tmp_path):
         "--eval-every",
         "2",
         "--quiet",
-    ]
+    )
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "pen" / "summary.json").read_text())

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -367,7 +366,7 @@ train(corpus, out / "run", domain_name="chars", model_overrides=dict(hidden_size
 """
 
 
-def test_two_ddp_ranks_build_one_cache_and_read_disjoint_rows_of_it(tiny_corpus, tmp_path):
+def test_two_ddp_ranks_build_one_cache_and_read_disjoint_rows_of_it(tiny_corpus, tmp_path, torchrun):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     # Rarely (once in a fresh-clone run, then 0 of 4 reruns) a rank aborts in torch's gloo
     # teardown after training ("terminate called without an active exception"); only that
@@ -377,18 +376,7 @@ def test_two_ddp_ranks_build_one_cache_and_read_disjoint_rows_of_it(tiny_corpus,
         tmp_path = root / f"attempt{attempt}"
         tmp_path.mkdir()
         (tmp_path / "rank.py").write_text(RANK_SCRIPT)
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(tmp_path / "rank.py"),
-            str(tiny_corpus),
-            str(tmp_path / "cache"),
-            str(tmp_path),
-        ]
+        command = torchrun("2", str(tmp_path / "rank.py"), str(tiny_corpus), str(tmp_path / "cache"), str(tmp_path))
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
         teardown_abort = "terminate called without an active exception" in done.stdout + done.stderr
         if done.returncode == 0 or not teardown_abort or attempt == 1:
