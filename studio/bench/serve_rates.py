@@ -15,7 +15,7 @@ from ..serve import Batcher
 
 SERVE_TOKENS = 300
 SERVE_STREAMS = (1, 20)
-REPEATS = 3
+REPEATS = 9  # a one-stream run is about 30 ms: a median of 3 moved by a third between runs
 
 
 def serve_rates(model: Path, precision: str, prime: str) -> dict[int, float]:
