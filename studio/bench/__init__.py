@@ -30,8 +30,9 @@ it less):
   the vector extensions its kernels can use;
 * ``serve_1_tok_s`` / ``serve_20_tok_s``: aggregate tokens per second through the web
   server's batching path (:class:`studio.serve.Batcher`, in process) with 1 and with 20
-  concurrent streams of 300 tokens, each its own seed (``serve_precision``: fp32, whose
-  batches are row-exact in one call); these streams do end at a separator;
+  concurrent streams of 300 tokens, each its own seed, the median of 9 runs
+  (``serve_precision``: what the server runs, the bundle's row-exact int8 where it has
+  one, else fp32); these streams do end at a separator;
 * ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
