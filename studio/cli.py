@@ -85,6 +85,13 @@ def train(
         float,
         typer.Option(help="Variational dropout on the recurrent state, one mask per row and window (explicit cells)."),
     ] = 0.0,
+    weight_drop: Annotated[
+        float,
+        typer.Option(
+            help="DropConnect on the hidden-to-hidden weights of a fused cell (lstm, gru, rnn): one mask per "
+            "training step, as AWD-LSTM; off in evaluation and export."
+        ),
+    ] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Parallel streams per step (per process under DDP).")] = 64,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-3,
@@ -214,6 +221,7 @@ def train(
         dropout=dropout,
         tie_weights=tie_weights,
         recurrent_dropout=recurrent_dropout,
+        weight_drop=weight_drop,
         mixtures=mixtures,
         window_gaussians=window_gaussians,
         latent_size=latent_size,

@@ -36,6 +36,7 @@ class ModelConfig:
     dropout: float = 0.25
     tie_weights: bool = False
     recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0  # DropConnect on the recurrent matrices of a fused cell (training only)
     type: str = "rnn_lm"
 
     def __post_init__(self) -> None:
@@ -50,6 +51,12 @@ class ModelConfig:
         require(
             self.recurrent_dropout == 0.0 or self.cell in EXPLICIT_CELLS,
             f"--recurrent-dropout needs an explicit cell ({', '.join(EXPLICIT_CELLS)}), not {self.cell}",
+        )
+        require(0.0 <= self.weight_drop < 1.0, f"--weight-drop must be in [0, 1) (got {self.weight_drop})")
+        require(
+            self.weight_drop == 0.0 or self.cell in FUSED_CELLS,
+            f"--weight-drop needs a fused cell ({', '.join(FUSED_CELLS)}), not {self.cell}; "
+            "explicit cells take --recurrent-dropout",
         )
         require(self.vocab_size >= 2, "the vocabulary needs at least two symbols")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..config import EXPLICIT_CELLS, ModelConfig
 from .cells import ExplicitStack
@@ -67,13 +68,28 @@ class RecurrentLM(nn.Module):
         """tokens (B, T) int64 -> logits (B, T, V), next state."""
         x = self.input_dropout(self.embedding(tokens))  # (B, T, E)
         rnn_state = state if self.config.cell in ("lstm", *EXPLICIT_CELLS) else state[0]
-        y, next_state = self.rnn(x, rnn_state)  # (B, T, H)
+        y, next_state = self._recurrent(x, rnn_state)  # (B, T, H)
         y = self.output_dropout(y)
         if self.projection is not None:
             y = self.projection(y)
         logits = self.head(y)
         next_state = next_state if isinstance(next_state, tuple) else (next_state,)
         return logits, next_state
+
+    def _recurrent(self, x: torch.Tensor, state):
+        """The stacked cells; in training with ``weight_drop``, a fused cell runs with
+        DropConnect on its hidden-to-hidden matrices (Wan et al. 2013, as AWD-LSTM: one
+        mask per call, shared by every row and time step, scaled by ``1 / (1 - p)``), so the
+        fused kernel stays and evaluation and export use the weights as they are."""
+        p = self.config.weight_drop
+        if not (self.training and p > 0):
+            return self.rnn(x, state)
+        dropped = {
+            name: nn.functional.dropout(weight, p, training=True)
+            for name, weight in self.rnn.named_parameters()
+            if name.startswith("weight_hh")
+        }
+        return functional_call(self.rnn, dropped, (x, state), strict=False)
 
 
 class StepGraph(nn.Module):
