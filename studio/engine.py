@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
+from itertools import accumulate
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class StepRows:
 
     def __init__(self, outputs: list[np.ndarray], axes: list[int], rows: list[int]):
         self.outputs, self.axes, self.rows = outputs, axes, rows
-        self.starts = np.cumsum([0, *rows[:-1]]).tolist()
+        self.starts = list(accumulate(rows[:-1], initial=0))
 
     def own(self, index: int) -> list[np.ndarray]:
         """Job ``index``'s rows of every output."""

@@ -69,10 +69,9 @@ class Generation:
 
     # --- helpers ----------------------------------------------------------------------
     def _prefill(self):
-        """State after the prime (one row) and the next-token logits there."""
-        state = self.runtime.init_state(1)
-        logits, state = self.runtime.logits(np.asarray([self.prime]), state)
-        return state, logits[:, -1].astype(np.float64)
+        """State after the prime (one row) and the next-token logits there
+        (:meth:`Runtime.prefill`, which keeps recent primes' results)."""
+        return self.runtime.prefill(self.prime)
 
     def _is_final(self, generated: list[int]) -> bool:
         return bool(generated) and (
@@ -233,6 +232,7 @@ class TokenRows(Job):
         self.plain = not self.rules and not self.greedy  # a draw from the model's own distribution
         self.length = settings.length
         self.separator = generation.domain.separator_id
+        self._is_finished = generation.domain.is_finished  # bound once: it runs per token
         self.stops = settings.stop
         self.longest_stop = max((len(stop) for stop in self.stops), default=0)
         self.generators = [row_generator(settings.seed, row) for row in range(count)]
@@ -264,28 +264,53 @@ class TokenRows(Job):
 
     def stream_alone(self, runtime: Runtime) -> Iterator[tuple[int, int]]:
         """The whole loop of an :attr:`alone` job without an engine: between two model
-        calls only the draw (:func:`_one_row_draw`) and :meth:`_one_row`'s bookkeeping, so
-        the loop runs close to the bare step graph's rate.  Each number is the engine's
-        (``tests/test_generate.py`` compares them)."""
+        calls only the draw (:func:`_one_row_draw`) and :meth:`_one_row`'s bookkeeping,
+        written out here with local names, so the loop runs close to the bare step
+        graph's rate.  Each number is the engine's (``tests/test_generate.py`` compares
+        them); the job's fields hold the row's tokens and score whenever the loop
+        stops (ended, or closed by its reader)."""
         state = self.start(runtime)
         yield from self.drain()
         if not self.live:
             return
         (name,) = runtime.input_names  # categorical graphs take the tokens alone
-        feeds = {name: self._next, **state}
+        next_token = self._next
+        feeds = {name: next_token, **state}
         run, fetch, outputs = runtime.session.run, runtime._fetch, len(runtime.output_names)
         slots = list(enumerate(runtime.state_names, outputs))
-        generator, events = self.generators[0], self._events
-        while True:
-            values = run(fetch, feeds)
-            for index, state_name in slots:
-                feeds[state_name] = values[index]
-            drawn = _one_row_draw(values[0][0, 0], generator)
-            ended = self._draw(values[0][:, 0]) if drawn is None else self._one_row(*drawn)
-            if events:
-                yield from self.drain()
-            if ended is not None:
-                return
+        generator, row = self.generators[0], self.rows[0]
+        generated = self.generated[row]
+        append = generated.append
+        separator, length, stops = self.separator, self.length, self.stops
+        is_finished, settings = self._is_finished, self.generation.settings
+        drawn, logprob = self.drawn, self.logprob[row]
+        try:
+            while True:
+                values = run(fetch, feeds)
+                for index, state_name in slots:
+                    feeds[state_name] = values[index]
+                pick = _one_row_draw(values[0][0, 0], generator)
+                if pick is None:  # no finite logit: the general draw says what went wrong
+                    self.drawn, self.logprob[row] = drawn, logprob
+                    ended = self._draw(values[0][:, 0])
+                    drawn, logprob = self.drawn, self.logprob[row]
+                    yield from self.drain()
+                    if ended is not None:
+                        return
+                    continue
+                token, score = pick
+                drawn += 1
+                append(token)
+                logprob += score
+                if token == separator:
+                    return
+                yield row, token
+                if drawn >= length or is_finished(generated, settings) or (stops and self._stop_hit(row, token)):
+                    return
+                next_token[0, 0] = token
+        finally:
+            self.drawn, self.logprob[row] = drawn, logprob
+            self.rows, self.generators, self.live = [], [], 0
 
     def start(self, runtime: Runtime) -> dict[str, np.ndarray]:
         state, last = self.generation._prefill()
@@ -312,7 +337,10 @@ class TokenRows(Job):
         if len(plain) > 1:
             logits, axis = step.outputs[0], step.axes[0]
             rows = [step.starts[indices[k]] for k in plain]
-            last = np.take(logits, rows, axis=axis).reshape(len(plain), -1).astype(np.float64)
+            if axis == 0 and len(rows) == len(logits):  # every row of the step, in order: no gather
+                last = logits.reshape(len(plain), -1).astype(np.float64)
+            else:
+                last = np.take(logits, rows, axis=axis).reshape(len(plain), -1).astype(np.float64)
             top = last.max(-1)
             if np.isfinite(top).all():
                 weights = np.exp(last - top[:, None])
@@ -320,8 +348,8 @@ class TokenRows(Job):
                 uniforms = [jobs[k].generators[0].random() for k in plain]
                 chosen = inverse_cdf(weights, uniforms)
                 scores = (last[np.arange(len(plain)), chosen] - log_total).tolist()
-                for position, k in enumerate(plain):
-                    results[k] = _one_row_result(jobs[k], int(chosen[position]), scores[position])
+                for k, token, score in zip(plain, chosen.tolist(), scores):
+                    results[k] = _one_row_result(jobs[k], token, score)
                 drawn = set(plain)
         others = [k for k in range(len(jobs)) if k not in drawn]
         alone = super().advance_together([jobs[k] for k in others], step, [indices[k] for k in others])
@@ -367,13 +395,8 @@ class TokenRows(Job):
             self.logprob[row] += scores[position]
             if token != separator:
                 events.append((row, token))
-            if out_of_length or generation._is_final(generated):
+            if out_of_length or generation._is_final(generated) or (self.stops and self._stop_hit(row, token)):
                 ended.append(position)
-            elif self.stops:
-                tail = (self.tails[row] + generation.domain.token_text(token))[-(self.longest_stop + 64) :]
-                self.tails[row] = tail
-                if generation._hits_stop(tail):
-                    ended.append(position)
         keep = None
         if ended:
             keep = np.asarray([p for p in range(count) if p not in ended], dtype=np.int64)
@@ -401,16 +424,22 @@ class TokenRows(Job):
         self.logprob[row] += score
         if token != self.separator:
             self._events.append((row, token))
-        ended = self.drawn >= self.length or self.generation._is_final(generated)
+            ended = self.drawn >= self.length or self._is_finished(generated, self.generation.settings)
+        else:
+            ended = True
         if not ended and self.stops:
-            tail = (self.tails[row] + self.generation.domain.token_text(token))[-(self.longest_stop + 64) :]
-            self.tails[row] = tail
-            ended = self.generation._hits_stop(tail)
+            ended = self._stop_hit(row, token)
         if ended:
             self.rows, self.generators, self.live = [], [], 0
             return np.arange(0)
         self._next[0, 0] = token
         return None
+
+    def _stop_hit(self, row: int, token: int) -> bool:
+        """Whether sample ``row``'s text, ``token`` added, now holds a stop string."""
+        tail = (self.tails[row] + self.generation.domain.token_text(token))[-(self.longest_stop + 64) :]
+        self.tails[row] = tail
+        return self.generation._hits_stop(tail)
 
     def _remember(self, tokens: np.ndarray) -> None:
         if self.filled == self.history.shape[1]:  # full: double it, so appends stay O(1) on average

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,6 +36,10 @@ from .bundle import Bundle
 from .errors import StudioError
 
 DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32}
+# :meth:`Runtime.prefill` keeps the results of this many recent primes, each of at most
+# PREFILL_CACHE_TOKENS ids (a key is the prime itself; a longer one is not kept)
+PREFILL_CACHE = 64
+PREFILL_CACHE_TOKENS = 4096
 
 
 def providers_for(device: str) -> list[str]:
@@ -116,6 +122,8 @@ class Runtime:
             and all("batch" in shape for _, shape in self._output_specs)
         )
         self._local = threading.local()  # one IOBinding per thread: bindings are not thread-safe
+        self._prefills: OrderedDict[tuple[int, ...], tuple[dict[str, np.ndarray], np.ndarray]] = OrderedDict()
+        self._prefill_lock = threading.Lock()
 
     def init_state(self, batch: int) -> dict[str, np.ndarray]:
         state = {}
@@ -224,6 +232,29 @@ class Runtime:
             return np.concatenate(steps, 1), state
         outputs, state = self.run({"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}, state)
         return outputs["logits"], state
+
+    def prefill(self, ids: Sequence[int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(the state after ``ids``, one row; the float64 logits of the token after them,
+        shape (1, vocab)): a sampling request's priming.  The results for the
+        ``PREFILL_CACHE`` most recent primes are kept, as a server's prefix cache: users of
+        one model mostly start from the same prime (the UI's default), and 20 requests
+        that join a batch together then prime once.  The call is deterministic, so a kept
+        result is the bytes a new call would give; each caller gets its own copies."""
+        key = tuple(int(i) for i in ids) if len(ids) <= PREFILL_CACHE_TOKENS else None
+        with self._prefill_lock:
+            kept = self._prefills.get(key) if key is not None else None
+            if kept is not None:
+                self._prefills.move_to_end(key)
+        if kept is None:
+            logits, state = self.logits(np.asarray([ids], dtype=np.int64), self.init_state(1))
+            kept = (state, logits[:, -1].astype(np.float64))
+            if key is not None:
+                with self._prefill_lock:
+                    self._prefills[key] = kept
+                    while len(self._prefills) > PREFILL_CACHE:
+                        self._prefills.popitem(last=False)
+        state, last = kept
+        return {name: value.copy() for name, value in state.items()}, last.copy()
 
     def step_logits(self, tokens: np.ndarray, state: dict[str, np.ndarray]):
         """tokens (batch, 1) -> float64 logits (batch, vocab) of the next token, next state:

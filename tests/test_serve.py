@@ -180,3 +180,34 @@ def test_every_numeric_option_is_bounded_before_any_work(tiny_bundle):
     ]:
         with pytest.raises(StudioError, match=words):
             settings_from(str(tiny_bundle), **options)
+
+
+def test_the_prefix_cache_gives_the_bytes_of_a_fresh_prefill(tiny_bundle, monkeypatch):
+    """Requests with one prime prime once (a server's users mostly share the default
+    prime); every caller gets its own copy of exactly what a fresh call computes, and
+    the cache keeps at most ``PREFILL_CACHE`` primes."""
+    import numpy as np
+
+    from studio import runtime as runtime_module
+    from studio.runtime import Runtime
+
+    bundle = load(str(tiny_bundle), precision="fp32").runtime.bundle
+    cached, fresh = Runtime(bundle, precision="fp32"), Runtime(bundle, precision="fp32")
+    prime = [3, 1, 4, 1, 5]
+    calls = []
+    original = cached.logits
+    monkeypatch.setattr(cached, "logits", lambda *a: calls.append(1) or original(*a))
+    first_state, first_last = cached.prefill(prime)
+    for value in (*first_state.values(), first_last):
+        value += 1.0  # a caller's changes stay its own
+    state, last = cached.prefill(prime)
+    expected_state, expected_last = fresh.prefill(prime)
+    assert len(calls) == 1
+    assert np.array_equal(last, expected_last) and last.dtype == np.float64 and last.shape[0] == 1
+    assert all(np.array_equal(state[name], expected_state[name]) for name in expected_state)
+    other_state, other_last = cached.prefill([3, 1, 4])  # another prime is its own entry
+    assert len(calls) == 2 and not np.array_equal(other_last, last)
+    monkeypatch.setattr(runtime_module, "PREFILL_CACHE", 2)
+    for start in range(5):
+        cached.prefill([start, 2])
+    assert len(cached._prefills) == 2
