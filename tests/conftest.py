@@ -86,3 +86,38 @@ def torchrun():
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
 
     return command
+
+
+@pytest.fixture
+def straight_and_resumed(tiny_corpus, tmp_path):
+    """A function ``(model_overrides, settings) -> straight run`` that trains the tiny
+    corpus straight through ``settings["max_steps"]`` and again in two halves (stopped at
+    ``eval_every``, then resumed), and asserts that both runs logged the same losses."""
+    import csv
+
+    from studio.config import TrainConfig
+    from studio.train import train
+
+    def rows(run):
+        with open(run.path / "metrics.csv") as handle:
+            return {int(r["step"]): r for r in csv.DictReader(handle)}
+
+    def check(model: dict, settings: dict):
+        runs = {}
+        for name, stop in (("straight", None), ("halves", settings["eval_every"])):
+            runs[name] = train(
+                tiny_corpus,
+                tmp_path / name,
+                domain_name="chars",
+                model_overrides=model,
+                train_config=TrainConfig(**settings),
+                stop_after=stop,
+                quiet=True,
+            )
+        resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
+        a, b = rows(runs["straight"]), rows(resumed)
+        assert set(a) == set(b) and settings["max_steps"] in a
+        assert all(abs(float(a[s]["train_loss"]) - float(b[s]["train_loss"])) < 1e-6 for s in a)
+        return runs["straight"]
+
+    return check

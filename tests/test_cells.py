@@ -1,14 +1,12 @@
 """Explicit cells (lnlstm, sru, qrnn, rwa): naive-vs-fast, export parity, resume, sampling,
 and variational recurrent dropout."""
 
-import csv
-
 import numpy as np
 import pytest
 import torch
 
 from studio.bundle import Bundle
-from studio.config import EXPLICIT_CELLS, ModelConfig, TrainConfig
+from studio.config import EXPLICIT_CELLS, ModelConfig
 from studio.errors import StudioError
 from studio.export import export_onnx, export_run, session_for
 from studio.models import TRAINABLES
@@ -16,7 +14,6 @@ from studio.models.categorical import token_parity
 from studio.models.cells import EXPLICIT_CELL_CLASSES, ExplicitStack
 from studio.models.recurrent_lm import RecurrentLM
 from studio.runtime import Runtime
-from studio.train import train
 
 MODEL = dict(hidden_size=16, layers=2, embedding_size=8, dropout=0.0)
 SHAPES = {
@@ -78,36 +75,11 @@ def test_explicit_cell_exports_with_parity(cell, tmp_path):
     assert token_parity(model, session, io, tokens) > 0.4
 
 
-def rows(run):
-    with open(run.path / "metrics.csv") as handle:
-        return {int(r["step"]): r for r in csv.DictReader(handle)}
-
-
 @pytest.mark.parametrize("cell", EXPLICIT_CELLS)
-def test_cell_trains_resumes_exports_and_samples(cell, tiny_corpus, tmp_path):
+def test_cell_trains_resumes_exports_and_samples(cell, straight_and_resumed, tmp_path):
     model = {**MODEL, "cell": cell, "recurrent_dropout": 0.2}
     settings = dict(batch_size=4, seq_len=16, max_steps=8, eval_every=4, seed=3, warmup_steps=2, learning_rate=1e-2)
-    straight = train(
-        tiny_corpus,
-        tmp_path / "straight",
-        domain_name="chars",
-        model_overrides=model,
-        train_config=TrainConfig(**settings),
-        quiet=True,
-    )
-    train(
-        tiny_corpus,
-        tmp_path / "halves",
-        domain_name="chars",
-        model_overrides=model,
-        train_config=TrainConfig(**settings),
-        stop_after=4,
-        quiet=True,
-    )
-    resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
-    a, b = rows(straight), rows(resumed)
-    assert set(a) == set(b) and 8 in a
-    assert all(abs(float(a[s]["train_loss"]) - float(b[s]["train_loss"])) < 1e-6 for s in a)
+    straight = straight_and_resumed(model, settings)
     card_path = export_run(straight.path, tmp_path / "export" / cell, quiet=True)
     bundle = Bundle.load(card_path.parent)
     assert bundle.card["model"]["cell"] == cell and bundle.card["model"]["recurrent_dropout"] == 0.2

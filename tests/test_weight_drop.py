@@ -70,29 +70,9 @@ def test_weight_drop_zero_is_plain_training(tiny_corpus, tmp_path):
             assert plain[step][column] == zero[step][column]
 
 
-def test_weight_drop_trains_resumes_exports_and_samples(tiny_corpus, tmp_path):
+def test_weight_drop_trains_resumes_exports_and_samples(straight_and_resumed, tmp_path):
     model = {**MODEL, "weight_drop": 0.3}
-    straight = train(
-        tiny_corpus,
-        tmp_path / "straight",
-        domain_name="chars",
-        model_overrides=model,
-        train_config=TrainConfig(**SETTINGS),
-        quiet=True,
-    )
-    train(
-        tiny_corpus,
-        tmp_path / "halves",
-        domain_name="chars",
-        model_overrides=model,
-        train_config=TrainConfig(**SETTINGS),
-        stop_after=4,
-        quiet=True,
-    )
-    resumed = train(None, tmp_path / "halves", resume=True, quiet=True)
-    a, b = rows(straight), rows(resumed)
-    assert set(a) == set(b) and 8 in a
-    assert all(abs(float(a[s]["train_loss"]) - float(b[s]["train_loss"])) < 1e-6 for s in a)
+    straight = straight_and_resumed(model, SETTINGS)
     card_path = export_run(straight.path, tmp_path / "export", quiet=True)
     bundle = Bundle.load(card_path.parent)
     assert bundle.card["model"]["weight_drop"] == 0.3
