@@ -482,9 +482,12 @@ def _one_row_draw(last: np.ndarray, generator: np.random.Generator) -> list | No
     return [index, float(last[index]) - float(log_total)]
 
 
-def nats_per_token(runtime: Runtime, ids: np.ndarray, window: int = 4096) -> tuple[float, int]:
-    """Mean nats/token of ``ids`` (teacher forced, state carried across windows)."""
+def nats_per_token(
+    runtime: Runtime, ids: np.ndarray, window: int = 4096, restart: int | None = None
+) -> tuple[float, int]:
+    """Mean nats/token of ``ids`` (teacher forced, state carried across windows; with
+    ``restart``, a fresh state at each of those ids)."""
     if len(ids) < 2:
         raise StudioError("the evaluation text is too short (needs at least 2 tokens)")
-    nats, count, _ = teacher_forced_nats(runtime.logits, runtime.init_state(1), ids, window)
+    nats, count, _ = teacher_forced_nats(runtime.logits, runtime.init_state(1), ids, window, restart)
     return nats, count

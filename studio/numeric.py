@@ -88,36 +88,55 @@ def _nearest_allowed(weights: np.ndarray, index: int) -> int:
 
 
 def _scored_windows(
-    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int], window: int
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]],
+    state: Any,
+    ids: Sequence[int],
+    window: int,
+    restart: int | None = None,
 ):
     """Per window of ``ids`` fed through ``step``: (log p of each next token, the argmax
-    prediction at each position)."""
+    prediction at each position).  With ``restart`` (a domain's separator), every input
+    equal to it starts a new window from the initial ``state``: each piece is scored as
+    the sampler writes one, from a fresh state."""
     inputs = np.asarray(ids[:-1], dtype=np.int64)
     targets = np.asarray(ids[1:], dtype=np.int64)
-    for start in range(0, len(inputs), window):
-        chunk = inputs[start : start + window]
-        logits, state = step(chunk[None, :], state)
+    starts = set(range(0, len(inputs), window))
+    fresh = set(np.flatnonzero(inputs == restart).tolist()) if restart is not None else set()
+    bounds = sorted(starts | fresh) + [len(inputs)]
+    initial = state
+    for start, stop in zip(bounds, bounds[1:]):
+        chunk = inputs[start:stop]
+        logits, state = step(chunk[None, :], initial if start in fresh else state)
         log_probs = log_softmax(logits[0])
-        yield log_probs[np.arange(len(chunk)), targets[start : start + len(chunk)]], log_probs.argmax(-1)
+        yield log_probs[np.arange(len(chunk)), targets[start:stop]], log_probs.argmax(-1)
 
 
 def teacher_forced_log_probs(
-    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int], window: int = 4096
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]],
+    state: Any,
+    ids: Sequence[int],
+    window: int = 4096,
+    restart: int | None = None,
 ) -> np.ndarray:
     """(len(ids) - 1,) float64: log p(ids[t + 1] | ids[:t + 1]) for every t, with ``ids``
     fed through ``step(tokens (1, T), state) -> (logits (1, T, vocab), state)`` in windows
     of ``window`` tokens, the state carried across them (so the window changes nothing
-    but memory)."""
-    return np.concatenate([np.zeros(0)] + [scores for scores, _ in _scored_windows(step, state, ids, window)])
+    but memory); with ``restart``, each piece from the initial state (see :func:`_scored_windows`)."""
+    scored = _scored_windows(step, state, ids, window, restart)
+    return np.concatenate([np.zeros(0)] + [scores for scores, _ in scored])
 
 
 def teacher_forced_nats(
-    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]], state: Any, ids: Sequence[int], window: int = 4096
+    step: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]],
+    state: Any,
+    ids: Sequence[int],
+    window: int = 4096,
+    restart: int | None = None,
 ) -> tuple[float, int, np.ndarray]:
     """The same scores summed: (mean nats per token, tokens scored, the argmax prediction
     at every position), as ``studio eval`` and the exporter's held-out check report them."""
     total, count, predictions = 0.0, 0, [np.zeros(0, np.int64)]
-    for scores, argmax in _scored_windows(step, state, ids, window):
+    for scores, argmax in _scored_windows(step, state, ids, window, restart):
         total -= float(scores.sum())
         count += len(scores)
         predictions.append(argmax)

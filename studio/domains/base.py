@@ -177,6 +177,15 @@ class CategoricalDomain(Domain):
 
     head: ClassVar[str] = "categorical"
     streams_corpus: ClassVar[bool] = True
+    # Documents are independent pieces (music): training and scoring start each one, at
+    # its separator, from the fresh state the sampler starts from, instead of carrying
+    # the state of the piece before it (a state the sampler never has).
+    fresh_pieces: ClassVar[bool] = False
+
+    @property
+    def restart_id(self) -> int | None:
+        """The separator when every document starts fresh (``fresh_pieces``), else None."""
+        return self.separator_id if self.fresh_pieces else None
 
     @classmethod
     @abstractmethod

@@ -82,6 +82,7 @@ class MusicDomain(CategoricalDomain):
     default_suffix: ClassVar[str | None] = ".mid"  # `studio sample` writes a MIDI file unasked
     compares_samples: ClassVar[bool] = True  # `studio eval` sets generated pieces beside the corpus
     unit_name: ClassVar[str] = "event"
+    fresh_pieces: ClassVar[bool] = True  # a piece owes nothing to the one before it
 
     def __init__(
         self,

@@ -38,9 +38,10 @@ class CategoricalHead(Head):
 
     def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
         """Documents joined by the separator, as in training; ``split="val"`` scores the
-        last ``val_fraction`` of the tokens (the trainer's held-out tail)."""
+        last ``val_fraction`` of the tokens (the trainer's held-out tail).  A domain of
+        independent pieces has each scored from a fresh state, as the sampler writes one."""
         ids = scored_ids(domain, corpus, split, val_fraction)
-        nats, count = nats_per_token(runtime, ids)
+        nats, count = nats_per_token(runtime, ids, restart=domain.restart_id)
         return Score(nats, count, self.unit)
 
     def explain(self, nats: float, unit_name: str) -> tuple[str, str]:

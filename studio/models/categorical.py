@@ -38,23 +38,39 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 class TokenStreams(TrainData):
+    """``restart``: the separator when the domain's pieces each start from a fresh state
+    (music), else None (the state carries across documents)."""
+
     def __init__(
-        self, train_ids: np.ndarray, val_ids: np.ndarray, batch_size: int, seq_len: int, rank: int, world_size: int
+        self,
+        train_ids: np.ndarray,
+        val_ids: np.ndarray,
+        batch_size: int,
+        seq_len: int,
+        rank: int,
+        world_size: int,
+        restart: int | None = None,
     ):
         self.batches = StreamBatches(train_ids, batch_size, seq_len, rank, world_size)
         self.val_ids = val_ids
+        self.restart = restart
         self.steps_per_epoch = self.batches.windows_per_epoch
         self.sequence_length = self.batches.seq_len
         self.tokens = len(train_ids)
 
     def batch(self, step: int, device: torch.device) -> Batch:
         x, y = self.batches.window(step)
-        return {"inputs": to_device(x.astype(np.int64), device), "targets": to_device(y.astype(np.int64), device)}
+        inputs, targets = (to_device(a.astype(np.int64), device) for a in (x, y))
+        batch: Batch = {"inputs": inputs, "targets": targets}
+        if self.restart is not None:
+            batch["restart"] = self.restart
+        return batch
 
     @torch.no_grad()
     def validation_nats(self, model: torch.nn.Module, device: torch.device, dist: Any) -> float:
-        """Mean nats per token with state carried through the whole validation text;
-        each rank scores every ``world_size``-th stream and the sums are combined."""
+        """Mean nats per token with state carried through the whole validation text (a
+        fresh state at each piece with ``restart``); each rank scores every
+        ``world_size``-th stream and the sums are combined."""
         was_training = model.training
         model.eval()
         streams = eval_streams(self.val_ids)[dist.rank :: dist.world_size]
@@ -63,7 +79,7 @@ class TokenStreams(TrainData):
         for start in range(0, streams.shape[1] - 1 if len(streams) else 0, VALIDATION_WINDOW):
             window = to_device(streams[:, start : start + 1 + VALIDATION_WINDOW].astype(np.int64), device)
             x, y = window[:, :-1], window[:, 1:]
-            logits, state = model(x, state)
+            logits, state = model(x, state, self.restart)
             total += F.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
             ).item()
@@ -92,7 +108,8 @@ class CategoricalTrainable(Trainable):
         train_ids, val_ids = split_ids(np.asarray(payload), config.val_fraction)
         if config.transpose:
             train_ids = domain.augment(train_ids, config.transpose)
-        return TokenStreams(train_ids, val_ids, config.batch_size, config.seq_len, rank, world_size)
+        restart = domain.restart_id
+        return TokenStreams(train_ids, val_ids, config.batch_size, config.seq_len, rank, world_size, restart)
 
     def init_carry(self, model: torch.nn.Module, batch_size: int, device: torch.device) -> Carry:
         return model.init_state(batch_size, device)
@@ -101,12 +118,14 @@ class CategoricalTrainable(Trainable):
         """Cross-entropy of the window; with ``batch["sampling_probability"]`` p > 0, each
         input after the first is, with probability p, replaced by a token drawn from the
         model's own prediction for it (a teacher-forced pass without gradients first: the
-        parallel form of scheduled sampling, Duckworth et al. 2019)."""
+        parallel form of scheduled sampling, Duckworth et al. 2019).  With
+        ``batch["restart"]``, each piece starts from a fresh state (see :class:`TokenStreams`)."""
         inputs = batch["inputs"]
+        restart = batch.get("restart")
         probability = batch.get("sampling_probability", 0.0)
         if probability > 0:
-            inputs = scheduled_inputs(model, inputs, carry, probability)
-        logits, carry = model(inputs, carry)  # (B, T, V)
+            inputs = scheduled_inputs(model, inputs, carry, probability, restart)
+        logits, carry = model(inputs, carry, restart)  # (B, T, V)
         targets = batch["targets"]
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)), carry
 
@@ -165,7 +184,7 @@ class CategoricalTrainable(Trainable):
 
     def metrics(self, model: torch.nn.Module, session: Any, domain: Any, payload: Any, train: dict) -> dict:
         _, val_ids = split_ids(np.asarray(payload), train["val_fraction"])
-        nats, predictions = held_out_nats(session, io_state_names(session), val_ids)
+        nats, predictions = held_out_nats(session, io_state_names(session), val_ids, restart=domain.restart_id)
         return {
             "held_out_nats": nats,
             "predictions": predictions,
@@ -192,10 +211,12 @@ class CategoricalTrainable(Trainable):
 
 
 @torch.no_grad()
-def scheduled_inputs(model: torch.nn.Module, inputs: torch.Tensor, carry: Carry, probability: float) -> torch.Tensor:
+def scheduled_inputs(
+    model: torch.nn.Module, inputs: torch.Tensor, carry: Carry, probability: float, restart: int | None = None
+) -> torch.Tensor:
     """inputs (B, T) with positions 1.. replaced, each with ``probability``, by a draw from
     the model's teacher-forced prediction of that position."""
-    logits, _ = model(inputs, carry)  # (B, T, V): position t predicts input t + 1
+    logits, _ = model(inputs, carry, restart)  # (B, T, V): position t predicts input t + 1
     drawn = torch.multinomial(torch.softmax(logits[:, :-1].float().reshape(-1, logits.shape[-1]), -1), 1)
     drawn = drawn.reshape(inputs.shape[0], -1)
     replace = torch.rand(drawn.shape, device=inputs.device) < probability
@@ -237,13 +258,15 @@ def token_parity(model: RecurrentLM, session: Any, io: dict, tokens: np.ndarray)
     return worst
 
 
-def held_out_nats(session: Any, state_names: list[str], ids: np.ndarray, limit: int = HELD_OUT_TOKENS):
+def held_out_nats(
+    session: Any, state_names: list[str], ids: np.ndarray, limit: int = HELD_OUT_TOKENS, restart: int | None = None
+):
     """(mean nats/token, argmax per position) over the first ``limit`` held-out tokens,
-    in one call (the window spans them all)."""
+    in one call (the window spans them all; with ``restart``, one call per piece)."""
     ids = ids[: limit + 1]
 
     def step(tokens, state):
         return _ort_run(session, state_names, tokens, state)
 
-    nats, _, predictions = teacher_forced_nats(step, None, ids, window=len(ids))
+    nats, _, predictions = teacher_forced_nats(step, None, ids, window=len(ids), restart=restart)
     return nats, predictions

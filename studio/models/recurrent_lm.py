@@ -64,17 +64,43 @@ class RecurrentLM(nn.Module):
             torch.zeros((config.layers, batch, config.state_width(name)), device=device) for name in config.state_names
         )
 
-    def forward(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...]):
-        """tokens (B, T) int64 -> logits (B, T, V), next state."""
+    def forward(self, tokens: torch.Tensor, state: tuple[torch.Tensor, ...], restart: int | None = None):
+        """tokens (B, T) int64 -> logits (B, T, V), next state.  With ``restart`` (a
+        domain's separator), a row's state is reset to zeros (the fresh state) where its
+        input is that token, so each piece starts as the sampler starts it."""
         x = self.input_dropout(self.embedding(tokens))  # (B, T, E)
         rnn_state = state if self.config.cell in ("lstm", *EXPLICIT_CELLS) else state[0]
-        y, next_state = self._recurrent(x, rnn_state)  # (B, T, H)
+        if restart is None:
+            y, next_state = self._recurrent(x, rnn_state)  # (B, T, H)
+        else:
+            y, next_state = self._pieces(x, rnn_state, tokens == restart)
         y = self.output_dropout(y)
         if self.projection is not None:
             y = self.projection(y)
         logits = self.head(y)
         next_state = next_state if isinstance(next_state, tuple) else (next_state,)
         return logits, next_state
+
+    def _pieces(self, x: torch.Tensor, state, fresh: torch.Tensor):
+        """:meth:`_recurrent` over ``x`` cut at the columns where some row starts afresh
+        (``fresh`` (B, T) bool): there the rows that start take zeros for their state and
+        the others keep theirs.  One call when no row starts in the window."""
+        columns = set(torch.nonzero(fresh.any(0)).flatten().tolist())
+        if not columns:
+            return self._recurrent(x, state)
+        bounds = sorted(columns | {0}) + [x.shape[1]]
+        outputs = []
+        for start, stop in zip(bounds, bounds[1:]):
+            if start in columns:
+                reset = fresh[:, start].view(1, -1, 1)
+                state = (
+                    tuple(s.masked_fill(reset, 0.0) for s in state)
+                    if isinstance(state, tuple)
+                    else (state.masked_fill(reset, 0.0))
+                )
+            y, state = self._recurrent(x[:, start:stop], state)
+            outputs.append(y)
+        return torch.cat(outputs, 1), state
 
     def _recurrent(self, x: torch.Tensor, state):
         """The stacked cells; in training with ``weight_drop``, a fused cell runs with
