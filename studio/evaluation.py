@@ -52,7 +52,8 @@ def evaluate_model(
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
     if mc_dropout:
         scorer = MCDropout(runtime.bundle, runtime.device, runtime.threads)
-        report.update(scorer.score(scored_ids(domain, corpus, split, val_fraction), mc_dropout, seed).report())
+        ids = scored_ids(domain, corpus, split, val_fraction)
+        report.update(scorer.score(ids, mc_dropout, seed, getattr(domain, "restart_id", None)).report())
     if not domain.compares_samples:
         return report
     documents = domain.read_corpus(Path(corpus))

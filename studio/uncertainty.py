@@ -133,9 +133,10 @@ class MCDropout:
         keep = float(spec["keep"])
         return ((rng.random(shape) < keep) / keep).astype(np.float32)
 
-    def log_probs(self, ids, seed: int, pass_index: int) -> np.ndarray:
+    def log_probs(self, ids, seed: int, pass_index: int, restart: int | None = None) -> np.ndarray:
         """(len(ids) - 1,) log p of each next token in pass ``pass_index`` (teacher forced
-        from a fresh state, the masks of CounterRNG stream ``pass_index`` of ``seed``)."""
+        from a fresh state, the masks of CounterRNG stream ``pass_index`` of ``seed``; with
+        ``restart``, a fresh state again at each of those ids, as ``studio eval`` scores)."""
         rng = CounterRNG(seed, pass_index)
         fixed = {name: self._mask(rng, name, None) for name, spec in self.masks.items() if spec["per"] == "row"}
         per_token = [name for name, spec in self.masks.items() if spec["per"] == "time"]
@@ -152,13 +153,13 @@ class MCDropout:
             values = self.session.run(None, feeds)
             return values[0], dict(zip(self.state_names, values[1:]))
 
-        return teacher_forced_log_probs(step, self.init_state(), ids, SCORE_WINDOW)
+        return teacher_forced_log_probs(step, self.init_state(), ids, SCORE_WINDOW, restart)
 
-    def score(self, ids, passes: int, seed: int = 0) -> MCScores:
+    def score(self, ids, passes: int, seed: int = 0, restart: int | None = None) -> MCScores:
         require_passes(passes)
         if len(ids) < 2:
             raise StudioError("the evaluation text is too short (needs at least 2 tokens)")
-        return MCScores(np.stack([self.log_probs(ids, seed, k) for k in range(passes)]))
+        return MCScores(np.stack([self.log_probs(ids, seed, k, restart) for k in range(passes)]))
 
 
 @functools.lru_cache(maxsize=SHARED_SESSIONS)
