@@ -3,6 +3,7 @@ counting, the rule that bans the end before N bars, the metre grid, pickup paddi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mido
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from studio.domains.base import Document
 from studio.domains.music import MusicDomain
 from studio.music.bars import BarGrid, NoEndBeforeBars, Position, advance, bar_count
 from studio.music.events import Note, Piece, pickup_padding, without_pickup
@@ -212,3 +214,62 @@ def test_before_the_metre_a_bar_is_at_most_the_longest() -> None:
     ok = allowed(grid, events + [shift(BEAT)])
     assert BAR in ok and OFF + 60 in ok and shift(1) not in ok and ON + 62 not in ok
     assert grid.position(np.asarray(events + [shift(BEAT), BAR])).line == longest
+
+
+def test_the_first_whole_bar_ends_only_at_one_of_the_corpus_metres() -> None:
+    """The chorale model drifted into 9/8 and 6/4 (1 sample in 10 at seeds 1..40); with
+    the corpus's metres (3/4 and 4/4) recorded, the second bar line may fall only at
+    three or four beats, and the bar line is forced at the longest."""
+    grid = BarGrid(CODEC, metres=(3 * BEAT, 4 * BEAT))
+    pickup = [BAR, ON + 60, shift(BEAT), OFF + 60, BAR]
+    assert BAR not in allowed(grid, pickup + [shift(2 * BEAT)])  # 2/4: not the corpus's
+    assert BAR in allowed(grid, pickup + [shift(3 * BEAT)])
+    assert BAR not in allowed(grid, pickup + [shift(3 * BEAT), shift(BEAT // 2)])  # 7/8
+    ok = allowed(grid, pickup + [shift(3 * BEAT)])
+    assert shift(BEAT) in ok and shift(BEAT + 1) not in ok  # no bar longer than 4/4
+    on_line = pickup + [shift(4 * BEAT)]
+    assert BAR in allowed(grid, on_line) and shift(1) not in allowed(grid, on_line)
+    assert grid.position(np.asarray(on_line + [BAR])).metre == 4 * BEAT
+    # the pickup itself may be any whole eighths, up to the longest metre
+    assert BAR in allowed(grid, [BAR, shift(BEAT // 2)])
+    ok = allowed(grid, [BAR, shift(BEAT)])
+    assert shift(3 * BEAT) in ok and shift(3 * BEAT + 1) not in ok
+    # a primer's metre is kept even when the corpus never used it
+    primed = BarGrid(CODEC, start=1, metre=5 * BEAT, metres=(4 * BEAT,))
+    assert BAR in allowed(primed, [BAR, shift(4 * BEAT), shift(BEAT)])
+    with pytest.raises(ValueError, match="metres"):
+        BarGrid(CODEC, metres=())
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_drawn_streams_take_a_corpus_metre(seed: int) -> None:
+    metres = (3 * BEAT, 9 * BEAT // 2)  # 3/4 and 9/8
+    grid = BarGrid(CODEC, metres=metres)
+    rng, generator = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    vocabulary = [BAR, ON + 60, OFF + 60] + [shift(ticks) for ticks in range(1, BEAT + 1)]
+    events = [BAR]
+    for _ in range(300):
+        logits = np.full((1, V), -np.inf)
+        logits[0, vocabulary] = rng.normal(0, 1, len(vocabulary))
+        logits[0, BAR] += 1.5
+        events.append(int(draw(grid(np.asarray([events]), logits), [generator])[0]))
+    metre = grid.position(np.asarray(events)).metre
+    assert metre in metres
+
+
+def test_the_domain_measures_the_corpus_metres_and_keeps_them_in_the_card() -> None:
+    def piece(numerator: int, bars: int) -> Document:
+        bar = numerator * BEAT
+        notes = tuple(Note(i * bar, 60 + i % 5, i * bar + BEAT) for i in range(bars))
+        return Document("p", Piece(notes, time_signatures=((0, numerator, 4),), length=bars * bar))
+
+    # 150 pieces in 4/4, 40 in 3/4, one in 5/4 (under 1%): the 5/4 one is an outlier
+    documents = [piece(4, 6)] * 150 + [piece(3, 6)] * 40 + [piece(5, 6)]
+    domain = MusicDomain.from_documents(documents)
+    assert domain.usual_metres == (3 * BEAT, 4 * BEAT)
+    again = MusicDomain.from_config(json.loads(json.dumps(domain.to_config())))
+    assert again.usual_metres == (3 * BEAT, 4 * BEAT)
+    [grid] = [rule for rule in again.constraints(SampleSettings(model="m")) if isinstance(rule, BarGrid)]
+    assert grid.metres == (3 * BEAT, 4 * BEAT)
+    assert MusicDomain.from_config({**domain.to_config(), "usual_metres": None}).usual_metres is None  # older cards

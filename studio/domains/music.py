@@ -19,7 +19,7 @@ import numpy as np
 
 from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
-from ..music.bars import BarGrid, BarsToGo, NoEndBeforeBars, bar_count
+from ..music.bars import LONGEST_BAR_BEATS, BarGrid, BarsToGo, NoEndBeforeBars, bar_count
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
@@ -32,7 +32,7 @@ from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
-CORPUS_MEASURES = 2  # 2: the metre grid, long notes, usual tempo and key (studio.music.metre)
+CORPUS_MEASURES = 3  # 2: the metre grid, long notes, usual tempo and key; 3: usual metres (studio.music.metre)
 CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys")
 
 
@@ -94,6 +94,7 @@ class MusicDomain(CategoricalDomain):
         corpus_tempo: float | None = None,
         corpus_key: str | None = None,
         usual_voices: int | None = None,
+        usual_metres: Sequence[int] | None = None,
     ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
@@ -109,6 +110,8 @@ class MusicDomain(CategoricalDomain):
         self.corpus_key = str(corpus_key) if corpus_key else None
         # the voice cap the note grammar applies: the corpus's usual most, not its rare most
         self.usual_voices = int(usual_voices) if usual_voices else None
+        # the bar lengths (ticks) the corpus's pieces keep to: a sample's metre is one of them
+        self.usual_metres = tuple(int(m) for m in usual_metres) if usual_metres else None
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
@@ -158,7 +161,7 @@ class MusicDomain(CategoricalDomain):
     @classmethod
     def _measured(cls, codec: EventCodec, longest: int, voices: int, stats: MetreStats, habits: list) -> MusicDomain:
         """The domain with what was measured on the corpus: the note grammar's limits, the
-        metre grid and longest usual note, the usual tempo and key, and the usual voices."""
+        metre grid and longest usual note, the usual tempo and key, the usual voices and metres."""
         return cls(
             codec,
             longest,
@@ -167,6 +170,7 @@ class MusicDomain(CategoricalDomain):
             stats.long_note(),
             *usual_tempo_and_key(habits),
             stats.usual_voices(),
+            stats.usual_metres(LONGEST_BAR_BEATS * codec.ticks_per_beat),
         )
 
     @classmethod
@@ -262,6 +266,7 @@ class MusicDomain(CategoricalDomain):
             **({"corpus_tempo": self.corpus_tempo} if self.corpus_tempo else {}),
             **({"corpus_key": self.corpus_key} if self.corpus_key else {}),
             **({"usual_voices": self.usual_voices} if self.usual_voices else {}),
+            **({"usual_metres": list(self.usual_metres)} if self.usual_metres else {}),
         }
 
     @classmethod
@@ -276,6 +281,7 @@ class MusicDomain(CategoricalDomain):
                 corpus_tempo=config.get("corpus_tempo"),
                 corpus_key=config.get("corpus_key"),
                 usual_voices=config.get("usual_voices"),
+                usual_metres=config.get("usual_metres"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
@@ -364,7 +370,7 @@ class MusicDomain(CategoricalDomain):
         metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
         rules: list = [
             NoteGrammar(self.codec, self.max_note_ticks, min(self.max_voices, self.usual_voices or PITCH_COUNT)),
-            BarGrid(self.codec, start=start, metre=metre),
+            BarGrid(self.codec, start=start, metre=metre, metres=self.usual_metres),
         ]
         if self.grid_positions:
             rules.append(MetreGrid(self.codec, self.grid_positions, self.long_note_ticks))

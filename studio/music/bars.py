@@ -15,7 +15,10 @@ ending the piece before the bars that were asked for.
   before any new note (note-offs may still come first, as the codec orders them).
   Before that, bars last whole eighth notes, so the metre found is one a score can
   state (not 13/16), and at most ``LONGEST_BAR_BEATS`` beats, so that a model that
-  forgets bar lines still reaches the bars asked for.
+  forgets bar lines still reaches the bars asked for.  When the card records the
+  corpus's metres (``usual_metres``, :mod:`studio.music.metre`), the first whole bar
+  ends only at one of their lengths and no bar before it runs longer than the longest,
+  so a chorale model writes 4/4 or 3/4, never the 9/8 or 6/4 it drifted into.
 
 A ``BAR`` completes a bar when time has passed since the previous bar line (or since
 the start of the stream, itself a bar line): an opening marker, or a second marker at
@@ -117,11 +120,14 @@ class BarGrid:
     codec: EventCodec
     start: int = 0
     metre: int | None = None
+    metres: tuple[int, ...] | None = None  # the bar lengths the metre may take (the corpus's)
     _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.start < 0 or (self.metre is not None and self.metre < 1):
             raise ValueError("start must be 0 or more and the metre at least one tick")
+        if self.metres is not None and (not self.metres or min(self.metres) < 1):
+            raise ValueError("the metres the bars may take must be one or more lengths of at least one tick")
 
     def position(self, events: np.ndarray) -> Position:
         """:class:`Position` after ``events`` (the part of a row after ``start``)."""
@@ -163,11 +169,16 @@ class BarGrid:
     def _mask(self, out: np.ndarray, position: Position) -> None:
         """The bar line forced where a bar's time is full and banned elsewhere (in place)."""
         codec = self.codec
-        now, line, _, metre = position
+        now, line, bars, metre = position
         eighth = max(1, codec.ticks_per_beat // 2)
+        longest = LONGEST_BAR_BEATS * codec.ticks_per_beat
+        if metre is None and self.metres:  # the pickup and the first whole bar: the corpus's metres
+            longest = min(longest, max(self.metres))
+            if bars >= 1 and now - line not in self.metres:  # this bar's length becomes the metre
+                out[codec.bar_id] = NEG_INF
         if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
             out[codec.bar_id] = NEG_INF
-        room = line + (metre or LONGEST_BAR_BEATS * codec.ticks_per_beat) - now  # ticks to the bar line
+        room = line + (metre or longest) - now  # ticks to the bar line
         if room > 0:
             if metre is not None:
                 out[codec.bar_id] = NEG_INF

@@ -35,6 +35,7 @@ NEG_INF = -np.inf
 MIN_POSITION_SHARE = 0.003  # positions rarer than this in the corpus are treated as noise
 LONGEST_QUANTILE = 0.999  # note lengths beyond this quantile are the corpus's outliers
 VOICES_QUANTILE = 0.99  # chords in a melody corpus (a tune's final chord) are its outliers
+MIN_METRE_SHARE = 0.01  # metres of fewer pieces than this are the corpus's outliers
 State = tuple[int, tuple[tuple[int, int], ...]]  # time since the separator, ((pitch, start), ...)
 
 
@@ -47,6 +48,7 @@ class MetreStats:
         self.counts = np.zeros(ticks_per_beat, dtype=np.int64)
         self.lengths: list[int] = []
         self.voices: list[int] = []  # notes sounding as each note starts
+        self.metres: list[int] = []  # each piece's usual bar length (ticks)
 
     def add(self, piece: Piece) -> None:
         for note in piece.notes:
@@ -58,6 +60,11 @@ class MetreStats:
         if starts.size:
             sounding = (starts[None, :] <= starts[:, None]) & (ends[None, :] > starts[:, None])
             self.voices.extend(sounding.sum(axis=1).tolist())
+        lines = piece.bar_lines()
+        bars = np.diff(lines[1:-1]) if len(lines) > 3 else np.diff(lines)  # not a pickup or the last bar
+        if bars.size:
+            values, counts = np.unique(bars, return_counts=True)
+            self.metres.append(int(values[np.argmax(counts)]))
 
     def positions(self) -> tuple[int, ...]:
         """Positions within the beat (ticks, sorted) of at least ``MIN_POSITION_SHARE`` of
@@ -73,6 +80,18 @@ class MetreStats:
         if not self.voices:
             return 1
         return int(np.quantile(np.array(self.voices), VOICES_QUANTILE, method="higher"))
+
+    def usual_metres(self, longest: int) -> tuple[int, ...]:
+        """Bar lengths (ticks, sorted) that are the usual bar of at least
+        ``MIN_METRE_SHARE`` of the pieces, whole eighth notes and at most ``longest``
+        ticks: 36 and 48 (3/4 and 4/4) for the chorales, whose one 3/2 and one 12/8
+        chorale fall below the share; 24, 36, 48 and 54 for O'Neill's tunes (2/4, 6/8,
+        4/4 and 9/8)."""
+        eighth = max(1, self.ticks_per_beat // 2)
+        values, counts = np.unique(np.array(self.metres, dtype=np.int64), return_counts=True)
+        shares = counts / max(1, len(self.metres))
+        usual = (shares >= MIN_METRE_SHARE) & (values % eighth == 0) & (values > 0) & (values <= longest)
+        return tuple(int(v) for v in values[usual])
 
     def long_note(self) -> int:
         """The ``LONGEST_QUANTILE`` quantile of the note lengths (ticks; 1 without notes)."""
