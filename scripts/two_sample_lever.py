@@ -3,7 +3,8 @@
 What ``studio eval MODEL CORPUS --two-sample`` reports, without its teacher-forced scoring
 (the sampling levers leave the weights, hence nats/event, alone), through the fp32 graph,
 plus two levers `studio eval` does not expose: ``--top-p`` and ``--no-metre`` (the card's
-metre grid and long-note cap removed, as bundles had them before).  One JSON line:
+metre grid and long-note cap removed, as bundles had them before); ``--match-lengths`` as
+on `studio eval`.  One JSON line:
 
     .venv/bin/python scripts/two_sample_lever.py songs corpora/songs/bach --temp 0.85 [--no-metre]
 """
@@ -19,8 +20,7 @@ from pathlib import Path
 
 from studio.api import load
 from studio.bundle import resolve
-from studio.generate import Generation
-from studio.sampling.settings import SampleSettings
+from studio.evaluation import comparison_samples
 
 
 def main() -> None:
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--split", choices=("all", "val"), default="all")
     parser.add_argument("--no-metre", action="store_true")
+    parser.add_argument("--match-lengths", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         bundle = resolve(args.model)
@@ -48,12 +49,20 @@ def main() -> None:
         documents = loaded.domain.read_corpus(args.corpus)
         if args.split == "val":  # as `studio eval --split val`: the last tenth of the pieces
             documents = documents[int(len(documents) * 0.9) :]
-        settings = SampleSettings(
-            model=str(bundle), temperature=args.temp, top_p=args.top_p, seed=0, num=args.n, bars=args.bars, length=4096
-        )
         start = time.time()
-        outputs = [sample.output for sample in Generation(loaded.runtime, loaded.domain, settings).run()]
+        outputs, documents = comparison_samples(
+            loaded.runtime,
+            loaded.domain,
+            documents,
+            samples=args.n,
+            bars=args.bars,
+            seed=0,
+            match_lengths=args.match_lengths,
+            temperature=args.temp,
+            top_p=args.top_p,
+        )
         report = {"model": args.model, "temp": args.temp, "top_p": args.top_p, "metre": not args.no_metre}
+        report["match_lengths"] = args.match_lengths
         report["generate_s"] = round(time.time() - start, 1)
         report.update(loaded.domain.sample_report(outputs, documents))
         report.update(loaded.domain.two_sample_report(outputs, documents, length=48, seed=0))

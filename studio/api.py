@@ -149,6 +149,7 @@ def evaluate(
     two_sample: bool = False,
     two_sample_beats: int = 48,
     mc_dropout: int = 0,
+    match_lengths: bool = False,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
     onnxruntime; ``split="val"`` scores only the held-out tail (the last
@@ -157,7 +158,9 @@ def evaluate(
     corpus's; the others ignore those four.  ``samples`` defaults to 50, or 100 with
     ``two_sample``: then a classifier two-sample test also tells the generated pieces from
     as many corpus pieces, both cut to ``two_sample_beats`` beats (see
-    :mod:`studio.music.two_sample`).  ``mc_dropout`` N > 0 (token models trained with
+    :mod:`studio.music.two_sample`); with ``match_lengths`` each generated piece is as
+    many bars long as a corpus piece drawn for it (within those beats), not ``bars``.
+    ``mc_dropout`` N > 0 (token models trained with
     dropout) also scores the text N times with dropout active and adds
     ``nats_per_token_std`` and the other keys of :meth:`studio.uncertainty.MCScores.report`."""
     require(split in ("all", "val"), f"--split must be all or val (got {split!r})")
@@ -171,6 +174,7 @@ def evaluate(
             f"--two-sample needs at least {TWO_SAMPLE_MIN_PIECES} pieces: give --n {TWO_SAMPLE_MIN_PIECES} or more",
         )
         require(two_sample_beats >= 1, f"--two-sample-beats must be at least 1 (got {two_sample_beats})")
+    require(not match_lengths or two_sample, "--match-lengths goes with --two-sample: add --two-sample")
     if mc_dropout:
         require_passes(mc_dropout)
     loaded = load(model, device, precision)
@@ -198,6 +202,7 @@ def evaluate(
         seed=seed,
         two_sample=two_sample,
         two_sample_beats=two_sample_beats,
+        match_lengths=match_lengths,
         mc_dropout=mc_dropout,
     )
 

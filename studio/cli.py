@@ -511,6 +511,14 @@ def eval_command(
     two_sample_beats: Annotated[
         int, typer.Option(help="Music: --two-sample cuts every piece to its first this many beats.")
     ] = 48,
+    match_lengths: Annotated[
+        bool,
+        typer.Option(
+            "--match-lengths",
+            help="Music, with --two-sample: each generated piece is as many bars long as a corpus piece "
+            "drawn for it (within --two-sample-beats), instead of --bars for all.",
+        ),
+    ] = False,
     mc_dropout: Annotated[
         int,
         typer.Option(
@@ -539,6 +547,7 @@ def eval_command(
         two_sample=two_sample,
         two_sample_beats=two_sample_beats,
         mc_dropout=mc_dropout,
+        match_lengths=match_lengths,
     )
     if json_out:
         typer.echo(json.dumps(report))

@@ -6,6 +6,10 @@ token or point, :meth:`studio.heads.Head.score`).  A domain that ``compares_samp
 sets them beside the corpus with its own pure metrics (:meth:`Domain.sample_report`).
 With ``two_sample`` it also runs the domain's classifier two-sample test on the same
 pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`).
+With ``match_lengths``, as many corpus pieces as ``samples`` are drawn (seeded) and each
+generated piece is asked for as long as its corpus piece within the compared window
+(:meth:`Domain.matched_lengths`: bars), instead of ``bars`` for all: a corpus of short
+pieces is then not told from the samples by their length alone.
 With ``mc_dropout`` N, token models are also scored N times with dropout active
 (:mod:`studio.uncertainty`): ``nats_per_token_std`` is the spread of the per-pass means.
 The report is flat (one number per key, the two-sample test's separating features
@@ -17,7 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .domains import Domain
+import numpy as np
+
+from .domains import Document, Domain
 from .formats import MAX_TOKENS
 from .generate import Generation
 from .heads import Head
@@ -47,6 +53,7 @@ def evaluate_model(
     two_sample: bool = False,
     two_sample_beats: int = 48,
     mc_dropout: int = 0,
+    match_lengths: bool = False,
 ) -> dict:
     score = head.score(runtime, domain, corpus, split, val_fraction)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
@@ -59,18 +66,67 @@ def evaluate_model(
     documents = domain.read_corpus(Path(corpus))
     if split == "val":
         documents = documents[min(len(documents) - 1, int(len(documents) * (1 - val_fraction))) :]
-    settings = SampleSettings(
-        model=str(runtime.bundle.path),
-        temperature=temperature,
-        seed=seed,
-        num=samples,
+    report.update(pieces=len(documents))
+    outputs, documents = comparison_samples(
+        runtime,
+        domain,
+        documents,
+        samples=samples,
         bars=bars,
-        length=min(MAX_TOKENS, bars * TOKENS_PER_BAR_CAP),
+        seed=seed,
+        temperature=temperature,
+        match_lengths=match_lengths,
+        window=two_sample_beats,
     )
-    generated = Generation(runtime, domain, settings).run()
-    report.update(pieces=len(documents), samples=len(generated), bars=bars, temperature=temperature, seed=seed)
-    outputs = [sample.output for sample in generated]
+    report.update(samples=len(outputs), bars="matched" if match_lengths else bars, temperature=temperature, seed=seed)
     report.update(domain.sample_report(outputs, documents))
     if two_sample:
         report.update(domain.two_sample_report(outputs, documents, length=two_sample_beats, seed=seed))
     return report
+
+
+def comparison_samples(
+    runtime: Runtime,
+    domain: Domain,
+    documents: list[Document],
+    *,
+    samples: int,
+    bars: int,
+    seed: int,
+    match_lengths: bool = False,
+    window: int = 48,
+    **settings: Any,
+) -> tuple[list, list[Document]]:
+    """Generated outputs to set beside corpus ``documents``, and the documents to set them
+    beside: ``samples`` pieces of ``bars`` bars and all the documents; with
+    ``match_lengths``, one piece per document drawn (seeded, at most ``samples``), as long
+    as that document within ``window`` (:meth:`Domain.matched_lengths`), a batch per
+    length seeded by ``seed`` plus its bars.  ``settings``: other sample settings
+    (temperature, top_p)."""
+    if not match_lengths:
+        return [sample.output for sample in _generate(runtime, domain, seed, samples, bars, settings)], documents
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(documents))[: min(samples, len(documents))])
+    documents = [documents[index] for index in chosen]
+    wanted = domain.matched_lengths(documents, window)
+    outputs: list = [None] * len(documents)
+    for length in sorted(set(wanted)):
+        rows = [row for row, want in enumerate(wanted) if want == length]
+        for row, sample in zip(rows, _generate(runtime, domain, seed + length, len(rows), length, settings)):
+            outputs[row] = sample.output
+    return outputs, documents
+
+
+def _generate(runtime: Runtime, domain: Domain, seed: int, num: int, bars: int, settings: dict) -> list:
+    """``num`` pieces of ``bars`` bars, one batch."""
+    return Generation(
+        runtime,
+        domain,
+        SampleSettings(
+            model=str(runtime.bundle.path),
+            seed=seed,
+            num=num,
+            bars=bars,
+            length=min(MAX_TOKENS, bars * TOKENS_PER_BAR_CAP),
+            **settings,
+        ),
+    ).run()

@@ -139,6 +139,7 @@ def test_music_domain_reports_the_issue_keys() -> None:
     [
         (["--two-sample"], "--two-sample compares generated music with a corpus; tiny is a chars model"),
         (["--two-sample", "--n", "3"], "--two-sample needs at least 10 pieces: give --n 10 or more"),
+        (["--match-lengths"], "--match-lengths goes with --two-sample: add --two-sample"),
     ],
 )
 def test_two_sample_bad_input_is_one_line(tiny_bundle, tiny_corpus, studio_env, args, message) -> None:
@@ -152,3 +153,41 @@ def test_two_sample_bad_input_is_one_line(tiny_bundle, tiny_corpus, studio_env, 
     )
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def bars_piece(numerator: int, bars: int) -> Piece:
+    bar = numerator * 12
+    notes = tuple(Note(i * bar, 60, i * bar + 12) for i in range(bars))
+    return Piece(notes, time_signatures=((0, numerator, 4),), length=bars * bar)
+
+
+def test_matched_lengths_are_the_bars_within_the_window() -> None:
+    documents = [Document(str(i), bars_piece(n, b)) for i, (n, b) in enumerate([(4, 9), (4, 20), (3, 20), (3, 2)])]
+    assert MusicDomain().matched_lengths(documents, 48) == [9, 12, 16, 2]
+    assert MusicDomain().matched_lengths(documents, 6) == [2, 2, 2, 2]
+
+
+SONGS = ROOT / "export" / "songs"
+
+
+@pytest.mark.skipif(not (SONGS / "card.json").is_file() or not CHORALES, reason="needs export/songs and the chorales")
+def test_matched_samples_are_as_long_as_their_corpus_pieces() -> None:
+    """A third of the chorales end before 48 beats; a sample asked for 16 bars never does."""
+    from studio.api import load
+    from studio.evaluation import comparison_samples
+
+    loaded = load(str(SONGS), "cpu", "fp32")
+    documents = [Document(str(path), read_pieces(path)[0]) for path in CHORALES[:40]]
+    outputs, chosen = comparison_samples(
+        loaded.runtime, loaded.domain, documents, samples=12, bars=16, seed=0, match_lengths=True, window=48
+    )
+    wanted = loaded.domain.matched_lengths(chosen, 48)
+    assert len(outputs) == len(chosen) == 12 and len(set(wanted)) > 1  # several lengths, a batch each
+    assert {d.path for d in chosen} <= {d.path for d in documents}
+    assert [output.bars for output in outputs] == wanted
+    again, _ = comparison_samples(
+        loaded.runtime, loaded.domain, documents, samples=12, bars=16, seed=0, match_lengths=True, window=48
+    )
+    assert [o.piece for o in again] == [o.piece for o in outputs]  # seeded
+    plain, all_documents = comparison_samples(loaded.runtime, loaded.domain, documents, samples=5, bars=3, seed=0)
+    assert all_documents is documents and [output.bars for output in plain] == [3] * 5

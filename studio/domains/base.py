@@ -160,6 +160,12 @@ class Domain(ABC):
         corpus ``documents``, as a flat dict; used when ``compares_samples`` is set."""
         return {}
 
+    def matched_lengths(self, documents: Sequence[Document], length: int) -> list[int]:
+        """The sample length (the domain's unit: bars for music) that matches each corpus
+        document within its first ``length`` (beats for music), so that generated samples
+        can be asked for as long as the corpus's; only domains that ``compares_samples``."""
+        raise NotImplementedError(f"{self.name} models have no length-matched samples")
+
     def two_sample_report(
         self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
     ) -> dict:

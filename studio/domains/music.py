@@ -455,6 +455,18 @@ class MusicDomain(CategoricalDomain):
             report[f"{name}_within_one_std"] = row["within_one_std"]
         return report
 
+    def matched_lengths(self, documents: Sequence[Document], length: int) -> list[int]:
+        """The bars of each piece that start within its first ``length`` beats (at least
+        one): a chorale of 9 bars of 4/4 asks for 9, one of 20 bars for 12 when 48 beats
+        are compared."""
+        cut = length * self.codec.ticks_per_beat
+        bars = []
+        for document in documents:
+            piece = document.content
+            lines = piece.bar_lines()[:-1]  # where each bar starts
+            bars.append(max(1, sum(1 for line in lines if line < min(cut, piece.end))))
+        return bars
+
     def two_sample_report(
         self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
     ) -> dict:
