@@ -5,16 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STUDIO=${STUDIO:-.venv/bin/studio}
 
-# prose: 2x448 LSTM on tinyshakespeare, 30 minutes, forward pass in bf16 where the CPU has
+# prose, songs, folk: forward pass in bf16 where the CPU has
 # native bf16 (AVX512-BF16 / AMX: about 1.6x the fp32 tokens/s, measured; elsewhere fp32,
 # which reaches fewer steps in the 30 minutes).  The schedule is sized for the bf16 speed.
-PROSE_PRECISION=fp32
-if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null; then PROSE_PRECISION=bf16; fi
+PRECISION=fp32
+if grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null; then PRECISION=bf16; fi
+# prose: 2x448 LSTM on tinyshakespeare, 30 minutes.
 # The weights are averaged as they train (--ema 0.999); the schedule ends at 10% of the
 # learning rate after 6,500 steps, which the 30 minutes do not reach (about 5,500 here).
 $STUDIO train corpora/shakespeare --name prose --hidden-size 448 --layers 2 --embedding-size 64 \
   --dropout 0.3 --lr 3e-3 --warmup-steps 100 --batch-size 32 --seq-len 128 --max-steps 6500 --ema 0.999 \
-  --eval-every 500 --patience 100 --max-minutes 30 --seed 1337 --precision $PROSE_PRECISION --no-export
+  --eval-every 500 --patience 100 --max-minutes 30 --seed 1337 --precision $PRECISION --no-export
 $STUDIO export runs/prose --quantize int8 --out export/prose  # fp32 + int8 + the MC-dropout graph
 
 # code and markdown: smaller 2x256 LSTMs, 12 minutes each
@@ -28,13 +29,13 @@ done
 # 7,300 of the 7,500 steps on an idle 2-core machine with AVX-512 bf16), weights averaged
 $STUDIO train corpora/songs/bach --name songs --domain music --hidden-size 384 --layers 2 \
   --embedding-size 64 --dropout 0.2 --lr 3e-3 --warmup-steps 100 --batch-size 32 --seq-len 128 --max-steps 7500 \
-  --ema 0.999 --precision bf16 --eval-every 500 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/songs
+  --ema 0.999 --precision $PRECISION --eval-every 500 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/songs
 
 # folk: an events LSTM on O'Neill's 1,857 tunes (melodies, transposed +-5 semitones), 30
-# minutes (about 2,300 of the 2,400 steps on an idle 2-core machine), weights averaged
+# minutes (about 3,100 of the 3,600 steps on a 2-core machine with AVX-512 bf16), weights averaged
 $STUDIO train corpora/songs/oneills1850 --name folk --domain music --hidden-size 384 --layers 2 \
-  --embedding-size 64 --dropout 0.2 --lr 3e-3 --warmup-steps 100 --batch-size 32 --seq-len 256 --max-steps 2400 \
-  --ema 0.999 --eval-every 400 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/folk
+  --embedding-size 64 --dropout 0.2 --lr 3e-3 --warmup-steps 100 --batch-size 32 --seq-len 256 --max-steps 3600 \
+  --ema 0.999 --precision $PRECISION --eval-every 400 --patience 100 --max-minutes 30 --seed 1337 --quantize int8 --out export/folk
 
 # handwriting: text-conditioned synthesis net on the synthetic Hershey corpus (seeded), and
 # the unconditional doodle net on Omniglot strokes: the same `studio train`, the mixture head
