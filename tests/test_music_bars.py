@@ -16,7 +16,7 @@ from studio.domains.base import Document
 from studio.domains.music import MusicDomain
 from studio.music.bars import BarGrid, NoEndBeforeBars, Position, advance, bar_count
 from studio.music.events import Note, Piece, pickup_padding, without_pickup
-from studio.music.files import read_midi
+from studio.music.files import read_midi, write_midi
 from studio.music.render import Rendered
 from studio.sampling.rules import draw
 from studio.sampling.settings import SampleSettings
@@ -259,17 +259,57 @@ def test_drawn_streams_take_a_corpus_metre(seed: int) -> None:
 
 
 def test_the_domain_measures_the_corpus_metres_and_keeps_them_in_the_card() -> None:
-    def piece(numerator: int, bars: int) -> Document:
-        bar = numerator * BEAT
+    def piece(numerator: int, bars: int, denominator: int = 4) -> Document:
+        bar = numerator * BEAT * 4 // denominator
         notes = tuple(Note(i * bar, 60 + i % 5, i * bar + BEAT) for i in range(bars))
-        return Document("p", Piece(notes, time_signatures=((0, numerator, 4),), length=bars * bar))
+        return Document("p", Piece(notes, time_signatures=((0, numerator, denominator),), length=bars * bar))
 
-    # 150 pieces in 4/4, 40 in 3/4, one in 5/4 (under 1%): the 5/4 one is an outlier
-    documents = [piece(4, 6)] * 150 + [piece(3, 6)] * 40 + [piece(5, 6)]
+    # 150 pieces in 4/4, 30 in 6/8 and 10 in 3/4 (the same bar), one in 5/4 (under 1%:
+    # an outlier)
+    documents = [piece(4, 6)] * 150 + [piece(6, 6, 8)] * 30 + [piece(3, 6)] * 10 + [piece(5, 6)]
     domain = MusicDomain.from_documents(documents)
     assert domain.usual_metres == (3 * BEAT, 4 * BEAT)
+    assert domain.usual_signatures == ((6, 8), (4, 4))  # the bar of three beats is written 6/8
     again = MusicDomain.from_config(json.loads(json.dumps(domain.to_config())))
-    assert again.usual_metres == (3 * BEAT, 4 * BEAT)
+    assert again.usual_metres == (3 * BEAT, 4 * BEAT) and again.usual_signatures == ((6, 8), (4, 4))
     [grid] = [rule for rule in again.constraints(SampleSettings(model="m")) if isinstance(rule, BarGrid)]
     assert grid.metres == (3 * BEAT, 4 * BEAT)
     assert MusicDomain.from_config({**domain.to_config(), "usual_metres": None}).usual_metres is None  # older cards
+
+
+def test_samples_are_named_in_the_corpus_metre_or_the_primer_s(tmp_path: Path) -> None:
+    """The decoder writes a bar of three beats as 3/4; O'Neill's jigs are 6/8."""
+    domain = MusicDomain(usual_metres=(3 * BEAT,), usual_signatures=((6, 8),))
+    events = [BAR, ON + 60, shift(3 * BEAT), OFF + 60, BAR, ON + 62, shift(3 * BEAT), OFF + 62, BAR]
+    assert domain.decode(events).time_signatures == ((0, 3, 4),)
+    rendered = domain.render(events)
+    assert rendered.piece.time_signatures == ((0, 6, 8),) and rendered.metre == (6, 8)
+    assert rendered.piece.bar_lines() == domain.decode(events).bar_lines()  # bars do not move
+    written = mido.MidiFile(str(rendered.save(tmp_path / "jig.mid")))
+    assert [(m.numerator, m.denominator) for m in written.tracks[0] if m.type == "time_signature"] == [(6, 8)]
+    assert MusicDomain().render(events).metre == (3, 4)  # cards without the names: as before
+    primer = tmp_path / "waltz.mid"
+    write_midi(
+        Piece((Note(0, 60, 3 * BEAT), Note(3 * BEAT, 62, 6 * BEAT)), time_signatures=((0, 3, 4),), length=6 * BEAT),
+        primer,
+        120,
+    )
+    settings = SampleSettings(model="m", prime_file=str(primer))
+    assert domain.render(domain.prime_ids(settings)[1:] + events[1:], settings).metre == (3, 4)
+
+
+FOLK = ROOT / "export" / "folk"
+
+
+@pytest.mark.skipif(not (FOLK / "card.json").is_file(), reason="needs export/folk")
+def test_folk_tunes_keep_to_the_corpus_metres_named_as_its_scores_name_them(tmp_path: Path) -> None:
+    """The folk model before wrote 7/8, 5/8, 5/4, 8/4 or 3/8 in 23 of 40 tunes, and named
+    its jigs 3/4."""
+    from studio.api import sample
+
+    usual = {(2, 4), (6, 8), (2, 2), (9, 8)}
+    for seed in range(1, 9):
+        [tune] = sample(str(FOLK), seed=seed, bars=4)
+        written = mido.MidiFile(str(tune.output.save(tmp_path / f"{seed}.mid")))
+        stated = [(m.numerator, m.denominator) for m in written.tracks[0] if m.type == "time_signature"]
+        assert stated[-1] in usual and f", {stated[-1][0]}/{stated[-1][1]}," in tune.text, (seed, tune.text)

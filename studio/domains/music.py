@@ -23,7 +23,7 @@ from ..music.bars import LONGEST_BAR_BEATS, BarGrid, BarsToGo, NoEndBeforeBars, 
 from ..music.events import PITCH_COUNT, EventCodec, Piece
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
-from ..music.metre import MetreGrid, MetreStats, metre_stats
+from ..music.metre import MetreGrid, MetreStats, metre_stats, named_metres
 from ..music.metrics import METRICS, compare, scale_consistency
 from ..music.render import Rendered
 from ..music.scales import key_name, major_or_minor, parse_key, pitch_class_mask
@@ -32,7 +32,7 @@ from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
-CORPUS_MEASURES = 3  # 2: the metre grid, long notes, usual tempo and key; 3: usual metres (studio.music.metre)
+CORPUS_MEASURES = 4  # 2: the metre grid, long notes, usual tempo and key; 4: usual metres and their names
 CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys")
 
 
@@ -95,6 +95,7 @@ class MusicDomain(CategoricalDomain):
         corpus_key: str | None = None,
         usual_voices: int | None = None,
         usual_metres: Sequence[int] | None = None,
+        usual_signatures: Sequence[Sequence[int]] | None = None,
     ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
@@ -112,6 +113,8 @@ class MusicDomain(CategoricalDomain):
         self.usual_voices = int(usual_voices) if usual_voices else None
         # the bar lengths (ticks) the corpus's pieces keep to: a sample's metre is one of them
         self.usual_metres = tuple(int(m) for m in usual_metres) if usual_metres else None
+        # and how its scores write them (6/8 rather than 3/4): the names samples are given
+        self.usual_signatures = tuple((int(n), int(d)) for n, d in usual_signatures) if usual_signatures else None
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
@@ -170,7 +173,8 @@ class MusicDomain(CategoricalDomain):
             stats.long_note(),
             *usual_tempo_and_key(habits),
             stats.usual_voices(),
-            stats.usual_metres(LONGEST_BAR_BEATS * codec.ticks_per_beat),
+            metres := stats.usual_metres(LONGEST_BAR_BEATS * codec.ticks_per_beat),
+            stats.usual_signatures(metres),
         )
 
     @classmethod
@@ -267,6 +271,7 @@ class MusicDomain(CategoricalDomain):
             **({"corpus_key": self.corpus_key} if self.corpus_key else {}),
             **({"usual_voices": self.usual_voices} if self.usual_voices else {}),
             **({"usual_metres": list(self.usual_metres)} if self.usual_metres else {}),
+            **({"usual_signatures": [list(s) for s in self.usual_signatures]} if self.usual_signatures else {}),
         }
 
     @classmethod
@@ -282,6 +287,7 @@ class MusicDomain(CategoricalDomain):
                 corpus_key=config.get("corpus_key"),
                 usual_voices=config.get("usual_voices"),
                 usual_metres=config.get("usual_metres"),
+                usual_signatures=config.get("usual_signatures"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
@@ -436,7 +442,11 @@ class MusicDomain(CategoricalDomain):
             if asked and written < asked
             else ""
         )
-        return Rendered(self.decode(ids), float(tempo), note)
+        piece = self.decode(ids)
+        # the time signatures as the primer, else the corpus, writes bars of their length
+        names = [sig[1:] for sig in primer.time_signatures] if primer is not None else []
+        names += list(self.usual_signatures or ())
+        return Rendered(named_metres(piece, names) if names else piece, float(tempo), note)
 
     # --- evaluation ---------------------------------------------------------------------
     def sample_report(self, outputs: Sequence[Any], documents: Sequence[Document]) -> dict:

@@ -23,12 +23,13 @@ the history prefix keeps it linear in the length.  Bundles whose card records no
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from studio.music.events import EventCodec, Piece
+from studio.music.events import EventCodec, Piece, bar_length, time_signature_of
 from studio.music.grammar import FoldedRule
 
 NEG_INF = -np.inf
@@ -49,6 +50,7 @@ class MetreStats:
         self.lengths: list[int] = []
         self.voices: list[int] = []  # notes sounding as each note starts
         self.metres: list[int] = []  # each piece's usual bar length (ticks)
+        self.signatures: list[tuple[int, int]] = []  # and its time signature, as the score states it
 
     def add(self, piece: Piece) -> None:
         for note in piece.notes:
@@ -64,7 +66,10 @@ class MetreStats:
         bars = np.diff(lines[1:-1]) if len(lines) > 3 else np.diff(lines)  # not a pickup or the last bar
         if bars.size:
             values, counts = np.unique(bars, return_counts=True)
-            self.metres.append(int(values[np.argmax(counts)]))
+            metre = int(values[np.argmax(counts)])
+            stated = [(n, d) for _, n, d in piece.time_signatures if bar_length(n, d, self.ticks_per_beat) == metre]
+            self.metres.append(metre)
+            self.signatures.append(stated[0] if stated else time_signature_of(metre, self.ticks_per_beat) or (0, 0))
 
     def positions(self) -> tuple[int, ...]:
         """Positions within the beat (ticks, sorted) of at least ``MIN_POSITION_SHARE`` of
@@ -93,11 +98,33 @@ class MetreStats:
         usual = (shares >= MIN_METRE_SHARE) & (values % eighth == 0) & (values > 0) & (values <= longest)
         return tuple(int(v) for v in values[usual])
 
+    def usual_signatures(self, metres: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """For each bar length in ``metres``, the time signature the pieces of that metre
+        state most often (the simplest one when none does): O'Neill's tunes are in 6/8
+        rather than 3/4 and in 2/2 rather than 4/4, though the bars are the same length."""
+        named = []
+        for metre in metres:
+            stated = Counter(sig for length, sig in zip(self.metres, self.signatures) if length == metre and sig[0])
+            simplest = time_signature_of(metre, self.ticks_per_beat) or (metre, 4 * self.ticks_per_beat)
+            named.append(stated.most_common(1)[0][0] if stated else simplest)
+        return tuple(named)
+
     def long_note(self) -> int:
         """The ``LONGEST_QUANTILE`` quantile of the note lengths (ticks; 1 without notes)."""
         if not self.lengths:
             return 1
         return int(np.quantile(np.array(self.lengths), LONGEST_QUANTILE, method="higher"))
+
+
+def named_metres(piece: Piece, names: Sequence[tuple[int, int]]) -> Piece:
+    """``piece`` with each time signature renamed to the one of ``names`` whose bar is as
+    long (6/8 for a bar of three quarter notes, where the decoder writes the simplest,
+    3/4); bar lines do not move."""
+    by_length = {bar_length(n, d, piece.ticks_per_beat): (n, d) for n, d in reversed(list(names))}
+    signatures = tuple(
+        (tick, *by_length.get(bar_length(n, d, piece.ticks_per_beat), (n, d))) for tick, n, d in piece.time_signatures
+    )
+    return replace(piece, time_signatures=signatures)
 
 
 def metre_stats(pieces: Sequence[Piece], ticks_per_beat: int) -> MetreStats:
