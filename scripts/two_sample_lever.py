@@ -4,7 +4,9 @@ What ``studio eval MODEL CORPUS --two-sample`` reports, without its teacher-forc
 (the sampling levers leave the weights, hence nats/event, alone), through the fp32 graph,
 plus two levers `studio eval` does not expose: ``--top-p`` and ``--no-metre`` (the card's
 metre grid and long-note cap removed, as bundles had them before); ``--match-lengths`` as
-on `studio eval`.  One JSON line:
+on `studio eval`; ``--key-bias S``, an experiment not in the product: once a piece has its
+``KEY`` event, note-ons outside that key's scale (major; for minor keys the natural,
+harmonic and melodic minor together) lose ``S`` from their logits.  One JSON line:
 
     .venv/bin/python scripts/two_sample_lever.py songs corpora/songs/bach --temp 0.85 [--no-metre]
 """
@@ -18,9 +20,46 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from studio.api import load
 from studio.bundle import resolve
 from studio.evaluation import comparison_samples
+
+
+class KeyBias:
+    """Lowers the logits of note-ons outside the scale of the piece's ``KEY`` event."""
+
+    def __init__(self, codec, strength: float):
+        self.codec, self.strength = codec, strength
+        self.in_scale = np.zeros((2, 12, 12), dtype=bool)  # [mode, tonic, pitch class]
+        for mode, steps in enumerate(((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 9, 10, 11))):
+            for tonic in range(12):
+                self.in_scale[mode, tonic, [(tonic + step) % 12 for step in steps]] = True
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        codec, out = self.codec, np.array(logits, dtype=np.float64, copy=True)
+        for row in range(out.shape[0]):
+            ids = history[row]
+            separators = np.flatnonzero(ids == codec.separator_id)
+            ids = ids[separators[-1] + 1 :] if separators.size else ids
+            keys = ids[ids >= codec.key_offset]
+            if keys.size:
+                mode, tonic = divmod(int(keys[-1]) - codec.key_offset, 12)
+                outside = ~self.in_scale[mode, tonic][np.arange(128) % 12]
+                out[row, codec.note_on_offset + np.flatnonzero(outside)] -= self.strength
+        return out
+
+
+def with_key_bias(domain, strength: float) -> None:
+    """``domain`` (music) with :class:`KeyBias` after its own rules."""
+    base = type(domain)
+
+    class KeyBiased(base):
+        def constraints(self, settings):
+            return [*base.constraints(self, settings), KeyBias(self.codec, strength)]
+
+    domain.__class__ = KeyBiased
 
 
 def main() -> None:
@@ -34,6 +73,7 @@ def main() -> None:
     parser.add_argument("--split", choices=("all", "val"), default="all")
     parser.add_argument("--no-metre", action="store_true")
     parser.add_argument("--match-lengths", action="store_true")
+    parser.add_argument("--key-bias", type=float, default=0.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         bundle = resolve(args.model)
@@ -46,6 +86,8 @@ def main() -> None:
             (copy / "card.json").write_text(json.dumps(card))
             bundle = copy
         loaded = load(str(bundle), "cpu", "fp32")
+        if args.key_bias:
+            with_key_bias(loaded.domain, args.key_bias)
         documents = loaded.domain.read_corpus(args.corpus)
         if args.split == "val":  # as `studio eval --split val`: the last tenth of the pieces
             documents = documents[int(len(documents) * 0.9) :]
@@ -63,6 +105,7 @@ def main() -> None:
         )
         report = {"model": args.model, "temp": args.temp, "top_p": args.top_p, "metre": not args.no_metre}
         report["match_lengths"] = args.match_lengths
+        report["key_bias"] = args.key_bias
         report["generate_s"] = round(time.time() - start, 1)
         report.update(loaded.domain.sample_report(outputs, documents))
         report.update(loaded.domain.two_sample_report(outputs, documents, length=48, seed=0))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from studio.domains.base import Document
 from studio.domains.music import MusicDomain
+from studio.errors import StudioError
 from studio.music.bars import BarGrid, NoEndBeforeBars, Position, advance, bar_count
 from studio.music.events import Note, Piece, pickup_padding, without_pickup
 from studio.music.files import read_midi, write_midi
@@ -275,6 +276,9 @@ def test_the_domain_measures_the_corpus_metres_and_keeps_them_in_the_card() -> N
     [grid] = [rule for rule in again.constraints(SampleSettings(model="m")) if isinstance(rule, BarGrid)]
     assert grid.metres == (3 * BEAT, 4 * BEAT)
     assert MusicDomain.from_config({**domain.to_config(), "usual_metres": None}).usual_metres is None  # older cards
+    for damage in ({"usual_metres": [0, 48]}, {"usual_signatures": [[6, 0]]}, {"usual_signatures": [[6]]}):
+        with pytest.raises(StudioError, match="damaged music domain config"):
+            MusicDomain.from_config({**domain.to_config(), **damage})
 
 
 def test_samples_are_named_in_the_corpus_metre_or_the_primer_s(tmp_path: Path) -> None:

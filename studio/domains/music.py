@@ -115,6 +115,10 @@ class MusicDomain(CategoricalDomain):
         self.usual_metres = tuple(int(m) for m in usual_metres) if usual_metres else None
         # and how its scores write them (6/8 rather than 3/4): the names samples are given
         self.usual_signatures = tuple((int(n), int(d)) for n, d in usual_signatures) if usual_signatures else None
+        if any(m < 1 for m in self.usual_metres or ()) or any(
+            n < 1 or d not in (1, 2, 4, 8, 16, 32) for n, d in self.usual_signatures or ()
+        ):
+            raise ValueError(f"usual metres {usual_metres} or signatures {usual_signatures} out of range")
         self._primers: dict[str, Piece] = {}
 
     # --- corpus -------------------------------------------------------------------
