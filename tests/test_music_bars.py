@@ -113,14 +113,10 @@ def test_grid_keeps_a_primer_metre_from_the_start() -> None:
     assert shift(3 * BEAT) in allowed(grid, prime) and shift(3 * BEAT + 1) not in allowed(grid, prime)
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**31 - 1))
-def test_drawn_streams_keep_one_bar_length(seed: int) -> None:
-    """Draw from random logits through the grid: after the first bar every bar has the
-    second bar's length, and the decoder states one metre."""
-    grid = BarGrid(CODEC)
+def drawn_through(grid: BarGrid, seed: int) -> list[int]:
+    """300 events drawn from random logits through ``grid``: short shifts and frequent
+    markers, so that many markers come where they may not."""
     rng, generator = np.random.default_rng(seed), np.random.default_rng([seed, 0])
-    # short shifts and frequent markers, so that many markers come where they may not
     vocabulary = [BAR, ON + 60, OFF + 60] + [shift(ticks) for ticks in range(1, BEAT + 1)]
     events = [BAR]
     for _ in range(300):
@@ -128,6 +124,15 @@ def test_drawn_streams_keep_one_bar_length(seed: int) -> None:
         logits[0, vocabulary] = rng.normal(0, 1, len(vocabulary))
         logits[0, BAR] += 1.5
         events.append(int(draw(grid(np.asarray([events]), logits), [generator])[0]))
+    return events
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_drawn_streams_keep_one_bar_length(seed: int) -> None:
+    """Draw from random logits through the grid: after the first bar every bar has the
+    second bar's length, and the decoder states one metre."""
+    events = drawn_through(BarGrid(CODEC), seed)
     lines = [0]
     for position in _positions(events):
         if position.line != lines[-1]:
@@ -247,15 +252,7 @@ def test_the_first_whole_bar_ends_only_at_one_of_the_corpus_metres() -> None:
 def test_drawn_streams_take_a_corpus_metre(seed: int) -> None:
     metres = (3 * BEAT, 9 * BEAT // 2)  # 3/4 and 9/8
     grid = BarGrid(CODEC, metres=metres)
-    rng, generator = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    vocabulary = [BAR, ON + 60, OFF + 60] + [shift(ticks) for ticks in range(1, BEAT + 1)]
-    events = [BAR]
-    for _ in range(300):
-        logits = np.full((1, V), -np.inf)
-        logits[0, vocabulary] = rng.normal(0, 1, len(vocabulary))
-        logits[0, BAR] += 1.5
-        events.append(int(draw(grid(np.asarray([events]), logits), [generator])[0]))
-    metre = grid.position(np.asarray(events)).metre
+    metre = grid.position(np.asarray(drawn_through(grid, seed))).metre
     assert metre in metres
 
 
