@@ -25,6 +25,7 @@ import numpy as np
 from studio.api import load
 from studio.bundle import resolve
 from studio.evaluation import comparison_samples
+from studio.music.scales import MODES as SCALES
 
 
 class KeyBias:
@@ -33,7 +34,8 @@ class KeyBias:
     def __init__(self, codec, strength: float):
         self.codec, self.strength = codec, strength
         self.in_scale = np.zeros((2, 12, 12), dtype=bool)  # [mode, tonic, pitch class]
-        for mode, steps in enumerate(((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 9, 10, 11))):
+        minor = set(SCALES["minor"]) | set(SCALES["harmonic minor"]) | set(SCALES["melodic minor"])
+        for mode, steps in enumerate((SCALES["major"], sorted(minor))):
             for tonic in range(12):
                 self.in_scale[mode, tonic, [(tonic + step) % 12 for step in steps]] = True
 

@@ -93,11 +93,10 @@ class RecurrentLM(nn.Module):
         for start, stop in zip(bounds, bounds[1:]):
             if start in columns:
                 reset = fresh[:, start].view(1, -1, 1)
-                state = (
-                    tuple(s.masked_fill(reset, 0.0) for s in state)
-                    if isinstance(state, tuple)
-                    else (state.masked_fill(reset, 0.0))
-                )
+                if isinstance(state, tuple):
+                    state = tuple(s.masked_fill(reset, 0.0) for s in state)
+                else:
+                    state = state.masked_fill(reset, 0.0)
             y, state = self._recurrent(x[:, start:stop], state)
             outputs.append(y)
         return torch.cat(outputs, 1), state

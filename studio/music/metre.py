@@ -50,7 +50,7 @@ class MetreStats:
         self.lengths: list[int] = []
         self.voices: list[int] = []  # notes sounding as each note starts
         self.metres: list[int] = []  # each piece's usual bar length (ticks)
-        self.signatures: list[tuple[int, int]] = []  # and its time signature, as the score states it
+        self.signatures: list[tuple[int, int] | None] = []  # and its time signature, where the score states it
 
     def add(self, piece: Piece) -> None:
         for note in piece.notes:
@@ -69,7 +69,7 @@ class MetreStats:
             metre = int(values[np.argmax(counts)])
             stated = [(n, d) for _, n, d in piece.time_signatures if bar_length(n, d, self.ticks_per_beat) == metre]
             self.metres.append(metre)
-            self.signatures.append(stated[0] if stated else time_signature_of(metre, self.ticks_per_beat) or (0, 0))
+            self.signatures.append(stated[0] if stated else None)
 
     def positions(self) -> tuple[int, ...]:
         """Positions within the beat (ticks, sorted) of at least ``MIN_POSITION_SHARE`` of
@@ -104,9 +104,8 @@ class MetreStats:
         rather than 3/4 and in 2/2 rather than 4/4, though the bars are the same length."""
         named = []
         for metre in metres:
-            stated = Counter(sig for length, sig in zip(self.metres, self.signatures) if length == metre and sig[0])
-            simplest = time_signature_of(metre, self.ticks_per_beat) or (metre, 4 * self.ticks_per_beat)
-            named.append(stated.most_common(1)[0][0] if stated else simplest)
+            stated = Counter(sig for length, sig in zip(self.metres, self.signatures) if length == metre and sig)
+            named.append(stated.most_common(1)[0][0] if stated else time_signature_of(metre, self.ticks_per_beat))
         return tuple(named)
 
     def long_note(self) -> int:
