@@ -18,11 +18,21 @@ import numpy as np
 
 from .engine import Engine, Job, StepRows
 from .errors import StudioError
-from .numeric import inverse_cdf, softmax_weights, teacher_forced_nats
+from .numeric import softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
-from .sampling.rules import apply_rules, build_rules, draw, draw_weights, row_generator
+from .sampling.rules import (
+    NOISE_BLOCK,
+    GumbelNoise,
+    apply_rules,
+    build_rules,
+    draw,
+    gumbel_max,
+    plain_scores,
+    row_generator,
+)
 from .sampling.settings import SampleSettings, command_line
+from .step_draw import NOISE
 
 HISTORY_START = 1024  # tokens of history room at first (it doubles as tokens come)
 
@@ -99,7 +109,7 @@ class Generation:
         the usual command line, steps in :meth:`TokenRows.stream_alone`: the engine's
         numbers with less around each model call)."""
         rows = TokenRows(self)
-        if rows.alone and not self.runtime.use_binding:
+        if rows.alone and self.runtime.draw_session() is not None:
             yield from rows.stream_alone(self.runtime)
             self.results.extend(rows.samples())
             return
@@ -236,6 +246,7 @@ class TokenRows(Job):
         self.stops = settings.stop
         self.longest_stop = max((len(stop) for stop in self.stops), default=0)
         self.generators = [row_generator(settings.seed, row) for row in range(count)]
+        self.noises = [GumbelNoise(generator) for generator in self.generators] if self.plain else []
         self.generated: list[list[int]] = [[] for _ in range(count)]
         self.logprob = [0.0] * count
         self.tails = [""] * count
@@ -263,54 +274,68 @@ class TokenRows(Job):
         return self.plain and len(self.rows) == 1
 
     def stream_alone(self, runtime: Runtime) -> Iterator[tuple[int, int]]:
-        """The whole loop of an :attr:`alone` job without an engine: between two model
-        calls only the draw (:func:`_one_row_draw`) and :meth:`_one_row`'s bookkeeping,
-        written out here with local names, so the loop runs close to the bare step
-        graph's rate.  Each number is the engine's (``tests/test_generate.py`` compares
-        them); the job's fields hold the row's tokens and score whenever the loop
-        stops (ended, or closed by its reader)."""
+        """The whole loop of an :attr:`alone` job without an engine, with the draw inside
+        the step graph (:meth:`Runtime.draw_session`): each call takes the row's Gumbels
+        and returns the token, which goes straight back in as the next input, so between
+        two calls there is only the bookkeeping.  Each token is the engine's
+        (:func:`~studio.sampling.rules.gumbel_max` gives the graph's numbers bit for bit),
+        and the log-probabilities are scored :data:`NOISE_BLOCK` tokens at a time with
+        the engine's numpy calls (:func:`~studio.sampling.rules.plain_scores`);
+        ``tests/test_generate.py`` compares both.  The job's fields hold the row's tokens
+        and score whenever the loop stops (ended, or closed by its reader)."""
+        session, fetch = runtime.draw_session()
         state = self.start(runtime)
         yield from self.drain()
         if not self.live:
             return
-        (name,) = runtime.input_names  # categorical graphs take the tokens alone
-        next_token = self._next
-        feeds = {name: next_token, **state}
-        run, fetch, outputs = runtime.session.run, runtime._fetch, len(runtime.output_names)
-        slots = list(enumerate(runtime.state_names, outputs))
-        generator, row = self.generators[0], self.rows[0]
+        feeds = {"tokens": self._next, **state}
+        run = session.run
+        slots = list(enumerate(runtime.state_names, 2))
+        noise, vocab = self.noises[0], runtime.vocab_size
+        row = self.rows[0]
         generated = self.generated[row]
         append = generated.append
         separator, length, stops = self.separator, self.length, self.stops
         is_finished, settings = self._is_finished, self.generation.settings
-        drawn, logprob = self.drawn, self.logprob[row]
+        drawn = self.drawn
+        block = np.empty((NOISE_BLOCK, vocab), dtype=np.float32)  # logits not yet scored
+        picks = np.empty(NOISE_BLOCK, dtype=np.int64)
+        waiting = 0
         try:
             while True:
+                feeds[NOISE] = noise.next(vocab)
                 values = run(fetch, feeds)
+                feeds["tokens"] = token_array = values[0]
                 for index, state_name in slots:
                     feeds[state_name] = values[index]
-                pick = _one_row_draw(values[0][0, 0], generator)
-                if pick is None:  # no finite logit: the general draw says what went wrong
-                    self.drawn, self.logprob[row] = drawn, logprob
-                    ended = self._draw(values[0][:, 0])
-                    drawn, logprob = self.drawn, self.logprob[row]
-                    yield from self.drain()
-                    if ended is not None:
-                        return
-                    continue
-                token, score = pick
+                block[waiting] = values[1][0, 0]
+                picks[waiting] = token = int(token_array[0, 0])
+                waiting += 1
+                if waiting == NOISE_BLOCK:
+                    self._score_block(row, block, picks, waiting)
+                    waiting = 0
                 drawn += 1
                 append(token)
-                logprob += score
                 if token == separator:
-                    return
+                    break
                 yield row, token
                 if drawn >= length or is_finished(generated, settings) or (stops and self._stop_hit(row, token)):
-                    return
-                next_token[0, 0] = token
+                    break
+            self._score_block(row, block, picks, waiting)  # a broken model's logits raise here
+            waiting = 0
         finally:
-            self.drawn, self.logprob[row] = drawn, logprob
-            self.rows, self.generators, self.live = [], [], 0
+            self._score_block(row, block, picks, waiting, check=False)  # closed by its reader
+            self.drawn = drawn
+            self.rows, self.generators, self.noises, self.live = [], [], [], 0
+
+    def _score_block(self, row: int, block: np.ndarray, picks: np.ndarray, count: int, check: bool = True) -> None:
+        """Add the log-probabilities of ``count`` drawn tokens (their float32 logits in
+        ``block``) to row ``row``'s score, one token at a time as the engine does."""
+        if count:
+            logprob = self.logprob[row]
+            for score in plain_scores(block[:count].astype(np.float64), picks[:count], check):
+                logprob += score
+            self.logprob[row] = logprob
 
     def start(self, runtime: Runtime) -> dict[str, np.ndarray]:
         state, last = self.generation._prefill()
@@ -330,7 +355,9 @@ class TokenRows(Job):
     def advance_together(cls, jobs: list[Job], step: StepRows, indices: list[int]) -> list[np.ndarray | None]:
         """Jobs of one row without rules (one request at the model's own temperature)
         draw in one set of numpy calls; the numbers are those each would draw alone
-        (:func:`_one_row_draw`'s, row by row).  The others advance one by one."""
+        (:func:`~studio.sampling.rules.gumbel_max` and
+        :func:`~studio.sampling.rules.plain_scores` on its row).  The others advance one
+        by one."""
         plain = [k for k, job in enumerate(jobs) if job.plain and job.live == 1 and not job.cancelled]
         results: list[np.ndarray | None] = [None] * len(jobs)
         drawn = set()
@@ -338,16 +365,15 @@ class TokenRows(Job):
             logits, axis = step.outputs[0], step.axes[0]
             rows = [step.starts[indices[k]] for k in plain]
             if axis == 0 and len(rows) == len(logits):  # every row of the step, in order: no gather
-                last = logits.reshape(len(plain), -1).astype(np.float64)
+                last = logits.reshape(len(plain), -1)
             else:
-                last = np.take(logits, rows, axis=axis).reshape(len(plain), -1).astype(np.float64)
-            top = last.max(-1)
-            if np.isfinite(top).all():
-                weights = np.exp(last - top[:, None])
-                log_total = top + np.log(weights.sum(-1))
-                uniforms = [jobs[k].generators[0].random() for k in plain]
-                chosen = inverse_cdf(weights, uniforms)
-                scores = (last[np.arange(len(plain)), chosen] - log_total).tolist()
+                last = np.take(logits, rows, axis=axis).reshape(len(plain), -1)
+            last = np.asarray(last, dtype=np.float32)
+            if np.isfinite(last.max(-1)).all():  # else each job's own draw says what went wrong
+                vocab = last.shape[-1]
+                noise = np.concatenate([jobs[k].noises[0].next(vocab)[0] for k in plain])
+                chosen = gumbel_max(last, noise)
+                scores = plain_scores(last.astype(np.float64), chosen)
                 for k, token, score in zip(plain, chosen.tolist(), scores):
                     results[k] = _one_row_result(jobs[k], token, score)
                 drawn = set(plain)
@@ -368,23 +394,33 @@ class TokenRows(Job):
 
     def _draw(self, logits: np.ndarray) -> np.ndarray | None:
         """Draw one token per live row from ``logits`` (live rows, vocab); returns the
-        positions of the rows that go on, or None when all do."""
-        last = logits.astype(np.float64)
-        count = len(last)
+        positions of the rows that go on, or None when all do.  Rows without rules draw
+        by :func:`~studio.sampling.rules.gumbel_max` from their float32 logits (a step
+        graph's own numbers, exact in float64 too), the others by their rules."""
+        count = len(logits)
         generators = self.generators
-        if count == 1 and self.plain:
-            drawn = _one_row_draw(last[0], generators[0])
-            if drawn is not None:
-                return self._one_row(*drawn)
-        # the model's own distribution scores every sample: log p = x - logsumexp(x)
-        weights, log_total = softmax_weights(last)
-        if self.rules:
-            shaped = apply_rules(self.rules, self.history[:, : self.filled], last)
-            tokens = shaped.argmax(-1) if self.greedy else draw(shaped, generators)
-        else:  # no rule reshapes the logits: draw from the weights just computed
-            tokens = last.argmax(-1) if self.greedy else draw_weights(weights, generators)
+        if self.plain:
+            last32 = np.asarray(logits, dtype=np.float32)
+            vocab = last32.shape[-1]
+            if count == 1:
+                noise = self.noises[0].next(vocab)[0]
+            else:
+                noise = np.concatenate([noise.next(vocab)[0] for noise in self.noises[:count]])
+            tokens = gumbel_max(last32, noise)
+            scores = plain_scores(last32.astype(np.float64), tokens)
+            if count == 1:
+                return self._one_row(int(tokens[0]), scores[0])
+        else:
+            last = logits.astype(np.float64)
+            # the model's own distribution scores every sample: log p = x - logsumexp(x)
+            _, log_total = softmax_weights(last)
+            if self.rules:
+                shaped = apply_rules(self.rules, self.history[:, : self.filled], last)
+                tokens = shaped.argmax(-1) if self.greedy else draw(shaped, generators)
+            else:  # greedy without rules
+                tokens = last.argmax(-1)
+            scores = (last[np.arange(count), tokens] - log_total).tolist()
         drawn = tokens.tolist()
-        scores = (last[np.arange(count), tokens] - log_total).tolist()
         self.drawn += 1
         out_of_length = self.drawn >= self.length
         ended = []
@@ -402,6 +438,8 @@ class TokenRows(Job):
             keep = np.asarray([p for p in range(count) if p not in ended], dtype=np.int64)
             self.rows = [self.rows[p] for p in keep]
             self.generators = [generators[p] for p in keep]
+            if self.noises:
+                self.noises = [self.noises[p] for p in keep]
             tokens = tokens[keep]
             if self.history is not None:
                 self.history = self.history[keep]
@@ -430,7 +468,7 @@ class TokenRows(Job):
         if not ended and self.stops:
             ended = self._stop_hit(row, token)
         if ended:
-            self.rows, self.generators, self.live = [], [], 0
+            self.rows, self.generators, self.noises, self.live = [], [], [], 0
             return np.arange(0)
         self._next[0, 0] = token
         return None
@@ -456,30 +494,6 @@ def _one_row_result(job: TokenRows, token: int, score: float) -> np.ndarray | No
     except Exception as error:  # a domain's end test failed: this job alone leaves
         job.error, job.live = error, 0
         return np.arange(0)
-
-
-_largest, _total = np.maximum.reduce, np.add.reduce  # what .max() and .sum() call, without their wrappers
-
-
-def _one_row_draw(last: np.ndarray, generator: np.random.Generator) -> list | None:
-    """``[token, log p(token)]`` drawn from one row of logits (float32 or float64) with no
-    rule: the same numbers as :func:`~studio.numeric.softmax_weights` then
-    :func:`~studio.sampling.rules.draw_weights` give on the float64 row, in fewer numpy
-    calls (this runs once per token at batch 1, where the sampling loop's own time counts
-    most: the float32 row's max is the float64 row's, and the subtraction casts as it
-    goes); None when the row has no finite logit (the general path says what went wrong)."""
-    top = float(_largest(last))
-    if not math.isfinite(top):
-        return None
-    weights = np.subtract(last, top, dtype=np.float64)
-    np.exp(weights, out=weights)
-    log_total = top + np.log(_total(weights))
-    cumulative = weights.cumsum()
-    uniform = generator.random()
-    index = min(int(cumulative.searchsorted(uniform * cumulative[-1], "right")), len(weights) - 1)
-    if not weights[index]:  # float round-off at the top end: the nearest allowed index
-        index = int(inverse_cdf(weights[None], [uniform])[0])
-    return [index, float(last[index]) - float(log_total)]
 
 
 def nats_per_token(

@@ -34,6 +34,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import StudioError
+from .step_draw import TOKEN, with_draw
 
 DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32}
 # :meth:`Runtime.prefill` keeps the results of this many recent primes, each of at most
@@ -92,6 +93,9 @@ class Runtime:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = bundle.graph_path(precision)
         providers = providers_for(device)
+        self._options, self._path, self._providers = options, path, providers
+        self._draw: tuple | None = None
+        self._draw_lock = threading.Lock()
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own types for corrupt files
@@ -124,6 +128,35 @@ class Runtime:
         self._local = threading.local()  # one IOBinding per thread: bindings are not thread-safe
         self._prefills: OrderedDict[tuple[int, ...], tuple[dict[str, np.ndarray], np.ndarray]] = OrderedDict()
         self._prefill_lock = threading.Lock()
+
+    @property
+    def vocab_size(self) -> int | None:
+        """The width of a categorical graph's ``logits``, else None."""
+        spec = self.bundle.card["io"]["outputs"].get("logits")
+        size = spec["shape"][-1] if spec else None
+        return size if isinstance(size, int) else None
+
+    def draw_session(self) -> tuple | None:
+        """``(session, fetch)``: the step graph with the plain draw inside
+        (:mod:`studio.step_draw`), built at its first use, whose ``session.run(fetch,
+        feeds)`` takes ``tokens``, the state and ``noise`` and returns the drawn token
+        ((1, 1) int64, the next ``tokens``), the logits, then the next state in card
+        order; None for a graph that is not a categorical step graph."""
+        if self.input_names != ["tokens"] or self.vocab_size is None or self.use_binding:
+            return None
+        with self._draw_lock:
+            if self._draw is None:
+                import onnxruntime as ort
+
+                try:
+                    graph = with_draw(self._path.read_bytes(), self.vocab_size)
+                    session = ort.InferenceSession(graph, self._options, providers=self._providers)
+                except Exception as error:  # the plain graph loaded, so this is not a damaged file
+                    raise StudioError(
+                        f"cannot add the draw to {self._path} ({str(error).splitlines()[0][:120]})"
+                    ) from None
+                self._draw = (session, [TOKEN, "logits"] + [f"{n}_out" for n in self.state_names])
+        return self._draw
 
     def init_state(self, batch: int) -> dict[str, np.ndarray]:
         state = {}

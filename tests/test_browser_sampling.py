@@ -16,7 +16,7 @@ import pytest
 from studio.domains.chars import CharsDomain
 from studio.numeric import softmax_weights
 from studio.sampling.rng import CounterRNG, mix64, stream_key
-from studio.sampling.rules import apply_rules, build_rules, draw, draw_weights
+from studio.sampling.rules import NOISE_BLOCK, GumbelNoise, apply_rules, build_rules, draw, draw_weights, gumbel_max
 from studio.sampling.settings import SampleSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,6 +162,29 @@ def test_js_rules_and_draw_agree_with_numpy(vocab):
         assert result["error"] is None, (options, result["error"])
         assert from_bytes(result["shaped"]).tobytes() == shaped.tobytes(), options
         assert result["token"] == token, options
+
+
+@needs_node
+def test_js_plain_draw_is_numpys_gumbel_max():
+    """A row without rules draws by the Gumbel-max trick, vocab words of the stream a token:
+    the same Gumbels (to round-off: Math.log) and the same tokens as GumbelNoise and
+    gumbel_max, over more than one of Python's blocks."""
+    rng = np.random.default_rng(4)
+    jobs, expected = [], []
+    for seed, vocab in ((0, 66), (17, 98), (2**40, 5)):
+        logits = rng.normal(0, 2, vocab).astype(np.float32)
+        logits[rng.integers(0, vocab, 2)] = logits[0]  # ties: the first maximum wins
+        draws = 2 * NOISE_BLOCK + 9
+        noise = GumbelNoise(CounterRNG(seed, 0))
+        expected.append(([int(gumbel_max(logits[None], noise.next(vocab)[0])[0]) for _ in range(draws)], seed))
+        jobs.append({"kind": "plain", "seed": seed, "logits": as_bytes(logits), "draws": draws, "gumbels": 500})
+    for (tokens, seed), result in zip(expected, in_node(jobs)):
+        # Math.log may round apart from numpy's in the last bit, which -log(-log u)
+        # magnifies near u = 1/e (Gumbels near 0): equal far below float32's resolution
+        np.testing.assert_allclose(
+            from_bytes(result["gumbels"]), CounterRNG(seed, 0).gumbel(500), rtol=1e-13, atol=1e-14
+        )
+        assert result["tokens"] == tokens
 
 
 @needs_node

@@ -20,6 +20,7 @@ equal logits the lower id wins; top-k keeps exactly ``k`` tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from ..numeric import inverse_cdf
 from .rng import CounterRNG
 
 NEG_INF = -np.inf
+_NO_CHANGE = nullcontext()
 
 
 class Rule(Protocol):
@@ -210,3 +212,51 @@ def draw_weights(weights: np.ndarray, generators: Sequence[np.random.Generator])
     """:func:`draw` from unnormalised probabilities (rows of ``exp(logits - max)``): one
     uniform from each row's generator, then :func:`~studio.numeric.inverse_cdf`."""
     return inverse_cdf(weights, [generator.random() for generator in generators[: len(weights)]])
+
+
+# --- the plain draw: a row without rules, from the model's own distribution -------------
+NOISE_BLOCK = 64  # tokens of Gumbels made at once per row (the stream is the same for any block)
+
+
+class GumbelNoise:
+    """A plain row's Gumbels: ``vocab`` standard Gumbels per token from the row's
+    generator (``CounterRNG.gumbel``, words ``t * vocab`` to ``(t + 1) * vocab - 1`` for
+    its ``t``-th draw, whichever path draws it), rounded to float32, made
+    :data:`NOISE_BLOCK` tokens at a time."""
+
+    def __init__(self, generator: CounterRNG):
+        self.generator = generator
+        self._block: np.ndarray | None = None
+        self._used = NOISE_BLOCK
+
+    def next(self, vocab: int) -> np.ndarray:
+        """The next token's Gumbels, float32 of shape (1, 1, vocab): a step graph's
+        ``noise`` input for one row (:mod:`studio.step_draw`)."""
+        if self._used == NOISE_BLOCK:
+            self._block = self.generator.gumbel((NOISE_BLOCK, 1, 1, vocab)).astype(np.float32)
+            self._used = 0
+        noise = self._block[self._used]
+        self._used += 1
+        return noise
+
+
+def gumbel_max(logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """One token per row of float32 ``logits`` (n, vocab): the first index of the largest
+    ``logits + noise`` (float32 Gumbels, (n, vocab)), which is token ``i`` with probability
+    ``softmax(logits)_i``; the very numbers a step graph's own draw gives
+    (:mod:`studio.step_draw`: one float32 addition, then the first maximum)."""
+    return np.add(logits, noise, dtype=np.float32).argmax(-1)
+
+
+def plain_scores(logits: np.ndarray, tokens: np.ndarray, check: bool = True) -> list[float]:
+    """``log p(token)`` under the model for each row of float64 ``logits`` (n, vocab), in
+    float64 (``x - max - log(sum(exp(x - max)))``, every path the same numpy calls, so a
+    row's score does not depend on the batch it is in).  A row without a finite logit
+    means the model is broken: an error, or (``check=False``) a nan score."""
+    top = logits.max(-1)
+    finite = bool(np.isfinite(top).all())
+    if check and not finite:
+        raise StudioError("the model gave no finite logit (nan or inf): its file is damaged; re-export it")
+    with np.errstate(all="ignore") if not finite else _NO_CHANGE:
+        total = top + np.log(np.exp(logits - top[:, None]).sum(-1))
+    return (logits[np.arange(len(logits)), tokens] - total).tolist()

@@ -21,6 +21,13 @@ function run(job) {
     for (let i = 0; i < job.uniforms; i++) uniforms.push(rng.random());
     return { words, uniforms: toBytes(uniforms), normals: toBytes(rng.standardNormal(job.normals)) };
   }
+  if (job.kind === "plain") {
+    const rng = new sampler.CounterRNG(job.seed, 0);
+    const logits = fromBytes(job.logits);
+    const tokens = [];
+    for (let i = 0; i < job.draws; i++) tokens.push(sampler.gumbelMax(logits, rng));
+    return { tokens, gumbels: toBytes(new sampler.CounterRNG(job.seed, 0).gumbel(job.gumbels)) };
+  }
   if (job.kind === "sum") return { total: toBytes([sampler.pairwiseSum(fromBytes(job.values), 0, job.count)]) };
   if (job.kind === "rules") {
     const settings = sampler.checkSettings(job.settings);

@@ -46,6 +46,13 @@
     random() {
       return Number(this.word() >> 11n) * UNIT;
     }
+    /** n standard Gumbels, as CounterRNG.gumbel in Python: -log(-log(u)) with
+     * u = ((word >> 11) + 0.5) * 2**-53, strictly inside (0, 1). */
+    gumbel(n) {
+      const out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = -Math.log(-Math.log((Number(this.word() >> 11n) + 0.5) * UNIT));
+      return out;
+    }
     /** n standard normals by Box-Muller, as CounterRNG.standard_normal in Python. */
     standardNormal(n) {
       const out = [];
@@ -211,6 +218,26 @@
       logits.map((x) => Math.exp(x - top)),
       rng.random(),
     );
+  }
+
+  /** studio.sampling.rules.gumbel_max for a row without rules: one float32 Gumbel per
+   * token from the stream (vocab words a token, as GumbelNoise), added in float32 (a sum of
+   * two floats rounded once to float32 is the float32 sum), then the first maximum. */
+  function gumbelMax(logits, rng) {
+    let top = -Infinity;
+    for (const x of logits) if (x > top) top = x;
+    if (!Number.isFinite(top)) throw new Error("the model gave no finite logit (nan or inf): its file is damaged; re-export it");
+    const noise = rng.gumbel(logits.length);
+    let best = 0;
+    let bestValue = -Infinity;
+    for (let i = 0; i < logits.length; i++) {
+      const value = Math.fround(Math.fround(logits[i]) + Math.fround(noise[i]));
+      if (value > bestValue) {
+        best = i;
+        bestValue = value;
+      }
+    }
+    return best;
   }
 
   // --- text by characters (studio/domains/chars.py) ---------------------------------------
@@ -397,7 +424,7 @@
     for (let step = 0; step < s.length; step++) {
       if (stopped()) break; // the tokens so far are what --length <their count> writes
       const shaped = rules.length ? applyRules(rules, history, last) : last;
-      const token = greedy ? argmax(shaped) : draw(shaped, rng);
+      const token = greedy ? argmax(shaped) : rules.length ? draw(shaped, rng) : gumbelMax(last, rng);
       generated.push(token);
       if (token !== domain.separatorId) {
         const piece = domain.tokenText(token);
@@ -430,6 +457,7 @@
     applyRules,
     inverseCdf,
     draw,
+    gumbelMax,
     argmax,
     isGreedy,
     CharsDomain,

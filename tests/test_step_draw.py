@@ -1,0 +1,95 @@
+"""The plain draw (a row without rules): the Gumbel-max trick inside the step graph
+(studio/step_draw.py) and in numpy (studio/sampling/rules.py) give the same tokens, and
+they follow the model's distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from studio.bundle import Bundle
+from studio.errors import StudioError
+from studio.numeric import log_softmax
+from studio.runtime import Runtime
+from studio.sampling.rng import CounterRNG
+from studio.sampling.rules import NOISE_BLOCK, GumbelNoise, gumbel_max, plain_scores
+from studio.step_draw import NOISE, TOKEN, with_draw
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_appended_graph_is_the_bundles_plus_the_draw(tiny_bundle, precision):
+    path = Bundle.load(tiny_bundle).graph_path(precision)
+    plain = onnx.load(str(path))
+    vocab = plain.graph.output[0].type.tensor_type.shape.dim[-1].dim_value
+    patched = onnx.load_from_string(with_draw(path.read_bytes(), vocab))
+    onnx.checker.check_model(patched)
+    assert [n.op_type for n in patched.graph.node] == [n.op_type for n in plain.graph.node] + ["Add", "ArgMax"]
+    assert [i.name for i in patched.graph.input] == [i.name for i in plain.graph.input] + [NOISE]
+    assert [o.name for o in patched.graph.output] == [o.name for o in plain.graph.output] + [TOKEN]
+    assert len(patched.graph.initializer) == len(plain.graph.initializer)
+    dims = patched.graph.input[-1].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 1, vocab]
+    argmax = patched.graph.node[-1]
+    assert {a.name: a.i for a in argmax.attribute} == {"axis": -1, "keepdims": 0}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_graphs_draw_is_numpys_to_the_bit(tiny_bundle, precision):
+    """Three rows stepped 200 times on their own drawn tokens: every token the graph
+    draws is what gumbel_max draws from the same logits and Gumbels, and the graph's
+    logits are the plain session's."""
+    runtime = Runtime(Bundle.load(tiny_bundle), precision=precision, threads=1)
+    session, fetch = runtime.draw_session()
+    noises = [GumbelNoise(CounterRNG(5, row)) for row in range(3)]
+    vocab = runtime.vocab_size
+    state = runtime.init_state(3)
+    feeds = {"tokens": np.array([[1], [2], [3]], dtype=np.int64), **state}
+    drawn = []
+    for _ in range(200):
+        noise = np.concatenate([n.next(vocab) for n in noises])
+        values = session.run(fetch, {**feeds, NOISE: noise})
+        token, logits = values[0], values[1]
+        assert token.shape == (3, 1) and token.dtype == np.int64
+        assert np.array_equal(token[:, 0], gumbel_max(logits[:, 0], noise[:, 0]))
+        plain = runtime.session.run(runtime._fetch, feeds)
+        assert plain[0].tobytes() == logits.tobytes()
+        feeds = {"tokens": token, **dict(zip(runtime.state_names, values[2:]))}
+        drawn.extend(token[:, 0].tolist())
+    assert len(set(drawn)) > 5
+
+
+def test_a_rows_gumbels_are_one_stream_across_blocks():
+    vocab = 7
+    noise = GumbelNoise(CounterRNG(9, 2))
+    steps = [noise.next(vocab) for _ in range(2 * NOISE_BLOCK + 3)]
+    assert all(step.shape == (1, 1, vocab) and step.dtype == np.float32 for step in steps)
+    whole = CounterRNG(9, 2).gumbel((2 * NOISE_BLOCK + 3) * vocab).astype(np.float32)
+    assert np.concatenate(steps).ravel().tobytes() == whole.tobytes()
+
+
+def test_gumbel_max_draws_the_softmax_distribution():
+    logits = np.array([2.0, 0.5, -1.0, 1.5, 0.0, -3.0], dtype=np.float32)
+    draws = 40_000
+    noise = CounterRNG(1).gumbel((draws, len(logits))).astype(np.float32)
+    tokens = gumbel_max(np.tile(logits, (draws, 1)), noise)
+    frequencies = np.bincount(tokens, minlength=len(logits)) / draws
+    expected = np.exp(log_softmax(logits.astype(np.float64)))
+    # four standard errors of a frequency, at most
+    assert np.all(np.abs(frequencies - expected) <= 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-9)
+    assert gumbel_max(np.array([[0.0, 5.0, 5.0]], np.float32), np.zeros((1, 3), np.float32))[0] == 1  # first maximum
+
+
+def test_plain_scores_are_the_models_log_probabilities_and_refuse_a_broken_row():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4, 30))
+    tokens = rng.integers(0, 30, 4)
+    expected = log_softmax(logits)[np.arange(4), tokens]
+    np.testing.assert_allclose(plain_scores(logits, tokens), expected, rtol=0, atol=1e-12)
+    single = [plain_scores(logits[i : i + 1], tokens[i : i + 1])[0] for i in range(4)]
+    assert single == plain_scores(logits, tokens)  # a row's score does not depend on its batch
+    broken = logits.copy()
+    broken[2] = np.nan
+    with pytest.raises(StudioError, match="re-export"):
+        plain_scores(broken, tokens)
+    assert np.isnan(plain_scores(broken, tokens, check=False)[2])
