@@ -109,7 +109,7 @@ class Generation:
         the usual command line, steps in :meth:`TokenRows.stream_alone`: the engine's
         numbers with less around each model call)."""
         rows = TokenRows(self)
-        if rows.alone and self.runtime.draw_session() is not None:
+        if rows.alone and self.runtime.draw_fetch is not None:
             yield from rows.stream_alone(self.runtime)
             self.results.extend(rows.samples())
             return
@@ -275,7 +275,7 @@ class TokenRows(Job):
 
     def stream_alone(self, runtime: Runtime) -> Iterator[tuple[int, int]]:
         """The whole loop of an :attr:`alone` job without an engine, with the draw inside
-        the step graph (:meth:`Runtime.draw_session`): each call takes the row's Gumbels
+        the step graph (:attr:`Runtime.draw_fetch`): each call takes the row's Gumbels
         and returns the token, which goes straight back in as the next input, so between
         two calls there is only the bookkeeping.  Each token is the engine's
         (:func:`~studio.sampling.rules.gumbel_max` gives the graph's numbers bit for bit),
@@ -283,13 +283,12 @@ class TokenRows(Job):
         the engine's numpy calls (:func:`~studio.sampling.rules.plain_scores`);
         ``tests/test_generate.py`` compares both.  The job's fields hold the row's tokens
         and score whenever the loop stops (ended, or closed by its reader)."""
-        session, fetch = runtime.draw_session()
+        run, fetch = runtime.session.run, runtime.draw_fetch
         state = self.start(runtime)
         yield from self.drain()
         if not self.live:
             return
         feeds = {"tokens": self._next, **state}
-        run = session.run
         slots = list(enumerate(runtime.state_names, 2))
         noise, vocab = self.noises[0], runtime.vocab_size
         row = self.rows[0]

@@ -93,11 +93,14 @@ class Runtime:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = bundle.graph_path(precision)
         providers = providers_for(device)
-        self._options, self._path, self._providers = options, path, providers
-        self._draw: tuple | None = None
-        self._draw_lock = threading.Lock()
+        logits = io["outputs"].get("logits", {}).get("shape", [None])[-1]
+        # a categorical step graph is loaded with the plain draw inside (studio/step_draw.py)
+        self.vocab_size = logits if isinstance(logits, int) and self.input_names == ["tokens"] else None
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            graph = path.read_bytes() if self.vocab_size else str(path)
+            if self.vocab_size:
+                graph = with_draw(graph, self.vocab_size)
+            self.session = ort.InferenceSession(graph, options, providers=providers)
         except Exception as error:  # onnxruntime raises its own types for corrupt files
             raise StudioError(
                 f"cannot load {path} ({str(error).splitlines()[0][:120]}): the model file is damaged; re-export it"
@@ -130,33 +133,15 @@ class Runtime:
         self._prefill_lock = threading.Lock()
 
     @property
-    def vocab_size(self) -> int | None:
-        """The width of a categorical graph's ``logits``, else None."""
-        spec = self.bundle.card["io"]["outputs"].get("logits")
-        size = spec["shape"][-1] if spec else None
-        return size if isinstance(size, int) else None
-
-    def draw_session(self) -> tuple | None:
-        """``(session, fetch)``: the step graph with the plain draw inside
-        (:mod:`studio.step_draw`), built at its first use, whose ``session.run(fetch,
-        feeds)`` takes ``tokens``, the state and ``noise`` and returns the drawn token
-        ((1, 1) int64, the next ``tokens``), the logits, then the next state in card
-        order; None for a graph that is not a categorical step graph."""
-        if self.input_names != ["tokens"] or self.vocab_size is None or self.use_binding:
+    def draw_fetch(self) -> list[str] | None:
+        """What a sampling loop fetches from :attr:`session` to have the plain draw done
+        in the graph (:mod:`studio.step_draw`; feed ``noise`` too): the drawn token ((rows,
+        1) int64, the next ``tokens``), the logits, then the next state in card order;
+        None where the graph has no draw (not a categorical step graph) or calls go
+        through IOBinding."""
+        if self.vocab_size is None or self.use_binding:
             return None
-        with self._draw_lock:
-            if self._draw is None:
-                import onnxruntime as ort
-
-                try:
-                    graph = with_draw(self._path.read_bytes(), self.vocab_size)
-                    session = ort.InferenceSession(graph, self._options, providers=self._providers)
-                except Exception as error:  # the plain graph loaded, so this is not a damaged file
-                    raise StudioError(
-                        f"cannot add the draw to {self._path} ({str(error).splitlines()[0][:120]})"
-                    ) from None
-                self._draw = (session, [TOKEN, "logits"] + [f"{n}_out" for n in self.state_names])
-        return self._draw
+        return [TOKEN, "logits"] + [f"{n}_out" for n in self.state_names]
 
     def init_state(self, batch: int) -> dict[str, np.ndarray]:
         state = {}

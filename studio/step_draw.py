@@ -19,7 +19,10 @@ input, nodes and output, adds them to the graph::
     draw_token     = ArgMax(draw_perturbed, axis=-1)     # (batch, 1), int64, first maximum
 
 The token output has the shape of the ``tokens`` input, so the loop feeds it straight
-back.  The graph is otherwise the bundle's own: the same weights, the same logits.
+back.  The graph is otherwise the bundle's own: the same weights, the same logits, and a
+call that does not feed ``noise`` gets them as before.  The runtime loads every
+categorical graph this way, so one session (one thread pool) serves the prime, the
+batches and the draw.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ _PERTURBED = "draw_perturbed"
 
 # ONNX protobuf field numbers (onnx/onnx.proto) and enum values used here
 _MODEL_GRAPH = 7
-_GRAPH_NODE, _GRAPH_INPUT, _GRAPH_OUTPUT = 1, 11, 12
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT = 1, 5, 11, 12
+_TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_RAW = 1, 2, 8, 9
 _NODE_INPUT, _NODE_OUTPUT, _NODE_NAME, _NODE_OP, _NODE_ATTRIBUTE = 1, 2, 3, 4, 5
 _ATTR_NAME, _ATTR_INT, _ATTR_TYPE, _ATTR_TYPE_INT = 1, 3, 20, 2
 _VALUE_NAME, _VALUE_TYPE = 1, 2
@@ -82,12 +86,24 @@ def _node(op: str, inputs: list[str], outputs: list[str], name: str, **ints: int
     return body
 
 
+def _zeros(name: str, dims: list[int]) -> bytes:
+    """A float32 TensorProto of zeros."""
+    count = 1
+    for d in dims:
+        count *= d
+    body = b"".join(_int_field(_TENSOR_DIMS, d) for d in dims) + _int_field(_TENSOR_TYPE, _FLOAT)
+    return body + _field(_TENSOR_NAME, name) + _field(_TENSOR_RAW, bytes(4 * count))
+
+
 def with_draw(model: bytes, vocab: int) -> bytes:
-    """``model`` (a categorical step graph: ``logits`` of shape (batch, 1, vocab) from
-    ``tokens`` (batch, 1)) with the ``noise`` input and the ``draw_token`` output (see the
-    module's docstring)."""
+    """``model`` (a categorical step graph: ``logits`` of shape (batch, time, vocab) from
+    ``tokens`` (batch, time)) with the ``noise`` input and the ``draw_token`` output (see
+    the module's docstring).  ``noise`` defaults to zeros of shape (1, 1, vocab) (an
+    initializer that is also an input), so a call that does not feed it (a prime, a
+    batch of rows with rules) runs the graph as before and ignores ``draw_token``."""
     graph = _field(_GRAPH_NODE, _node("Add", ["logits", NOISE], [_PERTURBED], "studio_draw_add"))
     graph += _field(_GRAPH_NODE, _node("ArgMax", [_PERTURBED], [TOKEN], "studio_draw_argmax", axis=-1, keepdims=0))
-    graph += _field(_GRAPH_INPUT, _tensor_value(NOISE, _FLOAT, ["batch", 1, vocab]))
+    graph += _field(_GRAPH_INITIALIZER, _zeros(NOISE, [1, 1, vocab]))
+    graph += _field(_GRAPH_INPUT, _tensor_value(NOISE, _FLOAT, ["noise_batch", 1, vocab]))
     graph += _field(_GRAPH_OUTPUT, _tensor_value(TOKEN, _INT64, ["batch", "draw_steps"]))
     return bytes(model) + _field(_MODEL_GRAPH, graph)

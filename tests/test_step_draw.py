@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 
 from studio.bundle import Bundle
@@ -27,9 +28,11 @@ def test_the_appended_graph_is_the_bundles_plus_the_draw(tiny_bundle, precision)
     assert [n.op_type for n in patched.graph.node] == [n.op_type for n in plain.graph.node] + ["Add", "ArgMax"]
     assert [i.name for i in patched.graph.input] == [i.name for i in plain.graph.input] + [NOISE]
     assert [o.name for o in patched.graph.output] == [o.name for o in plain.graph.output] + [TOKEN]
-    assert len(patched.graph.initializer) == len(plain.graph.initializer)
+    assert len(patched.graph.initializer) == len(plain.graph.initializer) + 1
+    default = onnx.numpy_helper.to_array(patched.graph.initializer[-1])
+    assert patched.graph.initializer[-1].name == NOISE and default.shape == (1, 1, vocab) and not default.any()
     dims = patched.graph.input[-1].type.tensor_type.shape.dim
-    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 1, vocab]
+    assert [d.dim_param or d.dim_value for d in dims] == ["noise_batch", 1, vocab]
     argmax = patched.graph.node[-1]
     assert {a.name: a.i for a in argmax.attribute} == {"axis": -1, "keepdims": 0}
 
@@ -37,10 +40,14 @@ def test_the_appended_graph_is_the_bundles_plus_the_draw(tiny_bundle, precision)
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_graphs_draw_is_numpys_to_the_bit(tiny_bundle, precision):
     """Three rows stepped 200 times on their own drawn tokens: every token the graph
-    draws is what gumbel_max draws from the same logits and Gumbels, and the graph's
-    logits are the plain session's."""
+    draws is what gumbel_max draws from the same logits and Gumbels, and the logits are
+    those of the same call without noise (the zeros it defaults to) and of the bundle's
+    graph as exported."""
     runtime = Runtime(Bundle.load(tiny_bundle), precision=precision, threads=1)
-    session, fetch = runtime.draw_session()
+    exported = onnxruntime.InferenceSession(
+        str(runtime.bundle.graph_path(precision)), providers=["CPUExecutionProvider"]
+    )
+    session, fetch = runtime.session, runtime.draw_fetch
     noises = [GumbelNoise(CounterRNG(5, row)) for row in range(3)]
     vocab = runtime.vocab_size
     state = runtime.init_state(3)
@@ -52,8 +59,8 @@ def test_the_graphs_draw_is_numpys_to_the_bit(tiny_bundle, precision):
         token, logits = values[0], values[1]
         assert token.shape == (3, 1) and token.dtype == np.int64
         assert np.array_equal(token[:, 0], gumbel_max(logits[:, 0], noise[:, 0]))
-        plain = runtime.session.run(runtime._fetch, feeds)
-        assert plain[0].tobytes() == logits.tobytes()
+        assert session.run(runtime._fetch, feeds)[0].tobytes() == logits.tobytes()
+        assert exported.run(runtime._fetch, feeds)[0].tobytes() == logits.tobytes()
         feeds = {"tokens": token, **dict(zip(runtime.state_names, values[2:]))}
         drawn.extend(token[:, 0].tolist())
     assert len(set(drawn)) > 5
