@@ -167,7 +167,8 @@ def evaluate(
     require(0 < val_fraction < 1, f"--val-fraction must be between 0 and 1 (got {val_fraction})")
     require(temperature > 0, f"--temp must be positive (got {temperature})")
     samples = samples if samples is not None else (TWO_SAMPLE_PIECES if two_sample else EVAL_PIECES)
-    require(samples >= 1 and bars >= 1, f"--samples and --bars must be at least 1 (got {samples}, {bars})")
+    require(samples >= 1, f"--samples must be at least 1 (got {samples})")
+    require(bars >= 0, f"--bars must be 0 (the model ends each piece) or more (got {bars})")
     if two_sample:
         require(
             samples >= TWO_SAMPLE_MIN_PIECES,

@@ -499,7 +499,13 @@ def eval_command(
             "--samples", "--n", help="Music: pieces to generate and compare (default 50; 100 with --two-sample)."
         ),
     ] = None,
-    bars: Annotated[int, typer.Option(help="Music: bars per generated piece.")] = 16,
+    bars: Annotated[
+        int,
+        typer.Option(
+            help="Music: bars per generated piece; 0: each piece as long as the model makes it (it ends the "
+            "piece itself, as the corpus's pieces end).",
+        ),
+    ] = 16,
     seed: Annotated[int, typer.Option(help="Seed of the generated pieces (music) and of --mc-dropout's masks.")] = 0,
     two_sample: Annotated[
         bool,

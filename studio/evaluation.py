@@ -9,7 +9,10 @@ pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`)
 With ``match_lengths``, as many corpus pieces as ``samples`` are drawn (seeded) and each
 generated piece is asked for as long as its corpus piece within the compared window
 (:meth:`Domain.matched_lengths`: bars), instead of ``bars`` for all: a corpus of short
-pieces is then not told from the samples by their length alone.
+pieces is then not told from the samples by their length alone.  With ``bars`` 0 each
+piece is as long as the model makes it: it ends where the model writes the end of the
+piece (at most :data:`MODEL_ENDS_CAP_BARS` bars' worth of events), so the lengths are the
+model's own, as the corpus's are its composers'.
 With ``mc_dropout`` N, token models are also scored N times with dropout active
 (:mod:`studio.uncertainty`): ``nats_per_token_std`` is the spread of the per-pass means.
 The report is flat (one number per key, the two-sample test's separating features
@@ -35,6 +38,7 @@ from .uncertainty import MCDropout
 EVAL_PIECES = 50  # pieces generated to set beside the corpus
 TWO_SAMPLE_PIECES = 100  # with --two-sample: a steadier accuracy (about +-0.05 at 0.5)
 TWO_SAMPLE_MIN_PIECES = 10  # two per fold of five
+MODEL_ENDS_CAP_BARS = 64  # --bars 0: a model that never ends a piece stops here
 TOKENS_PER_BAR_CAP = 256  # a safety cap only (chorales use ~45): the bar count ends a piece
 
 
@@ -78,7 +82,8 @@ def evaluate_model(
         match_lengths=match_lengths,
         window=two_sample_beats,
     )
-    report.update(samples=len(outputs), bars="matched" if match_lengths else bars, temperature=temperature, seed=seed)
+    shown_bars = "matched" if match_lengths else (bars or "model")
+    report.update(samples=len(outputs), bars=shown_bars, temperature=temperature, seed=seed)
     report.update(domain.sample_report(outputs, documents))
     if two_sample:
         report.update(domain.two_sample_report(outputs, documents, length=two_sample_beats, seed=seed))
@@ -117,7 +122,7 @@ def comparison_samples(
 
 
 def _generate(runtime: Runtime, domain: Domain, seed: int, num: int, bars: int, settings: dict) -> list:
-    """``num`` pieces of ``bars`` bars, one batch."""
+    """``num`` pieces of ``bars`` bars (0: ended by the model), one batch."""
     return Generation(
         runtime,
         domain,
@@ -125,8 +130,8 @@ def _generate(runtime: Runtime, domain: Domain, seed: int, num: int, bars: int, 
             model=str(runtime.bundle.path),
             seed=seed,
             num=num,
-            bars=bars,
-            length=min(MAX_TOKENS, bars * TOKENS_PER_BAR_CAP),
+            bars=bars or None,
+            length=min(MAX_TOKENS, (bars or MODEL_ENDS_CAP_BARS) * TOKENS_PER_BAR_CAP),
             **settings,
         ),
     ).run()

@@ -191,3 +191,32 @@ def test_matched_samples_are_as_long_as_their_corpus_pieces() -> None:
     assert [o.piece for o in again] == [o.piece for o in outputs]  # seeded
     plain, all_documents = comparison_samples(loaded.runtime, loaded.domain, documents, samples=5, bars=3, seed=0)
     assert all_documents is documents and [output.bars for output in plain] == [3] * 5
+
+
+@pytest.mark.skipif(not (SONGS / "card.json").is_file() or not CHORALES, reason="needs export/songs and the chorales")
+def test_bars_zero_lets_the_model_end_each_piece() -> None:
+    """`--bars 0`: no bar count is imposed; each piece ends where the model writes the
+    separator, so the lengths vary as the corpus's do, and the report says so."""
+    from studio.api import evaluate, load
+    from studio.evaluation import MODEL_ENDS_CAP_BARS, comparison_samples
+
+    loaded = load(str(SONGS), "cpu", "int8")
+    documents = [Document(str(path), read_pieces(path)[0]) for path in CHORALES[:20]]
+    outputs, _ = comparison_samples(loaded.runtime, loaded.domain, documents, samples=12, bars=0, seed=0)
+    lengths = [output.bars for output in outputs]
+    assert len(set(lengths)) > 3 and max(lengths) < MODEL_ENDS_CAP_BARS, lengths
+    report = evaluate(str(SONGS), str(CHORALES[0].parent), split="val", samples=10, bars=0, two_sample=True)
+    assert report["bars"] == "model" and 0 <= report["two_sample_accuracy"] <= 1
+
+
+def test_negative_bars_is_one_line(tiny_bundle, tiny_corpus, studio_env) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", "eval", "tiny", str(tiny_corpus), "--bars", "-1"],
+        env=studio_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1 and "--bars must be 0 (the model ends each piece) or more" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
