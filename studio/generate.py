@@ -28,11 +28,12 @@ from .sampling.rules import (
     build_rules,
     draw,
     gumbel_max,
+    only_temperature,
     plain_scores,
     row_generator,
 )
 from .sampling.settings import SampleSettings, command_line
-from .step_draw import NOISE
+from .step_draw import NOISE, TEMPERATURE
 
 HISTORY_START = 1024  # tokens of history room at first (it doubles as tokens come)
 
@@ -237,9 +238,12 @@ class TokenRows(Job):
         self.generation = generation
         settings = generation.settings
         count = settings.num
-        self.rules = build_rules(settings, generation.mask, generation.constraints)
+        rules = build_rules(settings, generation.mask, generation.constraints)
         self.greedy = settings.is_greedy
-        self.plain = not self.rules and not self.greedy  # a draw from the model's own distribution
+        # no rule but a temperature: the Gumbel-max draw (inside the step graph when alone)
+        self.plain = not self.greedy and only_temperature(rules)
+        self.rules = [] if self.plain else rules
+        self.temperature = np.float32(settings.temperature if self.plain else 1.0)
         self.length = settings.length
         self.separator = generation.domain.separator_id
         self._is_finished = generation.domain.is_finished  # bound once: it runs per token
@@ -270,7 +274,7 @@ class TokenRows(Job):
 
     @property
     def alone(self) -> bool:
-        """One row drawn from the model's own distribution (no rule, not greedy)."""
+        """One row drawn by the Gumbel-max trick (no rule but a temperature, not greedy)."""
         return self.plain and len(self.rows) == 1
 
     def stream_alone(self, runtime: Runtime) -> Iterator[tuple[int, int]]:
@@ -288,7 +292,7 @@ class TokenRows(Job):
         yield from self.drain()
         if not self.live:
             return
-        feeds = {"tokens": self._next, **state}
+        feeds = {"tokens": self._next, TEMPERATURE: np.full((1, 1, 1), self.temperature, dtype=np.float32), **state}
         slots = list(enumerate(runtime.state_names, 2))
         noise, vocab = self.noises[0], runtime.vocab_size
         row = self.rows[0]
@@ -352,8 +356,8 @@ class TokenRows(Job):
 
     @classmethod
     def advance_together(cls, jobs: list[Job], step: StepRows, indices: list[int]) -> list[np.ndarray | None]:
-        """Jobs of one row without rules (one request at the model's own temperature)
-        draw in one set of numpy calls; the numbers are those each would draw alone
+        """Jobs of one row without rules but a temperature (one request, the server's
+        usual case) draw in one set of numpy calls; the numbers are those each would draw alone
         (:func:`~studio.sampling.rules.gumbel_max` and
         :func:`~studio.sampling.rules.plain_scores` on its row).  The others advance one
         by one."""
@@ -371,7 +375,8 @@ class TokenRows(Job):
             if np.isfinite(last.max(-1)).all():  # else each job's own draw says what went wrong
                 vocab = last.shape[-1]
                 noise = np.concatenate([jobs[k].noises[0].next(vocab)[0] for k in plain])
-                chosen = gumbel_max(last, noise)
+                temperatures = np.array([[jobs[k].temperature] for k in plain], dtype=np.float32)
+                chosen = gumbel_max(last, noise, temperatures)
                 scores = plain_scores(last.astype(np.float64), chosen)
                 for k, token, score in zip(plain, chosen.tolist(), scores):
                     results[k] = _one_row_result(jobs[k], token, score)
@@ -393,9 +398,10 @@ class TokenRows(Job):
 
     def _draw(self, logits: np.ndarray) -> np.ndarray | None:
         """Draw one token per live row from ``logits`` (live rows, vocab); returns the
-        positions of the rows that go on, or None when all do.  Rows without rules draw
-        by :func:`~studio.sampling.rules.gumbel_max` from their float32 logits (a step
-        graph's own numbers, exact in float64 too), the others by their rules."""
+        positions of the rows that go on, or None when all do.  Rows without rules but a
+        temperature draw by :func:`~studio.sampling.rules.gumbel_max` from their float32
+        logits (a step graph's own numbers, exact in float64 too), the others by their
+        rules."""
         count = len(logits)
         generators = self.generators
         if self.plain:
@@ -405,7 +411,7 @@ class TokenRows(Job):
                 noise = self.noises[0].next(vocab)[0]
             else:
                 noise = np.concatenate([noise.next(vocab)[0] for noise in self.noises[:count]])
-            tokens = gumbel_max(last32, noise)
+            tokens = gumbel_max(last32, noise, self.temperature)
             scores = plain_scores(last32.astype(np.float64), tokens)
             if count == 1:
                 return self._one_row(int(tokens[0]), scores[0])

@@ -1,34 +1,37 @@
 """The sampling draw inside a categorical step graph, so the per-token loop does no
 numpy work between two model calls.  Torch-free and onnx-free.
 
-A plain row (no rule, not greedy: a draw from the model's own distribution) takes its
-next token by the Gumbel-max trick: ``argmax(logits + g)`` with ``g`` standard Gumbels
-(one per vocabulary entry), which picks token ``i`` with probability ``softmax(logits)_i``.
+A plain row (no rule but a temperature ``T``, not greedy) takes its next token by the
+Gumbel-max trick: ``argmax(logits / T + g)`` with ``g`` standard Gumbels (one per
+vocabulary entry), which picks token ``i`` with probability ``softmax(logits / T)_i``.
 The Gumbels come from the row's own random stream (``CounterRNG.gumbel``, rounded to
 float32), so the numpy draw of :func:`studio.sampling.rules.gumbel_max` and the graph's
-give the same token bit for bit: one float32 addition, correctly rounded in both, then
-the first index of the largest value.
+give the same token bit for bit: a float32 division and addition, each correctly rounded
+in both, then the first index of the largest value.
 
 :func:`with_draw` appends two nodes to a bundle's step graph, without the ``onnx``
 package (the sampling path never imports it): an ONNX model is a protobuf message, and
 protobuf merges a singular message field that occurs twice (its repeated fields are
 concatenated), so a second ``graph`` field at the end of the file, holding only the new
-input, nodes and output, adds them to the graph::
+inputs, nodes and output, adds them to the graph::
 
-    draw_perturbed = Add(logits, noise)                  # (batch, 1, vocab), float32
+    draw_scaled    = Div(logits, temperature)            # temperature (batch, 1, 1)
+    draw_perturbed = Add(draw_scaled, noise)             # (batch, 1, vocab), float32
     draw_token     = ArgMax(draw_perturbed, axis=-1)     # (batch, 1), int64, first maximum
 
 The token output has the shape of the ``tokens`` input, so the loop feeds it straight
 back.  The graph is otherwise the bundle's own: the same weights, the same logits, and a
-call that does not feed ``noise`` gets them as before.  The runtime loads every
+call that feeds neither ``noise`` nor ``temperature`` gets them as before.  The runtime loads every
 categorical graph this way, so one session (one thread pool) serves the prime, the
 batches and the draw.
 """
 
 from __future__ import annotations
 
-NOISE, TOKEN = "noise", "draw_token"
-_PERTURBED = "draw_perturbed"
+import struct
+
+NOISE, TEMPERATURE, TOKEN = "noise", "temperature", "draw_token"
+_SCALED, _PERTURBED = "draw_scaled", "draw_perturbed"
 
 # ONNX protobuf field numbers (onnx/onnx.proto) and enum values used here
 _MODEL_GRAPH = 7
@@ -86,24 +89,28 @@ def _node(op: str, inputs: list[str], outputs: list[str], name: str, **ints: int
     return body
 
 
-def _zeros(name: str, dims: list[int]) -> bytes:
-    """A float32 TensorProto of zeros."""
+def _filled(name: str, dims: list[int], value: float) -> bytes:
+    """A float32 TensorProto of ``dims``, every entry ``value``."""
     count = 1
     for d in dims:
         count *= d
     body = b"".join(_int_field(_TENSOR_DIMS, d) for d in dims) + _int_field(_TENSOR_TYPE, _FLOAT)
-    return body + _field(_TENSOR_NAME, name) + _field(_TENSOR_RAW, bytes(4 * count))
+    return body + _field(_TENSOR_NAME, name) + _field(_TENSOR_RAW, struct.pack("<f", value) * count)
 
 
 def with_draw(model: bytes, vocab: int) -> bytes:
     """``model`` (a categorical step graph: ``logits`` of shape (batch, time, vocab) from
     ``tokens`` (batch, time)) with the ``noise`` input and the ``draw_token`` output (see
-    the module's docstring).  ``noise`` defaults to zeros of shape (1, 1, vocab) (an
-    initializer that is also an input), so a call that does not feed it (a prime, a
-    batch of rows with rules) runs the graph as before and ignores ``draw_token``."""
-    graph = _field(_GRAPH_NODE, _node("Add", ["logits", NOISE], [_PERTURBED], "studio_draw_add"))
+    the module's docstring).  ``noise`` defaults to zeros of shape (1, 1, vocab) and
+    ``temperature`` to 1 (initializers that are also inputs), so a call that does not
+    feed them (a prime, a batch of rows with rules) runs the graph as before and ignores
+    ``draw_token``."""
+    graph = _field(_GRAPH_NODE, _node("Div", ["logits", TEMPERATURE], [_SCALED], "studio_draw_div"))
+    graph += _field(_GRAPH_NODE, _node("Add", [_SCALED, NOISE], [_PERTURBED], "studio_draw_add"))
     graph += _field(_GRAPH_NODE, _node("ArgMax", [_PERTURBED], [TOKEN], "studio_draw_argmax", axis=-1, keepdims=0))
-    graph += _field(_GRAPH_INITIALIZER, _zeros(NOISE, [1, 1, vocab]))
+    graph += _field(_GRAPH_INITIALIZER, _filled(NOISE, [1, 1, vocab], 0.0))
+    graph += _field(_GRAPH_INITIALIZER, _filled(TEMPERATURE, [1, 1, 1], 1.0))
     graph += _field(_GRAPH_INPUT, _tensor_value(NOISE, _FLOAT, ["noise_batch", 1, vocab]))
+    graph += _field(_GRAPH_INPUT, _tensor_value(TEMPERATURE, _FLOAT, ["temperature_batch", 1, 1]))
     graph += _field(_GRAPH_OUTPUT, _tensor_value(TOKEN, _INT64, ["batch", "draw_steps"]))
     return bytes(model) + _field(_MODEL_GRAPH, graph)

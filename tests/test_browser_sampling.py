@@ -166,18 +166,30 @@ def test_js_rules_and_draw_agree_with_numpy(vocab):
 
 @needs_node
 def test_js_plain_draw_is_numpys_gumbel_max():
-    """A row without rules draws by the Gumbel-max trick, vocab words of the stream a token:
+    """A row without rules but a temperature draws by the Gumbel-max trick, vocab words of
+    the stream a token:
     the same Gumbels (to round-off: Math.log) and the same tokens as GumbelNoise and
     gumbel_max, over more than one of Python's blocks."""
     rng = np.random.default_rng(4)
     jobs, expected = [], []
-    for seed, vocab in ((0, 66), (17, 98), (2**40, 5)):
+    for seed, vocab, temperature in ((0, 66, 1.0), (17, 98, 0.8), (2**40, 5, 1.3), (3, 66, 0.7)):
         logits = rng.normal(0, 2, vocab).astype(np.float32)
         logits[rng.integers(0, vocab, 2)] = logits[0]  # ties: the first maximum wins
         draws = 2 * NOISE_BLOCK + 9
         noise = GumbelNoise(CounterRNG(seed, 0))
-        expected.append(([int(gumbel_max(logits[None], noise.next(vocab)[0])[0]) for _ in range(draws)], seed))
-        jobs.append({"kind": "plain", "seed": seed, "logits": as_bytes(logits), "draws": draws, "gumbels": 500})
+        t = np.float32(temperature)
+        tokens = [int(gumbel_max(logits[None], noise.next(vocab)[0], t)[0]) for _ in range(draws)]
+        expected.append((tokens, seed))
+        jobs.append(
+            {
+                "kind": "plain",
+                "seed": seed,
+                "logits": as_bytes(logits),
+                "draws": draws,
+                "gumbels": 500,
+                "temperature": temperature,
+            }
+        )
     for (tokens, seed), result in zip(expected, in_node(jobs)):
         # Math.log may round apart from numpy's in the last bit, which -log(-log u)
         # magnifies near u = 1/e (Gumbels near 0): equal far below float32's resolution

@@ -100,14 +100,14 @@ def test_sampling_streams_every_row_and_rows_do_not_depend_on_num(tiny_bundle):
     assert alone.tokens == results[0].tokens
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_the_single_row_loop_draws_the_engines_numbers(tiny_bundle, precision, monkeypatch):
+@pytest.mark.parametrize("precision, temperature", [("fp32", 1.0), ("int8", 1.0), ("int8", 0.8)])
+def test_the_single_row_loop_draws_the_engines_numbers(tiny_bundle, precision, temperature, monkeypatch):
     """One row without rules steps in ``TokenRows.stream_alone``, the draw inside the
     step graph and the scores a block at a time: every token and the log-probability
     must be the engine's, which draws the same row of a batch with numpy
     (``gumbel_max``, ``plain_scores``).  Rows run past a block of Gumbels
     (``NOISE_BLOCK``) and some end early on the separator."""
-    settings = dict(prime="W", length=300, temperature=1.0, precision=precision)
+    settings = dict(prime="W", length=300, temperature=temperature, precision=precision)
     seeds = range(12)
     alone = [sample(str(tiny_bundle), seed=seed, **settings)[0] for seed in seeds]
     in_batches = [sample(str(tiny_bundle), seed=seed, num=3, **settings)[0] for seed in seeds]

@@ -240,12 +240,21 @@ class GumbelNoise:
         return noise
 
 
-def gumbel_max(logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
+def gumbel_max(logits: np.ndarray, noise: np.ndarray, temperature: np.ndarray | float = 1.0) -> np.ndarray:
     """One token per row of float32 ``logits`` (n, vocab): the first index of the largest
-    ``logits + noise`` (float32 Gumbels, (n, vocab)), which is token ``i`` with probability
-    ``softmax(logits)_i``; the very numbers a step graph's own draw gives
-    (:mod:`studio.step_draw`: one float32 addition, then the first maximum)."""
-    return np.add(logits, noise, dtype=np.float32).argmax(-1)
+    ``logits / temperature + noise`` (float32 Gumbels (n, vocab); ``temperature`` a float32
+    scalar or (n, 1) column), which is token ``i`` with probability
+    ``softmax(logits / temperature)_i``; the very numbers a step graph's own draw gives
+    (:mod:`studio.step_draw`: a float32 division and addition, then the first maximum;
+    a temperature of 1 divides exactly)."""
+    scaled = np.divide(logits, np.asarray(temperature, dtype=np.float32), dtype=np.float32)
+    return np.add(scaled, noise, dtype=np.float32).argmax(-1)
+
+
+def only_temperature(rules: Sequence[Rule]) -> bool:
+    """Whether ``rules`` shape the distribution by a temperature alone (or not at all):
+    such a row draws by :func:`gumbel_max`, inside the step graph when it runs alone."""
+    return all(isinstance(rule, Temperature) for rule in rules)
 
 
 def plain_scores(logits: np.ndarray, tokens: np.ndarray, check: bool = True) -> list[float]:

@@ -25,7 +25,7 @@ function run(job) {
     const rng = new sampler.CounterRNG(job.seed, 0);
     const logits = fromBytes(job.logits);
     const tokens = [];
-    for (let i = 0; i < job.draws; i++) tokens.push(sampler.gumbelMax(logits, rng));
+    for (let i = 0; i < job.draws; i++) tokens.push(sampler.gumbelMax(logits, rng, job.temperature));
     return { tokens, gumbels: toBytes(new sampler.CounterRNG(job.seed, 0).gumbel(job.gumbels)) };
   }
   if (job.kind === "sum") return { total: toBytes([sampler.pairwiseSum(fromBytes(job.values), 0, job.count)]) };

@@ -158,6 +158,14 @@
     };
   }
 
+  /** No rule but a temperature (studio.sampling.rules.only_temperature): the row draws by
+   * gumbelMax, as TokenRows' plain rows do. */
+  function isPlain(settings) {
+    return (
+      settings.repetition_penalty === 1.0 && !settings.no_repeat_ngram_size && !settings.top_k && !(settings.top_p < 1.0)
+    );
+  }
+
   /** The rule chain in studio.sampling.rules.build_rules' order (text domains: no mask). */
   function buildRules(settings) {
     const rules = [];
@@ -220,10 +228,13 @@
     );
   }
 
-  /** studio.sampling.rules.gumbel_max for a row without rules: one float32 Gumbel per
-   * token from the stream (vocab words a token, as GumbelNoise), added in float32 (a sum of
-   * two floats rounded once to float32 is the float32 sum), then the first maximum. */
-  function gumbelMax(logits, rng) {
+  /** studio.sampling.rules.gumbel_max for a row without rules but a temperature: one
+   * float32 Gumbel per token from the stream (vocab words a token, as GumbelNoise); the
+   * logits divided by the temperature and the Gumbels added in float32 (a quotient or sum
+   * of two floats computed in float64 and rounded once to float32 is the float32 one),
+   * then the first maximum. */
+  function gumbelMax(logits, rng, temperature = 1.0) {
+    const t = Math.fround(temperature);
     let top = -Infinity;
     for (const x of logits) if (x > top) top = x;
     if (!Number.isFinite(top)) throw new Error("the model gave no finite logit (nan or inf): its file is damaged; re-export it");
@@ -231,7 +242,7 @@
     let best = 0;
     let bestValue = -Infinity;
     for (let i = 0; i < logits.length; i++) {
-      const value = Math.fround(Math.fround(logits[i]) + Math.fround(noise[i]));
+      const value = Math.fround(Math.fround(Math.fround(logits[i]) / t) + Math.fround(noise[i]));
       if (value > bestValue) {
         best = i;
         bestValue = value;
@@ -412,8 +423,9 @@
     const domain = model.domain;
     const [prime, hidden] = domain.primed(s.prime);
     const rng = new CounterRNG(s.seed, 0);
-    const rules = buildRules(s);
     const greedy = isGreedy(s);
+    const plain = !greedy && isPlain(s);
+    const rules = plain ? [] : buildRules(s);
     const history = prime.slice();
     const longestStop = Math.max(0, ...s.stop.map((x) => x.length));
     let text = domain.decode(prime.slice(hidden));
@@ -424,7 +436,7 @@
     for (let step = 0; step < s.length; step++) {
       if (stopped()) break; // the tokens so far are what --length <their count> writes
       const shaped = rules.length ? applyRules(rules, history, last) : last;
-      const token = greedy ? argmax(shaped) : rules.length ? draw(shaped, rng) : gumbelMax(last, rng);
+      const token = greedy ? argmax(shaped) : plain ? gumbelMax(last, rng, s.temperature) : draw(shaped, rng);
       generated.push(token);
       if (token !== domain.separatorId) {
         const piece = domain.tokenText(token);
@@ -458,6 +470,7 @@
     inverseCdf,
     draw,
     gumbelMax,
+    isPlain,
     argmax,
     isGreedy,
     CharsDomain,
