@@ -33,7 +33,7 @@ from .sampling.rules import (
     row_generator,
 )
 from .sampling.settings import SampleSettings, command_line
-from .step_draw import NOISE, TEMPERATURE
+from .step_draw import NOISE
 
 HISTORY_START = 1024  # tokens of history room at first (it doubles as tokens come)
 
@@ -243,14 +243,14 @@ class TokenRows(Job):
         # no rule but a temperature: the Gumbel-max draw (inside the step graph when alone)
         self.plain = not self.greedy and only_temperature(rules)
         self.rules = [] if self.plain else rules
-        self.temperature = np.float32(settings.temperature if self.plain else 1.0)
         self.length = settings.length
         self.separator = generation.domain.separator_id
         self._is_finished = generation.domain.is_finished  # bound once: it runs per token
         self.stops = settings.stop
         self.longest_stop = max((len(stop) for stop in self.stops), default=0)
         self.generators = [row_generator(settings.seed, row) for row in range(count)]
-        self.noises = [GumbelNoise(generator) for generator in self.generators] if self.plain else []
+        temperature = settings.temperature if self.plain else 1.0
+        self.noises = [GumbelNoise(generator, temperature) for generator in self.generators] if self.plain else []
         self.generated: list[list[int]] = [[] for _ in range(count)]
         self.logprob = [0.0] * count
         self.tails = [""] * count
@@ -292,7 +292,7 @@ class TokenRows(Job):
         yield from self.drain()
         if not self.live:
             return
-        feeds = {"tokens": self._next, TEMPERATURE: np.full((1, 1, 1), self.temperature, dtype=np.float32), **state}
+        feeds = {"tokens": self._next, **state}
         slots = list(enumerate(runtime.state_names, 2))
         noise, vocab = self.noises[0], runtime.vocab_size
         row = self.rows[0]
@@ -375,8 +375,7 @@ class TokenRows(Job):
             if np.isfinite(last.max(-1)).all():  # else each job's own draw says what went wrong
                 vocab = last.shape[-1]
                 noise = np.concatenate([jobs[k].noises[0].next(vocab)[0] for k in plain])
-                temperatures = np.array([[jobs[k].temperature] for k in plain], dtype=np.float32)
-                chosen = gumbel_max(last, noise, temperatures)
+                chosen = gumbel_max(last, noise)
                 scores = plain_scores(last.astype(np.float64), chosen)
                 for k, token, score in zip(plain, chosen.tolist(), scores):
                     results[k] = _one_row_result(jobs[k], token, score)
@@ -411,7 +410,7 @@ class TokenRows(Job):
                 noise = self.noises[0].next(vocab)[0]
             else:
                 noise = np.concatenate([noise.next(vocab)[0] for noise in self.noises[:count]])
-            tokens = gumbel_max(last32, noise, self.temperature)
+            tokens = gumbel_max(last32, noise)
             scores = plain_scores(last32.astype(np.float64), tokens)
             if count == 1:
                 return self._one_row(int(tokens[0]), scores[0])

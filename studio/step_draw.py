@@ -4,24 +4,25 @@ numpy work between two model calls.  Torch-free and onnx-free.
 A plain row (no rule but a temperature ``T``, not greedy) takes its next token by the
 Gumbel-max trick: ``argmax(logits / T + g)`` with ``g`` standard Gumbels (one per
 vocabulary entry), which picks token ``i`` with probability ``softmax(logits / T)_i``.
-The Gumbels come from the row's own random stream (``CounterRNG.gumbel``, rounded to
+The graph takes ``argmax(logits + T g)``, the same token (``T > 0`` scales every entry
+alike), so the temperature rides on the noise and costs the graph nothing.  The Gumbels
+come from the row's own random stream (``CounterRNG.gumbel``, times ``T`` and rounded to
 float32), so the numpy draw of :func:`studio.sampling.rules.gumbel_max` and the graph's
-give the same token bit for bit: a float32 division and addition, each correctly rounded
-in both, then the first index of the largest value.
+give the same token bit for bit: one float32 addition, correctly rounded in both, then
+the first index of the largest value.
 
 :func:`with_draw` appends two nodes to a bundle's step graph, without the ``onnx``
 package (the sampling path never imports it): an ONNX model is a protobuf message, and
 protobuf merges a singular message field that occurs twice (its repeated fields are
 concatenated), so a second ``graph`` field at the end of the file, holding only the new
-inputs, nodes and output, adds them to the graph::
+input, nodes and output, adds them to the graph::
 
-    draw_scaled    = Div(logits, temperature)            # temperature (batch, 1, 1)
-    draw_perturbed = Add(draw_scaled, noise)             # (batch, 1, vocab), float32
+    draw_perturbed = Add(logits, noise)                  # (batch, 1, vocab), float32
     draw_token     = ArgMax(draw_perturbed, axis=-1)     # (batch, 1), int64, first maximum
 
 The token output has the shape of the ``tokens`` input, so the loop feeds it straight
 back.  The graph is otherwise the bundle's own: the same weights, the same logits, and a
-call that feeds neither ``noise`` nor ``temperature`` gets them as before.  The runtime loads every
+call that does not feed ``noise`` gets them as before.  The runtime loads every
 categorical graph this way, so one session (one thread pool) serves the prime, the
 batches and the draw.
 """
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import struct
 
-NOISE, TEMPERATURE, TOKEN = "noise", "temperature", "draw_token"
-_SCALED, _PERTURBED = "draw_scaled", "draw_perturbed"
+NOISE, TOKEN = "noise", "draw_token"
+_PERTURBED = "draw_perturbed"
 
 # ONNX protobuf field numbers (onnx/onnx.proto) and enum values used here
 _MODEL_GRAPH = 7
@@ -68,15 +69,12 @@ def _int_field(number: int, value: int) -> bytes:
     return _varint(number << 3) + _varint(value)
 
 
-def _tensor_value(name: str, elem_type: int, dims: list[int | str] | None) -> bytes:
-    """A ValueInfoProto: a tensor of ``elem_type`` whose dimensions are sizes or names
-    (``None``: shape not stated)."""
-    tensor = _int_field(_TENSOR_ELEM, elem_type)
-    if dims is not None:
-        shape = b"".join(
-            _field(_SHAPE_DIM, _field(_DIM_PARAM, d) if isinstance(d, str) else _int_field(_DIM_VALUE, d)) for d in dims
-        )
-        tensor += _field(_TENSOR_SHAPE, shape)
+def _tensor_value(name: str, elem_type: int, dims: list[int | str]) -> bytes:
+    """A ValueInfoProto: a tensor of ``elem_type`` whose dimensions are sizes or names."""
+    shape = b"".join(
+        _field(_SHAPE_DIM, _field(_DIM_PARAM, d) if isinstance(d, str) else _int_field(_DIM_VALUE, d)) for d in dims
+    )
+    tensor = _int_field(_TENSOR_ELEM, elem_type) + _field(_TENSOR_SHAPE, shape)
     return _field(_VALUE_NAME, name) + _field(_VALUE_TYPE, _field(_TYPE_TENSOR, tensor))
 
 
@@ -101,16 +99,12 @@ def _filled(name: str, dims: list[int], value: float) -> bytes:
 def with_draw(model: bytes, vocab: int) -> bytes:
     """``model`` (a categorical step graph: ``logits`` of shape (batch, time, vocab) from
     ``tokens`` (batch, time)) with the ``noise`` input and the ``draw_token`` output (see
-    the module's docstring).  ``noise`` defaults to zeros of shape (1, 1, vocab) and
-    ``temperature`` to 1 (initializers that are also inputs), so a call that does not
-    feed them (a prime, a batch of rows with rules) runs the graph as before and ignores
-    ``draw_token``."""
-    graph = _field(_GRAPH_NODE, _node("Div", ["logits", TEMPERATURE], [_SCALED], "studio_draw_div"))
-    graph += _field(_GRAPH_NODE, _node("Add", [_SCALED, NOISE], [_PERTURBED], "studio_draw_add"))
+    the module's docstring).  ``noise`` defaults to zeros of shape (1, 1, vocab) (an
+    initializer that is also an input), so a call that does not feed it (a prime, a
+    batch of rows with rules) runs the graph as before and ignores ``draw_token``."""
+    graph = _field(_GRAPH_NODE, _node("Add", ["logits", NOISE], [_PERTURBED], "studio_draw_add"))
     graph += _field(_GRAPH_NODE, _node("ArgMax", [_PERTURBED], [TOKEN], "studio_draw_argmax", axis=-1, keepdims=0))
     graph += _field(_GRAPH_INITIALIZER, _filled(NOISE, [1, 1, vocab], 0.0))
-    graph += _field(_GRAPH_INITIALIZER, _filled(TEMPERATURE, [1, 1, 1], 1.0))
     graph += _field(_GRAPH_INPUT, _tensor_value(NOISE, _FLOAT, ["noise_batch", 1, vocab]))
-    graph += _field(_GRAPH_INPUT, _tensor_value(TEMPERATURE, _FLOAT, ["temperature_batch", 1, 1]))
     graph += _field(_GRAPH_OUTPUT, _tensor_value(TOKEN, _INT64, ["batch", "draw_steps"]))
     return bytes(model) + _field(_MODEL_GRAPH, graph)

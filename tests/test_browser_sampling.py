@@ -176,9 +176,8 @@ def test_js_plain_draw_is_numpys_gumbel_max():
         logits = rng.normal(0, 2, vocab).astype(np.float32)
         logits[rng.integers(0, vocab, 2)] = logits[0]  # ties: the first maximum wins
         draws = 2 * NOISE_BLOCK + 9
-        noise = GumbelNoise(CounterRNG(seed, 0))
-        t = np.float32(temperature)
-        tokens = [int(gumbel_max(logits[None], noise.next(vocab)[0], t)[0]) for _ in range(draws)]
+        noise = GumbelNoise(CounterRNG(seed, 0), temperature)
+        tokens = [int(gumbel_max(logits[None], noise.next(vocab)[0])[0]) for _ in range(draws)]
         expected.append((tokens, seed))
         jobs.append(
             {

@@ -15,7 +15,7 @@ from studio.numeric import log_softmax
 from studio.runtime import Runtime
 from studio.sampling.rng import CounterRNG
 from studio.sampling.rules import NOISE_BLOCK, GumbelNoise, gumbel_max, plain_scores
-from studio.step_draw import NOISE, TEMPERATURE, TOKEN, with_draw
+from studio.step_draw import NOISE, TOKEN, with_draw
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -25,15 +25,13 @@ def test_the_appended_graph_is_the_bundles_plus_the_draw(tiny_bundle, precision)
     vocab = plain.graph.output[0].type.tensor_type.shape.dim[-1].dim_value
     patched = onnx.load_from_string(with_draw(path.read_bytes(), vocab))
     onnx.checker.check_model(patched)
-    added = ["Div", "Add", "ArgMax"]
-    assert [n.op_type for n in patched.graph.node] == [n.op_type for n in plain.graph.node] + added
-    assert [i.name for i in patched.graph.input] == [i.name for i in plain.graph.input] + [NOISE, TEMPERATURE]
+    assert [n.op_type for n in patched.graph.node] == [n.op_type for n in plain.graph.node] + ["Add", "ArgMax"]
+    assert [i.name for i in patched.graph.input] == [i.name for i in plain.graph.input] + [NOISE]
     assert [o.name for o in patched.graph.output] == [o.name for o in plain.graph.output] + [TOKEN]
-    assert len(patched.graph.initializer) == len(plain.graph.initializer) + 2
-    noise, temperature = (onnx.numpy_helper.to_array(t) for t in patched.graph.initializer[-2:])
-    assert [t.name for t in patched.graph.initializer[-2:]] == [NOISE, TEMPERATURE]
-    assert noise.shape == (1, 1, vocab) and not noise.any() and temperature.tolist() == [[[1.0]]]
-    dims = patched.graph.input[-2].type.tensor_type.shape.dim
+    assert len(patched.graph.initializer) == len(plain.graph.initializer) + 1
+    noise = onnx.numpy_helper.to_array(patched.graph.initializer[-1])
+    assert patched.graph.initializer[-1].name == NOISE and noise.shape == (1, 1, vocab) and not noise.any()
+    dims = patched.graph.input[-1].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["noise_batch", 1, vocab]
     argmax = patched.graph.node[-1]
     assert {a.name: a.i for a in argmax.attribute} == {"axis": -1, "keepdims": 0}
@@ -42,26 +40,25 @@ def test_the_appended_graph_is_the_bundles_plus_the_draw(tiny_bundle, precision)
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_graphs_draw_is_numpys_to_the_bit(tiny_bundle, precision):
     """Three rows (temperatures 1, 0.8 and 1.3) stepped 200 times on their own drawn
-    tokens: every token the graph draws is what gumbel_max draws from the same logits,
-    Gumbels and temperatures, and the logits are those of the same call without noise or
-    temperature (the defaults) and of the bundle's graph as exported."""
+    tokens: every token the graph draws is what gumbel_max draws from the same logits
+    and scaled Gumbels, and the logits are those of the same call without noise (the
+    zeros it defaults to) and of the bundle's graph as exported."""
     runtime = Runtime(Bundle.load(tiny_bundle), precision=precision, threads=1)
     exported = onnxruntime.InferenceSession(
         str(runtime.bundle.graph_path(precision)), providers=["CPUExecutionProvider"]
     )
     session, fetch = runtime.session, runtime.draw_fetch
-    noises = [GumbelNoise(CounterRNG(5, row)) for row in range(3)]
+    noises = [GumbelNoise(CounterRNG(5, row), t) for row, t in enumerate((1.0, 0.8, 1.3))]
     vocab = runtime.vocab_size
     state = runtime.init_state(3)
     feeds = {"tokens": np.array([[1], [2], [3]], dtype=np.int64), **state}
-    temperatures = np.array([1.0, 0.8, 1.3], dtype=np.float32).reshape(3, 1, 1)
     drawn = []
     for _ in range(200):
         noise = np.concatenate([n.next(vocab) for n in noises])
-        values = session.run(fetch, {**feeds, NOISE: noise, TEMPERATURE: temperatures})
+        values = session.run(fetch, {**feeds, NOISE: noise})
         token, logits = values[0], values[1]
         assert token.shape == (3, 1) and token.dtype == np.int64
-        assert np.array_equal(token[:, 0], gumbel_max(logits[:, 0], noise[:, 0], temperatures[:, 0]))
+        assert np.array_equal(token[:, 0], gumbel_max(logits[:, 0], noise[:, 0]))
         assert session.run(runtime._fetch, feeds)[0].tobytes() == logits.tobytes()
         assert exported.run(runtime._fetch, feeds)[0].tobytes() == logits.tobytes()
         feeds = {"tokens": token, **dict(zip(runtime.state_names, values[2:]))}
@@ -88,7 +85,7 @@ def test_gumbel_max_draws_the_softmax_distribution():
     # four standard errors of a frequency, at most
     assert np.all(np.abs(frequencies - expected) <= 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-9)
     assert gumbel_max(np.array([[0.0, 5.0, 5.0]], np.float32), np.zeros((1, 3), np.float32))[0] == 1  # first maximum
-    cooled = gumbel_max(np.tile(logits, (draws, 1)), noise, np.float32(0.5))  # softmax(logits / 0.5)
+    cooled = gumbel_max(np.tile(logits, (draws, 1)), (0.5 * noise).astype(np.float32))  # softmax(logits / 0.5)
     frequencies = np.bincount(cooled, minlength=len(logits)) / draws
     expected = np.exp(log_softmax(logits.astype(np.float64) / 0.5))
     assert np.all(np.abs(frequencies - expected) <= 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-9)

@@ -221,11 +221,11 @@ NOISE_BLOCK = 64  # tokens of Gumbels made at once per row (the stream is the sa
 class GumbelNoise:
     """A plain row's Gumbels: ``vocab`` standard Gumbels per token from the row's
     generator (``CounterRNG.gumbel``, words ``t * vocab`` to ``(t + 1) * vocab - 1`` for
-    its ``t``-th draw, whichever path draws it), rounded to float32, made
-    :data:`NOISE_BLOCK` tokens at a time."""
+    its ``t``-th draw, whichever path draws it), times the row's ``temperature`` (in
+    float64) and rounded to float32, made :data:`NOISE_BLOCK` tokens at a time."""
 
-    def __init__(self, generator: CounterRNG):
-        self.generator = generator
+    def __init__(self, generator: CounterRNG, temperature: float = 1.0):
+        self.generator, self.temperature = generator, float(temperature)
         self._block: np.ndarray | None = None
         self._used = NOISE_BLOCK
 
@@ -233,22 +233,24 @@ class GumbelNoise:
         """The next token's Gumbels, float32 of shape (1, 1, vocab): a step graph's
         ``noise`` input for one row (:mod:`studio.step_draw`)."""
         if self._used == NOISE_BLOCK:
-            self._block = self.generator.gumbel((NOISE_BLOCK, 1, 1, vocab)).astype(np.float32)
+            gumbels = self.generator.gumbel((NOISE_BLOCK, 1, 1, vocab))
+            if self.temperature != 1.0:
+                gumbels *= self.temperature
+            self._block = gumbels.astype(np.float32)
             self._used = 0
         noise = self._block[self._used]
         self._used += 1
         return noise
 
 
-def gumbel_max(logits: np.ndarray, noise: np.ndarray, temperature: np.ndarray | float = 1.0) -> np.ndarray:
+def gumbel_max(logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """One token per row of float32 ``logits`` (n, vocab): the first index of the largest
-    ``logits / temperature + noise`` (float32 Gumbels (n, vocab); ``temperature`` a float32
-    scalar or (n, 1) column), which is token ``i`` with probability
-    ``softmax(logits / temperature)_i``; the very numbers a step graph's own draw gives
-    (:mod:`studio.step_draw`: a float32 division and addition, then the first maximum;
-    a temperature of 1 divides exactly)."""
-    scaled = np.divide(logits, np.asarray(temperature, dtype=np.float32), dtype=np.float32)
-    return np.add(scaled, noise, dtype=np.float32).argmax(-1)
+    ``logits + noise``, where ``noise`` (n, vocab) holds a row's float32 Gumbels times its
+    temperature ``T`` (:class:`GumbelNoise`).  That is the largest ``logits / T + g``:
+    token ``i`` with probability ``softmax(logits / T)_i``.  The very numbers a step
+    graph's own draw gives (:mod:`studio.step_draw`: one float32 addition, then the first
+    maximum)."""
+    return np.add(logits, noise, dtype=np.float32).argmax(-1)
 
 
 def only_temperature(rules: Sequence[Rule]) -> bool:

@@ -228,13 +228,12 @@
     );
   }
 
-  /** studio.sampling.rules.gumbel_max for a row without rules but a temperature: one
-   * float32 Gumbel per token from the stream (vocab words a token, as GumbelNoise); the
-   * logits divided by the temperature and the Gumbels added in float32 (a quotient or sum
-   * of two floats computed in float64 and rounded once to float32 is the float32 one),
-   * then the first maximum. */
+  /** studio.sampling.rules.gumbel_max for a row without rules but a temperature T: per
+   * token, vocab Gumbels from the stream (as GumbelNoise), times T in float64 and rounded
+   * to float32, added to the logits in float32 (a sum of two floats computed in float64
+   * and rounded once to float32 is the float32 sum), then the first maximum: the largest
+   * logits / T + g. */
   function gumbelMax(logits, rng, temperature = 1.0) {
-    const t = Math.fround(temperature);
     let top = -Infinity;
     for (const x of logits) if (x > top) top = x;
     if (!Number.isFinite(top)) throw new Error("the model gave no finite logit (nan or inf): its file is damaged; re-export it");
@@ -242,7 +241,7 @@
     let best = 0;
     let bestValue = -Infinity;
     for (let i = 0; i < logits.length; i++) {
-      const value = Math.fround(Math.fround(Math.fround(logits[i]) / t) + Math.fround(noise[i]));
+      const value = Math.fround(Math.fround(logits[i]) + Math.fround(noise[i] * temperature));
       if (value > bestValue) {
         best = i;
         bestValue = value;
