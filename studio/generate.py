@@ -22,7 +22,6 @@ from .numeric import softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
 from .sampling.rules import (
-    NOISE_BLOCK,
     GumbelNoise,
     apply_rules,
     build_rules,
@@ -283,7 +282,7 @@ class TokenRows(Job):
         and returns the token, which goes straight back in as the next input, so between
         two calls there is only the bookkeeping.  Each token is the engine's
         (:func:`~studio.sampling.rules.gumbel_max` gives the graph's numbers bit for bit),
-        and the log-probabilities are scored :data:`NOISE_BLOCK` tokens at a time with
+        and the log-probabilities are scored a block of Gumbels at a time with
         the engine's numpy calls (:func:`~studio.sampling.rules.plain_scores`);
         ``tests/test_generate.py`` compares both.  The job's fields hold the row's tokens
         and score whenever the loop stops (ended, or closed by its reader)."""
@@ -301,44 +300,46 @@ class TokenRows(Job):
         separator, length, stops = self.separator, self.length, self.stops
         is_finished, settings = self._is_finished, self.generation.settings
         drawn = self.drawn
-        block = np.empty((NOISE_BLOCK, vocab), dtype=np.float32)  # logits not yet scored
-        picks = np.empty(NOISE_BLOCK, dtype=np.int64)
-        waiting = 0
+        pending: list[np.ndarray] = []  # the logits of the tokens not yet scored
+        keep = pending.append
         try:
-            while True:
-                feeds[NOISE] = noise.next(vocab)
-                values = run(fetch, feeds)
-                feeds["tokens"] = token_array = values[0]
-                for index, state_name in slots:
-                    feeds[state_name] = values[index]
-                block[waiting] = values[1][0, 0]
-                picks[waiting] = token = int(token_array[0, 0])
-                waiting += 1
-                if waiting == NOISE_BLOCK:
-                    self._score_block(row, block, picks, waiting)
-                    waiting = 0
-                drawn += 1
-                append(token)
-                if token == separator:
-                    break
-                yield row, token
-                if drawn >= length or is_finished(generated, settings) or (stops and self._stop_hit(row, token)):
-                    break
-            self._score_block(row, block, picks, waiting)  # a broken model's logits raise here
-            waiting = 0
+            ended = False
+            while not ended:
+                for noise_row in noise.rest(vocab):  # the block's Gumbels not yet used
+                    feeds[NOISE] = noise_row
+                    values = run(fetch, feeds)
+                    feeds["tokens"] = token_array = values[0]
+                    for index, state_name in slots:
+                        feeds[state_name] = values[index]
+                    keep(values[1])
+                    token = int(token_array[0, 0])
+                    drawn += 1
+                    append(token)
+                    if token == separator:
+                        ended = True
+                        break
+                    yield row, token
+                    if drawn >= length or is_finished(generated, settings) or (stops and self._stop_hit(row, token)):
+                        ended = True
+                        break
+                self._score_pending(row, pending, generated)  # a broken model's logits raise here
         finally:
-            self._score_block(row, block, picks, waiting, check=False)  # closed by its reader
+            self._score_pending(row, pending, generated, check=False)  # closed by its reader
             self.drawn = drawn
             self.rows, self.generators, self.noises, self.live = [], [], [], 0
 
-    def _score_block(self, row: int, block: np.ndarray, picks: np.ndarray, count: int, check: bool = True) -> None:
-        """Add the log-probabilities of ``count`` drawn tokens (their float32 logits in
-        ``block``) to row ``row``'s score, one token at a time as the engine does."""
-        if count:
+    def _score_pending(self, row: int, pending: list[np.ndarray], generated: list[int], check: bool = True) -> None:
+        """Add the log-probabilities of the last ``len(pending)`` tokens of ``generated``
+        (``pending``: their float32 logits, (1, 1, vocab) each) to row ``row``'s score,
+        one token at a time as the engine does, and empty ``pending``."""
+        if pending:
+            count = len(pending)
+            logits = np.concatenate(pending).reshape(count, -1).astype(np.float64)
             logprob = self.logprob[row]
-            for score in plain_scores(block[:count].astype(np.float64), picks[:count], check):
+            for score in plain_scores(logits, np.asarray(generated[-count:]), check):
                 logprob += score
             self.logprob[row] = logprob
+            pending.clear()
 
     def start(self, runtime: Runtime) -> dict[str, np.ndarray]:
         state, last = self.generation._prefill()

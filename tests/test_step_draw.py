@@ -104,3 +104,14 @@ def test_plain_scores_are_the_models_log_probabilities_and_refuse_a_broken_row()
     with pytest.raises(StudioError, match="re-export"):
         plain_scores(broken, tokens)
     assert np.isnan(plain_scores(broken, tokens, check=False)[2])
+
+
+def test_the_rest_of_a_block_continues_the_stream():
+    """The one-row loop takes what is left of a block after the first token's draw, then
+    whole blocks: the same Gumbels as one ``next`` per token."""
+    vocab = 5
+    mixed = GumbelNoise(CounterRNG(4, 0), 0.8)
+    taken = [mixed.next(vocab)] + list(mixed.rest(vocab)) + list(mixed.rest(vocab)) + [mixed.next(vocab)]
+    assert len(taken) == 2 * NOISE_BLOCK + 1
+    stepwise = GumbelNoise(CounterRNG(4, 0), 0.8)
+    assert all(a.tobytes() == stepwise.next(vocab).tobytes() for a in taken)

@@ -229,6 +229,17 @@ class GumbelNoise:
         self._block: np.ndarray | None = None
         self._used = NOISE_BLOCK
 
+    def rest(self, vocab: int) -> np.ndarray:
+        """The Gumbels of the current block not yet used (a fresh block if none is
+        left), (k, 1, 1, vocab), all marked used: a loop that takes them in order draws
+        what :meth:`next` would give it."""
+        if self._used == NOISE_BLOCK:
+            self.next(vocab)
+            self._used = 0
+        rest = self._block[self._used :]
+        self._used = NOISE_BLOCK
+        return rest
+
     def next(self, vocab: int) -> np.ndarray:
         """The next token's Gumbels, float32 of shape (1, 1, vocab): a step graph's
         ``noise`` input for one row (:mod:`studio.step_draw`)."""
