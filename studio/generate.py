@@ -26,8 +26,8 @@ from .sampling.rules import (
     apply_rules,
     build_rules,
     draw,
+    draws_by_gumbel,
     gumbel_max,
-    only_temperature,
     plain_scores,
     row_generator,
 )
@@ -239,8 +239,9 @@ class TokenRows(Job):
         count = settings.num
         rules = build_rules(settings, generation.mask, generation.constraints)
         self.greedy = settings.is_greedy
-        # no rule but a temperature: the Gumbel-max draw (inside the step graph when alone)
-        self.plain = not self.greedy and only_temperature(rules)
+        # no rule but a temperature, a small vocabulary: the Gumbel-max draw (inside the
+        # step graph when alone)
+        self.plain = not self.greedy and draws_by_gumbel(rules, generation.runtime.vocab_size)
         self.rules = [] if self.plain else rules
         self.length = settings.length
         self.separator = generation.domain.separator_id

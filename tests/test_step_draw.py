@@ -14,7 +14,17 @@ from studio.errors import StudioError
 from studio.numeric import log_softmax
 from studio.runtime import Runtime
 from studio.sampling.rng import CounterRNG
-from studio.sampling.rules import NOISE_BLOCK, GumbelNoise, gumbel_max, plain_scores
+from studio.sampling.rules import (
+    GUMBEL_MAX_VOCAB,
+    NOISE_BLOCK,
+    GumbelNoise,
+    Temperature,
+    TopK,
+    TopP,
+    draws_by_gumbel,
+    gumbel_max,
+    plain_scores,
+)
 from studio.step_draw import NOISE, TOKEN, with_draw
 
 
@@ -115,3 +125,10 @@ def test_the_rest_of_a_block_continues_the_stream():
     assert len(taken) == 2 * NOISE_BLOCK + 1
     stepwise = GumbelNoise(CounterRNG(4, 0), 0.8)
     assert all(a.tobytes() == stepwise.next(vocab).tobytes() for a in taken)
+
+
+def test_only_a_temperature_and_a_small_vocabulary_draw_by_gumbel():
+    """Gumbels cost a draw per vocabulary entry: words keep the inverse CDF."""
+    assert draws_by_gumbel([], 66) and draws_by_gumbel([Temperature(0.8)], GUMBEL_MAX_VOCAB)
+    assert not draws_by_gumbel([], GUMBEL_MAX_VOCAB + 1) and not draws_by_gumbel([], None)
+    assert not draws_by_gumbel([Temperature(0.8), TopK(5)], 66) and not draws_by_gumbel([TopP(0.9)], 66)

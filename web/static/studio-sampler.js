@@ -158,8 +158,9 @@
     };
   }
 
-  /** No rule but a temperature (studio.sampling.rules.only_temperature): the row draws by
-   * gumbelMax, as TokenRows' plain rows do. */
+  /** No rule but a temperature (studio.sampling.rules.draws_by_gumbel, with a vocabulary of
+   * at most GUMBEL_MAX_VOCAB): the row draws by gumbelMax, as TokenRows' plain rows do. */
+  const GUMBEL_MAX_VOCAB = 256;
   function isPlain(settings) {
     return (
       settings.repetition_penalty === 1.0 && !settings.no_repeat_ngram_size && !settings.top_k && !(settings.top_p < 1.0)
@@ -423,13 +424,13 @@
     const [prime, hidden] = domain.primed(s.prime);
     const rng = new CounterRNG(s.seed, 0);
     const greedy = isGreedy(s);
-    const plain = !greedy && isPlain(s);
-    const rules = plain ? [] : buildRules(s);
     const history = prime.slice();
     const longestStop = Math.max(0, ...s.stop.map((x) => x.length));
     let text = domain.decode(prime.slice(hidden));
     onText(text);
     let [last, state] = await model.logits(prime, model.initState());
+    const plain = !greedy && isPlain(s) && last.length <= GUMBEL_MAX_VOCAB; // the logits' width, as the runtime's
+    const rules = plain ? [] : buildRules(s);
     const generated = [];
     let tail = "";
     for (let step = 0; step < s.length; step++) {
