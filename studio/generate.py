@@ -28,6 +28,7 @@ from .sampling.rules import (
     draw,
     draws_by_gumbel,
     gumbel_max,
+    next_noise,
     plain_scores,
     row_generator,
 )
@@ -375,9 +376,8 @@ class TokenRows(Job):
                 last = np.take(logits, rows, axis=axis).reshape(len(plain), -1)
             last = np.asarray(last, dtype=np.float32)
             if np.isfinite(last.max(-1)).all():  # else each job's own draw says what went wrong
-                vocab = last.shape[-1]
-                noise = np.concatenate([jobs[k].noises[0].next(vocab)[0] for k in plain])
-                chosen = gumbel_max(last, noise)
+                noises = [jobs[k].noises[0] for k in plain]
+                chosen = gumbel_max(last, next_noise(noises, last.shape[-1]))
                 scores = plain_scores(last.astype(np.float64), chosen)
                 for k, token, score in zip(plain, chosen.tolist(), scores):
                     results[k] = _one_row_result(jobs[k], token, score)
@@ -407,12 +407,7 @@ class TokenRows(Job):
         generators = self.generators
         if self.plain:
             last32 = np.asarray(logits, dtype=np.float32)
-            vocab = last32.shape[-1]
-            if count == 1:
-                noise = self.noises[0].next(vocab)[0]
-            else:
-                noise = np.concatenate([noise.next(vocab)[0] for noise in self.noises[:count]])
-            tokens = gumbel_max(last32, noise)
+            tokens = gumbel_max(last32, next_noise(self.noises[:count], last32.shape[-1]))
             scores = plain_scores(last32.astype(np.float64), tokens)
             if count == 1:
                 return self._one_row(int(tokens[0]), scores[0])

@@ -29,8 +29,6 @@ batches and the draw.
 
 from __future__ import annotations
 
-import struct
-
 NOISE, TOKEN = "noise", "draw_token"
 _PERTURBED = "draw_perturbed"
 
@@ -87,13 +85,13 @@ def _node(op: str, inputs: list[str], outputs: list[str], name: str, **ints: int
     return body
 
 
-def _filled(name: str, dims: list[int], value: float) -> bytes:
-    """A float32 TensorProto of ``dims``, every entry ``value``."""
+def _zeros(name: str, dims: list[int]) -> bytes:
+    """A float32 TensorProto of ``dims``, all zeros."""
     count = 1
     for d in dims:
         count *= d
     body = b"".join(_int_field(_TENSOR_DIMS, d) for d in dims) + _int_field(_TENSOR_TYPE, _FLOAT)
-    return body + _field(_TENSOR_NAME, name) + _field(_TENSOR_RAW, struct.pack("<f", value) * count)
+    return body + _field(_TENSOR_NAME, name) + _field(_TENSOR_RAW, bytes(4 * count))
 
 
 def with_draw(model: bytes, vocab: int) -> bytes:
@@ -104,7 +102,7 @@ def with_draw(model: bytes, vocab: int) -> bytes:
     batch of rows with rules) runs the graph as before and ignores ``draw_token``."""
     graph = _field(_GRAPH_NODE, _node("Add", ["logits", NOISE], [_PERTURBED], "studio_draw_add"))
     graph += _field(_GRAPH_NODE, _node("ArgMax", [_PERTURBED], [TOKEN], "studio_draw_argmax", axis=-1, keepdims=0))
-    graph += _field(_GRAPH_INITIALIZER, _filled(NOISE, [1, 1, vocab], 0.0))
+    graph += _field(_GRAPH_INITIALIZER, _zeros(NOISE, [1, 1, vocab]))
     graph += _field(_GRAPH_INPUT, _tensor_value(NOISE, _FLOAT, ["noise_batch", 1, vocab]))
     graph += _field(_GRAPH_OUTPUT, _tensor_value(TOKEN, _INT64, ["batch", "draw_steps"]))
     return bytes(model) + _field(_MODEL_GRAPH, graph)

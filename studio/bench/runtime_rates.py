@@ -50,7 +50,7 @@ def _generation_work(
             pass
         return length * per_step(settings)
 
-    run(20)  # once-per-runtime work (the step graph with the draw inside is built at first use)
+    run(20)  # a warm-up, so the chunk size is not set by first calls (allocations, caches)
     start = time.perf_counter()
     run(20)
     length = chunk_length((time.perf_counter() - start) / 20, seconds)

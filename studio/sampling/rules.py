@@ -20,18 +20,16 @@ equal logits the lower id wins; top-k keeps exactly ``k`` tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ..errors import StudioError, require
-from ..numeric import inverse_cdf
+from ..numeric import inverse_cdf, softmax_weights
 from .rng import CounterRNG
 
 NEG_INF = -np.inf
-_NO_CHANGE = nullcontext()
 
 
 class Rule(Protocol):
@@ -234,13 +232,19 @@ class GumbelNoise:
         self._block: np.ndarray | None = None
         self._used = NOISE_BLOCK
 
+    def _refill(self, vocab: int) -> None:
+        if self._used == NOISE_BLOCK:
+            gumbels = self.generator.gumbel((NOISE_BLOCK, 1, 1, vocab))
+            if self.temperature != 1.0:
+                gumbels *= self.temperature
+            self._block = gumbels.astype(np.float32)
+            self._used = 0
+
     def rest(self, vocab: int) -> np.ndarray:
         """The Gumbels of the current block not yet used (a fresh block if none is
         left), (k, 1, 1, vocab), all marked used: a loop that takes them in order draws
         what :meth:`next` would give it."""
-        if self._used == NOISE_BLOCK:
-            self.next(vocab)
-            self._used = 0
+        self._refill(vocab)
         rest = self._block[self._used :]
         self._used = NOISE_BLOCK
         return rest
@@ -248,15 +252,17 @@ class GumbelNoise:
     def next(self, vocab: int) -> np.ndarray:
         """The next token's Gumbels, float32 of shape (1, 1, vocab): a step graph's
         ``noise`` input for one row (:mod:`studio.step_draw`)."""
-        if self._used == NOISE_BLOCK:
-            gumbels = self.generator.gumbel((NOISE_BLOCK, 1, 1, vocab))
-            if self.temperature != 1.0:
-                gumbels *= self.temperature
-            self._block = gumbels.astype(np.float32)
-            self._used = 0
+        self._refill(vocab)
         noise = self._block[self._used]
         self._used += 1
         return noise
+
+
+def next_noise(noises: Sequence[GumbelNoise], vocab: int) -> np.ndarray:
+    """The next token's Gumbels of each row in ``noises``, float32 (rows, vocab)."""
+    if len(noises) == 1:
+        return noises[0].next(vocab)[0]
+    return np.concatenate([noise.next(vocab)[0] for noise in noises])
 
 
 def gumbel_max(logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -278,14 +284,12 @@ def draws_by_gumbel(rules: Sequence[Rule], vocab: int | None) -> bool:
 
 
 def plain_scores(logits: np.ndarray, tokens: np.ndarray, check: bool = True) -> list[float]:
-    """``log p(token)`` under the model for each row of float64 ``logits`` (n, vocab), in
-    float64 (``x - max - log(sum(exp(x - max)))``, every path the same numpy calls, so a
-    row's score does not depend on the batch it is in).  A row without a finite logit
-    means the model is broken: an error, or (``check=False``) a nan score."""
-    top = logits.max(-1)
-    finite = bool(np.isfinite(top).all())
-    if check and not finite:
+    """``log p(token)`` under the model for each row of float64 ``logits`` (n, vocab)
+    (:func:`~studio.numeric.softmax_weights`' normaliser, the same numpy calls on every
+    path, so a row's score does not depend on the batch it is in).  A row without a
+    finite normaliser means the model is broken (nan or inf logits): an error, or
+    (``check=False``) a score that is not finite."""
+    _, total = softmax_weights(logits)
+    if check and not np.isfinite(total).all():
         raise StudioError("the model gave no finite logit (nan or inf): its file is damaged; re-export it")
-    with np.errstate(all="ignore") if not finite else _NO_CHANGE:
-        total = top + np.log(np.exp(logits - top[:, None]).sum(-1))
     return (logits[np.arange(len(logits)), tokens] - total).tolist()
