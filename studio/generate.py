@@ -211,6 +211,8 @@ class _BeamTrack:
         return self.finish.remaining(trace[1]) if self.finish is not None else None
 
     def shape(self, traces, hypotheses, log_probs):
+        if not self.rules:
+            return log_probs
         history = None
         if self.needs_history:
             history = np.array([self.prime + h.tokens for h in hypotheses], dtype=np.int64)

@@ -146,6 +146,17 @@ class Hypothesis:
         self.reach = reach
         self.branch: Node | None = None  # ancestor just after the committed prefix (see beam_search)
 
+    @classmethod
+    def child(
+        cls, parent: Hypothesis, token: int, score_step: float, rank_step: float, key: float, trace: Any, reach: int
+    ) -> Hypothesis:
+        """``parent`` extended by ``token`` (the search's hot path: no argument parsing)."""
+        h = cls.__new__(cls)
+        h.node = Node(token, parent.node)
+        h.score, h.rank, h.key = parent.score + score_step, parent.rank + rank_step, key
+        h.trace, h.reach, h.branch = trace, reach, parent.branch
+        return h
+
     @property
     def length(self) -> int:
         return 0 if self.node is None else self.node.depth
@@ -226,8 +237,9 @@ class Selection(Protocol):
     def counts_finished(self, order: int) -> bool:
         """Whether the ``order``-th candidate (0-based) joins the results when it finishes."""
 
-    def beam_full(self, live: list[Hypothesis]) -> bool:
-        """Whether to stop taking candidates this step (the beam has enough live ones)."""
+    @property
+    def live_cap(self) -> int | None:
+        """Stop taking candidates in a step once this many are live (None: take them all)."""
 
     def ordering(self, hypothesis: Hypothesis) -> float:
         """Sort key of results and of the best hypothesis, larger first."""
@@ -237,6 +249,10 @@ class Selection(Protocol):
     ) -> tuple[list[Hypothesis], list[int], list[Hypothesis], bool]:
         """After a step: the live hypotheses kept (with their parent rows), the finished
         ones kept (best first), and whether the search is over."""
+
+    def best(self, live: list[Hypothesis], done: list[Hypothesis]) -> Hypothesis:
+        """The best of ``live`` (not empty) and the best finished one, ``done[0]``, by
+        :meth:`ordering` (the first of equals, live before finished)."""
 
 
 @dataclass(frozen=True)
@@ -266,8 +282,17 @@ class _BestCandidates:
         # unlikely endings neither crowd the results nor block streaming
         return order < self.num_beams
 
-    def beam_full(self, live):
-        return len(live) >= self.num_beams
+    @property
+    def live_cap(self):
+        return self.num_beams
+
+    def best(self, live, done):
+        # children come best first by rank (deterministic; all live ones are equally
+        # long, so by the length-normalised rank too) or by key (Gumbel): the first live
+        # one is the best live one
+        if done and self.ordering(done[0]) > self.ordering(live[0]):
+            return done[0]
+        return live[0]
 
 
 @dataclass(frozen=True)
@@ -358,8 +383,10 @@ class BranchFactor:
     def counts_finished(self, order):
         return True
 
-    def beam_full(self, live):
-        return False
+    live_cap = None
+
+    def best(self, live, done):
+        return max(live + done[:1], key=self.ordering)
 
     def ordering(self, hypothesis):
         return hypothesis.normalised(self.length_penalty)
@@ -467,6 +494,8 @@ def beam_search(
     if track is None:
         track = HistoryTrack(start, is_final, rules)
     first = track.start()
+    advance = track.advance
+    cap = selection.live_cap
     beams = [Hypothesis(trace=first, reach=_reach(track, first, 0, max_length))]
     log_probs = log_softmax(np.asarray(first_log_probs, dtype=np.float64)[None, :])
     done: list[Hypothesis] = []
@@ -475,32 +504,36 @@ def beam_search(
         shaped = track.shape([b.trace for b in beams], beams, log_probs)
         if shaped is not log_probs:  # no rule changed them: the model's are normalised already
             shaped = log_softmax(shaped)
-        candidates = selection.children(beams, shaped, position, max_length, rng)
-        live, rows = [], []
+        parents, tokens, keys = selection.children(beams, shaped, position, max_length, rng)
+        # the step's scores for every candidate in two numpy calls, not two per candidate
+        score_steps = log_probs[parents, tokens].tolist()
+        rank_steps = score_steps if shaped is log_probs else shaped[parents, tokens].tolist()
+        live, rows, next_tokens = [], [], []
         last = position == max_length - 1
-        for order, (parent, token, key) in enumerate(zip(*(c.tolist() for c in candidates))):
+        for order, (parent, token, key) in enumerate(zip(parents.tolist(), tokens.tolist(), keys.tolist())):
             b = beams[parent]
-            trace = track.advance(b.trace, token)
-            h = Hypothesis(
-                node=Node(token, b.node),
-                score=b.score + float(log_probs[parent, token]),
-                rank=b.rank + float(shaped[parent, token]),
-                key=key,
-                trace=trace,
-                reach=_reach(track, trace, position + 1, max_length),
+            trace = advance(b.trace, token)
+            remaining = track.remaining(trace)
+            h = Hypothesis.child(
+                b,
+                token,
+                score_steps[order],
+                rank_steps[order],
+                key,
+                trace,
+                max_length if remaining is None else min(max_length, position + 1 + remaining),
             )
-            h.branch = b.branch
-            final = track.is_final(trace) or (history_track and track.is_final_sequence(h))
-            if last or final:
+            if last or track.is_final(trace) or (history_track and track.is_final_sequence(h)):
                 if selection.counts_finished(order):
                     done.append(h)
             else:
                 live.append(h)
                 rows.append(parent)
-            if selection.beam_full(live):
+                next_tokens.append(token)
+            if len(live) == cap:
                 break
-        live, rows, done, stop = selection.survivors(live, rows, done, position, max_length)
-        if not live and not done:
+        kept, rows, done, stop = selection.survivors(live, rows, done, position, max_length)
+        if not kept and not done:
             raise StudioError(
                 "the sampling rules ban every token (e.g. --no-repeat-ngram too small for --length): relax them"
             )
@@ -510,13 +543,14 @@ def beam_search(
             committed.tokens.extend(fresh)
             yield BeamProgress(fresh, best, done, True, committed.tokens, len(committed.tokens))
             return
-        beams = live
+        if kept is not live:  # the selection dropped some: their tokens go too
+            next_tokens = [h.node.token for h in kept]
+        beams = kept
         state = reorder(state, np.array(rows))
-        log_probs, state = step(np.array([b.node.token for b in beams]), state)
+        log_probs, state = step(np.array(next_tokens), state)
         log_probs = log_softmax(np.asarray(log_probs, dtype=np.float64))  # normalised once, here
         fresh = committed.grow(beams + done[:1])
-        best = max(beams + done[:1], key=selection.ordering)
-        yield BeamProgress(fresh, best, [], False, committed.tokens, len(committed.tokens))
+        yield BeamProgress(fresh, selection.best(beams, done), [], False, committed.tokens, len(committed.tokens))
 
 
 def _best_first(scores: np.ndarray, count: int) -> np.ndarray:
