@@ -140,6 +140,13 @@ def train(
             "0: off); validation, best.pt and the export use the averaged weights."
         ),
     ] = 0.0,
+    shift_windows: Annotated[
+        bool,
+        typer.Option(
+            help="Token models: start each pass's truncated-BPTT windows at a different seeded offset "
+            "(0 to --seq-len - 1), so the places where the gradient stops move between passes."
+        ),
+    ] = False,
     scheduled_sampling: Annotated[
         float,
         typer.Option(
@@ -210,6 +217,7 @@ def train(
         val_sequences=val_sequences,
         scheduled_sampling=scheduled_sampling,
         ema=ema,
+        shift_windows=shift_windows,
         kl_warmup=kl_warmup,
         precision=precision,
     )

@@ -114,6 +114,7 @@ class TrainConfig:
     kl_warmup: int = 0  # latent-variable heads: steps over which the KL weight rises from 0 to 1
     precision: str = "auto"  # auto | fp32 | bf16: the autocast dtype of the forward pass
     ema: float = 0.0  # decay of the exponential moving average of the weights (0: none)
+    shift_windows: bool = False  # token models: each pass starts its BPTT windows at a seeded offset
 
     def sampling_probability(self, step: int, total_steps: int) -> float:
         """Scheduled sampling (Bengio et al. 2015): rises linearly from 0 at step 0 to

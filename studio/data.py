@@ -39,6 +39,7 @@ class StreamBatches:
     seq_len: int
     rank: int = 0
     world_size: int = 1
+    shift_seed: int | None = None  # set: each pass starts its windows at a seeded offset
 
     def __post_init__(self) -> None:
         rows = self.batch_size * self.world_size
@@ -52,11 +53,28 @@ class StreamBatches:
         streams = self.ids[: rows * row_len].reshape(rows, row_len)
         self.streams = streams[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         self.windows_per_epoch = (row_len - 1) // seq_len
+        self.max_offset = 0
+        if self.shift_seed is not None and self.windows_per_epoch > 1:
+            # one window fewer per pass leaves room to start the pass up to a window later
+            self.windows_per_epoch -= 1
+            self.max_offset = min(seq_len - 1, row_len - 1 - self.windows_per_epoch * seq_len)
+
+    def offset(self, epoch: int) -> int:
+        """Where pass ``epoch`` starts its first window (0 unless shifting): seeded by the
+        run's seed and the pass, the same on every rank and on resume."""
+        if not self.max_offset:
+            return 0
+        return int(np.random.default_rng([self.shift_seed, epoch]).integers(self.max_offset + 1))
 
     def window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-token targets, each (batch, seq_len), for window ``index``
-        of the epoch."""
-        start = (index % self.windows_per_epoch) * self.seq_len
+        (counted from the start of training).  With ``shift_seed`` the windows of each
+        pass start at :meth:`offset`, so the truncated-BPTT boundaries, the places where
+        the gradient stops, fall between different tokens from pass to pass (the purpose
+        AWD-LSTM's random window lengths serve); within a pass they stay contiguous, so
+        the carried state stays right."""
+        epoch, within = divmod(index, self.windows_per_epoch)
+        start = self.offset(epoch) + within * self.seq_len
         x = self.streams[:, start : start + self.seq_len]
         y = self.streams[:, start + 1 : start + 1 + self.seq_len]
         return x, y

@@ -50,8 +50,9 @@ class TokenStreams(TrainData):
         rank: int,
         world_size: int,
         restart: int | None = None,
+        shift_seed: int | None = None,
     ):
-        self.batches = StreamBatches(train_ids, batch_size, seq_len, rank, world_size)
+        self.batches = StreamBatches(train_ids, batch_size, seq_len, rank, world_size, shift_seed)
         self.val_ids = val_ids
         self.restart = restart
         self.steps_per_epoch = self.batches.windows_per_epoch
@@ -109,7 +110,10 @@ class CategoricalTrainable(Trainable):
         if config.transpose:
             train_ids = domain.augment(train_ids, config.transpose)
         restart = domain.restart_id
-        return TokenStreams(train_ids, val_ids, config.batch_size, config.seq_len, rank, world_size, restart)
+        shift_seed = config.seed if config.shift_windows else None
+        return TokenStreams(
+            train_ids, val_ids, config.batch_size, config.seq_len, rank, world_size, restart, shift_seed
+        )
 
     def init_carry(self, model: torch.nn.Module, batch_size: int, device: torch.device) -> Carry:
         return model.init_state(batch_size, device)
