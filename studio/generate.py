@@ -29,6 +29,7 @@ from .sampling.rules import (
     draws_by_gumbel,
     gumbel_max,
     next_noise,
+    next_noise_together,
     plain_scores,
     row_generator,
 )
@@ -254,6 +255,10 @@ class TokenRows(Job):
         self.generators = [row_generator(settings.seed, row) for row in range(count)]
         temperature = settings.temperature if self.plain else 1.0
         self.noises = [GumbelNoise(generator, temperature) for generator in self.generators] if self.plain else []
+        self._noise_stack: np.ndarray | None = None  # the live rows' Gumbel blocks (next_noise_together)
+        # whether a row can end other than on the separator or the length: the domain's
+        # own end (music's --bars) or a stop string; if not, a step's rows are checked at once
+        self._ends = bool(self.stops) or generation.domain.finish_tracker(settings) is not None
         self.generated: list[list[int]] = [[] for _ in range(count)]
         self.logprob = [0.0] * count
         self.tails = [""] * count
@@ -409,7 +414,11 @@ class TokenRows(Job):
         generators = self.generators
         if self.plain:
             last32 = np.asarray(logits, dtype=np.float32)
-            tokens = gumbel_max(last32, next_noise(self.noises[:count], last32.shape[-1]))
+            if count == 1:
+                noise = next_noise(self.noises, last32.shape[-1])
+            else:
+                noise, self._noise_stack = next_noise_together(self.noises, last32.shape[-1], self._noise_stack)
+            tokens = gumbel_max(last32, noise)
             scores = plain_scores(last32.astype(np.float64), tokens)
             if count == 1:
                 return self._one_row(int(tokens[0]), scores[0])
@@ -427,22 +436,28 @@ class TokenRows(Job):
         self.drawn += 1
         out_of_length = self.drawn >= self.length
         ended = []
+        rows, every, logprob = self.rows, self.generated, self.logprob
         generation, events, separator = self.generation, self._events, self.separator
-        for position, (row, token) in enumerate(zip(self.rows, drawn)):
-            generated = self.generated[row]
-            generated.append(token)
-            self.logprob[row] += scores[position]
-            if token != separator:
-                events.append((row, token))
-            if out_of_length or generation._is_final(generated) or (self.stops and self._stop_hit(row, token)):
-                ended.append(position)
+        for row, token, score in zip(rows, drawn, scores):
+            every[row].append(token)
+            logprob[row] += score
+        if out_of_length or self._ends or separator in drawn:
+            for position, (row, token) in enumerate(zip(rows, drawn)):
+                if token != separator:
+                    events.append((row, token))
+                if out_of_length or generation._is_final(every[row]) or (self.stops and self._stop_hit(row, token)):
+                    ended.append(position)
+        else:  # no row can end here: only the separator ends a row, and none drew it
+            events.extend(zip(rows, drawn))
         keep = None
         if ended:
             keep = np.asarray([p for p in range(count) if p not in ended], dtype=np.int64)
-            self.rows = [self.rows[p] for p in keep]
+            self.rows = [rows[p] for p in keep]
             self.generators = [generators[p] for p in keep]
             if self.noises:
                 self.noises = [self.noises[p] for p in keep]
+                if self._noise_stack is not None:
+                    self._noise_stack = self._noise_stack[keep]
             tokens = tokens[keep]
             if self.history is not None:
                 self.history = self.history[keep]

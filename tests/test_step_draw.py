@@ -23,6 +23,8 @@ from studio.sampling.rules import (
     TopP,
     draws_by_gumbel,
     gumbel_max,
+    next_noise,
+    next_noise_together,
     plain_scores,
 )
 from studio.step_draw import NOISE, TOKEN, with_draw
@@ -125,6 +127,33 @@ def test_the_rest_of_a_block_continues_the_stream():
     assert len(taken) == 2 * NOISE_BLOCK + 1
     stepwise = GumbelNoise(CounterRNG(4, 0), 0.8)
     assert all(a.tobytes() == stepwise.next(vocab).tobytes() for a in taken)
+
+
+def test_rows_drawn_together_get_each_rows_own_stream():
+    """A job's rows draw their Gumbels from one stacked block (one view a token); each row
+    still gets its own stream, whether rows leave on the way, the stack is dropped and
+    rebuilt mid-block, or the last row goes on alone."""
+    vocab, count = 6, 5
+    temperatures = (1.0, 0.8, 1.3, 1.0, 0.5)
+
+    def rows():
+        return [GumbelNoise(CounterRNG(11, row), t) for row, t in enumerate(temperatures[:count])]
+
+    together, alone = rows(), rows()
+    stack, live = None, list(range(count))
+    for step in range(3 * NOISE_BLOCK + 5):
+        noise, stack = next_noise_together([together[r] for r in live], vocab, stack)
+        assert noise.shape == (len(live), vocab) and noise.dtype == np.float32
+        expected = next_noise([alone[r] for r in live], vocab)
+        assert noise.tobytes() == np.ascontiguousarray(expected).tobytes(), step
+        if step in (NOISE_BLOCK - 1, NOISE_BLOCK + 10):  # rows leave, the stack with them
+            keep = [0, 2] if step < NOISE_BLOCK else [1]
+            live, stack = [live[k] for k in keep], stack[keep]
+        if step == 2 * NOISE_BLOCK + 7:
+            stack = None  # a caller without the stack: rebuilt from the rows' own blocks
+    # the last row goes on alone, one token at a time, from where the stack left it
+    (row,) = live
+    assert all(together[row].next(vocab).tobytes() == alone[row].next(vocab).tobytes() for _ in range(NOISE_BLOCK))
 
 
 def test_only_a_temperature_and_a_small_vocabulary_draw_by_gumbel():

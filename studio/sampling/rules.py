@@ -234,11 +234,17 @@ class GumbelNoise:
 
     def _refill(self, vocab: int) -> None:
         if self._used == NOISE_BLOCK:
-            gumbels = self.generator.gumbel((NOISE_BLOCK, 1, 1, vocab))
-            if self.temperature != 1.0:
-                gumbels *= self.temperature
-            self._block = gumbels.astype(np.float32)
-            self._used = 0
+            self._fill(np.empty((NOISE_BLOCK, vocab), dtype=np.float32))
+
+    def _fill(self, block: np.ndarray) -> None:
+        """Make ``block`` (NOISE_BLOCK, vocab), float32, the next block: written in place,
+        so that a caller can hand in one row of an array of several rows' blocks."""
+        gumbels = self.generator.gumbel(block.shape)
+        if self.temperature != 1.0:
+            gumbels *= self.temperature
+        block[...] = gumbels  # rounded to float32 as astype would
+        self._block = block.reshape(NOISE_BLOCK, 1, 1, block.shape[1])
+        self._used = 0
 
     def rest(self, vocab: int) -> np.ndarray:
         """The Gumbels of the current block not yet used (a fresh block if none is
@@ -263,6 +269,28 @@ def next_noise(noises: Sequence[GumbelNoise], vocab: int) -> np.ndarray:
     if len(noises) == 1:
         return noises[0].next(vocab)[0]
     return np.concatenate([noise.next(vocab)[0] for noise in noises])
+
+
+def next_noise_together(
+    noises: Sequence[GumbelNoise], vocab: int, stack: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`next_noise` for rows that always draw together (one job's rows, so every
+    row is at the same place in its blocks), and the array to pass back next time:
+    ``stack`` (rows, NOISE_BLOCK, vocab) holds every row's block, each row's own block a
+    view of its slice, so a token costs one view and a counter per row instead of a
+    call per row.  None (or a block used up) makes it anew; a caller that drops rows
+    drops the same rows of ``stack``."""
+    lead = noises[0]
+    if lead._used == NOISE_BLOCK:
+        stack = np.empty((len(noises), NOISE_BLOCK, vocab), dtype=np.float32)
+        for row, noise in enumerate(noises):
+            noise._fill(stack[row])
+    elif stack is None:
+        stack = np.stack([noise._block.reshape(NOISE_BLOCK, vocab) for noise in noises])
+    used = lead._used
+    for noise in noises:
+        noise._used = used + 1
+    return stack[:, used], stack
 
 
 def gumbel_max(logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
