@@ -513,16 +513,8 @@ def beam_search(
         for order, (parent, token, key) in enumerate(zip(parents.tolist(), tokens.tolist(), keys.tolist())):
             b = beams[parent]
             trace = advance(b.trace, token)
-            remaining = track.remaining(trace)
-            h = Hypothesis.child(
-                b,
-                token,
-                score_steps[order],
-                rank_steps[order],
-                key,
-                trace,
-                max_length if remaining is None else min(max_length, position + 1 + remaining),
-            )
+            reach = _reach(track, trace, position + 1, max_length)
+            h = Hypothesis.child(b, token, score_steps[order], rank_steps[order], key, trace, reach)
             if last or track.is_final(trace) or (history_track and track.is_final_sequence(h)):
                 if selection.counts_finished(order):
                     done.append(h)
