@@ -140,6 +140,13 @@ def train(
             "0: off); validation, best.pt and the export use the averaged weights."
         ),
     ] = 0.0,
+    ema_warmup: Annotated[
+        float,
+        typer.Option(
+            help="With --ema: the decay at step s is min(DECAY, (1 + s) / (W + s)), so until that cap the "
+            "average spans about the last s / (W - 1) steps; a smaller W (above 1) averages longer, sooner."
+        ),
+    ] = 10.0,
     shift_windows: Annotated[
         bool,
         typer.Option(
@@ -217,6 +224,7 @@ def train(
         val_sequences=val_sequences,
         scheduled_sampling=scheduled_sampling,
         ema=ema,
+        ema_warmup=ema_warmup,
         shift_windows=shift_windows,
         kl_warmup=kl_warmup,
         precision=precision,

@@ -114,6 +114,7 @@ class TrainConfig:
     kl_warmup: int = 0  # latent-variable heads: steps over which the KL weight rises from 0 to 1
     precision: str = "auto"  # auto | fp32 | bf16: the autocast dtype of the forward pass
     ema: float = 0.0  # decay of the exponential moving average of the weights (0: none)
+    ema_warmup: float = 10.0  # the average's decay at step s is min(ema, (1 + s) / (ema_warmup + s))
     shift_windows: bool = False  # token models: each pass starts its BPTT windows at a seeded offset
 
     def sampling_probability(self, step: int, total_steps: int) -> float:
@@ -127,6 +128,10 @@ class TrainConfig:
         require(self.learning_rate > 0, f"--lr must be positive (got {self.learning_rate})")
         require(self.clip > 0, f"--clip must be positive (got {self.clip})")
         require(0.0 <= self.ema < 1.0, f"--ema must be 0 (off) or a decay in (0, 1), e.g. 0.999 (got {self.ema})")
+        require(
+            self.ema_warmup > 1.0,
+            f"--ema-warmup must be above 1 (the decay at step s is (1 + s) / (W + s)), e.g. 10 (got {self.ema_warmup})",
+        )
         require(0.0 <= self.min_lr_ratio <= 1.0, f"--min-lr-ratio must be in [0, 1] (got {self.min_lr_ratio})")
         require(self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1")
         require(self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive")

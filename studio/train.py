@@ -171,12 +171,15 @@ def autocast_plan(device: torch.device, precision: str, tell: bool) -> tuple[tor
 
 class AveragedWeights:
     """An exponential moving average of a model's parameters (``--ema DECAY``), updated
-    after every optimiser step.  The decay starts low, ``min(decay, (1 + step) / (10 +
-    step))``, so the first random weights fade at once.  :meth:`swapped_in` lends the
+    after every optimiser step.  The decay starts low, ``min(decay, (1 + step) / (warmup +
+    step))`` (``--ema-warmup``, 10 by default), so the first random weights fade at once;
+    until the cap the average spans about the last ``step / (warmup - 1)`` steps.  :meth:`swapped_in` lends the
     average to the model (to validate it or save it) and puts the live weights back."""
 
-    def __init__(self, model: torch.nn.Module, decay: float, state: list[torch.Tensor] | None = None):
-        self.decay = decay
+    def __init__(
+        self, model: torch.nn.Module, decay: float, state: list[torch.Tensor] | None = None, warmup: float = 10.0
+    ):
+        self.decay, self.warmup = decay, warmup
         self.params = [p for p in model.parameters() if p.dtype.is_floating_point]
         if state is None:
             self.average = [p.detach().clone() for p in self.params]
@@ -186,7 +189,7 @@ class AveragedWeights:
 
     @torch.no_grad()
     def update(self, step: int) -> None:
-        decay = min(self.decay, (1 + step) / (10 + step))
+        decay = min(self.decay, (1 + step) / (self.warmup + step))
         torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - decay)
 
     def state(self) -> list[torch.Tensor]:
@@ -235,7 +238,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, config.warmup_steps, self.total_steps, config.min_lr_ratio)
         )
         self.step, self.best_val, self.bad_evals, self.elapsed_before = 0, math.inf, 0, 0.0
-        self.averaged = AveragedWeights(self.model, config.ema) if config.ema > 0 else None
+        self.averaged = AveragedWeights(self.model, config.ema, warmup=config.ema_warmup) if config.ema > 0 else None
         self.carry = self.head.init_carry(self.model, config.batch_size, self.device)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -265,7 +268,7 @@ class Trainer:
         if self.averaged is not None:
             saved_average = checkpoint.get("averaged_weights")
             require(saved_average is not None, "the checkpoint has no averaged weights (--ema): train it again")
-            self.averaged = AveragedWeights(self.model, self.config.ema, saved_average)
+            self.averaged = AveragedWeights(self.model, self.config.ema, saved_average, self.config.ema_warmup)
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         self.scheduler.load_state_dict(checkpoint["scheduler_state"])
         self.step, self.best_val = checkpoint["step"], checkpoint["best_val"]

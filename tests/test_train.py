@@ -11,7 +11,7 @@ from PIL import Image
 from studio.config import ModelConfig, TrainConfig
 from studio.errors import StudioError
 from studio.models.recurrent_lm import RecurrentLM
-from studio.train import CHECKPOINT_KEYS, lr_factor, train
+from studio.train import CHECKPOINT_KEYS, AveragedWeights, lr_factor, train
 
 MODEL = dict(hidden_size=24, layers=2, embedding_size=8, dropout=0.1)
 
@@ -107,6 +107,36 @@ def test_weight_averaging_resumes_exactly_and_is_what_validates(tiny_corpus, tmp
         tiny_corpus, tmp_path / "plain", domain_name="chars", model_overrides=MODEL, train_config=config(), quiet=True
     )
     assert "averaged_weights" not in torch.load(plain.checkpoint, weights_only=False)
+
+
+def test_ema_warmup_sets_how_fast_the_average_lengthens(tiny_corpus, tmp_path):
+    """--ema-warmup W: the decay at step s is min(DECAY, (1 + s) / (W + s)); a resumed run
+    keeps its W, so it ends with the same average as a straight one."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    for warmup, step, decay in [(10.0, 5, 6 / 15), (10.0, 20, 21 / 30), (3.0, 10, 11 / 13), (3.0, 20, 0.9)]:
+        with torch.no_grad():
+            model.weight.fill_(0.0)
+        average = AveragedWeights(model, decay=0.9, warmup=warmup)
+        with torch.no_grad():
+            model.weight.fill_(1.0)
+        average.update(step)
+        assert average.average[0].item() == pytest.approx(1.0 - decay)  # lerp from 0 toward 1
+    short = dict(ema=0.999, ema_warmup=2.0)
+    straight, resumed = straight_and_resumed(tiny_corpus, tmp_path, config(**short), stop_after=6)
+    a = torch.load(straight.checkpoint, weights_only=False)["averaged_weights"]
+    b = torch.load(resumed.checkpoint, weights_only=False)["averaged_weights"]
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a, b))
+    assert json.loads((straight.path / "config.json").read_text())["train"]["ema_warmup"] == 2.0
+    default = train(
+        tiny_corpus,
+        tmp_path / "default",
+        domain_name="chars",
+        model_overrides=MODEL,
+        train_config=config(ema=0.999),
+        quiet=True,
+    )
+    c = torch.load(default.checkpoint, weights_only=False)["averaged_weights"]
+    assert any(not torch.allclose(x, y, atol=1e-6) for x, y in zip(a, c))  # W changed the average
 
 
 def test_a_time_limit_scores_the_last_weights(tiny_corpus, tmp_path):
@@ -206,6 +236,7 @@ def test_schedule_warms_up_then_decays():
         dict(min_lr_ratio=1.5),
         dict(ema=1.0),
         dict(ema=-0.5),
+        dict(ema_warmup=1.0),
     ],
 )
 def test_bad_train_settings(bad):
