@@ -339,11 +339,25 @@ def export_command(
     fp32_only: Annotated[
         bool, typer.Option(help="With --quantize int8, measure int8 (card) but ship only fp32.")
     ] = False,
+    fp16_weights: Annotated[
+        bool,
+        typer.Option(
+            help="Round the weights to float16 and store the fp32 graph's weights so: it still computes in "
+            "float32, from a file half the size (the card records the held-out cost)."
+        ),
+    ] = False,
 ):
     """Export a trained run to an ONNX bundle with its card."""
     from .training import export_any
 
-    export_any(run, out or Path("export") / run.name, quantize=quantize, drop_fp32=int8_only, drop_int8=fp32_only)
+    export_any(
+        run,
+        out or Path("export") / run.name,
+        quantize=quantize,
+        drop_fp32=int8_only,
+        drop_int8=fp32_only,
+        fp16_weights=fp16_weights,
+    )
 
 
 @app.command("export-web")

@@ -27,6 +27,7 @@ from .domains import domain_from_config
 from .errors import StudioError, require
 from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE
 from .formats import VERSION as __version__
+from .half_weights import expanded, round_weights_fp16, store_weights_fp16
 from .models import Trainable, trainable_for
 from .runs import RunDir
 from .train import CHECKPOINT_KEYS, count_parameters, stored_payload
@@ -133,6 +134,36 @@ def quantize_bundle_graph(
 ) -> dict:
     """int8_path from fp32_path (static if possible, else dynamic) and its card record;
     ``score(session) -> (held-out nats/token, argmax per position)``."""
+    source = _float32_source(fp32_path)
+    try:
+        return _quantize_graph(source or fp32_path, int8_path, train_ids, score, fp32, corpus, say)
+    finally:
+        if source is not None:
+            source.unlink(missing_ok=True)
+
+
+def _float32_source(fp32_path: Path) -> Path | None:
+    """For a graph with float16-stored weights, a float32 copy beside it for the
+    quantisers (which read weights from initializers); None for a plain graph."""
+    import onnx
+
+    model = onnx.load(str(fp32_path))
+    if not any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+        return None
+    path = fp32_path.with_name(fp32_path.name + ".float32")
+    onnx.save(expanded(model), str(path))
+    return path
+
+
+def _quantize_graph(
+    fp32_path: Path,
+    int8_path: Path,
+    train_ids: np.ndarray | None,
+    score: Callable[[Any], tuple[float, np.ndarray]],
+    fp32: dict,
+    corpus: str,
+    say: Callable[[str], None],
+) -> dict:
     from .quantize import NotStaticQuantizable, quantize_static
 
     say("dynamic int8 (the fallback, and the baseline static int8 must match)")
@@ -174,11 +205,15 @@ def export_run(
     quantize: str | None = None,
     drop_fp32: bool = False,
     drop_int8: bool = False,
+    fp16_weights: bool = False,
     quiet: bool = False,
 ) -> Path:
     """Write a bundle for the run's best weights to ``out_dir``; returns the card path.
     ``drop_fp32`` ships only the int8 graph; ``drop_int8`` measures int8 (in the card)
-    but ships only fp32."""
+    but ships only fp32.  ``fp16_weights`` rounds the weights to float16 before export
+    and stores the fp32 graph's weights so (:mod:`studio.half_weights`): the graph still
+    computes in float32, from a file half the size; the card's ``fp32_weights`` records
+    the rounding's cost on held-out text."""
     run = RunDir(run_dir)
     require(quantize in (None, "int8"), f"--quantize must be int8 (got {quantize!r})")
     best, checkpoint = _load(run)
@@ -195,21 +230,19 @@ def export_run(
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        export_onnx(head.step_module(model), head.example_inputs(model, io), io, folder / FP32_GRAPH)
-        session = session_for(folder / FP32_GRAPH)
-        worst, checked = head.parity(model, session, domain, io)
-        limit = checked.get("limit", PARITY_TOLERANCE)
-        if not worst < limit:
-            against = "a float64 run of the same weights" if checked.get("against") == "float64" else "torch"
-            raise StudioError(
-                f"export drifted: onnxruntime differs from {against} by {worst:.2e} "
-                f"(limit {limit:.2g}); please report this model config"
-            )
+        session, worst, checked = _export_checked(head, model, domain, io, folder / FP32_GRAPH)
         # the run's corpus (a token cache is mapped again, or rebuilt from an unchanged corpus)
         payload = stored_payload(
             checkpoint["corpus"], checkpoint["domain"], val_fraction=checkpoint["train"]["val_fraction"], quiet=True
         )
         fp32 = head.metrics(model, session, domain, payload, checkpoint["train"])
+        fp32_weights = None
+        if fp16_weights:
+            unrounded = fp32
+            round_weights_fp16(model)
+            session, worst, checked = _export_checked(head, model, domain, io, folder / FP32_GRAPH)
+            fp32 = head.metrics(model, session, domain, payload, checkpoint["train"])
+            fp32_weights = {"stored": "float16", **_rounding_cost(fp32, unrounded)}
         graphs = {"fp32": FP32_GRAPH}
         quantization = None
         if quantize == "int8":
@@ -223,6 +256,14 @@ def export_run(
                 (folder / INT8_GRAPH).unlink()
                 del graphs["int8"]
         mc_dropout = export_mc_dropout(head, model, folder, int8=quantize == "int8")
+        if fp32_weights is not None and "fp32" in graphs:
+            fp32_weights["initializers"] = store_weights_fp16(folder / FP32_GRAPH)
+            stored_worst, _ = head.parity(model, session_for(folder / FP32_GRAPH), domain, io)
+            require(
+                stored_worst == worst,
+                f"the float16-stored graph computes differently ({stored_worst:.3g} against {worst:.3g}): "
+                "export without --fp16-weights and please report this model config",
+            )
         card = _card(
             run,
             out_dir.name,
@@ -240,6 +281,8 @@ def export_run(
         )
         if mc_dropout is not None:
             card["mc_dropout"] = mc_dropout
+        if fp32_weights is not None:
+            card["fp32_weights"] = fp32_weights
         (folder / CARD).write_text(json.dumps(card, indent=1, ensure_ascii=False))
         shutil.rmtree(out_dir, ignore_errors=True)
         folder.rename(out_dir)
@@ -255,6 +298,33 @@ def export_run(
             )
         print(f"exported {out_dir} ({size:.1f} MB): parity {worst:.1e}{extra}")
     return out_dir / CARD
+
+
+def _export_checked(head: Trainable, model, domain, io: dict, path: Path) -> tuple[Any, float, dict]:
+    """Export ``model``'s step graph to ``path`` and check it against torch: (its
+    session, the largest difference, the parity record)."""
+    export_onnx(head.step_module(model), head.example_inputs(model, io), io, path)
+    session = session_for(path)
+    worst, checked = head.parity(model, session, domain, io)
+    limit = checked.get("limit", PARITY_TOLERANCE)
+    if not worst < limit:
+        against = "a float64 run of the same weights" if checked.get("against") == "float64" else "torch"
+        raise StudioError(
+            f"export drifted: onnxruntime differs from {against} by {worst:.2e} "
+            f"(limit {limit:.2g}); please report this model config"
+        )
+    return session, worst, checked
+
+
+def _rounding_cost(rounded: dict, unrounded: dict) -> dict:
+    """What rounding the weights to float16 cost on the held-out text (heads that score one)."""
+    if "held_out_nats" not in rounded:
+        return {}
+    return {
+        "delta_nats_per_token": round(rounded["held_out_nats"] - unrounded["held_out_nats"], 6),
+        "top1_agreement": round(float(np.mean(rounded["predictions"] == unrounded["predictions"])), 5),
+        "held_out_tokens": rounded["held_out_tokens"],
+    }
 
 
 MC_PARITY_TOKENS = 40

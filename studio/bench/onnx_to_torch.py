@@ -12,6 +12,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..errors import StudioError
+from ..half_weights import expanded
 from ..runtime import Runtime
 
 ONNX_TO_TORCH_GATES = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}  # torch block <- onnx block
@@ -33,7 +34,7 @@ def torch_model_from_onnx(bundle: Bundle):
     config = ModelConfig.from_dict(bundle.card["model"])
     if config.tie_weights:
         raise StudioError("bench rebuilds PyTorch models from untied graphs only")
-    graph = onnx.load(str(bundle.graph_path("fp32"))).graph
+    graph = expanded(onnx.load(str(bundle.graph_path("fp32")))).graph  # float16-stored weights as float32
     weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     recurrent, embedding, head = _layout(graph, weights, config.layers, bundle)
     state = {"embedding.weight": weights[embedding.input[0]], **_head_state(graph, head, weights)}
