@@ -16,7 +16,8 @@ import logging
 import math
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,36 +135,30 @@ def quantize_bundle_graph(
 ) -> dict:
     """int8_path from fp32_path (static if possible, else dynamic) and its card record;
     ``score(session) -> (held-out nats/token, argmax per position)``."""
-    source = _float32_source(fp32_path)
-    try:
-        return _quantize_graph(source or fp32_path, int8_path, train_ids, score, fp32, corpus, say)
-    finally:
-        if source is not None:
-            source.unlink(missing_ok=True)
+    with _float32_source(fp32_path) as source:
+        return _quantize_graph(source, int8_path, train_ids, score, fp32, corpus, say)
 
 
-def _float32_source(fp32_path: Path) -> Path | None:
-    """For a graph with float16-stored weights, a float32 copy beside it for the
-    quantisers (which read weights from initializers); None for a plain graph."""
+@contextmanager
+def _float32_source(fp32_path: Path) -> Iterator[Path]:
+    """The graph to quantise from: ``fp32_path`` itself, or for a graph with
+    float16-stored weights a float32 copy beside it for the quantisers (which read
+    weights from initializers), removed afterwards."""
     import onnx
 
     model = onnx.load(str(fp32_path))
     if not any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        return None
+        yield fp32_path
+        return
     path = fp32_path.with_name(fp32_path.name + ".float32")
-    onnx.save(expanded(model), str(path))
-    return path
+    try:
+        onnx.save(expanded(model), str(path))
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
-def _quantize_graph(
-    fp32_path: Path,
-    int8_path: Path,
-    train_ids: np.ndarray | None,
-    score: Callable[[Any], tuple[float, np.ndarray]],
-    fp32: dict,
-    corpus: str,
-    say: Callable[[str], None],
-) -> dict:
+def _quantize_graph(fp32_path: Path, int8_path: Path, train_ids, score, fp32: dict, corpus: str, say) -> dict:
     from .quantize import NotStaticQuantizable, quantize_static
 
     say("dynamic int8 (the fallback, and the baseline static int8 must match)")

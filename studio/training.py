@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .config import TrainConfig
 from .errors import StudioError
@@ -67,23 +68,9 @@ def run_training(
     return run.path
 
 
-def export_any(
-    run_dir: Path,
-    out_dir: Path,
-    *,
-    quantize: str | None = None,
-    drop_fp32: bool = False,
-    drop_int8: bool = False,
-    fp16_weights: bool = False,
-) -> Path:
-    """Export a run of any domain to a bundle folder; returns the card path."""
+def export_any(run_dir: Path, out_dir: Path, **options: Any) -> Path:
+    """Export a run of any domain to a bundle folder; returns the card path.  ``options``:
+    :func:`studio.export.export_run`'s (``quantize``, ``drop_fp32``, ``fp16_weights`` ...)."""
     if not RunDir(run_dir).path.joinpath("config.json").exists():
         raise StudioError(f"{run_dir} is not a training run (no config.json): train one with `studio train`")
-    return export_run(
-        Path(run_dir),
-        Path(out_dir),
-        quantize=quantize,
-        drop_fp32=drop_fp32,
-        drop_int8=drop_int8,
-        fp16_weights=fp16_weights,
-    )
+    return export_run(Path(run_dir), Path(out_dir), **options)
