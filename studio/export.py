@@ -28,7 +28,7 @@ from .domains import domain_from_config
 from .errors import StudioError, require
 from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE
 from .formats import VERSION as __version__
-from .half_weights import expanded, round_weights_fp16, store_weights_fp16
+from .half_weights import expanded, has_stored_weights, round_weights_fp16, store_weights_fp16
 from .models import Trainable, trainable_for
 from .runs import RunDir
 from .train import CHECKPOINT_KEYS, count_parameters, stored_payload
@@ -147,7 +147,7 @@ def _float32_source(fp32_path: Path) -> Iterator[Path]:
     import onnx
 
     model = onnx.load(str(fp32_path))
-    if not any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
+    if not has_stored_weights(model):
         yield fp32_path
         return
     path = fp32_path.with_name(fp32_path.name + ".float32")

@@ -55,6 +55,11 @@ def store_weights_fp16(path: Path) -> int:
     return len(casts)
 
 
+def has_stored_weights(model) -> bool:
+    """Whether ``model`` (an ``onnx.ModelProto``) holds weights stored by :func:`store_weights_fp16`."""
+    return any(init.name.endswith(STORED_SUFFIX) for init in model.graph.initializer)
+
+
 def expanded(model):
     """``model`` (an ``onnx.ModelProto``) with weights stored by :func:`store_weights_fp16`
     back as float32 initializers under their own names and without the casts; a graph
@@ -62,9 +67,9 @@ def expanded(model):
     from onnx import TensorProto, numpy_helper
 
     graph = model.graph
-    stored = {init.name: init for init in graph.initializer if init.name.endswith(STORED_SUFFIX)}
-    if not stored:
+    if not has_stored_weights(model):
         return model
+    stored = {init.name: init for init in graph.initializer if init.name.endswith(STORED_SUFFIX)}
     casts = [
         node
         for node in graph.node
