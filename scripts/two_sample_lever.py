@@ -53,15 +53,37 @@ class KeyBias:
         return out
 
 
-def with_key_bias(domain, strength: float) -> None:
-    """``domain`` (music) with :class:`KeyBias` after its own rules."""
+class PitchTemperature:
+    """Sharpens (T < 1) the choice among note-ons alone: their share of the probability
+    stays as the model gave it, and within it each note's probability goes as p ** (1/T)."""
+
+    def __init__(self, codec, temperature: float):
+        self.notes = slice(codec.note_on_offset, codec.note_on_offset + 128)
+        self.inverse = 1.0 / temperature
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        notes = out[:, self.notes]
+        finite = np.isfinite(notes)
+        if not finite.any():
+            return out
+        before = np.logaddexp.reduce(np.where(finite, notes, -np.inf), axis=1, keepdims=True)
+        scaled = np.where(finite, notes * self.inverse, -np.inf)
+        after = np.logaddexp.reduce(scaled, axis=1, keepdims=True)
+        ok = np.isfinite(before)
+        out[:, self.notes] = np.where(ok, scaled - after + before, notes)
+        return out
+
+
+def with_rules(domain, *rules) -> None:
+    """``domain`` (music) with ``rules(codec)`` after its own."""
     base = type(domain)
 
-    class KeyBiased(base):
+    class Ruled(base):
         def constraints(self, settings):
-            return [*base.constraints(self, settings), KeyBias(self.codec, strength)]
+            return [*base.constraints(self, settings), *(rule(self.codec) for rule in rules)]
 
-    domain.__class__ = KeyBiased
+    domain.__class__ = Ruled
 
 
 def main() -> None:
@@ -76,6 +98,7 @@ def main() -> None:
     parser.add_argument("--no-metre", action="store_true")
     parser.add_argument("--match-lengths", action="store_true")
     parser.add_argument("--key-bias", type=float, default=0.0)
+    parser.add_argument("--pitch-temp", type=float, default=1.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         bundle = resolve(args.model)
@@ -88,8 +111,13 @@ def main() -> None:
             (copy / "card.json").write_text(json.dumps(card))
             bundle = copy
         loaded = load(str(bundle), "cpu", "fp32")
+        rules = []
         if args.key_bias:
-            with_key_bias(loaded.domain, args.key_bias)
+            rules.append(lambda codec: KeyBias(codec, args.key_bias))
+        if args.pitch_temp != 1.0:
+            rules.append(lambda codec: PitchTemperature(codec, args.pitch_temp))
+        if rules:
+            with_rules(loaded.domain, *rules)
         documents = loaded.domain.read_corpus(args.corpus)
         if args.split == "val":  # as `studio eval --split val`: the last tenth of the pieces
             documents = documents[int(len(documents) * 0.9) :]
@@ -108,6 +136,7 @@ def main() -> None:
         report = {"model": args.model, "temp": args.temp, "top_p": args.top_p, "metre": not args.no_metre}
         report["match_lengths"] = args.match_lengths
         report["key_bias"] = args.key_bias
+        report["pitch_temp"] = args.pitch_temp
         report["generate_s"] = round(time.time() - start, 1)
         report.update(loaded.domain.sample_report(outputs, documents))
         report.update(loaded.domain.two_sample_report(outputs, documents, length=48, seed=0))

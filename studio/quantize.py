@@ -9,13 +9,15 @@ stored in the graph, so row *i* of a batch is computed exactly as a batch of one
 one call.  onnxruntime has no static int8 LSTM kernel, hence the rewrite:
 
 * layer 0's input product is folded into a table: ``Gather(embedding @ W0ᵀ + biases,
-  token)``, fp32, exact up to rounding (vocab x 4·hidden floats);
+  token)``, fp32, exact up to rounding (vocab x 4·hidden floats), where that table is no
+  larger than the embedding and W0; for a large vocabulary (music events) the embedding
+  is gathered and multiplied by W0 as a MatMul of its own, with its own scale;
 * each layer's gates are one MatMul of ``[input, h]`` against ``[Wᵀ; Rᵀ]`` (layer 0: of
   ``h`` against ``Rᵀ``), then sigmoid/tanh and the cell update (ONNX gate order i, o, f, c);
 * the head is ``h_top @ W_out + b``.
 
-Every MatMul input is an LSTM output ``h`` in (-1, 1), which is why one calibrated
-scale per tensor holds.  :func:`quantize_static` (QDQ format) places the
+Every MatMul input but that embedding is an LSTM output ``h`` in (-1, 1), which is why
+one calibrated scale per tensor holds.  :func:`quantize_static` (QDQ format) places the
 Quantize/Dequantize pairs; onnxruntime fuses them into integer MatMul kernels when the
 session is built.  The graph's time axis is 1: prefill steps it token by token (the
 runtime and the scorer already do that for one-step graphs).
@@ -113,6 +115,15 @@ def read_lstm(model) -> LstmWeights:
     return LstmWeights(embedding.astype(np.float32), layers, head_weight.astype(np.float32), head_bias)
 
 
+def folds_input_table(weights: LstmWeights) -> bool:
+    """Whether layer 0's input product is folded into a per-token table: when the table
+    (vocab x 4H, float32) is no larger than the embedding and W0 it replaces; a large
+    vocabulary (music events) keeps them, W0 then quantised like every other MatMul."""
+    vocab, width = weights.embedding.shape
+    gates = weights.layers[0][0].shape[0]
+    return vocab * gates <= vocab * width + width * gates
+
+
 def step_graph(weights: LstmWeights, opset: int):
     """The one-token fp32 step graph (tokens (batch, 1), h/c (layers, batch, H) ->
     logits (batch, 1, vocab), h_out, c_out) built from plain ops."""
@@ -139,9 +150,14 @@ def step_graph(weights: LstmWeights, opset: int):
     const("gate_split", np.array([3 * hidden, hidden], np.int64))
     node("Reshape", ["tokens", "flat"], "token_ids")
     w0, r0, b0 = weights.layers[0]
-    table = weights.embedding.astype(np.float64) @ w0.T.astype(np.float64) + b0[: 4 * hidden] + b0[4 * hidden :]
-    const("layer0_input_table", table.astype(np.float32))  # (vocab, 4H)
-    node("Gather", ["layer0_input_table", "token_ids"], "layer0_input")
+    if folds_input_table(weights):
+        table = weights.embedding.astype(np.float64) @ w0.T.astype(np.float64) + b0[: 4 * hidden] + b0[4 * hidden :]
+        const("layer0_input_table", table.astype(np.float32))  # (vocab, 4H)
+        node("Gather", ["layer0_input_table", "token_ids"], "layer0_input")
+    else:  # a large vocabulary: the embedding and its own (quantised) input product
+        node("Gather", [const("embedding", weights.embedding), "token_ids"], "layer0_embedded")
+        product = node("MatMul", ["layer0_embedded", const("W0_T", w0.T)], "layer0_input_product")
+        node("Add", [product, const("B0", b0[: 4 * hidden] + b0[4 * hidden :])], "layer0_input")
     below = None
     h_outs, c_outs = [], []
     for layer, (w, r, b) in enumerate(weights.layers):
@@ -396,7 +412,9 @@ def quantize_static(
         "row_exact": True,
         "variant": chosen,
         **{key: variants[chosen][key] for key in ("delta_nats_per_token", "top1_agreement")},
-        "graph": "one-token step graph (LSTM rewritten as MatMuls; head MatMul kept fp32)",
+        "graph": "one-token step graph (LSTM rewritten as MatMuls; "
+        + ("layer 0's input product folded into a token table" if folds_input_table(weights) else "embedding kept")
+        + "; head MatMul kept fp32)",
         "calibration": {
             "data": f"training split of {corpus} (the held-out tail excluded)",
             "tokens": len(feeds) * CALIBRATION_STREAMS,

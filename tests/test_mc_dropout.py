@@ -15,7 +15,7 @@ from studio.bundle import Bundle
 from studio.config import EXPLICIT_CELLS, ModelConfig, TrainConfig
 from studio.domains import domain_from_config
 from studio.errors import StudioError
-from studio.export import export_mc_dropout, export_run, session_for
+from studio.export import _mc_float64_parity, export_mc_dropout, export_run, session_for
 from studio.inspection import uncertainty_view
 from studio.models import TRAINABLES
 from studio.models.recurrent_lm import MaskedStepGraph, RecurrentLM, dropout_masks
@@ -321,3 +321,28 @@ def test_the_shipped_prose_bundle_carries_an_int8_mc_graph():
     plain = Runtime(bundle)  # the passes scatter around the model without dropout
     deterministic = -teacher_forced_log_probs(plain.logits, plain.init_state(1), ids).mean()
     assert abs(scores.pass_nats().mean() - deterministic) < 0.5
+
+
+def test_mc_parity_falls_back_to_float64_and_still_tells_other_weights_apart(tmp_path):
+    """Past the fp32 tolerance (a wide trained model), the MC-dropout graph is measured
+    against float64: onnxruntime must be no further from it than twice torch's own fp32."""
+    torch.manual_seed(0)
+    model = RecurrentLM(config_for("lstm")).eval()
+    for name in ("ours", "theirs"):
+        (tmp_path / name).mkdir()
+    record = export_mc_dropout(TRAINABLES["categorical"], model, tmp_path / "ours")
+    module, _, masks = TRAINABLES["categorical"].mc_dropout(model)
+    generator = torch.Generator().manual_seed(4)
+    feeds = {"tokens": torch.randint(0, 11, (2, 9), generator=generator)}
+    feeds.update(zip(model.config.state_names, model.init_state(2)))
+    feeds.update(zip(masks, random_masks(module.sites, 2, 9, generator)))
+    session = session_for(tmp_path / "ours" / record["graph"])
+    parity = _mc_float64_parity(module, session, [feeds], masks, "time")
+    assert parity["against"] == "float64" and 0 < parity["torch_fp32_vs_float64"] < 1e-5
+    assert parity["limit"] == max(1e-4, 2 * parity["torch_fp32_vs_float64"])
+    assert parity["parity_max_abs_diff"] < parity["limit"]
+    torch.manual_seed(1)
+    other = RecurrentLM(config_for("lstm")).eval()
+    theirs = export_mc_dropout(TRAINABLES["categorical"], other, tmp_path / "theirs")
+    wrong = _mc_float64_parity(module, session_for(tmp_path / "theirs" / theirs["graph"]), [feeds], masks, "time")
+    assert wrong["parity_max_abs_diff"] > wrong["limit"]

@@ -139,7 +139,7 @@ def test_drawn_streams_keep_one_bar_length(seed: int) -> None:
             lines.append(position.line)
     lengths = np.diff(lines)
     assert len(lengths) >= 3 and len(set(lengths[1:].tolist())) == 1
-    assert lengths[0] % (BEAT // 2) == 0
+    assert lengths[0] % (BEAT // 2) == 0 and lengths[0] <= lengths[1]  # a pickup, or a whole bar
 
 
 def _positions(events):
@@ -245,6 +245,21 @@ def test_the_first_whole_bar_ends_only_at_one_of_the_corpus_metres() -> None:
     assert BAR in allowed(primed, [BAR, shift(4 * BEAT), shift(BEAT)])
     with pytest.raises(ValueError, match="metres"):
         BarGrid(CODEC, metres=())
+
+
+def test_a_pickup_is_never_longer_than_the_first_whole_bar() -> None:
+    """The 2x512 chorale model's Compose piece (seed 3) opened with a bar of four beats
+    and went on in three: written as 4/4 changing to 3/4.  The bar after the first
+    may not be shorter than it; equal is a piece with no pickup."""
+    for metres in (None, (3 * BEAT, 4 * BEAT)):
+        grid = BarGrid(CODEC, metres=metres)
+        four = [BAR, ON + 60, shift(4 * BEAT), OFF + 60, BAR]
+        assert BAR not in allowed(grid, four + [shift(3 * BEAT)])
+        assert BAR not in allowed(grid, four + [shift(3 * BEAT), shift(BEAT // 2)])
+        assert BAR in allowed(grid, four + [shift(4 * BEAT)])
+        assert grid.position(np.asarray(four + [shift(4 * BEAT), BAR])).metre == 4 * BEAT
+        three = [BAR, ON + 60, shift(3 * BEAT), OFF + 60, BAR]  # a three-beat upbeat may lead into 3/4 or 4/4
+        assert BAR in allowed(grid, three + [shift(3 * BEAT)]) and BAR in allowed(grid, three + [shift(4 * BEAT)])
 
 
 @settings(max_examples=20, deadline=None)

@@ -16,6 +16,7 @@ from studio.bundle import Bundle
 from studio.config import ModelConfig
 from studio.export import export_onnx, quantize_bundle_graph
 from studio.formats import OPSET, PARITY_TOLERANCE
+from studio.half_weights import STORED_SUFFIX, expanded, round_weights_fp16
 from studio.models import TRAINABLES
 from studio.models.categorical import held_out_nats, io_state_names
 from studio.quantize import (
@@ -23,6 +24,7 @@ from studio.quantize import (
     NotStaticQuantizable,
     calibration_feeds,
     choose,
+    folds_input_table,
     quantize_step_graph,
     read_lstm,
     session_for,
@@ -34,12 +36,17 @@ from studio.runtime import Runtime
 VOCAB = 23
 
 
-def _bundle(folder, cell="lstm", layers=2, hidden=24):
-    """A random-weight categorical bundle (fp32 graph + card) in ``folder``."""
+def _bundle(folder, cell="lstm", layers=2, hidden=24, embedding=8, half=False):
+    """A random-weight categorical bundle (fp32 graph + card) in ``folder``; ``half``:
+    weights rounded to float16 values, as `studio export --fp16-weights` does."""
     head = TRAINABLES["categorical"]
-    config = ModelConfig(vocab_size=VOCAB, cell=cell, hidden_size=hidden, layers=layers, embedding_size=8).to_dict()
+    config = ModelConfig(
+        vocab_size=VOCAB, cell=cell, hidden_size=hidden, layers=layers, embedding_size=embedding
+    ).to_dict()
     torch.manual_seed(3)
     model = head.build_model(config).eval()
+    if half:
+        round_weights_fp16(model)
     io = head.io_spec(config)
     folder.mkdir(parents=True)
     export_onnx(head.step_module(model), head.example_inputs(model, io), io, folder / "model.onnx")
@@ -61,7 +68,7 @@ def _text_ids(count, seed=0):
     return np.mod(np.cumsum(steps), VOCAB).astype(np.int64)
 
 
-def _quantise(folder):
+def _quantise(folder, half_weights=False):
     ids = _text_ids(6000)
     train, val = ids[:5000], ids[5000:]
 
@@ -70,7 +77,9 @@ def _quantise(folder):
 
     fp32_nats, predictions = score(session_for(folder / "model.onnx"))
     fp32 = {"held_out_nats": fp32_nats, "predictions": predictions, "held_out_tokens": len(val) - 1}
-    report = quantize_bundle_graph(folder / "model.onnx", folder / "model.int8.onnx", train, score, fp32, "walk")
+    report = quantize_bundle_graph(
+        folder / "model.onnx", folder / "model.int8.onnx", train, score, fp32, "walk", half_weights=half_weights
+    )
     card = json.loads((folder / "card.json").read_text())
     card["graphs"]["int8"] = "model.int8.onnx"
     card["quantization"] = report
@@ -83,6 +92,45 @@ def static_bundle(tmp_path_factory):
     folder = _bundle(tmp_path_factory.mktemp("q") / "static")
     _quantise(folder)
     return folder
+
+
+@pytest.mark.parametrize("embedding", [8, 64])
+def test_both_layer0_layouts_match_the_export(tmp_path, embedding):
+    """A table no larger than the embedding and W0 it replaces is folded (64 wide: 23 x 96
+    floats against 23 x 64 + 64 x 96); a large vocabulary for its width (8 wide: 23 x 96
+    against 23 x 8 + 8 x 96) keeps the embedding and multiplies it by W0 in the graph."""
+    folder = _bundle(tmp_path / "b", embedding=embedding)
+    weights = read_lstm(onnx.load(str(folder / "model.onnx")))
+    assert folds_input_table(weights) == (embedding == 64)
+    rewritten = step_graph(weights, OPSET)
+    names = {init.name for init in rewritten.graph.initializer}
+    assert ("layer0_input_table" in names) == (embedding == 64) and ("W0_T" in names) == (embedding == 8)
+    onnx.save(rewritten, str(tmp_path / "step.onnx"))
+    drift, _ = step_parity(session_for(folder / "model.onnx"), session_for(tmp_path / "step.onnx"), weights, 1e-4)
+    assert drift < PARITY_TOLERANCE
+
+
+def test_half_weights_are_stored_float16_in_the_int8_graph_with_the_same_outputs(tmp_path):
+    """With float16-valued weights, the float weights the int8 graph keeps (here the
+    head, 48 x 23; smaller ones stay float32) are stored as float16 and cast back:
+    every output is bit for bit the same."""
+    folder = _bundle(tmp_path / "b", hidden=48, half=True)
+    report = _quantise(folder, half_weights=True)
+    assert report["scheme"] == "static" and report["float16_stored_initializers"] == 1
+    stored = onnx.load(str(folder / "model.int8.onnx"))
+    assert "head_weight" + STORED_SUFFIX in {init.name for init in stored.graph.initializer}
+    onnx.save(expanded(stored), str(tmp_path / "float32.onnx"))
+    assert (folder / "model.int8.onnx").stat().st_size < (tmp_path / "float32.onnx").stat().st_size
+    rng = np.random.default_rng(2)
+    feeds = {"tokens": rng.integers(0, VOCAB, (5, 1))}
+    h, c = (rng.uniform(-1, 1, (2, 5, 48)).astype(np.float32) for _ in range(2))
+    feeds.update(h=h, c=c)
+    ours = session_for(folder / "model.int8.onnx").run(None, feeds)
+    theirs = session_for(tmp_path / "float32.onnx").run(None, feeds)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+    # without float16 weights nothing is stored so
+    plain = _bundle(tmp_path / "plain")
+    assert "float16_stored_initializers" not in _quantise(plain)
 
 
 def test_rewritten_step_graph_matches_the_export(tmp_path):

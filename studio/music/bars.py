@@ -18,7 +18,10 @@ ending the piece before the bars that were asked for.
   forgets bar lines still reaches the bars asked for.  When the card records the
   corpus's metres (``usual_metres``, :mod:`studio.music.metre`), the first whole bar
   ends only at one of their lengths and no bar before it runs longer than the longest,
-  so a chorale model writes 4/4 or 3/4, never the 9/8 or 6/4 it drifted into.
+  so a chorale model writes 4/4 or 3/4, never the 9/8 or 6/4 it drifted into.  The
+  first whole bar is at least as long as the first bar: a pickup is shorter than the
+  bar it leads into, so a first bar of four beats followed by bars of three (which a
+  file can only state as 4/4 changing to 3/4) cannot happen.
 
 A ``BAR`` completes a bar when time has passed since the previous bar line (or since
 the start of the stream, itself a bar line): an opening marker, or a second marker at
@@ -177,6 +180,8 @@ class BarGrid:
             if bars >= 1 and now - line not in self.metres:  # this bar's length becomes the metre
                 out[codec.bar_id] = NEG_INF
         if metre is None and (now - line) % eighth:  # the first bars: whole eighth notes
+            out[codec.bar_id] = NEG_INF
+        if metre is None and bars == 1 and now - line < line:  # a pickup is never longer than the bar after it
             out[codec.bar_id] = NEG_INF
         room = line + (metre or longest) - now  # ticks to the bar line
         if room > 0:
