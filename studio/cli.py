@@ -346,6 +346,13 @@ def export_command(
             "float32, from a file half the size (the card records the held-out cost)."
         ),
     ] = False,
+    mc_dropout: Annotated[
+        bool,
+        typer.Option(
+            help="Also write the MC-dropout graph (for `studio eval --mc-dropout`) when the model has dropout; "
+            "--no-mc-dropout leaves it out (a smaller bundle)."
+        ),
+    ] = True,
 ):
     """Export a trained run to an ONNX bundle with its card."""
     from .training import export_any
@@ -357,6 +364,7 @@ def export_command(
         drop_fp32=int8_only,
         drop_int8=fp32_only,
         fp16_weights=fp16_weights,
+        mc_dropout=mc_dropout,
     )
 
 

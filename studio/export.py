@@ -214,6 +214,7 @@ def export_run(
     drop_fp32: bool = False,
     drop_int8: bool = False,
     fp16_weights: bool = False,
+    mc_dropout: bool = True,
     quiet: bool = False,
 ) -> Path:
     """Write a bundle for the run's best weights to ``out_dir``; returns the card path.
@@ -221,7 +222,8 @@ def export_run(
     but ships only fp32.  ``fp16_weights`` rounds the weights to float16 before export
     and stores the fp32 graph's weights so (:mod:`studio.half_weights`): the graph still
     computes in float32, from a file half the size; the card's ``fp32_weights`` records
-    the rounding's cost on held-out text."""
+    the rounding's cost on held-out text.  ``mc_dropout`` False leaves out the
+    MC-dropout graph (room for a wider model within a bundle's size)."""
     run = RunDir(run_dir)
     require(quantize in (None, "int8"), f"--quantize must be int8 (got {quantize!r})")
     best, checkpoint = _load(run)
@@ -263,7 +265,7 @@ def export_run(
             elif drop_int8:  # measured and recorded in the card, but not shipped
                 (folder / INT8_GRAPH).unlink()
                 del graphs["int8"]
-        mc_dropout = export_mc_dropout(head, model, folder, int8=quantize == "int8")
+        mc_record = export_mc_dropout(head, model, folder, int8=quantize == "int8") if mc_dropout else None
         if fp32_weights is not None and "fp32" in graphs:
             fp32_weights["initializers"] = store_weights_fp16(folder / FP32_GRAPH)
             stored_worst, _ = head.parity(model, session_for(folder / FP32_GRAPH), domain, io)
@@ -287,8 +289,8 @@ def export_run(
             quantization,
             count_parameters(model),
         )
-        if mc_dropout is not None:
-            card["mc_dropout"] = mc_dropout
+        if mc_record is not None:
+            card["mc_dropout"] = mc_record
         if fp32_weights is not None:
             card["fp32_weights"] = fp32_weights
         (folder / CARD).write_text(json.dumps(card, indent=1, ensure_ascii=False))

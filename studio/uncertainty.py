@@ -44,8 +44,8 @@ def require_mc_graph(bundle: Bundle) -> dict:
     spec = bundle.card.get("mc_dropout")
     if not isinstance(spec, dict):
         raise StudioError(
-            f"{bundle.name} has no MC-dropout graph: it was trained without dropout, or exported "
-            "before MC-dropout existed (export its run again with `studio export RUN`)"
+            f"{bundle.name} has no MC-dropout graph: it was trained without dropout, exported with "
+            "--no-mc-dropout, or exported before MC-dropout existed (export its run again with `studio export RUN`)"
         )
     return spec
 

@@ -122,6 +122,20 @@ def test_the_card_records_the_mc_graph(dropout_run):
     assert [m["keep"] for m in record["masks"].values()] == pytest.approx([0.7] * len(record["masks"]))
 
 
+def test_no_mc_dropout_leaves_the_graph_out_and_eval_says_so(dropout_run, tiny_corpus, tmp_path):
+    run, _ = dropout_run
+    result = studio("export", str(run.path), "--out", str(tmp_path / "lean"), "--no-mc-dropout", check=False)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "lean" / "card.json").read_text())
+    assert "mc_dropout" not in card and sorted(p.name for p in (tmp_path / "lean").iterdir()) == [
+        "card.json",
+        "model.onnx",
+    ]
+    refused = studio("eval", str(tmp_path / "lean"), str(tiny_corpus), "--mc-dropout", "3", "--json", check=False)
+    assert refused.returncode != 0 and "exported with --no-mc-dropout" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
 def sample_ids(bundle: Bundle, count: int = 300) -> list[int]:
     domain = domain_from_config(bundle.card["domain"])
     return domain.encode("ROMEO:\nBut soft, what light through yonder window breaks?\n" * 6)[:count]
