@@ -6,7 +6,9 @@ plus two levers `studio eval` does not expose: ``--top-p`` and ``--no-metre`` (t
 metre grid and long-note cap removed, as bundles had them before); ``--match-lengths`` as
 on `studio eval`; ``--key-bias S``, an experiment not in the product: once a piece has its
 ``KEY`` event, note-ons outside that key's scale (major; for minor keys the natural,
-harmonic and melodic minor together) lose ``S`` from their logits.  One JSON line:
+harmonic and melodic minor together) lose ``S`` from their logits; ``--pitch-temp T``,
+another: the choice among note-ons alone is sharpened (T < 1), their share of the
+probability left as the model gave it.  One JSON line:
 
     .venv/bin/python scripts/two_sample_lever.py songs corpora/songs/bach --temp 0.85 [--no-metre]
 """
