@@ -27,7 +27,7 @@ import torch
 
 from .domains import domain_from_config
 from .errors import StudioError, require
-from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE
+from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE, float64_parity_limit
 from .formats import VERSION as __version__
 from .half_weights import expanded, has_stored_weights, round_weights_fp16, store_weights_fp16
 from .models import Trainable, trainable_for
@@ -414,7 +414,7 @@ def _mc_float64_parity(module: torch.nn.Module, session: Any, checks: list[dict]
         "parity_max_abs_diff": ort_error,
         "against": "float64",
         "torch_fp32_vs_float64": torch_error,
-        "limit": max(PARITY_TOLERANCE, 2 * torch_error),
+        "limit": float64_parity_limit(torch_error),
     }
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..config import ModelConfig
 from ..data import StreamBatches, eval_streams, split_ids
-from ..formats import HELD_OUT_TOKENS, PARITY_TOLERANCE
+from ..formats import HELD_OUT_TOKENS, PARITY_TOLERANCE, float64_parity_limit
 from ..numeric import teacher_forced_nats
 from .base import Batch, Carry, Trainable, TrainData
 from .recurrent_lm import MaskedStepGraph, RecurrentLM, StepGraph, dropout_masks
@@ -182,7 +182,7 @@ class CategoricalTrainable(Trainable):
             against="float64",
             onnxruntime_vs_torch_fp32=worst,
             torch_fp32_vs_float64=torch_error,
-            limit=max(PARITY_TOLERANCE, 2 * torch_error),
+            limit=float64_parity_limit(torch_error, PARITY_TOLERANCE),
         )
         return ort_error, checked
 
