@@ -101,7 +101,11 @@ def main() -> None:
     parser.add_argument("--match-lengths", action="store_true")
     parser.add_argument("--key-bias", type=float, default=0.0)
     parser.add_argument("--pitch-temp", type=float, default=1.0)
+    parser.add_argument("--seeds", default="0", help="a seed, or a range like 0-9: a row each, then the mean")
+    parser.add_argument("--precision", choices=("fp32", "int8", "auto"), default="fp32")
     args = parser.parse_args()
+    first, _, last = args.seeds.partition("-")
+    seeds = list(range(int(first), int(last or first) + 1))
     with tempfile.TemporaryDirectory() as scratch:
         bundle = resolve(args.model)
         if args.no_metre:
@@ -112,7 +116,7 @@ def main() -> None:
                 card["domain"].pop(key, None)
             (copy / "card.json").write_text(json.dumps(card))
             bundle = copy
-        loaded = load(str(bundle), "cpu", "fp32")
+        loaded = load(str(bundle), "cpu", args.precision)
         rules = []
         if args.key_bias:
             rules.append(lambda codec: KeyBias(codec, args.key_bias))
@@ -123,26 +127,33 @@ def main() -> None:
         documents = loaded.domain.read_corpus(args.corpus)
         if args.split == "val":  # as `studio eval --split val`: the last tenth of the pieces
             documents = documents[int(len(documents) * 0.9) :]
-        start = time.time()
-        outputs, documents = comparison_samples(
-            loaded.runtime,
-            loaded.domain,
-            documents,
-            samples=args.n,
-            bars=args.bars,
-            seed=0,
-            match_lengths=args.match_lengths,
-            temperature=args.temp,
-            top_p=args.top_p,
-        )
-        report = {"model": args.model, "temp": args.temp, "top_p": args.top_p, "metre": not args.no_metre}
-        report["match_lengths"] = args.match_lengths
-        report["key_bias"] = args.key_bias
-        report["pitch_temp"] = args.pitch_temp
-        report["generate_s"] = round(time.time() - start, 1)
-        report.update(loaded.domain.sample_report(outputs, documents))
-        report.update(loaded.domain.two_sample_report(outputs, documents, length=48, seed=0))
-    print(json.dumps(report))
+        accuracies = []
+        for seed in seeds:
+            start = time.time()
+            outputs, compared = comparison_samples(
+                loaded.runtime,
+                loaded.domain,
+                documents,
+                samples=args.n,
+                bars=args.bars,
+                seed=seed,
+                match_lengths=args.match_lengths,
+                temperature=args.temp,
+                top_p=args.top_p,
+            )
+            report = {"model": args.model, "seed": seed, "temp": args.temp, "top_p": args.top_p}
+            report.update(metre=not args.no_metre, match_lengths=args.match_lengths, precision=args.precision)
+            report.update(key_bias=args.key_bias, pitch_temp=args.pitch_temp)
+            report["generate_s"] = round(time.time() - start, 1)
+            report.update(loaded.domain.sample_report(outputs, compared))
+            report.update(loaded.domain.two_sample_report(outputs, compared, length=48, seed=seed))
+            accuracies.append(report["two_sample_accuracy"])
+            print(json.dumps(report), flush=True)
+    if len(seeds) > 1:
+        mean, sd = float(np.mean(accuracies)), float(np.std(accuracies, ddof=1))
+        summary = {"seeds": args.seeds, "mean_accuracy": round(mean, 4), "sd_over_seeds": round(sd, 4)}
+        summary["standard_error"] = round(sd / np.sqrt(len(seeds)), 4)
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ yielding typed events (:class:`~studio.heads.Started`, :class:`~studio.heads.Tok
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from .bundle import Bundle, list_bundles
 from .domains import Domain, domain_class, domain_from_config
 from .errors import StudioError, require
-from .evaluation import EVAL_PIECES, TWO_SAMPLE_MIN_PIECES, TWO_SAMPLE_PIECES, evaluate_model
+from .evaluation import EVAL_PIECES, MAX_TWO_SAMPLE_RUNS, TWO_SAMPLE_MIN_PIECES, TWO_SAMPLE_PIECES, evaluate_model
 from .formats import CARD, MAX_TOKENS
 from .generate import Sample
 from .heads import Event, Finished, Head, head_for
@@ -150,6 +150,8 @@ def evaluate(
     two_sample_beats: int = 48,
     mc_dropout: int = 0,
     match_lengths: bool = False,
+    two_sample_runs: int = 1,
+    on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
     onnxruntime; ``split="val"`` scores only the held-out tail (the last
@@ -159,7 +161,10 @@ def evaluate(
     ``two_sample``: then a classifier two-sample test also tells the generated pieces from
     as many corpus pieces, both cut to ``two_sample_beats`` beats (see
     :mod:`studio.music.two_sample`); with ``match_lengths`` each generated piece is as
-    many bars long as a corpus piece drawn for it (within those beats), not ``bars``.
+    many bars long as a corpus piece drawn for it (within those beats), not ``bars``;
+    ``two_sample_runs`` N > 1 repeats the test on N generated sets (seeds ``seed`` on) and
+    reports the mean accuracy with its standard error; ``on_run(done)`` is called as each
+    generated set is ready.
     ``mc_dropout`` N > 0 (token models trained with
     dropout) also scores the text N times with dropout active and adds
     ``nats_per_token_std`` and the other keys of :meth:`studio.uncertainty.MCScores.report`."""
@@ -176,6 +181,11 @@ def evaluate(
         )
         require(two_sample_beats >= 1, f"--two-sample-beats must be at least 1 (got {two_sample_beats})")
     require(not match_lengths or two_sample, "--match-lengths goes with --two-sample: add --two-sample")
+    require(
+        1 <= two_sample_runs <= MAX_TWO_SAMPLE_RUNS,
+        f"--two-sample-runs must be 1 to {MAX_TWO_SAMPLE_RUNS} (got {two_sample_runs})",
+    )
+    require(two_sample_runs == 1 or two_sample, "--two-sample-runs goes with --two-sample: add --two-sample")
     if mc_dropout:
         require_passes(mc_dropout)
     loaded = load(model, device, precision)
@@ -205,6 +215,8 @@ def evaluate(
         two_sample_beats=two_sample_beats,
         match_lengths=match_lengths,
         mc_dropout=mc_dropout,
+        two_sample_runs=two_sample_runs,
+        on_run=on_run,
     )
 
 

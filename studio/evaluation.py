@@ -5,7 +5,12 @@ token or point, :meth:`studio.heads.Head.score`).  A domain that ``compares_samp
 (music) also has ``samples`` pieces generated as one batch at the given settings and
 sets them beside the corpus with its own pure metrics (:meth:`Domain.sample_report`).
 With ``two_sample`` it also runs the domain's classifier two-sample test on the same
-pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`).
+pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`); with
+``two_sample_runs`` N > 1, on N sets generated with seeds ``seed .. seed + N - 1`` (the
+accuracy is their mean, with its standard error).  With ``split`` "val" the same test
+also sets the training pieces beside the held-out ones
+(``two_sample_reference_accuracy``: what a model that wrote exactly like the pieces it
+trained on would measure).
 With ``match_lengths``, as many corpus pieces as ``samples`` are drawn (seeded) and each
 generated piece is asked for as long as its corpus piece within the compared window
 (:meth:`Domain.matched_lengths`: bars), instead of ``bars`` for all: a corpus of short
@@ -21,6 +26,7 @@ aside) so the CLI's table and ``--json`` both read it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,7 @@ from .uncertainty import MCDropout
 EVAL_PIECES = 50  # pieces generated to set beside the corpus
 TWO_SAMPLE_PIECES = 100  # with --two-sample: a steadier accuracy (about +-0.05 at 0.5)
 TWO_SAMPLE_MIN_PIECES = 10  # two per fold of five
+MAX_TWO_SAMPLE_RUNS = 100  # --two-sample-runs: each run generates its own set
 MODEL_ENDS_CAP_BARS = 64  # --bars 0: a model that never ends a piece stops here
 TOKENS_PER_BAR_CAP = 256  # a safety cap only (chorales use ~45): the bar count ends a piece
 
@@ -56,9 +63,12 @@ def evaluate_model(
     seed: int = 0,
     two_sample: bool = False,
     two_sample_beats: int = 48,
+    two_sample_runs: int = 1,
     mc_dropout: int = 0,
     match_lengths: bool = False,
+    on_run: Callable[[int], None] | None = None,
 ) -> dict:
+    """``on_run(done)`` is called as each generated set of the two-sample test is ready."""
     score = head.score(runtime, domain, corpus, split, val_fraction)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
     if mc_dropout:
@@ -68,25 +78,42 @@ def evaluate_model(
     if not domain.compares_samples:
         return report
     documents = domain.read_corpus(Path(corpus))
+    trained_on: list[Document] = []
     if split == "val":
-        documents = documents[min(len(documents) - 1, int(len(documents) * (1 - val_fraction))) :]
+        cut = min(len(documents) - 1, int(len(documents) * (1 - val_fraction)))
+        documents, trained_on = documents[cut:], documents[:cut]
     report.update(pieces=len(documents))
-    outputs, documents = comparison_samples(
-        runtime,
-        domain,
-        documents,
-        samples=samples,
-        bars=bars,
-        seed=seed,
-        temperature=temperature,
-        match_lengths=match_lengths,
-        window=two_sample_beats,
-    )
+
+    def compared(run_seed: int) -> tuple[list, list[Document]]:
+        return comparison_samples(
+            runtime,
+            domain,
+            documents,
+            samples=samples,
+            bars=bars,
+            seed=run_seed,
+            temperature=temperature,
+            match_lengths=match_lengths,
+            window=two_sample_beats,
+        )
+
+    outputs, shown = compared(seed)
+    if on_run:
+        on_run(1)
     shown_bars = "matched" if match_lengths else (bars or "model")
     report.update(samples=len(outputs), bars=shown_bars, temperature=temperature, seed=seed)
-    report.update(domain.sample_report(outputs, documents))
+    report.update(domain.sample_report(outputs, shown))
     if two_sample:
-        report.update(domain.two_sample_report(outputs, documents, length=two_sample_beats, seed=seed))
+        more = []
+        for run in range(1, two_sample_runs):
+            more.append(compared(seed + run))
+            if on_run:
+                on_run(run + 1)
+        report.update(
+            domain.two_sample_report(
+                outputs, shown, length=two_sample_beats, seed=seed, more_runs=more, reference=trained_on
+            )
+        )
     return report
 
 
@@ -106,7 +133,7 @@ def comparison_samples(
     beside: ``samples`` pieces of ``bars`` bars and all the documents; with
     ``match_lengths``, one piece per document drawn (seeded, at most ``samples``), as long
     as that document within ``window`` (:meth:`Domain.matched_lengths`), a batch per
-    length seeded by ``seed`` plus its bars.  ``settings``: other sample settings
+    length seeded by :func:`length_seed`.  ``settings``: other sample settings
     (temperature, top_p)."""
     if not match_lengths:
         return [sample.output for sample in _generate(runtime, domain, seed, samples, bars, settings)], documents
@@ -116,9 +143,17 @@ def comparison_samples(
     outputs: list = [None] * len(documents)
     for length in sorted(set(wanted)):
         rows = [row for row, want in enumerate(wanted) if want == length]
-        for row, sample in zip(rows, _generate(runtime, domain, seed + length, len(rows), length, settings)):
+        batch = _generate(runtime, domain, length_seed(seed, length), len(rows), length, settings)
+        for row, sample in zip(rows, batch):
             outputs[row] = sample.output
     return outputs, documents
+
+
+def length_seed(seed: int, length: int) -> int:
+    """The seed of the batch of ``length``-bar pieces in run ``seed``: a hash of both, so
+    no two runs share a batch's draws (``seed + length`` would give run 1's 8-bar pieces
+    the same openings as run 0's 9-bar ones)."""
+    return int(np.random.SeedSequence([seed, length]).generate_state(1)[0])
 
 
 def _generate(runtime: Runtime, domain: Domain, seed: int, num: int, bars: int, settings: dict) -> list:

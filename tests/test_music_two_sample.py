@@ -134,12 +134,63 @@ def test_music_domain_reports_the_issue_keys() -> None:
     assert {"name", "generated", "corpus", "effect"} == set(report["two_sample_features"][0])
 
 
+def test_repeated_runs_average_and_rank_over_all_runs() -> None:
+    """Each run is its own test (seed + r); the accuracy is their mean, with a standard
+    error from their spread; the features are ranked over every run's pieces."""
+    rng = np.random.default_rng(5)
+    corpus = [bars_piece(4, 12) for _ in range(20)]
+    broken = [[random_piece(rng, 48) for _ in range(20)] for _ in range(3)]
+    runs = [(generated, corpus) for generated in broken]
+    combined = two_sample.compare_runs(runs, beats=48, seed=4)
+    alone = [two_sample.compare_pieces(g, c, beats=48, seed=4 + r) for r, (g, c) in enumerate(runs)]
+    assert combined.accuracies == tuple(result.accuracy for result in alone)
+    assert combined.accuracy == pytest.approx(np.mean([result.accuracy for result in alone]))
+    assert combined.standard_error == pytest.approx(np.std(combined.accuracies, ddof=1) / np.sqrt(3))
+    assert combined.std == pytest.approx(np.mean([result.std for result in alone]))
+    report = combined.to_json()
+    assert report["two_sample_runs"] == 3 and len(report["two_sample_run_accuracies"]) == 3
+    assert report["two_sample_accuracy"] > 0.9  # random notes against a steady crotchet line
+    assert "two_sample_standard_error" not in two_sample.compare_runs(runs[:1], beats=48).to_json()
+    with pytest.raises(ValueError):
+        two_sample.compare_runs([], beats=48)
+
+
+@needs_chorales
+def test_reference_accuracy_is_chance_for_pieces_alike_and_high_for_pieces_apart() -> None:
+    """``reference``: the training pieces against the held-out ones.  Chorales against
+    other chorales are chance; random notes as the 'training pieces' are told apart."""
+    rng = np.random.default_rng(3)
+    pieces = [read_pieces(path)[0] for path in CHORALES[:120]]
+    held_out = [Document(str(i), piece) for i, piece in enumerate(pieces[:40])]
+    trained_on = [Document(str(i), piece) for i, piece in enumerate(pieces[40:])]
+    outputs = [SimpleNamespace(piece=random_piece(rng)) for _ in range(40)]
+    report = MusicDomain().two_sample_report(
+        outputs, held_out, length=48, seed=0, more_runs=[(outputs, held_out)], reference=trained_on
+    )
+    assert report["two_sample_accuracy"] > 0.9 and report["two_sample_runs"] == 2
+    assert 0.3 <= report["two_sample_reference_accuracy"] <= 0.7
+    broken = [Document(str(i), random_piece(rng)) for i in range(40)]
+    apart = MusicDomain().two_sample_report(outputs, held_out, length=48, seed=0, reference=broken)
+    assert apart["two_sample_reference_accuracy"] > 0.9
+    assert "two_sample_reference_accuracy" not in MusicDomain().two_sample_report(outputs, held_out, length=48)
+
+
+def test_length_seeds_differ_between_runs_and_lengths() -> None:
+    """Run 0's 9-bar batch and run 1's 8-bar batch must not share their draws."""
+    from studio.evaluation import length_seed
+
+    seeds = {length_seed(seed, length) for seed in range(20) for length in range(1, 20)}
+    assert len(seeds) == 20 * 19 and length_seed(0, 9) == length_seed(0, 9)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--two-sample"], "--two-sample compares generated music with a corpus; tiny is a chars model"),
         (["--two-sample", "--n", "3"], "--two-sample needs at least 10 pieces: give --n 10 or more"),
         (["--match-lengths"], "--match-lengths goes with --two-sample: add --two-sample"),
+        (["--two-sample-runs", "3"], "--two-sample-runs goes with --two-sample: add --two-sample"),
+        (["--two-sample", "--two-sample-runs", "0"], "--two-sample-runs must be 1 to 100 (got 0)"),
     ],
 )
 def test_two_sample_bad_input_is_one_line(tiny_bundle, tiny_corpus, studio_env, args, message) -> None:

@@ -167,12 +167,21 @@ class Domain(ABC):
         raise NotImplementedError(f"{self.name} models have no length-matched samples")
 
     def two_sample_report(
-        self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
+        self,
+        outputs: Sequence[Any],
+        documents: Sequence[Document],
+        *,
+        length: int,
+        seed: int = 0,
+        more_runs: Sequence[tuple[Sequence[Any], Sequence[Document]]] = (),
+        reference: Sequence[Document] = (),
     ) -> dict:
         """A classifier two-sample test of generated ``outputs`` against the corpus
         ``documents``, both cut to ``length`` (the domain's unit: beats for music), as a
         flat dict with ``two_sample_accuracy`` (0.5: indistinguishable), ``two_sample_std``
-        and ``two_sample_features``; only domains that ``compares_samples`` have one."""
+        and ``two_sample_features``; ``more_runs`` (further generated sets) make the
+        accuracy a mean over runs, ``reference`` (training pieces) adds the same test
+        between them and ``documents``.  Only domains that ``compares_samples`` have one."""
         raise NotImplementedError(f"{self.name} models have no two-sample test")
 
 

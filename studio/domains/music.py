@@ -27,7 +27,7 @@ from ..music.metre import MetreGrid, MetreStats, metre_stats, named_metres
 from ..music.metrics import METRICS, compare, scale_consistency
 from ..music.render import Rendered
 from ..music.scales import key_name, major_or_minor, parse_key, pitch_class_mask
-from ..music.two_sample import compare_pieces
+from ..music.two_sample import compare_runs
 from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
@@ -482,15 +482,35 @@ class MusicDomain(CategoricalDomain):
         return bars
 
     def two_sample_report(
-        self, outputs: Sequence[Any], documents: Sequence[Document], *, length: int, seed: int = 0
+        self,
+        outputs: Sequence[Any],
+        documents: Sequence[Document],
+        *,
+        length: int,
+        seed: int = 0,
+        more_runs: Sequence[tuple[Sequence[Any], Sequence[Document]]] = (),
+        reference: Sequence[Document] = (),
     ) -> dict:
         """:mod:`studio.music.two_sample` on the generated pieces and the corpus's, both
         cut to their first ``length`` beats; the larger set is subsampled to the smaller's
-        size (seeded)."""
+        size (seeded).  ``more_runs``: further ``(outputs, documents)`` sets generated with
+        other seeds; the accuracy is then the mean over all the runs, with its standard
+        error.  ``reference``: corpus pieces the model trained on; the same test between
+        them and ``documents``, once per run, gives ``two_sample_reference_accuracy``: what
+        a model that wrote exactly like its training pieces would measure (0.5 when the
+        held-out pieces are like the training ones; more when they differ in kind)."""
+        runs = [(outputs, documents), *more_runs]
         try:
-            result = compare_pieces(
-                [output.piece for output in outputs], [d.content for d in documents], beats=length, seed=seed
+            result = compare_runs(
+                [([o.piece for o in outs], [d.content for d in docs]) for outs, docs in runs], beats=length, seed=seed
             )
+            if reference:
+                real = [d.content for d in reference]
+                held_out = [d.content for d in documents]
+                baseline = compare_runs([(real, held_out)] * len(runs), beats=length, seed=seed)
         except ValueError as error:  # too few pieces on one side
             raise StudioError(f"{error}: give more --samples or a larger corpus") from None
-        return {**result.to_json(), "two_sample_beats": length}
+        report = {**result.to_json(), "two_sample_beats": length}
+        if reference:
+            report["two_sample_reference_accuracy"] = round(baseline.accuracy, 4)
+        return report

@@ -312,11 +312,17 @@ def two_sample_test(
             train_x, test_x = _standardise(features[~test], features[test])
             weights = fit_logistic(train_x, labels[~test], l2)
             scores.append(float(np.mean(predict_logistic(weights, test_x) == labels[test])))
-    ours, theirs = features[:count], features[count:]
+    separating = separating_features(features[:count], features[count:], names, top)
+    return TwoSampleResult(float(np.mean(scores)), float(np.std(scores)), separating, count)
+
+
+def separating_features(ours: np.ndarray, theirs: np.ndarray, names: Sequence[str], top: int) -> list[dict]:
+    """The ``top`` features whose means differ most between the rows of ``ours`` and
+    ``theirs`` (no NaN), in pooled standard deviations (``effect``, ours minus theirs)."""
     pooled = np.sqrt((ours.var(axis=0) + theirs.var(axis=0)) / 2)
     effect = (ours.mean(axis=0) - theirs.mean(axis=0)) / np.where(pooled > 1e-12, pooled, np.inf)
     ranked = np.argsort(-np.abs(effect), kind="stable")[:top]
-    separating = [
+    return [
         {
             "name": names[i],
             "generated": round(float(ours[:, i].mean()), 4),
@@ -325,7 +331,6 @@ def two_sample_test(
         }
         for i in ranked
     ]
-    return TwoSampleResult(float(np.mean(scores)), float(np.std(scores)), separating, count)
 
 
 def compare_pieces(
@@ -338,3 +343,69 @@ def compare_pieces(
 ) -> TwoSampleResult:
     """:func:`two_sample_test` on the features of two sets of pieces cut to ``beats`` beats."""
     return two_sample_test(feature_matrix(generated, beats), feature_matrix(corpus, beats), folds=folds, seed=seed)
+
+
+@dataclass(frozen=True)
+class RepeatedResult:
+    """The test run on several independently generated sets (one seed each) against the
+    same corpus: ``accuracies`` one per run, ``std`` their mean fold spread, ``features``
+    ranked over every run's pieces together, ``pieces`` per set and run.  One run's
+    accuracy moves from seed to seed by more than its fold spread says (the generated set
+    changes, not only the folds): the mean over runs, with its standard error, is the
+    figure to compare."""
+
+    accuracies: tuple[float, ...]
+    std: float
+    features: list[dict]
+    pieces: int
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def standard_error(self) -> float:
+        runs = len(self.accuracies)
+        return float(np.std(self.accuracies, ddof=1) / np.sqrt(runs)) if runs > 1 else float("nan")
+
+    def to_json(self) -> dict:
+        report = {
+            "two_sample_accuracy": round(self.accuracy, 4),
+            "two_sample_std": round(self.std, 4),
+            "two_sample_pieces": self.pieces,
+            "two_sample_features": self.features,
+            "two_sample_runs": len(self.accuracies),
+        }
+        if len(self.accuracies) > 1:
+            report["two_sample_standard_error"] = round(self.standard_error, 4)
+            report["two_sample_run_accuracies"] = [round(a, 4) for a in self.accuracies]
+        return report
+
+
+def compare_runs(
+    runs: Sequence[tuple[Sequence[Piece], Sequence[Piece]]],
+    *,
+    beats: int = DEFAULT_BEATS,
+    seed: int = 0,
+    folds: int = DEFAULT_FOLDS,
+    top: int = TOP_FEATURES,
+) -> RepeatedResult:
+    """:func:`compare_pieces` on each ``(generated, corpus)`` pair of ``runs`` (run ``r``
+    seeded ``seed + r``), combined (:class:`RepeatedResult`)."""
+    if not runs:
+        raise ValueError("the two-sample test needs at least one run")
+    ours, theirs, results = [], [], []
+    for index, (generated, corpus) in enumerate(runs):
+        ours.append(feature_matrix(generated, beats))
+        theirs.append(feature_matrix(corpus, beats))
+        results.append(two_sample_test(ours[-1], theirs[-1], folds=folds, seed=seed + index))
+    ours_all, theirs_all = np.vstack(ours), np.vstack(theirs)
+    both = np.vstack([ours_all, theirs_all])
+    medians = np.nanmedian(np.where(np.isnan(both).all(axis=0), 0.0, both), axis=0)
+    ours_all, theirs_all = (np.where(np.isnan(x), medians, x) for x in (ours_all, theirs_all))
+    return RepeatedResult(
+        tuple(result.accuracy for result in results),
+        float(np.mean([result.std for result in results])),
+        separating_features(ours_all, theirs_all, FEATURES, top),
+        results[0].pieces,
+    )
