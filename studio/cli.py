@@ -451,6 +451,15 @@ def sample(
     ] = None,
     tempo: Annotated[Optional[float], typer.Option(help="Music: tempo in bpm.")] = None,
     key: Annotated[Optional[str], typer.Option(help="Music: keep notes in this scale, e.g. 'D minor'.")] = None,
+    metre: Annotated[
+        Optional[str],
+        typer.Option(
+            "--metre",
+            "--time-signature",
+            help="Music: every bar in this time signature, e.g. 3/4 or 6/8 (one the model's corpus uses; "
+            "default: the model's choice, or the primer's).",
+        ),
+    ] = None,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
     piano_roll: Annotated[bool, typer.Option(help="Music: also write a piano-roll PNG beside --out.")] = False,
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
@@ -516,6 +525,7 @@ def sample(
         bars=bars,
         tempo=tempo,
         key=key,
+        metre=metre,
         text=text,
         bias=bias,
         style=style,

@@ -132,28 +132,30 @@ def comparison_samples(
     """Generated outputs to set beside corpus ``documents``, and the documents to set them
     beside: ``samples`` pieces of ``bars`` bars and all the documents; with
     ``match_lengths``, one piece per document drawn (seeded, at most ``samples``), as long
-    as that document within ``window`` (:meth:`Domain.matched_lengths`), a batch per
-    length seeded by :func:`length_seed`.  ``settings``: other sample settings
-    (temperature, top_p)."""
+    as that document within ``window`` (:meth:`Domain.matched_lengths`) and in its metre
+    (:meth:`Domain.matched_metres`: bars of another metre would not be as long), a batch
+    per length and metre seeded by :func:`length_seed`.  ``settings``: other sample
+    settings (temperature, top_p)."""
     if not match_lengths:
         return [sample.output for sample in _generate(runtime, domain, seed, samples, bars, settings)], documents
     chosen = np.sort(np.random.default_rng(seed).permutation(len(documents))[: min(samples, len(documents))])
     documents = [documents[index] for index in chosen]
-    wanted = domain.matched_lengths(documents, window)
+    wanted = list(zip(domain.matched_lengths(documents, window), domain.matched_metres(documents)))
     outputs: list = [None] * len(documents)
-    for length in sorted(set(wanted)):
-        rows = [row for row, want in enumerate(wanted) if want == length]
-        batch = _generate(runtime, domain, length_seed(seed, length), len(rows), length, settings)
+    for length, metre in sorted(set(wanted), key=lambda group: (group[0], group[1] or "")):
+        rows = [row for row, want in enumerate(wanted) if want == (length, metre)]
+        batch_seed = length_seed(seed, length, metre)
+        batch = _generate(runtime, domain, batch_seed, len(rows), length, {**settings, "metre": metre})
         for row, sample in zip(rows, batch):
             outputs[row] = sample.output
     return outputs, documents
 
 
-def length_seed(seed: int, length: int) -> int:
-    """The seed of the batch of ``length``-bar pieces in run ``seed``: a hash of both, so
-    no two runs share a batch's draws (``seed + length`` would give run 1's 8-bar pieces
-    the same openings as run 0's 9-bar ones)."""
-    return int(np.random.SeedSequence([seed, length]).generate_state(1)[0])
+def length_seed(seed: int, length: int, metre: str | None = None) -> int:
+    """The seed of the batch of ``length``-bar pieces (in ``metre``) in run ``seed``: a
+    hash of all three, so no two runs or batches share their draws (``seed + length``
+    would give run 1's 8-bar pieces the same openings as run 0's 9-bar ones)."""
+    return int(np.random.SeedSequence([seed, length, *(metre or "").encode()]).generate_state(1)[0])
 
 
 def _generate(runtime: Runtime, domain: Domain, seed: int, num: int, bars: int, settings: dict) -> list:

@@ -298,9 +298,11 @@ def test_compose_recipe_writes_the_same_midi_wav_and_png(client, studio_server, 
         temperature=1.0,
         beams=1,
         seed=3,
+        metre="2/2",
         api_name="/compose",
     )
     assert "bpm" in summary and "--bars 2" in recipe and "--key 'C major'" in recipe
+    assert "--metre 2/2" in recipe and "2/2" in summary  # the corpus's 4/4 bars, named as asked
     assert Path(midi).read_bytes()[:4] == b"MThd"
     run_cli(recipe, work, tmp_path)
     for served in (midi, wav, roll):

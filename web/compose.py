@@ -1,7 +1,7 @@
 """The Compose tab: music from a MIDI-event bundle, heard, seen and downloaded.
 
 ``compose(...)`` is the ``/compose`` endpoint: the same settings `studio sample` builds
-(``--bars``, ``--tempo``, ``--key``, ``--prime-file`` ...), one sample, written as MIDI,
+(``--bars``, ``--tempo``, ``--key``, ``--metre``, ``--prime-file`` ...), one sample, written as MIDI,
 WAV and a piano-roll PNG exactly as ``studio sample ... --out NAME.mid --wav
 --piano-roll`` writes them.  An uploaded primer (any file the music domain reads) is
 kept under a content-named path on the server; the recipe and every message name it by
@@ -49,6 +49,7 @@ KEYS = (
     ]
     + ["D dorian", "E phrygian", "F lydian", "G mixolydian", "A minor pentatonic", "C blues"]
 )
+ANY_METRE = "(model's choice)"
 # what the music domains read: MIDI, MusicXML, ABC, Humdrum
 PRIMER_SUFFIXES = tuple(
     dict.fromkeys(suffix for cls in DOMAINS.values() if cls.medium is Medium.MUSIC for suffix in cls.suffixes)
@@ -66,6 +67,25 @@ def model_defaults(model: str | None) -> tuple[float, str]:
     return float(defaults.get("tempo", DEFAULT_TEMPO)), str(defaults.get("key", KEYS[0]))
 
 
+def metre_choices(model: str | None) -> list[str]:
+    """The time signatures the tab offers for ``model``: the model's choice first, then
+    those its corpus keeps to (``songs``: 3/4 and 4/4), with the other name of each bar
+    length (3/4 beside 6/8, 2/2 beside 4/4) that writes the same bars."""
+    try:
+        domain = load(require_model(model, "music")).domain
+    except StudioError:
+        return [ANY_METRE]
+    named = [f"{n}/{d}" for n, d in getattr(domain, "usual_signatures", None) or ()]
+    twins = {"3/4": "6/8", "6/8": "3/4", "4/4": "2/2", "2/2": "4/4"}
+    return [ANY_METRE, *dict.fromkeys(named + [twins[name] for name in named if name in twins])]
+
+
+def model_changed(model: str | None):
+    """The tempo, key and time signatures the tab offers when the model changes."""
+    tempo, key = model_defaults(model)
+    return tempo, key, gr.Dropdown(choices=metre_choices(model), value=ANY_METRE)
+
+
 def make_compose(outputs: OutputFolders, batcher: Batcher):
     def compose(
         model: str,
@@ -76,6 +96,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
         temperature: float = 1.0,
         beams: int = 1,
         seed: int = 3,
+        metre: str = ANY_METRE,
     ):
         """Compose one piece; returns (summary, recipe, midi, wav, piano roll png)."""
         model = require_model(model, "music")
@@ -97,6 +118,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
             tempo=tempo or None,
             bars=as_int(bars, "bars"),
             key=None if key in (None, "", KEYS[0]) else key,
+            metre=None if metre in (None, "", ANY_METRE) else str(metre).strip(),
             temperature=as_float(temperature, "temperature"),
             num_beams=as_int(beams, "beams"),
             seed=as_int(seed, "seed"),
@@ -155,6 +177,14 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 elem_id="compose-key",
                 info="Notes outside the scale are never played; type any key, e.g. 'Bb mixolydian'.",
             )
+            metre = gr.Dropdown(
+                metre_choices(preferred(names, DEFAULT_MODEL)),
+                value=ANY_METRE,
+                label="Time signature",
+                allow_custom_value=True,
+                elem_id="compose-metre",
+                info="Every bar this long after an optional pickup; one the model's corpus keeps to.",
+            )
             with gr.Row():
                 temperature = gr.Number(
                     1.0, step=0.05, label="Temperature", elem_id="compose-temperature", info="0 or more; 0 is greedy."
@@ -183,7 +213,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     action(
         go,
         make_compose(outputs, batcher),
-        inputs=[model, primer, tempo, bars, key, temperature, beams, seed],
+        inputs=[model, primer, tempo, bars, key, temperature, beams, seed, metre],
         outputs=[summary, recipe, midi, audio, roll],
         error=error,
         api_name="compose",
@@ -191,5 +221,5 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
         concurrency_id="compose",
     )
     dice.click(new_seed, outputs=seed, api_visibility="private")
-    model.change(model_defaults, inputs=model, outputs=[tempo, key], api_visibility="private")
+    model.change(model_changed, inputs=model, outputs=[tempo, key, metre], api_visibility="private")
     return {"model": model, "notice": notice, "accepts": writes_music, "default": DEFAULT_MODEL, "what": "music"}

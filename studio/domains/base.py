@@ -166,6 +166,11 @@ class Domain(ABC):
         can be asked for as long as the corpus's; only domains that ``compares_samples``."""
         raise NotImplementedError(f"{self.name} models have no length-matched samples")
 
+    def matched_metres(self, documents: Sequence[Document]) -> list[str | None]:
+        """The time signature (``"3/4"``) a sample matched to each corpus document is
+        asked for, or None for the model's own choice; by default None for all."""
+        return [None] * len(documents)
+
     def two_sample_report(
         self,
         outputs: Sequence[Any],

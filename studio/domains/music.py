@@ -20,7 +20,7 @@ import numpy as np
 from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
 from ..music.bars import LONGEST_BAR_BEATS, BarGrid, BarsToGo, NoEndBeforeBars, bar_count
-from ..music.events import PITCH_COUNT, EventCodec, Piece
+from ..music.events import PITCH_COUNT, EventCodec, Piece, bar_length, time_signature_text
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
 from ..music.metre import MetreGrid, MetreStats, metre_stats, named_metres
@@ -334,12 +334,46 @@ class MusicDomain(CategoricalDomain):
             self._primers[path] = read_music_file(Path(path))[0]
         return self._primers[path]
 
+    def _bars(self, settings: Any) -> tuple[int | None, tuple[int, ...] | None]:
+        """(the bar length every generated bar keeps from the start, the lengths the first
+        whole bar may take): the primer's last bar when there is a primer; with
+        ``settings.metre``, its length as the only one (the piece may open with a pickup,
+        as chorales and tunes do, then keeps that metre); else the corpus's usual ones.  A
+        metre whose bars the corpus never keeps, or one that is not the primer's, is
+        refused."""
+        primer = self._primer(settings)
+        lines = primer.bar_lines() if primer is not None else []
+        primer_metre = lines[-1] - lines[-2] if len(lines) >= 2 else None
+        text = getattr(settings, "metre", None)
+        if not text:
+            return primer_metre, self.usual_metres
+        numerator, denominator = time_signature_text(text) or (0, 1)
+        tpb = self.codec.ticks_per_beat
+        if numerator * tpb * 4 % denominator:
+            raise StudioError(f"--metre {text}: a bar of it is not a whole number of grid ticks; give one such as 7/8")
+        ticks = bar_length(numerator, denominator, tpb)
+        if primer_metre is not None and ticks != primer_metre:
+            raise StudioError(
+                f"--metre {text} does not fit the primer, whose bars are {primer_metre / tpb:g} beats long: "
+                "leave out --metre to go on in the primer's metre"
+            )
+        if self.usual_metres and ticks not in self.usual_metres:
+            usual = ", ".join(f"{n}/{d}" for n, d in self.usual_signatures or ()) or ", ".join(
+                f"{m / tpb:g} beats" for m in self.usual_metres
+            )
+            raise StudioError(
+                f"--metre {text}: this model's corpus keeps to bars of {usual}; give one of those lengths "
+                "(3/4 and 6/8 are one length), or leave out --metre"
+            )
+        return primer_metre, (ticks,)
+
     def prime_ids(self, settings: Any) -> list[int]:
         """``[SEP]`` (start of a piece), then the primer file's events when given: the
         sample begins with the primer's notes and continues from its last bar line.
         Without a primer, ``settings.key`` adds its KEY event (church modes as their
         parent major key), so the model starts in that key."""
         primer = self._primer(settings)
+        self._bars(settings)  # checked before any work
         if primer is not None:
             return [self.separator_id] + self.encode(primer)
         if settings.prime:
@@ -366,7 +400,8 @@ class MusicDomain(CategoricalDomain):
     def constraints(self, settings: Any) -> list:
         """The note grammar (:mod:`studio.music.grammar`): no note left hanging longer
         than the corpus's longest note, no more voices than the corpus's most; bars of
-        one length, the primer's metre when there is one (:class:`BarGrid`); with
+        one length, the primer's metre when there is one, else ``settings.metre``'s
+        after an optional pickup (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
         (:class:`NoEndBeforeBars`).  Bars count from the end of the prime.  When the card
         records the corpus's grid (:mod:`studio.music.metre`), time stops only on it and no
@@ -375,12 +410,10 @@ class MusicDomain(CategoricalDomain):
         can run on without moving time, and hence bars, forward (plain sampling, which
         does not seek cheap events, draws as before)."""
         start = len(self.prime_ids(settings))
-        primer = self._primer(settings)
-        lines = primer.bar_lines() if primer is not None else []
-        metre = lines[-1] - lines[-2] if len(lines) >= 2 else None  # the primer's last bar
+        metre, metres = self._bars(settings)
         rules: list = [
             NoteGrammar(self.codec, self.max_note_ticks, min(self.max_voices, self.usual_voices or PITCH_COUNT)),
-            BarGrid(self.codec, start=start, metre=metre, metres=self.usual_metres),
+            BarGrid(self.codec, start=start, metre=metre, metres=metres),
         ]
         if self.grid_positions:
             rules.append(MetreGrid(self.codec, self.grid_positions, self.long_note_ticks))
@@ -409,9 +442,7 @@ class MusicDomain(CategoricalDomain):
         hypothesis instead of re-counting bars over the whole history)."""
         if not settings.bars:
             return None
-        primer = self._primer(settings)
-        lines = primer.bar_lines() if primer is not None else []
-        metre = lines[-1] - lines[-2] if len(lines) >= 2 else None
+        metre, _ = self._bars(settings)
         return BarsToGo(self.codec, int(settings.bars), events_per_instant(self.max_voices), metre)
 
     def completed_bars(self, ids: Sequence[int]) -> int:
@@ -447,8 +478,10 @@ class MusicDomain(CategoricalDomain):
             else ""
         )
         piece = self.decode(ids)
-        # the time signatures as the primer, else the corpus, writes bars of their length
-        names = [sig[1:] for sig in primer.time_signatures] if primer is not None else []
+        # the time signatures as the user, the primer, else the corpus, writes bars of their length
+        asked_metre = time_signature_text(settings.metre) if settings is not None and settings.metre else None
+        names = [asked_metre] if asked_metre else []
+        names += [sig[1:] for sig in primer.time_signatures] if primer is not None else []
         names += list(self.usual_signatures or ())
         return Rendered(named_metres(piece, names) if names else piece, float(tempo), note)
 
@@ -480,6 +513,18 @@ class MusicDomain(CategoricalDomain):
             lines = piece.bar_lines()[:-1]  # where each bar starts
             bars.append(max(1, sum(1 for line in lines if line < min(cut, piece.end))))
         return bars
+
+    def matched_metres(self, documents: Sequence[Document]) -> list[str | None]:
+        """Each piece's opening time signature, when its bars are ones the corpus keeps to
+        (else None: the model chooses), so a matched sample's bars are as long as its."""
+        metres = []
+        for document in documents:
+            _, numerator, denominator = sorted(document.content.time_signatures)[0]
+            name, tpb = f"{numerator}/{denominator}", self.codec.ticks_per_beat
+            whole = time_signature_text(name) is not None and numerator * tpb * 4 % denominator == 0
+            usual = not self.usual_metres or bar_length(numerator, denominator, tpb) in self.usual_metres
+            metres.append(name if whole and usual else None)
+        return metres
 
     def two_sample_report(
         self,

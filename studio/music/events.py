@@ -127,6 +127,16 @@ def bar_length(numerator: int, denominator: int, ticks_per_beat: int = TICKS_PER
     return max(1, round(numerator * ticks_per_beat * 4 / denominator))
 
 
+def time_signature_text(text: str) -> tuple[int, int] | None:
+    """``(numerator, denominator)`` of a time signature written ``"6/8"``, or None when
+    it is not one (beats 1-32 over a power of two up to 32)."""
+    numerator, slash, denominator = str(text).strip().partition("/")
+    if not (slash and numerator.isdigit() and denominator.isdigit()):
+        return None
+    top, bottom = int(numerator), int(denominator)
+    return (top, bottom) if 1 <= top <= 32 and bottom in (1, 2, 4, 8, 16, 32) else None
+
+
 def time_signature_of(length: int, ticks_per_beat: int = TICKS_PER_BEAT) -> tuple[int, int] | None:
     """The simplest ``(numerator, denominator)`` whose bar is ``length`` ticks, or None."""
     for denominator in (4, 8, 16, 2):

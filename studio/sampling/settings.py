@@ -3,7 +3,7 @@
 Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
 ``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty``,
 ``max_new_tokens`` (``length`` here), ``seed``, ``stop`` strings.  Domain settings
-(music ``bars``/``tempo``/``key``, handwriting ``text``/``bias``/``style``/``page_width``) live here
+(music ``bars``/``tempo``/``key``/``metre``, handwriting ``text``/``bias``/``style``/``page_width``) live here
 too so one recipe describes any sample.
 """
 
@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import require
+from ..music.events import time_signature_text
 
 DEFAULT_LENGTH = 500
 MAX_ROWS = 4096  # --num: samples stepped as one batch (each row holds its state and generator)
@@ -47,6 +48,7 @@ class SampleSettings:
     bars: int | None = None
     tempo: float | None = None
     key: str | None = None
+    metre: str | None = None  # a time signature, "3/4": every bar that long
     # handwriting
     text: str | None = None
     bias: float = 1.0
@@ -93,6 +95,11 @@ class SampleSettings:
         require(self.steps_per_iteration <= MAX_BEAMS, f"steps per iteration must be at most {MAX_BEAMS:,}")
         require(self.bars is None or self.bars >= 1, f"bars must be at least 1 (got {self.bars})")
         require(self.tempo is None or 10 <= self.tempo <= 400, f"tempo must be 10-400 bpm (got {self.tempo})")
+        require(
+            self.metre is None or time_signature_text(self.metre) is not None,
+            f"metre must be a time signature such as 4/4, 3/4 or 6/8: beats 1-32 over 1, 2, 4, 8, 16 or 32 "
+            f"(got {self.metre!r})",
+        )
         require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
         require(self.stroke_width > 0, "stroke width must be positive")
         require(
@@ -151,6 +158,7 @@ CLI_FLAGS = {
     "bars": "--bars",
     "tempo": "--tempo",
     "key": "--key",
+    "metre": "--metre",
     "text": "--text",
     "bias": "--bias",
     "style": "--style",
