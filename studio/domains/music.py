@@ -479,8 +479,8 @@ class MusicDomain(CategoricalDomain):
         )
         piece = self.decode(ids)
         # the time signatures as the user, the primer, else the corpus, writes bars of their length
-        asked = getattr(settings, "metre", None)
-        asked_metre = time_signature_text(asked) if asked else None
+        metre_text = getattr(settings, "metre", None)
+        asked_metre = time_signature_text(metre_text) if metre_text else None
         names = [asked_metre] if asked_metre else []
         names += [sig[1:] for sig in primer.time_signatures] if primer is not None else []
         names += list(self.usual_signatures or ())
