@@ -394,10 +394,18 @@ def compare_runs(
     seeded ``seed + r``), combined (:class:`RepeatedResult`)."""
     if not runs:
         raise ValueError("the two-sample test needs at least one run")
+    measured: dict[int, np.ndarray] = {}  # each piece's features once: the corpus side recurs in every run
+
+    def features_of(pieces: Sequence[Piece]) -> np.ndarray:
+        for piece in pieces:
+            if id(piece) not in measured:
+                measured[id(piece)] = feature_matrix([piece], beats)[0]
+        return np.array([measured[id(piece)] for piece in pieces]).reshape(len(pieces), len(FEATURES))
+
     ours, theirs, results = [], [], []
     for index, (generated, corpus) in enumerate(runs):
-        ours.append(feature_matrix(generated, beats))
-        theirs.append(feature_matrix(corpus, beats))
+        ours.append(features_of(generated))
+        theirs.append(features_of(corpus))
         results.append(two_sample_test(ours[-1], theirs[-1], folds=folds, seed=seed + index))
     ours_all, theirs_all = np.vstack(ours), np.vstack(theirs)
     both = np.vstack([ours_all, theirs_all])
