@@ -20,7 +20,7 @@ import numpy as np
 from ..corpus import corpus_files, warn_skipped
 from ..errors import StudioError
 from ..music.bars import LONGEST_BAR_BEATS, BarGrid, BarsToGo, NoEndBeforeBars, bar_count
-from ..music.events import PITCH_COUNT, EventCodec, Piece, bar_length, time_signature_text
+from ..music.events import PITCH_COUNT, EventCodec, Piece, time_signature_text, whole_bar_length
 from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_pieces
 from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
 from ..music.metre import MetreGrid, MetreStats, metre_stats, named_metres
@@ -347,11 +347,12 @@ class MusicDomain(CategoricalDomain):
         text = getattr(settings, "metre", None)
         if not text:
             return primer_metre, self.usual_metres
-        numerator, denominator = time_signature_text(text) or (0, 1)
-        tpb = self.codec.ticks_per_beat
-        if numerator * tpb * 4 % denominator:
+        tpb, signature = self.codec.ticks_per_beat, time_signature_text(text)
+        if signature is None:
+            raise StudioError(f"--metre {text}: give a time signature such as 4/4, 3/4 or 6/8")
+        ticks = whole_bar_length(*signature, tpb)
+        if ticks is None:
             raise StudioError(f"--metre {text}: a bar of it is not a whole number of grid ticks; give one such as 7/8")
-        ticks = bar_length(numerator, denominator, tpb)
         if primer_metre is not None and ticks != primer_metre:
             raise StudioError(
                 f"--metre {text} does not fit the primer, whose bars are {primer_metre / tpb:g} beats long: "
@@ -521,10 +522,10 @@ class MusicDomain(CategoricalDomain):
         metres = []
         for document in documents:
             _, numerator, denominator = sorted(document.content.time_signatures)[0]
-            name, tpb = f"{numerator}/{denominator}", self.codec.ticks_per_beat
-            whole = time_signature_text(name) is not None and numerator * tpb * 4 % denominator == 0
-            usual = not self.usual_metres or bar_length(numerator, denominator, tpb) in self.usual_metres
-            metres.append(name if whole and usual else None)
+            name = f"{numerator}/{denominator}"
+            ticks = whole_bar_length(numerator, denominator, self.codec.ticks_per_beat)
+            usual = not self.usual_metres or ticks in self.usual_metres
+            metres.append(name if time_signature_text(name) and ticks is not None and usual else None)
         return metres
 
     def two_sample_report(

@@ -127,6 +127,12 @@ def bar_length(numerator: int, denominator: int, ticks_per_beat: int = TICKS_PER
     return max(1, round(numerator * ticks_per_beat * 4 / denominator))
 
 
+def whole_bar_length(numerator: int, denominator: int, ticks_per_beat: int = TICKS_PER_BEAT) -> int | None:
+    """Ticks in one bar of ``numerator/denominator``, or None when the bar is not a whole
+    number of grid ticks (7/32 on a grid of twelfths of a beat)."""
+    return None if numerator * ticks_per_beat * 4 % denominator else numerator * ticks_per_beat * 4 // denominator
+
+
 def time_signature_text(text: str) -> tuple[int, int] | None:
     """``(numerator, denominator)`` of a time signature written ``"6/8"``, or None when
     it is not one (beats 1-32 over a power of two up to 32)."""
