@@ -8,7 +8,9 @@ on `studio eval`; ``--key-bias S``, an experiment not in the product: once a pie
 ``KEY`` event, note-ons outside that key's scale (major; for minor keys the natural,
 harmonic and melodic minor together) lose ``S`` from their logits; ``--pitch-temp T``,
 another: the choice among note-ons alone is sharpened (T < 1), their share of the
-probability left as the model gave it.  One JSON line:
+probability left as the model gave it; ``--key-prior``, another: each piece opens with a
+``KEY`` drawn from the training pieces' keys (transposition made every key about as
+likely to the model).  ``--split val`` compares with the pieces the trainer held out.  One JSON line:
 
     .venv/bin/python scripts/two_sample_lever.py songs corpora/songs/bach --temp 0.85 [--no-metre]
 """
@@ -26,7 +28,8 @@ import numpy as np
 
 from studio.api import load
 from studio.bundle import resolve
-from studio.evaluation import comparison_samples
+from studio.domains import read_documents
+from studio.evaluation import comparison_samples, held_out_of, split_documents
 from studio.music.scales import MODES as SCALES
 
 
@@ -77,6 +80,28 @@ class PitchTemperature:
         return out
 
 
+class KeyPrior:
+    """The first event of a piece is a ``KEY``, drawn from the keys of ``pieces`` (the
+    training chorales) as often as they occur there: transposition augmentation has made
+    every key about as likely to the model."""
+
+    def __init__(self, codec, pieces):
+        counts = np.zeros(codec.vocab_size)
+        for piece in pieces:
+            if piece.key:
+                counts[codec.key_id(*piece.key)] += 1
+        self.separator = codec.separator_id
+        with np.errstate(divide="ignore"):
+            self.opening = np.log(counts / counts.sum())
+
+    def __call__(self, history: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        out = np.array(logits, dtype=np.float64, copy=True)
+        for row in range(out.shape[0]):
+            if history[row, -1] == self.separator:  # nothing written yet
+                out[row] = self.opening
+        return out
+
+
 def with_rules(domain, *rules) -> None:
     """``domain`` (music) with ``rules(codec)`` after its own."""
     base = type(domain)
@@ -101,6 +126,7 @@ def main() -> None:
     parser.add_argument("--match-lengths", action="store_true")
     parser.add_argument("--key-bias", type=float, default=0.0)
     parser.add_argument("--pitch-temp", type=float, default=1.0)
+    parser.add_argument("--key-prior", action="store_true", help="open each piece with a training piece's key")
     parser.add_argument("--seeds", default="0", help="a seed, or a range like 0-9: a row each, then the mean")
     parser.add_argument("--precision", choices=("fp32", "int8", "auto"), default="fp32")
     args = parser.parse_args()
@@ -122,11 +148,14 @@ def main() -> None:
             rules.append(lambda codec: KeyBias(codec, args.key_bias))
         if args.pitch_temp != 1.0:
             rules.append(lambda codec: PitchTemperature(codec, args.pitch_temp))
+        documents = read_documents(type(loaded.domain), args.corpus, held_out_of(loaded.runtime.bundle.card))
+        trained = documents
+        if args.split == "val":  # as `studio eval --split val`: the pieces the trainer held out
+            trained, documents = split_documents(loaded.domain, documents, 0.1)
+        if args.key_prior:
+            rules.append(lambda codec: KeyPrior(codec, [d.content for d in trained]))
         if rules:
             with_rules(loaded.domain, *rules)
-        documents = loaded.domain.read_corpus(args.corpus)
-        if args.split == "val":  # as `studio eval --split val`: the last tenth of the pieces
-            documents = documents[int(len(documents) * 0.9) :]
         accuracies = []
         for seed in seeds:
             start = time.time()
@@ -143,7 +172,7 @@ def main() -> None:
             )
             report = {"model": args.model, "seed": seed, "temp": args.temp, "top_p": args.top_p}
             report.update(metre=not args.no_metre, match_lengths=args.match_lengths, precision=args.precision)
-            report.update(key_bias=args.key_bias, pitch_temp=args.pitch_temp)
+            report.update(key_bias=args.key_bias, pitch_temp=args.pitch_temp, key_prior=args.key_prior)
             report["generate_s"] = round(time.time() - start, 1)
             report.update(loaded.domain.sample_report(outputs, compared))
             report.update(loaded.domain.two_sample_report(outputs, compared, length=48, seed=seed))

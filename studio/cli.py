@@ -115,6 +115,14 @@ def train(
     eval_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 200,
     patience: Annotated[int, typer.Option(help="Early stop after N evaluations without improvement.")] = 5,
     val_fraction: Annotated[float, typer.Option(help="Last fraction of the tokens held out for validation.")] = 0.1,
+    held_out: Annotated[
+        str,
+        typer.Option(
+            help="tail: the validation part is the corpus's last files in name order; random: the files are "
+            "read in a fixed hashed order, so it is a random draw of files (`studio eval --split val` follows "
+            "the card)."
+        ),
+    ] = "tail",
     seed: Annotated[int, typer.Option(help="Seed for initialisation and dropout.")] = 1337,
     device: Annotated[
         Optional[str], typer.Option(help="cpu | cuda | auto (default: cpu; with --resume, the run's own device).")
@@ -217,6 +225,7 @@ def train(
         eval_every=eval_every,
         patience=patience,
         val_fraction=val_fraction,
+        held_out=held_out,
         seed=seed,
         device=device,
         transpose=transpose,

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import require
+from .formats import HELD_OUT
 
 FUSED_CELLS = ("lstm", "gru", "rnn")  # torch's fused kernels, exported as ONNX LSTM/GRU/RNN ops
 EXPLICIT_CELLS = ("lnlstm", "sru", "qrnn", "rwa")  # studio.models.cells, stepped one token per call
@@ -105,6 +106,7 @@ class TrainConfig:
     eval_every: int = 200
     patience: int = 5
     val_fraction: float = 0.1
+    held_out: str = "tail"  # tail: the last files in name order are validation; random: a hashed draw of files
     seed: int = 1337
     device: str | None = "cpu"  # None (the CLI's default): cpu for a new run, the run's own on --resume
     transpose: int = 5
@@ -138,6 +140,10 @@ class TrainConfig:
         require(self.epochs > 0, f"--epochs must be positive (got {self.epochs})")
         require(self.eval_every >= 1, "--eval-every must be at least 1")
         require(0.0 < self.val_fraction < 0.5, f"--val-fraction must be in (0, 0.5) (got {self.val_fraction})")
+        require(
+            self.held_out in HELD_OUT,
+            f"--held-out must be one of {' | '.join(HELD_OUT)} (got {self.held_out!r})",
+        )
         require(self.transpose >= 0, "--transpose must be 0 or more semitones")
         require(self.max_points >= 2, f"--max-points must be at least 2 (got {self.max_points})")
         require(

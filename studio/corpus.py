@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import StudioError
+from .formats import HELD_OUT
 
 # corpus folders document themselves; these files at a corpus root are not training data
 DOC_PREFIXES = ("README", "LICENSE", "COPYING", "NOTICE")
@@ -111,3 +112,31 @@ def fingerprint(files: Sequence[Path]) -> str:
             while data := handle.read(CHUNK_BYTES):
                 digest.update(data)
     return digest.hexdigest()
+
+
+# --- which files are held out ------------------------------------------------------
+HELD_OUT_OPTION = "held_out"  # the token cache's option that records a random order
+
+
+def _held_out_key(name: str, root: Path) -> str:
+    """A file's place in the random order: a hash of its path within the corpus, so the
+    draw is the same on every machine and for every checkout (not a seeded shuffle of
+    the file list, which would move every file when one is added)."""
+    base = str(root)
+    relative = name[len(base) :].lstrip("/\\") if name.startswith(base) else Path(name).name
+    return hashlib.sha256(f"held-out:{relative}".encode()).hexdigest()
+
+
+def held_out_order(names: Sequence[str], root: Path, held_out: str) -> list[int]:
+    """Indices of ``names`` (corpus files, or documents named ``FILE`` or ``FILE#N``) in
+    the order the corpus is read for ``held_out``: as listed for ``tail`` (file-name order,
+    so the validation tail is the last files), in a fixed hashed order of their files for
+    ``random`` (so the tail is a random draw of files; a file's documents stay together
+    and in order).  A corpus of one file has one order either way."""
+    if held_out not in HELD_OUT:
+        raise StudioError(f"--held-out must be one of {' | '.join(HELD_OUT)} (got {held_out!r})")
+    if held_out == "tail":
+        return list(range(len(names)))
+    files = [name.rsplit("#", 1)[0] if name.rsplit("#", 1)[-1].isdigit() else name for name in names]
+    keys = [_held_out_key(file, Path(root)) for file in files]
+    return sorted(range(len(names)), key=lambda index: keys[index])

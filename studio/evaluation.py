@@ -7,8 +7,9 @@ sets them beside the corpus with its own pure metrics (:meth:`Domain.sample_repo
 With ``two_sample`` it also runs the domain's classifier two-sample test on the same
 pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`); with
 ``two_sample_runs`` N > 1, on N sets generated with seeds ``seed .. seed + N - 1`` (the
-accuracy is their mean, with its standard error).  With ``split`` "val" the same test
-also sets the training pieces beside the held-out ones
+accuracy is their mean, with its standard error).  With ``split`` "val" the held-out pieces are those the
+trainer held out (:func:`split_documents`, in the file order the card's ``--held-out``
+records) and the same test also sets the training pieces beside the held-out ones
 (``two_sample_reference_accuracy``: what a model that wrote exactly like the pieces it
 trained on would measure).
 With ``match_lengths``, as many corpus pieces as ``samples`` are drawn (seeded) and each
@@ -26,14 +27,16 @@ aside) so the CLI's table and ``--json`` both read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .domains import Document, Domain
-from .formats import MAX_TOKENS
+from .data import split_point
+from .domains import Document, Domain, read_documents
+from .errors import require
+from .formats import HELD_OUT, MAX_TOKENS
 from .generate import Generation
 from .heads import Head
 from .heads.categorical import scored_ids
@@ -69,19 +72,20 @@ def evaluate_model(
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """``on_run(done)`` is called as each generated set of the two-sample test is ready."""
-    score = head.score(runtime, domain, corpus, split, val_fraction)
+    held_out = held_out_of(runtime.bundle.card)
+    score = head.score(runtime, domain, corpus, split, val_fraction, held_out)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
     if mc_dropout:
         scorer = MCDropout(runtime.bundle, runtime.device, runtime.threads)
-        ids = scored_ids(domain, corpus, split, val_fraction)
+        ids = scored_ids(domain, corpus, split, val_fraction, held_out)
         report.update(scorer.score(ids, mc_dropout, seed, getattr(domain, "restart_id", None)).report())
     if not domain.compares_samples:
         return report
-    documents = domain.read_corpus(Path(corpus))
+    documents = read_documents(type(domain), Path(corpus), held_out)
     trained_on: list[Document] = []
     if split == "val":
-        cut = min(len(documents) - 1, int(len(documents) * (1 - val_fraction)))
-        documents, trained_on = documents[cut:], documents[:cut]
+        trained_on, documents = split_documents(domain, documents, val_fraction)
+        report.update(held_out=held_out)
     report.update(pieces=len(documents))
 
     def compared(run_seed: int) -> tuple[list, list[Document]]:
@@ -115,6 +119,33 @@ def evaluate_model(
             )
         )
     return report
+
+
+def held_out_of(card: dict) -> str:
+    """How the bundle's trainer chose its validation files (``--held-out``; ``tail`` on
+    cards from before the option)."""
+    held_out = card.get("train", {}).get("held_out", "tail")
+    return held_out if held_out in HELD_OUT else "tail"
+
+
+def split_documents(
+    domain: Domain, documents: Sequence[Document], val_fraction: float
+) -> tuple[list[Document], list[Document]]:
+    """(the documents the trainer trained on, those it held out): the trainer cuts the
+    joined token stream at ``1 - val_fraction`` of its tokens, so a document wholly
+    before the cut was trained on and one wholly after it was held out; the one the cut
+    falls in was partly seen and is in neither."""
+    ids = domain.corpus_ids(documents)  # each document between two separators
+    separators = np.flatnonzero(ids == domain.separator_id)
+    require(
+        len(separators) == len(documents) + 1,
+        f"cannot tell this corpus's {len(documents)} documents apart in its tokens: use --split all",
+    )
+    cut = split_point(len(ids), val_fraction)
+    trained = [doc for doc, end in zip(documents, separators[1:]) if end < cut]
+    held = [doc for doc, opening in zip(documents, separators[:-1]) if opening >= cut]
+    require(held, f"no whole piece lies in the last {val_fraction:.0%} of the corpus: raise --val-fraction")
+    return trained, held
 
 
 def comparison_samples(

@@ -25,4 +25,7 @@ INT8_GRAPH = "model.int8.onnx"
 MC_GRAPH = "model.mc.onnx"  # the step graph with its dropout masks as inputs (card["mc_dropout"])
 CARD_REQUIRED_KEYS = ("domain", "graphs", "io")
 MAX_TOKENS = 20_000  # a cap, not a target: --bars (or a separator) ends a piece long before
+# --held-out: the validation part of a corpus is its last files in name order ("tail"), or a
+# fixed hashed draw of its files ("random"); the card's train.held_out records which
+HELD_OUT = ("tail", "random")
 HELD_OUT_TOKENS = 20_000  # held-out tokens the exporter scores fp32 and int8 on

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .corpus import changed_while_reading, fingerprint
+from .corpus import HELD_OUT_OPTION, changed_while_reading, fingerprint, held_out_order
 from .data import split_point
 from .domains import Domain, domain_class, domain_from_config
 from .errors import StudioError, require
@@ -241,6 +241,9 @@ def _build(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     building = folder.with_name(folder.name + BUILDING + str(os.getpid()))
+    held_out = options.get(HELD_OUT_OPTION, "tail")
+    files = [files[i] for i in held_out_order([str(f) for f in files], Path(corpus), held_out)]
+    reading = {k: v for k, v in options.items() if k != HELD_OUT_OPTION}
     corpus_bytes = sum(f.stat().st_size for f in files)
     started = time.time()
     progress = Progress(
@@ -258,7 +261,7 @@ def _build(
         building.mkdir(parents=True)
         with open(building / TOKENS_FILE, "wb", buffering=1 << 20) as handle, progress:
             writer = CacheWriter(handle, progress, corpus_bytes)
-            domain = cls.stream_corpus(corpus, files, options, writer)
+            domain = cls.stream_corpus(corpus, files, reading, writer)
             handle.flush()
             os.fsync(handle.fileno())
         if fingerprint(cls.source_files(corpus)) != corpus_sha256:
@@ -412,12 +415,15 @@ def load(
     settings: CacheSettings,
     *,
     val_fraction: float = 0.1,
+    held_out: str = "tail",
     quiet: bool = False,
 ) -> TokenCache:
     """The cache of ``corpus`` read by ``cls`` with ``options``: reused when the corpus is
-    unchanged, built (streaming, under the lock) otherwise."""
+    unchanged, built (streaming, under the lock) otherwise.  ``held_out="random"`` reads
+    the files in the hashed order of :func:`~studio.corpus.held_out_order` (and keys the
+    cache by it), so the validation tail is a random draw of files."""
     require(cls.streams_corpus, f"{cls.name} corpora are read whole: train with --no-cache")
-    options = cls.corpus_options(options)
+    options = cls.corpus_options(options) | ({HELD_OUT_OPTION: held_out} if held_out != "tail" else {})
     files = cls.source_files(corpus)
     corpus_sha256 = fingerprint(files)
     root = settings.root()

@@ -31,7 +31,7 @@ import torch
 from .config import TrainConfig
 from .corpus import fingerprint
 from .devices import Distributed, InterruptFlag, lr_factor, resolve_device, rng_state, seed_everything, set_rng_state
-from .domains import Domain, domain_class, domain_from_config, guess_domain
+from .domains import Domain, domain_class, domain_from_config, guess_domain, read_documents
 from .errors import StudioError, require
 from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
@@ -101,6 +101,7 @@ def load_corpus(
     cache: CacheSettings | None = None,
     *,
     val_fraction: float = 0.1,
+    held_out: str = "tail",
     quiet: bool = False,
     model: str | None = None,
 ) -> Corpus:
@@ -115,10 +116,16 @@ def load_corpus(
     cache = cache or CacheSettings()
     if cache.enabled and cls.streams_corpus:
         tokens = load_token_cache(
-            corpus, cls, domain_options, cache, val_fraction=val_fraction, quiet=quiet or not is_main_process()
+            corpus,
+            cls,
+            domain_options,
+            cache,
+            val_fraction=val_fraction,
+            held_out=held_out,
+            quiet=quiet or not is_main_process(),
         )
         return Corpus(tokens.domain, tokens.ids, tokens.facts(corpus), tokens.reference(), head)
-    documents = cls.read_corpus(corpus)
+    documents = read_documents(cls, corpus, held_out)
     domain = cls.from_documents(documents, **domain_options)
     payload, units = trainable_for(head).corpus_payload(domain, documents)
     facts = {
@@ -550,6 +557,7 @@ def train(
             domain_options or {},
             cache,
             val_fraction=config.val_fraction,
+            held_out=config.held_out,
             quiet=quiet,
             model=model,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from ..corpus import held_out_order
 from ..errors import StudioError
 from .base import CategoricalDomain, Document, Domain, Medium, MixtureDomain
 from .chars import CharsDomain
@@ -31,6 +32,13 @@ def domain_from_config(config: dict) -> Domain:
     if not isinstance(config, dict) or "name" not in config:
         raise StudioError("damaged domain config (no name); re-export the model")
     return domain_class(config["name"]).from_config(config)
+
+
+def read_documents(cls: type[Domain], corpus: Path, held_out: str = "tail") -> list[Document]:
+    """``cls.read_corpus(corpus)`` in the order training reads it for ``--held-out``
+    (:func:`~studio.corpus.held_out_order`): file-name order, or the random one."""
+    documents = cls.read_corpus(Path(corpus))
+    return [documents[i] for i in held_out_order([d.path for d in documents], Path(corpus), held_out)]
 
 
 def guess_domain(path: Path) -> str:
@@ -56,4 +64,5 @@ __all__ = [
     "domain_class",
     "domain_from_config",
     "guess_domain",
+    "read_documents",
 ]

@@ -90,9 +90,12 @@ class Head(ABC):
         return None
 
     @abstractmethod
-    def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
+    def score(
+        self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float, held_out: str = "tail"
+    ) -> Score:
         """Teacher-forced mean nats per unit of ``corpus`` (``split="val"``: its held-out
-        part) through onnxruntime."""
+        part, in the file order ``held_out`` that the card's ``train.held_out`` records)
+        through onnxruntime."""
 
     @abstractmethod
     def explain(self, nats: float, unit_name: str) -> tuple[str, str]:

@@ -7,16 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..domains import read_documents
 from ..generate import Generation, TokenRows, nats_per_token
 from ..sampling.settings import SampleSettings
 from .base import Event, Finished, Head, Score, Started, Token
 
 
-def scored_ids(domain: Any, corpus: Path, split: str, val_fraction: float):
+def scored_ids(domain: Any, corpus: Path, split: str, val_fraction: float, held_out: str = "tail"):
     """The corpus's token ids as ``studio eval`` scores them: documents joined by the
-    separator, as in training; ``split="val"`` keeps the last ``val_fraction`` (the
-    trainer's held-out tail)."""
-    ids = domain.corpus_ids(domain.read_corpus(Path(corpus)))
+    separator in the order the trainer read them (``held_out``, as the card records it);
+    ``split="val"`` keeps the last ``val_fraction`` (the trainer's validation part)."""
+    ids = domain.corpus_ids(read_documents(type(domain), Path(corpus), held_out))
     return ids[int(len(ids) * (1 - val_fraction)) :] if split == "val" else ids
 
 
@@ -36,11 +37,13 @@ class CategoricalHead(Head):
             return None
         return TokenEvents(Generation(runtime, domain, settings))
 
-    def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
+    def score(
+        self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float, held_out: str = "tail"
+    ) -> Score:
         """Documents joined by the separator, as in training; ``split="val"`` scores the
-        last ``val_fraction`` of the tokens (the trainer's held-out tail).  A domain of
+        last ``val_fraction`` of the tokens (the trainer's validation part).  A domain of
         independent pieces has each scored from a fresh state, as the sampler writes one."""
-        ids = scored_ids(domain, corpus, split, val_fraction)
+        ids = scored_ids(domain, corpus, split, val_fraction, held_out)
         nats, count = nats_per_token(runtime, ids, restart=domain.restart_id)
         return Score(nats, count, self.unit)
 

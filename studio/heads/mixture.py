@@ -22,7 +22,9 @@ class MixtureHead(Head):
         output = draw_strokes(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])
 
-    def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
+    def score(
+        self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float, held_out: str = "tail"
+    ) -> Score:
         """Held-out sequences: the Omniglot-layout test split of a stroke npz, or Hershey
         lines that training and validation never touch (``split`` does not apply)."""
         corpus = Path(corpus)

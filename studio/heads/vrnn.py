@@ -21,7 +21,9 @@ class VrnnHead(Head):
         output = latent.generate(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])
 
-    def score(self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float) -> Score:
+    def score(
+        self, runtime: Any, domain: Any, corpus: Path, split: str, val_fraction: float, held_out: str = "tail"
+    ) -> Score:
         """The negative ELBO per point on the test split of a stroke npz (the shipped
         Omniglot strokes when ``corpus`` is not an npz; ``split`` does not apply)."""
         corpus = Path(corpus)
