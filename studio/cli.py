@@ -555,7 +555,13 @@ def sample(
 def eval_command(
     model: Annotated[str, typer.Argument(help="Bundle name or path.")],
     corpus: Annotated[Path, typer.Argument(help="File or folder to score.")],
-    split: Annotated[str, typer.Option(help="all | val (the last --val-fraction of the tokens).")] = "all",
+    split: Annotated[
+        str,
+        typer.Option(
+            help="all | val (the last --val-fraction of the tokens, with the files in the order the model was "
+            "trained on: the card's --held-out; music compares the pieces wholly inside it)."
+        ),
+    ] = "all",
     val_fraction: Annotated[float, typer.Option(help="Held-out fraction for --split val.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
