@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .domains import domain_from_config
+from .domains import domain_from_config, read_documents
 from .errors import StudioError, require
 from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE, float64_parity_limit
 from .formats import VERSION as __version__
@@ -504,7 +504,8 @@ def requantize_bundle(folder: Path, corpus: Path | None = None, say: Callable[[s
         f"corpus {path} not found: pass the folder {name} was trained on with --corpus DIR",
     )
     domain = domain_from_config(card["domain"])
-    ids = np.asarray(domain.corpus_ids(domain.read_corpus(path)))
+    held_out = card["train"].get("held_out", "tail")  # the trainer's file order, so the same tail is held out
+    ids = np.asarray(domain.corpus_ids(read_documents(type(domain), path, held_out)))
     trained_on = card.get("corpus", {}).get("tokens")
     require(
         trained_on in (None, len(ids)) or corpus is not None,

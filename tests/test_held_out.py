@@ -118,6 +118,18 @@ def test_random_held_out_trains_and_evaluates_on_the_same_pieces(tmp_path: Path)
 
     report = evaluate(str(bundle), str(corpus), split="val", samples=6, bars=2)
     assert report["held_out"] == "random" and report["pieces"] == len(held)
+    # `studio quantize` re-reads the corpus in the card's order: the same held-out tokens
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", "quantize", str(bundle), "--corpus", str(corpus)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = json.loads((bundle / "card.json").read_text())
+    assert again["metrics"]["held_out_nats_fp32"] == card["metrics"]["held_out_nats_fp32"]
+
     # the trainer's token cache holds the corpus in the order eval reads it
     metas = Path(os.environ["STUDIO_CACHE_DIR"]).glob(f"chorales-music-*/{META_FILE}")
     caches = [open_cache(meta.parent) for meta in metas]
