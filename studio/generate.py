@@ -295,7 +295,7 @@ class TokenRows(Job):
         the engine's numpy calls (:func:`~studio.sampling.rules.plain_scores`);
         ``tests/test_generate.py`` compares both.  The job's fields hold the row's tokens
         and score whenever the loop stops (ended, or closed by its reader)."""
-        run, fetch = runtime.session.run, runtime.draw_fetch
+        run, fetch = runtime.call, runtime.draw_fetch
         state = self.start(runtime)
         yield from self.drain()
         if not self.live:

@@ -4,14 +4,16 @@
 ``outputs`` map the card's names to numpy arrays and ``state`` maps each state name
 to its array.  ``init_state(batch)`` gives zeros of the card's shapes.
 
-Speed: ``session.run`` is the default path.  An IOBinding path (``use_binding``: inputs
-bound in place, onnxruntime writing each output into a fresh numpy array, so every
-call still returns new arrays and stepping twice from one state stays safe) gives
-byte-identical results but measured 10-25% *more* CPU per step on this project's
-2-core machine (the Python-side binding calls cost more than the copies they save;
-reusing output buffers across steps instead saved nothing measurable and would hand
-callers arrays that the next step overwrites).  It stays switchable so `studio bench`
-can re-check it.
+Speed: ``session.run`` is the default path, called as :func:`direct_call` (``Runtime.call``)
+on the CPU: the C binding's ``run`` without the Python wrapper's per-call checks, about
+3-4 us less per step (of about 90 at batch 1 for the 2x512 int8 prose graph).  An
+IOBinding path (``use_binding``: inputs bound in place, onnxruntime writing each output
+into a fresh numpy array, so every call still returns new arrays and stepping twice from
+one state stays safe) gives byte-identical results but measured 10-25% *more* CPU per
+step on this project's 2-core machine (the Python-side binding calls cost more than the
+copies they save; reusing output buffers across steps instead saved nothing measurable
+and would hand callers arrays that the next step overwrites).  It stays switchable so
+`studio bench` can re-check it.
 
 Row exactness: row *i* of a batch is exactly what a batch of one computes, so ``--num 3``
 never changes sample 1 and beams score as a single greedy row would.  fp32 batches are
@@ -28,7 +30,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -57,6 +59,18 @@ def providers_for(device: str) -> list[str]:
         print("notice: onnxruntime has no CUDA provider here (install onnxruntime-gpu); using CPU", file=sys.stderr)
         return ["CPUExecutionProvider"]
     raise StudioError(f"unknown --device {device!r}: use cpu or cuda")
+
+
+def direct_call(session) -> Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]:
+    """``session.run(fetch, feeds)`` as a per-token loop wants it: on a CPU-only session,
+    the C binding's own ``run`` (the wrapper checks the input names and retries on
+    another execution provider when one fails, every call, about 3-4 us at batch 1); the
+    wrapper itself where the binding is not there (another onnxruntime) or a GPU provider
+    may need its fallback.  Same outputs either way: the wrapper calls the same ``run``."""
+    inner = getattr(getattr(session, "_sess", None), "run", None)
+    if inner is None or session.get_providers() != ["CPUExecutionProvider"]:
+        return session.run
+    return lambda fetch, feeds: inner(fetch, feeds, None)
 
 
 def default_threads() -> int:
@@ -105,6 +119,7 @@ class Runtime:
             raise StudioError(
                 f"cannot load {path} ({str(error).splitlines()[0][:120]}): the model file is damaged; re-export it"
             ) from None
+        self.call = direct_call(self.session)
         self._fetch = self.output_names + [f"{n}_out" for n in self.state_names]
         specs = {**io["inputs"], **self.state_spec}
         self._input_dtypes = {name: DTYPES[spec["dtype"]] for name, spec in specs.items()}
@@ -185,7 +200,7 @@ class Runtime:
                 {name: feeds[name] for name in self.input_names}, {name: feeds[name] for name in self.state_names}
             )
             return [*outputs.values(), *state.values()]
-        return self.session.run(self._fetch, feeds)
+        return self.call(self._fetch, feeds)
 
     def _batch_size(self, feeds: dict[str, np.ndarray]) -> int:
         for name, value in feeds.items():
@@ -203,7 +218,7 @@ class Runtime:
     def _run_once(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         values = self._run_bound(feeds) if self.use_binding and self._bindable else None
         if values is None:
-            values = self.session.run(self._fetch, feeds)
+            values = self.call(self._fetch, feeds)
         return values
 
     def _run_bound(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
@@ -282,7 +297,7 @@ class Runtime:
             return logits[:, 0].astype(np.float64), state
         feeds = {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}
         feeds.update(state)
-        values = self.session.run(self._fetch, feeds)
+        values = self.call(self._fetch, feeds)
         names = self.state_names
         return (values[0][:, 0].astype(np.float64), {names[i]: values[i + 1] for i in range(len(names))})
 

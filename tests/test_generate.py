@@ -186,3 +186,28 @@ def test_a_prime_starts_on_a_fresh_line():
     flat = CharsDomain.from_documents([Document("a", "ABC")])  # no newline in the vocabulary
     assert flat.prime_ids(SampleSettings(prime="AB")) == flat.encode("AB")
     assert newline != chars.separator_id
+
+
+def test_direct_call_is_session_run_without_the_wrapper(tiny_bundle):
+    """The sampling loop's call (the C binding's run on a CPU session) gives byte-identical
+    outputs to ``session.run``; a session without the binding keeps its own run."""
+    from studio.runtime import direct_call
+
+    runtime = Runtime(Bundle.load(tiny_bundle), precision="fp32")
+    assert runtime.call is not runtime.session.run  # the CPU session has the binding
+    feeds = {"tokens": np.array([[3]], dtype=np.int64), **runtime.init_state(1)}
+    for _ in range(3):
+        direct = runtime.call(runtime._fetch, feeds)
+        plain = runtime.session.run(runtime._fetch, feeds)
+        assert [a.tobytes() for a in direct] == [b.tobytes() for b in plain]
+        feeds.update(zip(runtime.state_names, direct[1:]))
+
+    class Wrapped:
+        def run(self, fetch, feeds):
+            return ["wrapped"]
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    wrapped = Wrapped()
+    assert direct_call(wrapped)(["x"], {}) == ["wrapped"]

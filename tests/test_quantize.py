@@ -177,8 +177,8 @@ def test_a_batch_of_int8_rows_equals_the_rows_run_alone(static_bundle):
     runtime = Runtime(Bundle.load(static_bundle), precision="int8", threads=2)
     assert runtime.precision == "int8" and not runtime.row_by_row
     calls = []
-    real_run = runtime.session.run
-    runtime.session.run = lambda fetch, feeds: calls.append(1) or real_run(fetch, feeds)
+    real_run = runtime.call
+    runtime.call = lambda fetch, feeds: calls.append(1) or real_run(fetch, feeds)
     rows = 7
     tokens = np.stack([_text_ids(40, seed) for seed in range(rows)])
     batch_logits, batch_state = runtime.logits(tokens[:, :10], runtime.init_state(rows))  # prefill, then steps

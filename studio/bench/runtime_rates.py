@@ -68,14 +68,15 @@ def generation_rate(
 def _graph_work(runtime: Runtime, seconds: float, batch: int = 1) -> Callable[[], int]:
     """A chunk of bare step-graph calls at ``batch`` rows (state fed back, always the same
     token, no sampling): the ceiling the sampling loop approaches as its own work shrinks.
-    It returns tokens (steps times rows)."""
+    It returns tokens (steps times rows).  Called as the sampling loop calls the graph
+    (:attr:`Runtime.call`), so the ratio of the two is the loop's own work."""
     feeds = {"tokens": np.zeros((batch, 1), dtype=np.int64), **runtime.init_state(batch)}
-    fetch = runtime._fetch
+    fetch, call = runtime._fetch, runtime.call
     names = runtime.state_names
 
     def steps(count: int) -> int:
         for _ in range(count):
-            values = runtime.session.run(fetch, feeds)
+            values = call(fetch, feeds)
             for i, name in enumerate(names):
                 feeds[name] = values[i + 1]
         return count * batch
