@@ -36,7 +36,7 @@ from .errors import StudioError, require
 from .formats import VERSION as __version__
 from .models import Trainable, trainable_for
 from .runs import RunDir, atomic_torch_save, training_progress
-from .token_cache import CacheSettings, is_reference, reopen
+from .token_cache import CacheSettings, is_reference, notice, reopen
 from .token_cache import load as load_token_cache
 
 LN2 = math.log(2.0)
@@ -113,6 +113,8 @@ def load_corpus(
         raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
     cls = domain_class(domain_name or guess_domain(corpus))
     head = choose_head(cls, model)
+    if held_out == "random" and corpus.is_file() and not quiet and is_main_process():
+        notice(f"--held-out random draws whole files, and {corpus} is one: its validation part is still its tail")
     cache = cache or CacheSettings()
     if cache.enabled and cls.streams_corpus:
         tokens = load_token_cache(

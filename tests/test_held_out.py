@@ -135,3 +135,14 @@ def test_random_held_out_trains_and_evaluates_on_the_same_pieces(tmp_path: Path)
     caches = [open_cache(meta.parent) for meta in metas]
     trained_ids = [cache.ids for cache in caches if cache.meta["options"].get("held_out") == "random"]
     assert len(trained_ids) == 1 and np.array_equal(np.asarray(trained_ids[0]), domain.corpus_ids(random_order))
+
+
+def test_random_held_out_of_one_file_says_it_is_the_tail(tiny_corpus, studio_env, tmp_path) -> None:
+    one = tiny_corpus / "a.txt"
+    command = [sys.executable, "-m", "studio", "train", str(one), "--held-out", "random", "--max-steps", "1"]
+    command += ["--hidden-size", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--no-export"]
+    result = subprocess.run(
+        [*command, "--runs-dir", str(tmp_path)], env=studio_env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "its validation part is still its tail" in result.stderr + result.stdout
