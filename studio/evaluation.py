@@ -7,9 +7,10 @@ sets them beside the corpus with its own pure metrics (:meth:`Domain.sample_repo
 With ``two_sample`` it also runs the domain's classifier two-sample test on the same
 pieces (:meth:`Domain.two_sample_report`; music: :mod:`studio.music.two_sample`); with
 ``two_sample_runs`` N > 1, on N sets generated with seeds ``seed .. seed + N - 1`` (the
-accuracy is their mean, with its standard error).  With ``split`` "val" the held-out pieces are those the
-trainer held out (:func:`split_documents`, in the file order the card's ``--held-out``
-records) and the same test also sets the training pieces beside the held-out ones
+accuracy is their mean, with its standard error).  With ``split`` "val" the held-out
+pieces are those the trainer held out (:func:`split_documents`, in the file order the
+card's ``--held-out`` records) and the same test also sets the training pieces beside
+the held-out ones
 (``two_sample_reference_accuracy``: what a model that wrote exactly like the pieces it
 trained on would measure).
 With ``match_lengths``, as many corpus pieces as ``samples`` are drawn (seeded) and each
