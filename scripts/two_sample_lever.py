@@ -28,8 +28,9 @@ import numpy as np
 
 from studio.api import load
 from studio.bundle import resolve
+from studio.corpus import held_out_of
 from studio.domains import read_documents
-from studio.evaluation import comparison_samples, held_out_of, split_documents
+from studio.evaluation import comparison_samples, split_documents
 from studio.music.scales import MODES as SCALES
 
 

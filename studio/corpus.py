@@ -127,6 +127,19 @@ def _held_out_key(name: str, root: Path) -> str:
     return hashlib.sha256(f"held-out:{relative}".encode()).hexdigest()
 
 
+def held_out_of(card: dict) -> str:
+    """How a bundle's trainer chose its validation files (the card's ``train.held_out``;
+    ``tail`` on cards from before the option)."""
+    held_out = card.get("train", {}).get("held_out", "tail")
+    return held_out if held_out in HELD_OUT else "tail"
+
+
+def _file_of(name: str) -> str:
+    """The file a document came from: ``FILE`` for ``FILE#N`` (one of several pieces)."""
+    file, _, index = name.rpartition("#")
+    return file if file and index.isdigit() else name
+
+
 def held_out_order(names: Sequence[str], root: Path, held_out: str) -> list[int]:
     """Indices of ``names`` (corpus files, or documents named ``FILE`` or ``FILE#N``) in
     the order the corpus is read for ``held_out``: as listed for ``tail`` (file-name order,
@@ -137,6 +150,5 @@ def held_out_order(names: Sequence[str], root: Path, held_out: str) -> list[int]
         raise StudioError(f"--held-out must be one of {' | '.join(HELD_OUT)} (got {held_out!r})")
     if held_out == "tail":
         return list(range(len(names)))
-    files = [name.rsplit("#", 1)[0] if name.rsplit("#", 1)[-1].isdigit() else name for name in names]
-    keys = [_held_out_key(file, Path(root)) for file in files]
+    keys = [_held_out_key(_file_of(name), Path(root)) for name in names]
     return sorted(range(len(names)), key=lambda index: keys[index])

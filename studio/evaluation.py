@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from .corpus import held_out_of
 from .data import split_point
 from .domains import Document, Domain, read_documents
 from .errors import require
-from .formats import HELD_OUT, MAX_TOKENS
+from .formats import MAX_TOKENS
 from .generate import Generation
 from .heads import Head
 from .heads.categorical import scored_ids
@@ -120,13 +121,6 @@ def evaluate_model(
             )
         )
     return report
-
-
-def held_out_of(card: dict) -> str:
-    """How the bundle's trainer chose its validation files (``--held-out``; ``tail`` on
-    cards from before the option)."""
-    held_out = card.get("train", {}).get("held_out", "tail")
-    return held_out if held_out in HELD_OUT else "tail"
 
 
 def split_documents(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .corpus import held_out_of
 from .domains import domain_from_config, read_documents
 from .errors import StudioError, require
 from .formats import CARD, FP32_GRAPH, INT8_GRAPH, MC_GRAPH, OPSET, PARITY_TOLERANCE, float64_parity_limit
@@ -504,8 +505,8 @@ def requantize_bundle(folder: Path, corpus: Path | None = None, say: Callable[[s
         f"corpus {path} not found: pass the folder {name} was trained on with --corpus DIR",
     )
     domain = domain_from_config(card["domain"])
-    held_out = card["train"].get("held_out", "tail")  # the trainer's file order, so the same tail is held out
-    ids = np.asarray(domain.corpus_ids(read_documents(type(domain), path, held_out)))
+    # in the trainer's file order, so the same tail is held out
+    ids = np.asarray(domain.corpus_ids(read_documents(type(domain), path, held_out_of(card))))
     trained_on = card.get("corpus", {}).get("tokens")
     require(
         trained_on in (None, len(ids)) or corpus is not None,

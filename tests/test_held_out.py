@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from studio.config import TrainConfig
-from studio.corpus import held_out_order
+from studio.corpus import held_out_of, held_out_order
 from studio.domains import MusicDomain, read_documents
 from studio.domains.base import Document
 from studio.errors import StudioError
-from studio.evaluation import held_out_of, split_documents
+from studio.evaluation import split_documents
 from studio.music.files import read_pieces
 from studio.token_cache import META_FILE, open_cache
 
