@@ -64,6 +64,14 @@ def train(
         Optional[str], typer.Option(help="chars | words | music | strokes (default: from file types).")
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="Words domain: vocabulary cap, unknown token included.")] = 10_000,
+    beats: Annotated[
+        bool,
+        typer.Option(
+            "--beats/--no-beats",
+            help="Music domain: a BEAT event at every quarter-note line inside a bar, so the model "
+            "reads its place in the bar instead of summing shifts.",
+        ),
+    ] = False,
     model_head: Annotated[
         Optional[str],
         typer.Option(
@@ -257,7 +265,7 @@ def train(
         resume=resume,
         name=name,
         domain=domain,
-        domain_options={"vocab_size": vocab_size},
+        domain_options={"vocab_size": vocab_size, **({"beats": True} if beats else {})},
         model=model,
         config=config,
         stop_after=stop_after,

@@ -94,7 +94,7 @@ def test_grid_takes_the_metre_from_the_second_bar() -> None:
     assert BAR not in allowed(grid, pickup + [shift(BEAT + 1)])  # before: whole eighths only
     assert BAR in allowed(grid, pickup + [shift(BEAT + BEAT // 2)])
     whole = pickup + [ON + 62, shift(4 * BEAT), BAR]
-    assert grid.position(np.asarray(whole)) == Position(5 * BEAT, 5 * BEAT, 2, 4 * BEAT)
+    assert grid.position(np.asarray(whole)) == Position(5 * BEAT, 5 * BEAT, 2, 4 * BEAT, 5 * BEAT)
     # inside a bar: no marker, and no shift past the next bar line (three beats away)
     inside = whole + [OFF + 62, ON + 64, shift(BEAT)]
     ok = allowed(grid, inside)

@@ -33,7 +33,7 @@ from .base import CategoricalDomain, Document, Medium, TokenSink
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
 CORPUS_MEASURES = 4  # 2: the metre grid, long notes, usual tempo and key; 4: usual metres and their names
-CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys")
+CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys", "beats")
 
 
 def read_music_file(path: Path) -> list[Piece]:
@@ -251,7 +251,7 @@ class MusicDomain(CategoricalDomain):
             off = (piece >= codec.note_off_offset) & (piece < codec.note_off_offset + PITCH_COUNT)
             notes = on | off
             pitches = np.where(on, piece - codec.note_on_offset, piece - codec.note_off_offset)[notes]
-            keys = piece >= codec.key_offset if codec.keys else np.zeros_like(notes)
+            keys = (piece >= codec.key_offset) & (piece < codec.key_end)
             key_index = piece - codec.key_offset
             for shift in range(-semitones, semitones + 1):
                 if pitches.size and (pitches.min() + shift < 0 or pitches.max() + shift >= PITCH_COUNT):

@@ -49,6 +49,7 @@ class Position(NamedTuple):
     line: int = 0  # the latest bar line
     bars: int = 0  # bars completed
     metre: int | None = None  # bar length, once known
+    beat: int = 0  # the latest bar or beat marker (a codec with beat markers)
 
 
 def advance(position: Position, token: int, codec: EventCodec) -> Position:
@@ -60,7 +61,9 @@ def advance(position: Position, token: int, codec: EventCodec) -> Position:
         metre = position.metre
         if metre is None and position.bars == 1:
             metre = position.time - position.line
-        return Position(position.time, position.time, position.bars + 1, metre)
+        return Position(position.time, position.time, position.bars + 1, metre, position.time)
+    if token == codec.beat_id:
+        return position._replace(beat=position.time)
     return position
 
 
@@ -172,7 +175,7 @@ class BarGrid:
     def _mask(self, out: np.ndarray, position: Position) -> None:
         """The bar line forced where a bar's time is full and banned elsewhere (in place)."""
         codec = self.codec
-        now, line, bars, metre = position
+        now, line, bars, metre, _ = position
         eighth = max(1, codec.ticks_per_beat // 2)
         longest = LONGEST_BAR_BEATS * codec.ticks_per_beat
         if metre is None and self.metres:  # the pickup and the first whole bar: the corpus's metres
@@ -184,11 +187,22 @@ class BarGrid:
         if metre is None and bars == 1 and now - line < line:  # a pickup is never longer than the bar after it
             out[codec.bar_id] = NEG_INF
         room = line + (metre or longest) - now  # ticks to the bar line
+        if room > 0 and codec.beats:  # no shift across a quarter line; on one, its marker first
+            tpb, since = codec.ticks_per_beat, now - line
+            if since > 0 and since % tpb == 0 and position.beat < now:
+                room = 0  # the marker the instant owes: BEAT, or BAR where the bar may end here
+            else:
+                out[codec.beat_id] = NEG_INF
+                room = min(room, tpb - since % tpb)
+            if metre is not None:
+                out[codec.bar_id] = NEG_INF
+        elif codec.beats:
+            out[codec.beat_id] = NEG_INF
         if room > 0:
             if metre is not None:
                 out[codec.bar_id] = NEG_INF
             out[codec.shift_offset + min(room, codec.max_shift) : codec.program_offset] = NEG_INF
-        else:  # on the bar line, its marker not yet written: note-offs, then the marker
+        else:  # on the bar (or beat) line, its marker not yet written: note-offs, then the marker
             out[codec.shift_offset : codec.program_offset] = NEG_INF
             out[codec.note_on_offset : codec.note_off_offset] = NEG_INF  # note-ons
             out[codec.velocity_offset : codec.shift_offset] = NEG_INF  # and velocities (they announce one)

@@ -8,12 +8,16 @@ A :class:`Piece` holds notes in *grid ticks*: ``ticks_per_beat`` ticks per quart
   keys; church modes count as their parent major key), when enabled;
 * ``PROGRAM p``  once, after it (the General MIDI instrument), when enabled;
 * ``BAR``        at every bar line, from the first bar to the one that closes the piece;
+* ``BEAT``       when enabled, at every quarter-note line inside a bar (one, two, three
+  quarters after its bar line), so each event's place in the bar is spelled out rather
+  than summed from the shifts since the bar line (REMI's bar and position tokens, in
+  the fewest events); shifts never cross it either;
 * ``NOTE_OFF p`` / ``NOTE_ON p`` per pitch, so polyphony is kept;
 * ``VELOCITY b`` before a note-on whose velocity bin differs from the previous one;
 * ``SHIFT k``    advances time by ``k`` ticks (``1 <= k <= max_shift``); shifts never cross
   a bar line, so every ``BAR`` sits exactly on its bar line.
 
-At one instant the order is: note-offs, bar marker, then note-ons (each group by pitch),
+At one instant the order is: note-offs, bar or beat marker, then note-ons (each group by pitch),
 which makes the encoding of a piece unique.  Round trip: ``decode(encode(piece))`` keeps
 every note's pitch, velocity bin, onset and duration on the grid, once two notes of the
 same pitch no longer overlap (:func:`normalize_notes`; MIDI itself cannot sound one
@@ -194,6 +198,7 @@ class EventCodec:
     max_shift_beats: int = MAX_SHIFT_BEATS
     programs: bool = True
     keys: bool = True
+    beats: bool = False
     tokens: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +211,8 @@ class EventCodec:
             tokens += [f"PROGRAM {p}" for p in range(128)]
         if self.keys:
             tokens += [f"KEY {key_name(tonic, mode)}" for mode in MODES for tonic in range(12)]
+        if self.beats:
+            tokens.append("BEAT")
         object.__setattr__(self, "tokens", tuple(tokens))
 
     # --- layout of the id space ------------------------------------------------
@@ -235,6 +242,19 @@ class EventCodec:
     def key_offset(self) -> int:  # id of KEY C major, then 11 more majors, then minors
         return self.program_offset + (128 if self.programs else 0)
 
+    @property
+    def key_end(self) -> int:  # one past the last KEY id
+        return self.key_offset + (2 * 12 if self.keys else 0)
+
+    @property
+    def beat_id(self) -> int | None:  # the BEAT marker, the last id, when the codec has one
+        return self.key_end if self.beats else None
+
+    def beat_lines(self, bar_lines: Sequence[int]) -> list[int]:
+        """The quarter-note lines strictly inside each bar of ``bar_lines`` (ticks)."""
+        tpb = self.ticks_per_beat
+        return [tick for line, next_line in zip(bar_lines, bar_lines[1:]) for tick in range(line + tpb, next_line, tpb)]
+
     def key_id(self, tonic: int, mode: str) -> int:
         return self.key_offset + MODES.index(mode) * 12 + tonic % 12
 
@@ -252,7 +272,9 @@ class EventCodec:
         if piece.ticks_per_beat != self.ticks_per_beat:
             raise ValueError("piece and codec disagree on ticks per beat")
         notes = normalize_notes(piece.notes)
-        bars = set(piece.bar_lines())
+        lines = piece.bar_lines()
+        bars = set(lines)
+        beats = set(self.beat_lines(lines)) if self.beats else set()
         offs: dict[int, list[int]] = {}
         ons: dict[int, list[Note]] = {}
         for note in notes:
@@ -265,12 +287,14 @@ class EventCodec:
             ids.append(self.program_offset + min(127, max(0, piece.program)))
         current_bin = None
         time = 0
-        for tick in sorted(bars | offs.keys() | ons.keys()):
+        for tick in sorted(bars | beats | offs.keys() | ons.keys()):
             self._shift(ids, tick - time)
             time = tick
             ids.extend(self.note_off_offset + p for p in sorted(offs.get(tick, ())))
             if tick in bars:
                 ids.append(self.bar_id)
+            elif tick in beats:
+                ids.append(self.key_end)
             for note in sorted(ons.get(tick, ()), key=lambda n: n.pitch):
                 level = velocity_bin(note.velocity, self.velocity_bins)
                 if level != current_bin:
@@ -289,7 +313,7 @@ class EventCodec:
     def decode(self, ids: Sequence[int]) -> Piece:
         """Ids -> piece.  Forgiving, since a model wrote them: stray note-offs are
         ignored, a note-on of a sounding pitch restarts it, zero-length notes vanish,
-        notes still sounding end with the piece; separators are skipped.  Bar markers
+        notes still sounding end with the piece; separators and beat markers are skipped.  Bar markers
         give the time signatures (from their spacing) and the length; a first bar
         shorter than the second is a pickup, padded with rest at the front (as the
         corpus's scores are) so that it does not become the piece's metre."""
@@ -326,7 +350,7 @@ class EventCodec:
                 time += token_id - self.shift_offset + 1
             elif self.programs and self.program_offset <= token_id < self.key_offset:
                 program = token_id - self.program_offset if program is None else program
-            elif self.keys and self.key_offset <= token_id < self.vocab_size and key is None:
+            elif self.keys and self.key_offset <= token_id < self.key_end and key is None:
                 mode, tonic = divmod(token_id - self.key_offset, 12)
                 key = (tonic, MODES[mode])
         time = max([time] + bars[-1:])
@@ -367,6 +391,7 @@ class EventCodec:
             "max_shift_beats": self.max_shift_beats,
             "programs": self.programs,
             "keys": self.keys,
+            **({"beats": True} if self.beats else {}),
             "tokens": list(self.tokens),
         }
 
@@ -378,6 +403,7 @@ class EventCodec:
             max_shift_beats=int(config["max_shift_beats"]),
             programs=bool(config["programs"]),
             keys=bool(config.get("keys", False)),
+            beats=bool(config.get("beats", False)),
         )
         if "tokens" in config and list(config["tokens"]) != list(codec.tokens):
             raise ValueError("the event codebook in this config does not match its options")

@@ -159,7 +159,7 @@ OFFS, AFTER_BAR, AFTER_VELOCITY, ONS = range(4)
 class InstantOrder:
     """Keeps each instant in the codec's own order, so time has to move on.
 
-    The codec writes one instant as: note-offs by rising pitch, the bar marker, then
+    The codec writes one instant as: note-offs by rising pitch, the bar (or beat) marker, then
     note-ons by rising pitch, each perhaps after a ``VELOCITY``; ``KEY`` and
     ``PROGRAM`` only open a piece.  Every encoded corpus piece follows this order, so
     banning what breaks it forbids nothing the corpus does.  What it closes: streams
@@ -186,10 +186,10 @@ class InstantOrder:
             return (OFFS, -1, True)
         if codec.shift_offset <= token < codec.program_offset:
             return (OFFS, -1, False)
+        if token == codec.bar_id or token == codec.beat_id:
+            return (AFTER_BAR, -1, False)
         if token >= codec.program_offset:  # KEY or PROGRAM: header events, no instant change
             return state
-        if token == codec.bar_id:
-            return (AFTER_BAR, -1, False)
         if codec.note_off_offset <= token < codec.velocity_offset:
             return (OFFS, token - codec.note_off_offset, False)
         if codec.velocity_offset <= token < codec.shift_offset:
@@ -222,12 +222,14 @@ class InstantOrder:
         phase, last, header = state
         on, off = codec.note_on_offset, codec.note_off_offset
         if not header:  # KEY and PROGRAM only open a piece
-            out[codec.program_offset :] = NEG_INF
+            out[codec.program_offset : codec.key_end] = NEG_INF
         if phase == OFFS:
             out[off : off + last + 1] = NEG_INF  # note-offs by rising pitch
             return
         out[off : off + PITCH_COUNT] = NEG_INF  # no note-off after the bar marker or a note-on
-        out[codec.bar_id] = NEG_INF  # one bar marker, before any note-on
+        out[codec.bar_id] = NEG_INF  # one bar (or beat) marker, before any note-on
+        if codec.beat_id is not None:
+            out[codec.beat_id] = NEG_INF
         out[on : on + last + 1] = NEG_INF  # note-ons by rising pitch
         if phase == AFTER_VELOCITY:
             out[codec.velocity_offset : codec.shift_offset] = NEG_INF
