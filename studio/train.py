@@ -112,6 +112,10 @@ def load_corpus(
     if not corpus.exists():
         raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
     cls = domain_class(domain_name or guess_domain(corpus))
+    require(
+        not domain_options.get("beats") or cls.name == "music",
+        f"--beats marks the beats of music; {corpus} is read as {cls.name}: leave out --beats",
+    )
     head = choose_head(cls, model)
     if held_out == "random" and corpus.is_file() and not quiet and is_main_process():
         notice(f"--held-out random draws whole files, and {corpus} is one: its validation part is still its tail")

@@ -233,3 +233,20 @@ def test_train_with_beats_samples_a_marked_piece(tmp_path: Path) -> None:
         piece = read_midi(out)
         assert piece.notes and all(note.end > note.start for note in piece.notes)
         assert len(piece.bar_lines()) >= 4  # three bars and their closing line, at least
+
+
+def test_beats_on_a_text_corpus_is_one_line_and_leaves_no_run(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("a short text corpus\n" * 20)
+    result = subprocess.run(
+        [sys.executable, "-m", "studio", "train", "notes.txt", "--beats", "--runs-dir", "runs", "--no-export"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --beats marks the beats of music; notes.txt is read as chars: leave out --beats"
+    ]
+    assert not (tmp_path / "runs").exists()
