@@ -10,7 +10,9 @@ harmonic and melodic minor together) lose ``S`` from their logits; ``--pitch-tem
 another: the choice among note-ons alone is sharpened (T < 1), their share of the
 probability left as the model gave it; ``--key-prior``, another: each piece opens with a
 ``KEY`` drawn from the training pieces' keys (transposition made every key about as
-likely to the model).  ``--split val`` compares with the pieces the trainer held out.  One JSON line:
+likely to the model); ``--best-of K`` as `studio sample --best-of K`: each piece is the one
+of K drawn for it whose events the model finds likeliest on average.  ``--split
+val`` compares with the pieces the trainer held out.  One JSON line:
 
     .venv/bin/python scripts/two_sample_lever.py songs corpora/songs/bach --temp 0.85 [--no-metre]
 """
@@ -128,6 +130,7 @@ def main() -> None:
     parser.add_argument("--key-bias", type=float, default=0.0)
     parser.add_argument("--pitch-temp", type=float, default=1.0)
     parser.add_argument("--key-prior", action="store_true", help="open each piece with a training piece's key")
+    parser.add_argument("--best-of", type=int, default=1, help="keep the likeliest of K pieces drawn for each")
     parser.add_argument("--seeds", default="0", help="a seed, or a range like 0-9: a row each, then the mean")
     parser.add_argument("--precision", choices=("fp32", "int8", "auto"), default="fp32")
     args = parser.parse_args()
@@ -170,10 +173,12 @@ def main() -> None:
                 match_lengths=args.match_lengths,
                 temperature=args.temp,
                 top_p=args.top_p,
+                best_of=args.best_of,
             )
             report = {"model": args.model, "seed": seed, "temp": args.temp, "top_p": args.top_p}
             report.update(metre=not args.no_metre, match_lengths=args.match_lengths, precision=args.precision)
             report.update(key_bias=args.key_bias, pitch_temp=args.pitch_temp, key_prior=args.key_prior)
+            report["best_of"] = args.best_of
             report["generate_s"] = round(time.time() - start, 1)
             report.update(loaded.domain.sample_report(outputs, compared))
             report.update(loaded.domain.two_sample_report(outputs, compared, length=48, seed=seed))

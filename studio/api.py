@@ -26,7 +26,7 @@ from .formats import CARD, MAX_TOKENS
 from .generate import Sample
 from .heads import Event, Finished, Head, head_for
 from .runtime import Runtime
-from .sampling.settings import SampleSettings
+from .sampling.settings import MAX_BEST_OF, SampleSettings
 from .uncertainty import require_mc_graph, require_passes
 
 __all__ = [
@@ -151,6 +151,7 @@ def evaluate(
     mc_dropout: int = 0,
     match_lengths: bool = False,
     two_sample_runs: int = 1,
+    best_of: int = 1,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
@@ -186,6 +187,7 @@ def evaluate(
         f"--two-sample-runs must be 1 to {MAX_TWO_SAMPLE_RUNS} (got {two_sample_runs})",
     )
     require(two_sample_runs == 1 or two_sample, "--two-sample-runs goes with --two-sample: add --two-sample")
+    require(1 <= best_of <= MAX_BEST_OF, f"--best-of must be 1 (off) to {MAX_BEST_OF} candidates (got {best_of})")
     if mc_dropout:
         require_passes(mc_dropout)
     loaded = load(model, device, precision)
@@ -216,6 +218,7 @@ def evaluate(
         match_lengths=match_lengths,
         mc_dropout=mc_dropout,
         two_sample_runs=two_sample_runs,
+        best_of=best_of,
         on_run=on_run,
     )
 

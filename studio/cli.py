@@ -445,6 +445,13 @@ def sample(
         typer.Option("--length", "--max-new-tokens", help="Tokens to generate (default 500; music: until --bars)."),
     ] = None,
     num: Annotated[int, typer.Option(help="Number of samples (one batch), or results with --beam.")] = 1,
+    best_of: Annotated[
+        int,
+        typer.Option(
+            help="Draw this many for each sample and keep the one the model finds likeliest "
+            "(mean log-probability per token; 1: off).",
+        ),
+    ] = 1,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely token.")] = False,
     top_k: Annotated[int, typer.Option(help="Keep the k most likely tokens (0: off).")] = 0,
     top_p: Annotated[float, typer.Option(help="Keep the smallest set with probability mass >= p.")] = 1.0,
@@ -528,6 +535,7 @@ def sample(
         prime_file=str(prime_file) if prime_file else None,
         length=length if length is not None else (None if bars else DEFAULT_LENGTH),
         num=num,
+        best_of=best_of,
         greedy=greedy,
         top_k=top_k,
         top_p=top_p,
@@ -617,6 +625,12 @@ def eval_command(
             "drawn for it (within --two-sample-beats), instead of --bars for all.",
         ),
     ] = False,
+    best_of: Annotated[
+        int,
+        typer.Option(
+            help="Music: each generated piece is the likeliest of N drawn for it (as studio sample --best-of)."
+        ),
+    ] = 1,
     mc_dropout: Annotated[
         int,
         typer.Option(
@@ -670,6 +684,7 @@ def eval_command(
             mc_dropout=mc_dropout,
             match_lengths=match_lengths,
             two_sample_runs=two_sample_runs,
+            best_of=best_of,
             on_run=lambda done: progress.update(task, completed=done),
         )
     if json_out:

@@ -71,9 +71,12 @@ def evaluate_model(
     two_sample_runs: int = 1,
     mc_dropout: int = 0,
     match_lengths: bool = False,
+    best_of: int = 1,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
-    """``on_run(done)`` is called as each generated set of the two-sample test is ready."""
+    """``on_run(done)`` is called as each generated set of the two-sample test is ready;
+    ``best_of`` K > 1: each generated piece is the likeliest of K drawn for it
+    (``studio sample --best-of``)."""
     held_out = held_out_of(runtime.bundle.card)
     score = head.score(runtime, domain, corpus, split, val_fraction, held_out)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
@@ -99,6 +102,7 @@ def evaluate_model(
             bars=bars,
             seed=run_seed,
             temperature=temperature,
+            best_of=best_of,
             match_lengths=match_lengths,
             window=two_sample_beats,
         )
@@ -108,6 +112,8 @@ def evaluate_model(
         on_run(1)
     shown_bars = "matched" if match_lengths else (bars or "model")
     report.update(samples=len(outputs), bars=shown_bars, temperature=temperature, seed=seed)
+    if best_of > 1:
+        report.update(best_of=best_of)
     report.update(domain.sample_report(outputs, shown))
     if two_sample:
         more = []

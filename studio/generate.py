@@ -67,6 +67,13 @@ class Sample:
         }
 
 
+def mean_logprob(sample: Sample) -> float:
+    """The raw model's mean log-probability per token of ``sample`` (-inf when it has
+    none, or when a token was impossible)."""
+    value = sample.logprob / len(sample.tokens) if sample.tokens else -math.inf
+    return value if math.isfinite(value) else -math.inf
+
+
 class Generation:
     def __init__(self, runtime: Runtime, domain, settings: SampleSettings):
         self.runtime, self.domain, self.settings = runtime, domain, settings
@@ -102,8 +109,31 @@ class Generation:
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.settings.num_beams > 1:
             yield from self._beams()
+        elif self.settings.best_of > 1:
+            yield from self._best_of()
         else:
             yield from self._sample()
+
+    def _best_of(self) -> Iterator[tuple[int, int]]:
+        """``num`` samples, each the likeliest of ``best_of`` drawn for it: sample *i* is
+        chosen among rows ``i * best_of`` to ``(i + 1) * best_of - 1`` of one batch (so it
+        is the same whatever ``num`` is), by the mean log-probability per token the raw
+        model gave its tokens (a sample that wanders onto unlikely tokens loses to one the
+        model writes with conviction; the mean, not the sum, so a longer one is not
+        penalised for its length).  Its tokens stream once it is chosen."""
+        k = self.settings.best_of
+        candidates = Generation(self.runtime, self.domain, self.settings.with_(num=self.settings.num * k, best_of=1))
+        drawn = candidates.run()
+        for index in range(self.settings.num):
+            group = drawn[index * k : (index + 1) * k]
+            means = [mean_logprob(sample) for sample in group]
+            best = int(np.argmax(means))
+            chosen = group[best]
+            extra = {**chosen.extra, "best_of": k, "candidate": best + 1, "mean_logprob": round(means[best], 6)}
+            sample = Sample(chosen.text, chosen.tokens, chosen.logprob, self.settings, chosen.output, extra)
+            for token in chosen.tokens:
+                yield index, int(token)
+            self.results.append(sample)
 
     def _sample(self) -> Iterator[tuple[int, int]]:
         """``num`` rows stepped by the same :class:`~studio.engine.Engine` the server

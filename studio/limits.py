@@ -24,12 +24,14 @@ from .sampling.settings import SampleSettings
 @dataclass(frozen=True)
 class SampleLimits:
     """Caps on one request: ``max_length`` tokens of text, ``max_beams`` beams,
-    ``max_bars`` bars of music, ``max_text`` characters of handwriting."""
+    ``max_bars`` bars of music, ``max_text`` characters of handwriting, ``max_best_of``
+    candidates drawn for a sample."""
 
     max_length: int
     max_beams: int
     max_bars: int
     max_text: int
+    max_best_of: int = 16
 
     def check(self, settings: SampleSettings, domain: Domain) -> None:
         """StudioError for the first setting ``domain`` uses that is over a limit, and
@@ -45,6 +47,11 @@ class SampleLimits:
             require(
                 settings.num_beams <= self.max_beams,
                 f"beams must be 1 to {self.max_beams} here (got {settings.num_beams})",
+            )
+            require(
+                settings.best_of <= self.max_best_of,
+                f"candidates (best of) must be 1 to {self.max_best_of} here (got {settings.best_of}); "
+                "the command line `studio sample --best-of N` allows more",
             )
         if domain.medium is Medium.MUSIC and settings.bars is not None:
             require(

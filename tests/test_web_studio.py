@@ -309,6 +309,14 @@ def test_compose_recipe_writes_the_same_midi_wav_and_png(client, studio_server, 
         assert (tmp_path / Path(served).name).read_bytes() == Path(served).read_bytes(), served
 
 
+def test_compose_keeps_the_likeliest_of_its_candidates_as_the_cli_does(client, studio_server, tmp_path):
+    _, work = studio_server
+    summary, recipe, midi, _, _ = client.predict(model=MUSIC, bars=2, seed=5, best_of=3, api_name="/compose")
+    assert "--best-of 3" in recipe and "bpm" in summary
+    run_cli(recipe, work, tmp_path)
+    assert (tmp_path / Path(midi).name).read_bytes() == Path(midi).read_bytes()
+
+
 def test_compose_continues_an_uploaded_primer(client, studio_server, tmp_path):
     _, work = studio_server
     primer = work / "midi" / "piece1.mid"
@@ -477,6 +485,8 @@ OUT_OF_RANGE = [
     ("/compose", dict(model=MUSIC, bars=65), "bars must be 1 to 64 here (got 65)"),
     ("/compose", dict(model=MUSIC, tempo=500), "tempo must be 10-400 bpm (got 500.0)"),
     ("/compose", dict(model=MUSIC, beams=0), "beams must be at least 1 (got 0)"),
+    ("/compose", dict(model=MUSIC, best_of=17), "candidates (best of) must be 1 to 16 here (got 17)"),
+    ("/compose", dict(model=MUSIC, best_of=2, beams=2), "--best-of draws several samples and keeps the likeliest"),
     ("/handwrite", dict(model=HAND, bias=-3), "bias must be 0 or more (got -3.0)"),
     ("/handwrite", dict(model=HAND, text=""), "type the text to write"),
     ("/handwrite", dict(model=HAND, text="a" * 201), "at most 200 characters here (got 201)"),

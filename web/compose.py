@@ -97,6 +97,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
         beams: int = 1,
         seed: int = 3,
         metre: str = ANY_METRE,
+        best_of: int = 1,
     ):
         """Compose one piece; returns (summary, recipe, midi, wav, piano roll png)."""
         model = require_model(model, "music")
@@ -121,6 +122,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
             metre=None if metre in (None, "", ANY_METRE) else str(metre).strip(),
             temperature=as_float(temperature, "temperature"),
             num_beams=as_int(beams, "beams"),
+            best_of=as_int(best_of, "candidates"),
             seed=as_int(seed, "seed"),
             length=None,
         )
@@ -191,6 +193,14 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 )
                 beams = gr.Number(1, step=1, label="Beams", elem_id="compose-beams", info=f"1 to {LIMITS.max_beams}.")
                 seed = gr.Number(3, step=1, label="Seed", elem_id="compose-seed", info="0 or more.")
+            best_of = gr.Number(
+                1,
+                step=1,
+                label="Candidates",
+                elem_id="compose-best-of",
+                info=f"1 to {LIMITS.max_best_of}: compose this many and keep the one the model finds likeliest "
+                "(8 gives chorales a listener takes for Bach's more often; 1 is off; not with beams).",
+            )
             with gr.Row():
                 go = gr.Button("Compose", variant="primary", elem_id="compose-button", scale=3)
                 dice = gr.Button("Random seed", scale=1, min_width=60)
@@ -213,7 +223,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     action(
         go,
         make_compose(outputs, batcher),
-        inputs=[model, primer, tempo, bars, key, temperature, beams, seed, metre],
+        inputs=[model, primer, tempo, bars, key, temperature, beams, seed, metre, best_of],
         outputs=[summary, recipe, midi, audio, roll],
         error=error,
         api_name="compose",

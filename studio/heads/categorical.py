@@ -33,7 +33,7 @@ class CategoricalHead(Head):
         yield Finished(generation.results)
 
     def job(self, runtime: Any, domain: Any, settings: SampleSettings) -> TokenEvents | None:
-        if settings.num_beams > 1:
+        if settings.num_beams > 1 or settings.best_of > 1:  # their own loops, then a choice
             return None
         return TokenEvents(Generation(runtime, domain, settings))
 

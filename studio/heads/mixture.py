@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..errors import require
 from ..generate import Sample
 from ..handwriting.evaluate import evaluate_strokes
 from ..handwriting.sample import generate as draw_strokes
@@ -18,6 +19,7 @@ class MixtureHead(Head):
     unit: ClassVar[str] = "point"
 
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
+        require(settings.best_of == 1, "--best-of chooses among token samples (text, music); leave it out here")
         yield Started("")
         output = draw_strokes(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])

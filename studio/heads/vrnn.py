@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..errors import require
 from ..generate import Sample
 from ..handwriting import latent
 from ..sampling.settings import SampleSettings
@@ -17,6 +18,7 @@ class VrnnHead(Head):
     unit: ClassVar[str] = "point"
 
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
+        require(settings.best_of == 1, "--best-of chooses among token samples (text, music); leave it out here")
         yield Started("")
         output = latent.generate(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])

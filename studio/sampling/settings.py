@@ -18,6 +18,7 @@ from ..music.events import time_signature_text
 DEFAULT_LENGTH = 500
 MAX_ROWS = 4096  # --num: samples stepped as one batch (each row holds its state and generator)
 MAX_BEAMS = 1024  # --beam, --branch-factor, --steps-per-iteration
+MAX_BEST_OF = 64  # --best-of: candidates drawn for each sample
 MAX_SEED = 2**63 - 1  # seeds are whole numbers a 64-bit counter can hold
 FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty", "length_penalty", "bias", "stroke_width")
 
@@ -38,6 +39,7 @@ class SampleSettings:
     steps_per_iteration: int = 1
     length: int = DEFAULT_LENGTH
     num: int = 1
+    best_of: int = 1  # draw this many for each sample and keep the likeliest (mean log-probability per token)
     seed: int = 0
     prime: str | None = None
     prime_file: str | None = None
@@ -88,6 +90,19 @@ class SampleSettings:
         require(
             self.num_beams == 1 or self.num <= self.num_beams,
             f"--num ({self.num}) cannot exceed --beam ({self.num_beams}) with beam search",
+        )
+        require(
+            1 <= self.best_of <= MAX_BEST_OF,
+            f"best-of must be 1 (off) to {MAX_BEST_OF} candidates (got {self.best_of})",
+        )
+        require(
+            self.num * self.best_of <= MAX_ROWS,
+            f"--num times --best-of must be at most {MAX_ROWS:,} rows (got {self.num * self.best_of:,})",
+        )
+        require(
+            self.best_of == 1 or (self.num_beams == 1 and not self.is_greedy),
+            "--best-of draws several samples and keeps the likeliest: it needs sampling "
+            "(a temperature above 0, no --greedy, no --beam)",
         )
         require(self.branch_factor >= 1, "branch factor must be at least 1")
         require(self.branch_factor <= MAX_BEAMS, f"branch factor must be at most {MAX_BEAMS:,}")
@@ -149,6 +164,7 @@ CLI_FLAGS = {
     "steps_per_iteration": "--steps-per-iteration",
     "length": "--length",
     "num": "--num",
+    "best_of": "--best-of",
     "seed": "--seed",
     "prime": "--prime",
     "prime_file": "--prime-file",
