@@ -199,7 +199,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 label="Candidates",
                 elem_id="compose-best-of",
                 info=f"1 to {LIMITS.max_best_of}: compose this many and keep the one the model finds likeliest "
-                "(8 gives chorales a listener takes for Bach's more often; 1 is off; not with beams).",
+                "(8 suits the chorale model; folk tunes lose their ornaments, keep 1 there; not with beams).",
             )
             with gr.Row():
                 go = gr.Button("Compose", variant="primary", elem_id="compose-button", scale=3)
