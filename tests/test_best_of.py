@@ -118,3 +118,10 @@ def test_a_music_piece_keeps_its_bars_and_the_eval_records_the_setting():
     assert report["best_of"] == 2 and report["samples"] == 3
     with pytest.raises(StudioError, match="--best-of must be 1"):
         evaluate(SONGS, ROOT / "corpora" / "songs" / "bach", samples=3, bars=2, best_of=0)
+
+
+def test_the_browser_sampler_leaves_candidates_to_the_server(tiny_bundle):
+    from web.browser import browser_plan
+
+    with pytest.raises(StudioError, match="choosing among candidates runs on the server"):
+        browser_plan(SampleSettings(model=str(tiny_bundle), best_of=2), None)

@@ -266,6 +266,15 @@ def test_write_equals_cli_and_recipe_reproduces_the_file(client, studio_server, 
     assert "tokens in" in stats and "<pre" in html
 
 
+def test_write_keeps_the_likeliest_candidate_as_the_cli_does(client, studio_server, tmp_path):
+    _, work = studio_server
+    text, recipe, *_ = client.predict(**write_args(best_of=3), api_name="/write")
+    assert "--best-of 3" in recipe
+    cli = run_cli(recipe + " --json", work, tmp_path)
+    line = json.loads(cli.stdout)
+    assert line["text"] == text and line["best_of"] == 3
+
+
 def test_write_streams_and_colours_confidence(client):
     # greedy: a barely trained model never picks the end-of-document token, so all 1500 come
     job = client.submit(**write_args(length=1500, temperature=0, confidence=True), api_name="/write")
@@ -482,6 +491,7 @@ OUT_OF_RANGE = [
     ("/write", write_args(beams=9), "beams must be 1 to 8 here (got 9)"),
     ("/write", write_args(length=99_999_999), "length is at most 2,000 tokens here (got 99,999,999)"),
     ("/write", write_args(length=2.5), "length must be a whole number"),
+    ("/write", write_args(best_of=17), "candidates (best of) must be 1 to 16 here (got 17)"),
     ("/compose", dict(model=MUSIC, bars=65), "bars must be 1 to 64 here (got 65)"),
     ("/compose", dict(model=MUSIC, tempo=500), "tempo must be 10-400 bpm (got 500.0)"),
     ("/compose", dict(model=MUSIC, beams=0), "beams must be at least 1 (got 0)"),

@@ -74,6 +74,10 @@ def browser_plan(settings, outputs: OutputFolders) -> tuple[list[str], str]:
     and a JSON plan (the settings as the sampler names them, and the recipe)."""
     if settings.num_beams > 1:
         raise StudioError("beam search runs on the server: set Beams to 1 or turn off Run in my browser")
+    if settings.best_of > 1:
+        raise StudioError(
+            "choosing among candidates runs on the server: set Candidates to 1 or turn off Run in my browser"
+        )
     vendor_files()
     bundle = Bundle.load(settings.model)
     check_browser_bundle(bundle)

@@ -90,7 +90,7 @@ def parse_stops(text: str | None) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop):
+def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop, best_of=1):
     """The settings `studio sample` would build from the same options."""
     return settings_from(
         require_model(model, "text"),
@@ -103,6 +103,7 @@ def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, 
         seed=as_int(seed, "seed"),
         length=as_int(length, "length"),
         stop=parse_stops(stop),
+        best_of=as_int(best_of, "candidates"),
     )
 
 
@@ -122,12 +123,13 @@ def make_write(outputs: OutputFolders, stops: StopRequests, batcher: Batcher):
         confidence: bool = False,
         uncertainty: bool = False,
         mc_passes: int = UNCERTAINTY_PASSES,
+        best_of: int = 1,
         request: gr.Request = None,
     ):
         """Generate text; streams (text, recipe, html, file, stats, rendered), the last one
         complete; ``rendered`` says whether ``html`` shows more than the plain text."""
         settings = write_settings(
-            model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop
+            model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop, best_of
         )
         loaded = load(settings.model)
         runtime, domain = loaded.runtime, loaded.domain
@@ -257,6 +259,13 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                     300, step=1, label="Length (tokens)", elem_id="write-length", info=f"1 to {LIMITS.max_length:,}."
                 )
                 beams = gr.Number(1, step=1, label="Beams", elem_id="write-beams", info=f"1 to {LIMITS.max_beams}.")
+                best_of = gr.Number(
+                    1,
+                    step=1,
+                    label="Candidates",
+                    elem_id="write-best-of",
+                    info=f"1 to {LIMITS.max_best_of}: write this many, keep the one the model finds likeliest.",
+                )
             with gr.Row():
                 top_k = gr.Number(0, step=1, label="Top-k", info="0 is off.", elem_id="write-top-k")
                 top_p = gr.Number(1.0, step=0.01, label="Top-p", info="Above 0, up to 1 (off).", elem_id="write-top-p")
@@ -335,6 +344,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
             confidence,
             uncertainty,
             mc_passes,
+            best_of,
         ],
         outputs=[text, recipe, html_view, file, stats],
         error=error,
@@ -345,7 +355,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
         concurrency_id="write",
     )
 
-    settings_inputs = [model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop]
+    settings_inputs = [model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop, best_of]
     browser.wire(browser_go, settings_inputs, [text, recipe, stats], outputs, write_settings)
     in_browser.change(
         browser.switch, inputs=in_browser, outputs=[go, browser_go, text, html_view], api_visibility="private"
