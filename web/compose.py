@@ -193,6 +193,10 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 )
                 beams = gr.Number(1, step=1, label="Beams", elem_id="compose-beams", info=f"1 to {LIMITS.max_beams}.")
                 seed = gr.Number(3, step=1, label="Seed", elem_id="compose-seed", info="0 or more.")
+            with gr.Row():
+                go = gr.Button("Compose", variant="primary", elem_id="compose-button", scale=3)
+                dice = gr.Button("Random seed", scale=1, min_width=60)
+            error = error_box("compose")
             best_of = gr.Number(
                 1,
                 step=1,
@@ -201,10 +205,6 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 info=f"1 to {LIMITS.max_best_of}: compose this many and keep the one the model finds likeliest "
                 "(8 suits the chorale model; folk tunes lose their ornaments, keep 1 there; not with beams).",
             )
-            with gr.Row():
-                go = gr.Button("Compose", variant="primary", elem_id="compose-button", scale=3)
-                dice = gr.Button("Random seed", scale=1, min_width=60)
-            error = error_box("compose")
             primer = gr.File(
                 label="Primer to continue (optional)",
                 file_types=list(PRIMER_SUFFIXES),
