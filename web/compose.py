@@ -203,7 +203,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 label="Candidates",
                 elem_id="compose-best-of",
                 info=f"1 to {LIMITS.max_best_of}: compose this many and keep the one the model finds likeliest "
-                "(8 suits the chorale model; folk tunes lose their ornaments, keep 1 there; not with beams).",
+                "(16 suits the chorale model; folk tunes lose their ornaments, keep 1 there; not with beams).",
             )
             primer = gr.File(
                 label="Primer to continue (optional)",
