@@ -464,7 +464,10 @@ def sample(
     ] = False,
     branch_factor: Annotated[int, typer.Option(help="With --beam: magenta-style branches per beam.")] = 1,
     steps_per_iteration: Annotated[int, typer.Option(help="With --beam: sampled steps per branch.")] = 1,
-    stop: Annotated[Optional[list[str]], typer.Option(help="Stop when this string appears (repeatable).")] = None,
+    stop: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Stop when this string appears (repeatable); \\n is a newline, \\t a tab, \\\\ a backslash."),
+    ] = None,
     bars: Annotated[
         Optional[int],
         typer.Option(
@@ -525,7 +528,7 @@ def sample(
     """Generate from a model (torch-free, onnxruntime)."""
     from .api import settings_from
     from .sample_cli import run_sample
-    from .sampling.settings import DEFAULT_LENGTH
+    from .sampling.settings import DEFAULT_LENGTH, unescape_stop
 
     settings = settings_from(
         model,
@@ -546,7 +549,7 @@ def sample(
         stochastic_beams=stochastic,
         branch_factor=branch_factor,
         steps_per_iteration=steps_per_iteration,
-        stop=tuple(stop or ()),
+        stop=tuple(unescape_stop(text) for text in stop or ()),
         bars=bars,
         tempo=tempo,
         key=key,

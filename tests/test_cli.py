@@ -1,6 +1,7 @@
 """The CLI end to end: sampling contract, reproducibility, torch-free path, bad input."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from studio.cli import app
+from studio.sampling.settings import SampleSettings
 
 runner = CliRunner()
 
@@ -294,3 +296,26 @@ def test_end_to_end_train_export_sample(tmp_path, studio_env):
     item = json.loads(result.stdout)
     assert len(item["tokens"]) == 50
     assert item["text"] == "the " + "".join(symbols[t] for t in item["tokens"])
+
+
+def test_stop_escapes_are_read_as_the_web_reads_them(tiny_bundle):
+    """`--stop "\\n"` typed in a shell arrives as backslash and n: it stops at a newline,
+    as the Write tab's box does, and the recipe writes it back on one line."""
+    from studio.sampling.settings import command_line, escape_stop, unescape_stop
+    from web.write import parse_stops
+
+    assert unescape_stop("\\n\\n") == "\n\n" and unescape_stop("a\\tb\\\\n") == "a\tb\\n"
+    assert unescape_stop("\\d\\") == "\\d\\"  # other backslashes stay
+    for text in ("\n\n", "e\n", "a\\b", "\\n literal", "tab\there", "\\", "x\\\\n"):
+        assert unescape_stop(escape_stop(text)) == text and "\n" not in escape_stop(text)
+    assert parse_stops("\\n\\n\nEND") == ("\n\n", "END")
+    args = ["sample", "--model", str(tiny_bundle), "--length", "300", "--seed", "2", "--stop", "\\n", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.output.splitlines()[0])
+    generated = line["text"]
+    assert generated.endswith("\n") and generated.count("\n") == 1, repr(generated)
+    assert "--stop '\\n'" in line["command"] and "\n" not in line["command"]
+    again = runner.invoke(app, [*shlex.split(line["command"])[1:], "--json"])
+    assert json.loads(again.output.splitlines()[0])["text"] == generated
+    assert command_line(SampleSettings(stop=("\n",))).endswith("--stop '\\n'")

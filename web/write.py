@@ -24,7 +24,7 @@ from studio.errors import StudioError
 from studio.heads import Finished, Token
 from studio.inspection import UNCERTAINTY_PASSES, confidence_view, uncertainty_view
 from studio.sample_cli import atomic_save
-from studio.sampling.settings import command_line
+from studio.sampling.settings import command_line, unescape_stop
 from studio.serve import Batcher
 from studio.text_view import VIEWS, corpus_view, view_html
 from studio.uncertainty import require_mc_graph, require_passes
@@ -83,11 +83,7 @@ class StopRequests:
 
 def parse_stops(text: str | None) -> tuple[str, ...]:
     """One stop string per line; ``\\n`` and ``\\t`` stand for newline and tab."""
-    stops = []
-    for line in (text or "").splitlines():
-        if line:
-            stops.append(line.replace("\\n", "\n").replace("\\t", "\t"))
-    return tuple(stops)
+    return tuple(unescape_stop(line) for line in (text or "").splitlines() if line)
 
 
 def write_settings(model, prime, temperature, top_k, top_p, repetition_penalty, beams, seed, length, stop, best_of=1):

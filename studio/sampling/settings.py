@@ -187,6 +187,30 @@ CLI_FLAGS = {
 }
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape_stop(text: str) -> str:
+    """A stop string as typed on a command line or in the web's box: ``\\n`` is a
+    newline, ``\\t`` a tab and ``\\\\`` one backslash (a shell passes them as
+    typed); any other backslash stays as it is."""
+    out, index = [], 0
+    while index < len(text):
+        pair = text[index : index + 2]
+        if len(pair) == 2 and pair[0] == "\\" and pair[1] in _ESCAPES:
+            out.append(_ESCAPES[pair[1]])
+            index += 2
+        else:
+            out.append(text[index])
+            index += 1
+    return "".join(out)
+
+
+def escape_stop(text: str) -> str:
+    """The inverse of :func:`unescape_stop`: what to type for ``text``, on one line."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+
+
 def command_line(settings: SampleSettings, out: str | None = None) -> str:
     """The `studio sample ...` command that reproduces ``settings`` byte for byte."""
     import shlex
@@ -199,7 +223,7 @@ def command_line(settings: SampleSettings, out: str | None = None) -> str:
                 parts.append(flag)
         elif isinstance(value, list):
             for item in value:
-                parts += [flag, shlex.quote(str(item))]
+                parts += [flag, shlex.quote(escape_stop(str(item)) if name == "stop" else str(item))]
         elif value is not None:
             parts += [flag, shlex.quote(str(value))]
     if out:
