@@ -294,7 +294,7 @@ class EventCodec:
             if tick in bars:
                 ids.append(self.bar_id)
             elif tick in beats:
-                ids.append(self.key_end)
+                ids.append(self.key_end)  # = beat_id: a codec with beats has its marker last
             for note in sorted(ons.get(tick, ()), key=lambda n: n.pitch):
                 level = velocity_bin(note.velocity, self.velocity_bins)
                 if level != current_bin:

@@ -10,6 +10,7 @@ too so one recipe describes any sample.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import require
@@ -188,22 +189,14 @@ CLI_FLAGS = {
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+_ESCAPED = re.compile(r"\\([nt\\])")
 
 
 def unescape_stop(text: str) -> str:
     """A stop string as typed on a command line or in the web's box: ``\\n`` is a
     newline, ``\\t`` a tab and ``\\\\`` one backslash (a shell passes them as
     typed); any other backslash stays as it is."""
-    out, index = [], 0
-    while index < len(text):
-        pair = text[index : index + 2]
-        if len(pair) == 2 and pair[0] == "\\" and pair[1] in _ESCAPES:
-            out.append(_ESCAPES[pair[1]])
-            index += 2
-        else:
-            out.append(text[index])
-            index += 1
-    return "".join(out)
+    return _ESCAPED.sub(lambda match: _ESCAPES[match.group(1)], text)
 
 
 def escape_stop(text: str) -> str:
