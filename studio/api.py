@@ -152,6 +152,8 @@ def evaluate(
     match_lengths: bool = False,
     two_sample_runs: int = 1,
     best_of: int = 1,
+    top_p: float = 1.0,
+    pitch_temperature: float = 1.0,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
@@ -165,7 +167,8 @@ def evaluate(
     many bars long as a corpus piece drawn for it (within those beats), not ``bars``;
     ``two_sample_runs`` N > 1 repeats the test on N generated sets (seeds ``seed`` on) and
     reports the mean accuracy with its standard error; ``on_run(done)`` is called as each
-    generated set is ready.
+    generated set is ready.  ``best_of``, ``top_p`` and ``pitch_temperature`` shape the
+    generated pieces as the sampling options of those names do.
     ``mc_dropout`` N > 0 (token models trained with
     dropout) also scores the text N times with dropout active and adds
     ``nats_per_token_std`` and the other keys of :meth:`studio.uncertainty.MCScores.report`."""
@@ -188,6 +191,7 @@ def evaluate(
     )
     require(two_sample_runs == 1 or two_sample, "--two-sample-runs goes with --two-sample: add --two-sample")
     require(1 <= best_of <= MAX_BEST_OF, f"--best-of must be 1 (off) to {MAX_BEST_OF} candidates (got {best_of})")
+    SampleSettings(top_p=top_p, pitch_temperature=pitch_temperature)  # a bad value: its one-line error, now
     if mc_dropout:
         require_passes(mc_dropout)
     loaded = load(model, device, precision)
@@ -219,6 +223,8 @@ def evaluate(
         mc_dropout=mc_dropout,
         two_sample_runs=two_sample_runs,
         best_of=best_of,
+        top_p=top_p,
+        pitch_temperature=pitch_temperature,
         on_run=on_run,
     )
 

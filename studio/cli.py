@@ -487,6 +487,14 @@ def sample(
             "default: the model's choice, or the primer's).",
         ),
     ] = None,
+    pitch_temp: Annotated[
+        float,
+        typer.Option(
+            "--pitch-temp",
+            help="Music: temperature of the choice among note-ons alone (below 1: fewer unlikely "
+            "notes, rhythm untouched; 1: off).",
+        ),
+    ] = 1.0,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
     piano_roll: Annotated[bool, typer.Option(help="Music: also write a piano-roll PNG beside --out.")] = False,
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
@@ -554,6 +562,7 @@ def sample(
         tempo=tempo,
         key=key,
         metre=metre,
+        pitch_temperature=pitch_temp,
         text=text,
         bias=bias,
         style=style,
@@ -634,6 +643,16 @@ def eval_command(
             help="Music: each generated piece is the likeliest of N drawn for it (as studio sample --best-of)."
         ),
     ] = 1,
+    top_p: Annotated[
+        float, typer.Option(help="Music: nucleus sampling of the generated pieces (as studio sample --top-p).")
+    ] = 1.0,
+    pitch_temp: Annotated[
+        float,
+        typer.Option(
+            "--pitch-temp",
+            help="Music: temperature of the choice among note-ons alone (as studio sample --pitch-temp).",
+        ),
+    ] = 1.0,
     mc_dropout: Annotated[
         int,
         typer.Option(
@@ -688,6 +707,8 @@ def eval_command(
             match_lengths=match_lengths,
             two_sample_runs=two_sample_runs,
             best_of=best_of,
+            top_p=top_p,
+            pitch_temperature=pitch_temp,
             on_run=lambda done: progress.update(task, completed=done),
         )
     if json_out:

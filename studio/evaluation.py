@@ -72,11 +72,14 @@ def evaluate_model(
     mc_dropout: int = 0,
     match_lengths: bool = False,
     best_of: int = 1,
+    top_p: float = 1.0,
+    pitch_temperature: float = 1.0,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """``on_run(done)`` is called as each generated set of the two-sample test is ready;
     ``best_of`` K > 1: each generated piece is the likeliest of K drawn for it
-    (``studio sample --best-of``)."""
+    (``studio sample --best-of``); ``top_p`` and ``pitch_temperature`` as ``studio
+    sample --top-p`` and ``--pitch-temp``."""
     held_out = held_out_of(runtime.bundle.card)
     score = head.score(runtime, domain, corpus, split, val_fraction, held_out)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
@@ -103,6 +106,8 @@ def evaluate_model(
             seed=run_seed,
             temperature=temperature,
             best_of=best_of,
+            top_p=top_p,
+            pitch_temperature=pitch_temperature,
             match_lengths=match_lengths,
             window=two_sample_beats,
         )
@@ -114,6 +119,10 @@ def evaluate_model(
     report.update(samples=len(outputs), bars=shown_bars, temperature=temperature, seed=seed)
     if best_of > 1:
         report.update(best_of=best_of)
+    if top_p < 1.0:
+        report.update(top_p=top_p)
+    if pitch_temperature != 1.0:
+        report.update(pitch_temperature=pitch_temperature)
     report.update(domain.sample_report(outputs, shown))
     if two_sample:
         more = []

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .engine import Engine, Job, StepRows
-from .errors import StudioError
+from .errors import StudioError, require
 from .numeric import softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
@@ -77,6 +77,10 @@ def mean_logprob(sample: Sample) -> float:
 class Generation:
     def __init__(self, runtime: Runtime, domain, settings: SampleSettings):
         self.runtime, self.domain, self.settings = runtime, domain, settings
+        require(
+            settings.pitch_temperature == 1.0 or domain.pitched,
+            f"--pitch-temp shapes the notes of music models; leave it out for this {domain.name} model",
+        )
         self.prime = list(domain.prime_ids(settings))
         if not self.prime:
             raise StudioError("nothing to start from: give a prime")

@@ -98,6 +98,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
         seed: int = 3,
         metre: str = ANY_METRE,
         best_of: int = 1,
+        pitch_temp: float = 1.0,
     ):
         """Compose one piece; returns (summary, recipe, midi, wav, piano roll png)."""
         model = require_model(model, "music")
@@ -123,6 +124,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
             temperature=as_float(temperature, "temperature"),
             num_beams=as_int(beams, "beams"),
             best_of=as_int(best_of, "candidates"),
+            pitch_temperature=as_float(pitch_temp, "pitch temperature"),
             seed=as_int(seed, "seed"),
             length=None,
         )
@@ -205,6 +207,14 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 info=f"1 to {LIMITS.max_best_of}: compose this many and keep the one the model finds likeliest "
                 "(16 suits the chorale model; folk tunes lose their ornaments, keep 1 there; not with beams).",
             )
+            pitch_temp = gr.Number(
+                1.0,
+                step=0.05,
+                label="Pitch temperature",
+                elem_id="compose-pitch-temp",
+                info="Above 0, up to 10; 1 is off. Below 1 sharpens which note is played, not when "
+                "(0.8 brings folk tunes closer to O'Neill's).",
+            )
             primer = gr.File(
                 label="Primer to continue (optional)",
                 file_types=list(PRIMER_SUFFIXES),
@@ -223,7 +233,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
     action(
         go,
         make_compose(outputs, batcher),
-        inputs=[model, primer, tempo, bars, key, temperature, beams, seed, metre, best_of],
+        inputs=[model, primer, tempo, bars, key, temperature, beams, seed, metre, best_of, pitch_temp],
         outputs=[summary, recipe, midi, audio, roll],
         error=error,
         api_name="compose",

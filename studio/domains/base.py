@@ -97,6 +97,7 @@ class Domain(ABC):
     default_suffix: ClassVar[str | None] = None  # what `studio sample` writes when no --out is given
     streams_text: ClassVar[bool] = False  # tokens can be printed as they come
     compares_samples: ClassVar[bool] = False  # `studio eval` also scores generated samples
+    pitched: ClassVar[bool] = False  # its samples have pitches that --pitch-temp can shape
     unit_name: ClassVar[str] = "token"  # one step of the model, as a reader would name it
     streams_corpus: ClassVar[bool] = False  # stream_corpus works: training goes through the token cache
 

@@ -27,6 +27,7 @@ from ..music.metre import MetreGrid, MetreStats, metre_stats, named_metres
 from ..music.metrics import METRICS, compare, scale_consistency
 from ..music.render import Rendered
 from ..music.scales import key_name, major_or_minor, parse_key, pitch_class_mask
+from ..music.shaping import PitchTemperature
 from ..music.two_sample import compare_runs
 from .base import CategoricalDomain, Document, Medium, TokenSink
 
@@ -81,6 +82,7 @@ class MusicDomain(CategoricalDomain):
     medium: ClassVar[Medium] = Medium.MUSIC
     default_suffix: ClassVar[str | None] = ".mid"  # `studio sample` writes a MIDI file unasked
     compares_samples: ClassVar[bool] = True  # `studio eval` sets generated pieces beside the corpus
+    pitched: ClassVar[bool] = True  # --pitch-temp shapes its note-ons
     unit_name: ClassVar[str] = "event"
     fresh_pieces: ClassVar[bool] = True  # a piece owes nothing to the one before it
 
@@ -423,6 +425,9 @@ class MusicDomain(CategoricalDomain):
         bars = settings.bars
         if bars:
             rules.append(NoEndBeforeBars(self.codec, int(bars), start=start))
+        samples = not settings.is_greedy and (settings.num_beams == 1 or settings.stochastic_beams)
+        if settings.pitch_temperature != 1.0 and samples:  # shapes a draw, as --temp does
+            rules.append(PitchTemperature.of(self.codec, settings.pitch_temperature))
         return rules
 
     def is_finished(self, generated_ids: Sequence[int], settings: Any) -> bool:

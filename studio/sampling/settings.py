@@ -3,8 +3,8 @@
 Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
 ``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty``,
 ``max_new_tokens`` (``length`` here), ``seed``, ``stop`` strings.  Domain settings
-(music ``bars``/``tempo``/``key``/``metre``, handwriting ``text``/``bias``/``style``/``page_width``) live here
-too so one recipe describes any sample.
+(music ``bars``/``tempo``/``key``/``metre``/``pitch_temperature``, handwriting
+``text``/``bias``/``style``/``page_width``) live here too so one recipe describes any sample.
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ MAX_ROWS = 4096  # --num: samples stepped as one batch (each row holds its state
 MAX_BEAMS = 1024  # --beam, --branch-factor, --steps-per-iteration
 MAX_BEST_OF = 64  # --best-of: candidates drawn for each sample
 MAX_SEED = 2**63 - 1  # seeds are whole numbers a 64-bit counter can hold
-FLOAT_OPTIONS = ("temperature", "top_p", "repetition_penalty", "length_penalty", "bias", "stroke_width")
+FLOAT_OPTIONS = (
+    "temperature",
+    "top_p",
+    "repetition_penalty",
+    "length_penalty",
+    "pitch_temperature",
+    "bias",
+    "stroke_width",
+)
+MAX_PITCH_TEMPERATURE = 10.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class SampleSettings:
     tempo: float | None = None
     key: str | None = None
     metre: str | None = None  # a time signature, "3/4": every bar that long
+    pitch_temperature: float = 1.0  # the choice among note-ons alone (studio.music.shaping)
     # handwriting
     text: str | None = None
     bias: float = 1.0
@@ -116,6 +126,11 @@ class SampleSettings:
             f"metre must be a time signature such as 4/4, 3/4 or 6/8: beats 1-32 over 1, 2, 4, 8, 16 or 32 "
             f"(got {self.metre!r})",
         )
+        require(
+            0 < self.pitch_temperature <= MAX_PITCH_TEMPERATURE,
+            f"pitch temperature must be above 0 and at most {MAX_PITCH_TEMPERATURE:g}; 1 is off "
+            f"(got {self.pitch_temperature})",
+        )
         require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
         require(self.stroke_width > 0, "stroke width must be positive")
         require(
@@ -176,6 +191,7 @@ CLI_FLAGS = {
     "tempo": "--tempo",
     "key": "--key",
     "metre": "--metre",
+    "pitch_temperature": "--pitch-temp",
     "text": "--text",
     "bias": "--bias",
     "style": "--style",
