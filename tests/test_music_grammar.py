@@ -95,3 +95,49 @@ def test_sampled_pieces_obey_the_limits(seed: int, longest: int, voices: int) ->
     closed = [n for n in piece.notes if n.end < piece.length]  # still sounding at the end: cut
     assert all(n.end - n.start <= longest for n in closed)
     assert corpus_limits([piece])[1] <= voices
+
+
+def test_lockstep_bans_a_note_over_a_held_one_but_not_a_double_stop() -> None:
+    rule = NoteGrammar(CODEC, max_note_ticks=48, max_voices=2, lockstep=True)
+    # struck together: a double stop may take its second note
+    assert ON + 64 in allowed(rule, [0, ON + 60])
+    # time has moved with 60 still sounding: it must end before anything new starts
+    ok = allowed(rule, [0, ON + 60, shift(6)])
+    assert not any(ON <= t < ON + 128 for t in ok) and OFF + 60 in ok and shift(1) in ok
+    # released: the next note may start
+    assert ON + 62 in allowed(rule, [0, ON + 60, shift(6), OFF + 60])
+    # without lockstep the same history may start a note over the held one
+    assert ON + 64 in allowed(NoteGrammar(CODEC, max_note_ticks=48, max_voices=2), [0, ON + 60, shift(6)])
+
+
+def test_lockstep_is_measured_on_the_corpus_and_carried_by_the_card() -> None:
+    melody = Piece(notes=(Note(0, 60, 12), Note(0, 64, 12), Note(12, 62, 24), Note(24, 67, 36)))
+    overlapping = Piece(notes=(Note(0, 60, 24), Note(12, 64, 36)))  # 64 starts over the held 60
+    domain = MusicDomain.from_documents([Document("a", melody)])
+    assert domain.lockstep and domain.to_config()["lockstep"] is True
+    again = MusicDomain.from_config(domain.to_config())
+    grammar = again.constraints(SampleSettings())[0]
+    assert isinstance(grammar, NoteGrammar) and grammar.lockstep
+    voices = MusicDomain.from_documents([Document("a", melody), Document("b", overlapping)])
+    assert not voices.lockstep and "lockstep" not in voices.to_config()
+    # cards written before the measure existed sample as before
+    old = {key: value for key, value in domain.to_config().items() if key != "lockstep"}
+    assert not MusicDomain.from_config(old).lockstep
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_lockstep_samples_never_start_a_note_over_a_held_one(seed: int) -> None:
+    rule = NoteGrammar(CODEC, max_note_ticks=36, max_voices=3, lockstep=True)
+    rng = np.random.default_rng(seed)
+    generator = np.random.default_rng([seed, 1])
+    events = [0]
+    for _ in range(400):
+        logits = rng.normal(0, 2, (1, V))
+        logits[0, 0] = -np.inf
+        logits[0, ON : OFF + 128] += 3.0  # random logits favour other events: more note-ons and -offs
+        events.append(int(draw(rule(np.asarray([events]), logits), [generator])[0]))
+    piece = DOMAIN.decode(events)
+    assert len({note.start for note in piece.notes}) >= 3
+    for note in piece.notes:
+        assert not any(other.start < note.start < other.end for other in piece.notes), note

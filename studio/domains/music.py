@@ -33,7 +33,7 @@ from .base import CategoricalDomain, Document, Medium, TokenSink
 
 DEFAULT_TEMPO = 120.0
 AUGMENT_SEED = 0  # fixed: the augmented stream, hence training and resume, stay repeatable
-CORPUS_MEASURES = 4  # 2: the metre grid, long notes, usual tempo and key; 4: usual metres and their names
+CORPUS_MEASURES = 5  # 2: the metre grid, long notes, usual tempo and key; 4: usual metres and their names; 5: lockstep
 CODEC_OPTIONS = ("ticks_per_beat", "velocity_bins", "max_shift_beats", "programs", "keys", "beats")
 
 
@@ -98,6 +98,7 @@ class MusicDomain(CategoricalDomain):
         usual_voices: int | None = None,
         usual_metres: Sequence[int] | None = None,
         usual_signatures: Sequence[Sequence[int]] | None = None,
+        lockstep: bool = False,
     ):
         self.codec = codec or EventCodec()
         # the note grammar's limits (see studio.music.grammar): measured on the training
@@ -117,6 +118,9 @@ class MusicDomain(CategoricalDomain):
         self.usual_metres = tuple(int(m) for m in usual_metres) if usual_metres else None
         # and how its scores write them (6/8 rather than 3/4): the names samples are given
         self.usual_signatures = tuple((int(n), int(d)) for n, d in usual_signatures) if usual_signatures else None
+        # whether the corpus's notes end before the next one starts (melodies): the note
+        # grammar then holds samples to that (studio.music.grammar)
+        self.lockstep = bool(lockstep)
         if any(m < 1 for m in self.usual_metres or ()) or any(
             n < 1 or d not in (1, 2, 4, 8, 16, 32) for n, d in self.usual_signatures or ()
         ):
@@ -181,6 +185,7 @@ class MusicDomain(CategoricalDomain):
             stats.usual_voices(),
             metres := stats.usual_metres(LONGEST_BAR_BEATS * codec.ticks_per_beat),
             stats.usual_signatures(metres),
+            stats.lockstep(),
         )
 
     @classmethod
@@ -278,6 +283,7 @@ class MusicDomain(CategoricalDomain):
             **({"usual_voices": self.usual_voices} if self.usual_voices else {}),
             **({"usual_metres": list(self.usual_metres)} if self.usual_metres else {}),
             **({"usual_signatures": [list(s) for s in self.usual_signatures]} if self.usual_signatures else {}),
+            **({"lockstep": True} if self.lockstep else {}),
         }
 
     @classmethod
@@ -294,6 +300,7 @@ class MusicDomain(CategoricalDomain):
                 usual_voices=config.get("usual_voices"),
                 usual_metres=config.get("usual_metres"),
                 usual_signatures=config.get("usual_signatures"),
+                lockstep=config.get("lockstep", False),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise StudioError(f"damaged music domain config ({error}); re-export the model") from None
@@ -402,7 +409,8 @@ class MusicDomain(CategoricalDomain):
 
     def constraints(self, settings: Any) -> list:
         """The note grammar (:mod:`studio.music.grammar`): no note left hanging longer
-        than the corpus's longest note, no more voices than the corpus's most; bars of
+        than the corpus's longest note, no more voices than the corpus's most, and (for a
+        corpus in ``lockstep``) no note started over a held one; bars of
         one length, the primer's metre when there is one, else ``settings.metre``'s
         after an optional pickup (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
@@ -415,7 +423,12 @@ class MusicDomain(CategoricalDomain):
         start = len(self.prime_ids(settings))
         metre, metres = self._bars(settings)
         rules: list = [
-            NoteGrammar(self.codec, self.max_note_ticks, min(self.max_voices, self.usual_voices or PITCH_COUNT)),
+            NoteGrammar(
+                self.codec,
+                self.max_note_ticks,
+                min(self.max_voices, self.usual_voices or PITCH_COUNT),
+                lockstep=self.lockstep,
+            ),
             BarGrid(self.codec, start=start, metre=metre, metres=metres),
         ]
         if self.grid_positions:

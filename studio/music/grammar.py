@@ -11,6 +11,10 @@ musician would call a mistake:
 * any ``NOTE_ON`` once ``max_voices`` notes sound;
 * a ``SHIFT`` that would hold some note longer than ``max_note_ticks``; once a note has
   reached that length, only the note-offs of such notes stay allowed, so it ends now.
+* with ``lockstep`` (a corpus whose notes never start over a held note, as a melody's
+  do), any ``NOTE_ON`` while a note from an earlier instant still sounds: the model
+  releases it first, as the corpus always does.  Without it a melody model that forgets
+  a note-off writes a second voice the corpus never has.
 
 Both limits come from the training corpus (the longest note and the most simultaneous
 notes in it, recorded in the bundle's card), so the rule never forbids what the corpus
@@ -77,6 +81,7 @@ class NoteGrammar(FoldedRule):
     codec: EventCodec
     max_note_ticks: int
     max_voices: int = PITCH_COUNT
+    lockstep: bool = False
     _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -134,7 +139,7 @@ class NoteGrammar(FoldedRule):
         allowed_off[pitches] = True
         out[off : off + PITCH_COUNT][~allowed_off] = NEG_INF
         out[on + pitches] = NEG_INF
-        if len(sounding) >= self.max_voices:
+        if len(sounding) >= self.max_voices or (self.lockstep and any(start < time for _, start in sounding)):
             out[on : on + PITCH_COUNT] = NEG_INF
             out[codec.velocity_offset : codec.shift_offset] = NEG_INF  # a velocity announces a note-on
         if not sounding:

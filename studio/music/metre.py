@@ -37,6 +37,7 @@ MIN_POSITION_SHARE = 0.003  # positions rarer than this in the corpus are treate
 LONGEST_QUANTILE = 0.999  # note lengths beyond this quantile are the corpus's outliers
 VOICES_QUANTILE = 0.99  # chords in a melody corpus (a tune's final chord) are its outliers
 MIN_METRE_SHARE = 0.01  # metres of fewer pieces than this are the corpus's outliers
+LOCKSTEP_SHARE = 0.001  # at most this share of note starts over an earlier, still sounding note: lockstep
 State = tuple[int, tuple[tuple[int, int], ...]]  # time since the separator, ((pitch, start), ...)
 
 
@@ -51,6 +52,8 @@ class MetreStats:
         self.voices: list[int] = []  # notes sounding as each note starts
         self.metres: list[int] = []  # each piece's usual bar length (ticks)
         self.signatures: list[tuple[int, int] | None] = []  # and its time signature, where the score states it
+        self.starts = 0  # note starts
+        self.held_starts = 0  # of them, starts while a note from an earlier instant still sounds
 
     def add(self, piece: Piece) -> None:
         for note in piece.notes:
@@ -62,6 +65,9 @@ class MetreStats:
         if starts.size:
             sounding = (starts[None, :] <= starts[:, None]) & (ends[None, :] > starts[:, None])
             self.voices.extend(sounding.sum(axis=1).tolist())
+            held = (starts[None, :] < starts[:, None]) & (ends[None, :] > starts[:, None])
+            self.starts += int(starts.size)
+            self.held_starts += int(held.any(axis=1).sum())
         lines = piece.bar_lines()
         bars = np.diff(lines[1:-1]) if len(lines) > 3 else np.diff(lines)  # not a pickup or the last bar
         if bars.size:
@@ -85,6 +91,14 @@ class MetreStats:
         if not self.voices:
             return 1
         return int(np.quantile(np.array(self.voices), VOICES_QUANTILE, method="higher"))
+
+    def lockstep(self) -> bool:
+        """Whether the corpus's notes move in lockstep: at most ``LOCKSTEP_SHARE`` of its
+        note starts find a note from an earlier instant still sounding, so every note
+        ends before the next one starts (notes struck together may end together or
+        apart).  O'Neill's melodies do: 1 start in 200,335 (their double stops start
+        together); Bach's chorales do not: a third of their starts are over a held voice."""
+        return self.starts > 0 and self.held_starts <= LOCKSTEP_SHARE * self.starts
 
     def usual_metres(self, longest: int) -> tuple[int, ...]:
         """Bar lengths (ticks, sorted) that are the usual bar of at least
