@@ -23,6 +23,9 @@ it less):
   per step for fp32 and static int8; an older dynamic int8 graph runs row by row so every
   row is exact, see :mod:`studio.runtime`, and then ``ort_int8_b64_one_call_tok_s`` is
   the single-call figure for comparison);
+* ``loop_vs_graph_{fp32,int8}``: loop ÷ bare graph, timed in alternating chunks; the
+  median over the chunk pairs of each pair's ratio (both chunks of a pair see the same
+  load), so it can differ slightly from the ratio of the two medians above;
 * ``int8_vs_fp32``, ``int8_b64_vs_b1``: the ratios of the figures above; ``int8_scheme``,
   ``int8_variant``, ``int8_batches`` say which int8 graph was timed (``studio quantize``
   times every variant where it runs and keeps the fastest that holds quality, see

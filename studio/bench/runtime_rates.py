@@ -90,9 +90,12 @@ def graph_rate(runtime: Runtime, seconds: float, batch: int = 1) -> float:
     return rate(_graph_work(runtime, seconds, batch), seconds)
 
 
-def loop_and_graph_rates(runtime: Runtime, domain, settings: SampleSettings, seconds: float) -> tuple[float, float]:
-    """(the sampling loop's tokens/s at batch 1, the bare graph's), timed in alternating
-    chunks so that their ratio holds on a busy machine."""
+def loop_and_graph_rates(
+    runtime: Runtime, domain, settings: SampleSettings, seconds: float
+) -> tuple[float, float, float]:
+    """(the sampling loop's tokens/s at batch 1, the bare graph's, the median over
+    alternating chunk pairs of loop ÷ graph), timed so that the ratio holds on a busy
+    machine (:func:`~studio.bench.timing.paired_rates`)."""
     loop = _generation_work(runtime, domain, settings, seconds, lambda s: s.num)
     return paired_rates(loop, _graph_work(runtime, seconds), seconds)
 
@@ -149,9 +152,10 @@ def precision_figures(
 
     figures = {}
     say(f"onnxruntime {precision}, batch 1, and the step graph alone (alternating)")
-    loop, graph = loop_and_graph_rates(runtime, domain, base, seconds)
+    loop, graph, paired = loop_and_graph_rates(runtime, domain, base, seconds)
     figures[f"ort_{precision}_tok_s"] = round(loop, 1)
     figures[f"ort_{precision}_graph_only_tok_s"] = round(graph, 1)
+    figures[f"loop_vs_graph_{precision}"] = round(paired, 3)
     if precision == "fp32":  # the IOBinding path, to re-check the default
         with _io_binding(runtime):
             figures["ort_fp32_iobinding_tok_s"] = tokens_per_second(base)

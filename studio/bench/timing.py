@@ -35,10 +35,12 @@ def rate(work: Callable[[], int], seconds: float, chunks: int = 7) -> float:
 
 def paired_rates(
     first: Callable[[], int], second: Callable[[], int], seconds: float, chunks: int = 7
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Median units/second of two kinds of work timed in alternating chunks (one warm-up
-    call each), so that load from other jobs, which drifts over seconds, weighs on both
-    alike and their ratio means something even on a busy machine."""
+    call each), and the median over the chunk pairs of first ÷ second: load from other
+    jobs, which drifts over seconds, weighs on both chunks of a pair alike, so the ratio
+    of each pair holds even when the rates themselves move by a quarter from pair to pair
+    (the ratio of the two medians may take its two halves from different pairs)."""
     first()
     second()
     rates: tuple[list[float], list[float]] = ([], [])
@@ -52,7 +54,8 @@ def paired_rates(
             spent += elapsed
         if spent > 2 * seconds and len(rates[0]) >= 3:
             break
-    return statistics.median(rates[0]), statistics.median(rates[1])
+    ratios = [a / b for a, b in zip(*rates)]
+    return statistics.median(rates[0]), statistics.median(rates[1]), statistics.median(ratios)
 
 
 def chunk_length(step_seconds: float, seconds: float, chunks: int = 7) -> int:
