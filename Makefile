@@ -53,6 +53,7 @@ demo: install
 	$(BIN)/studio sample --model prose --prime "ROMEO:" --temp 0.8 --seed 1 --length 400
 	$(BIN)/studio sample --model code --prime "def " --temp 0.7 --seed 2 --length 300
 	$(BIN)/studio sample --model songs --seed 3 --bars 8 --tempo 100 --best-of 16 --out out/demo-song.mid --wav --piano-roll
+	$(BIN)/studio sample --model folk --seed 3 --bars 16 --temp 0.95 --pitch-temp 0.85 --out out/demo-tune.mid --wav --piano-roll
 	$(BIN)/studio sample --model handwriting --text "Sequence Studio" --bias 1.5 --seed 1 --out out/demo-hand.svg
 	$(BIN)/studio sample --model doodle --num 4 --seed 1 --out out/demo-doodles.png
 	$(BIN)/studio export-web prose --out out/prose-site --force

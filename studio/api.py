@@ -154,6 +154,7 @@ def evaluate(
     best_of: int = 1,
     top_p: float = 1.0,
     pitch_temperature: float = 1.0,
+    lockstep: bool | None = None,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through
@@ -167,8 +168,8 @@ def evaluate(
     many bars long as a corpus piece drawn for it (within those beats), not ``bars``;
     ``two_sample_runs`` N > 1 repeats the test on N generated sets (seeds ``seed`` on) and
     reports the mean accuracy with its standard error; ``on_run(done)`` is called as each
-    generated set is ready.  ``best_of``, ``top_p`` and ``pitch_temperature`` shape the
-    generated pieces as the sampling options of those names do.
+    generated set is ready.  ``best_of``, ``top_p``, ``pitch_temperature`` and
+    ``lockstep`` shape the generated pieces as the sampling options of those names do.
     ``mc_dropout`` N > 0 (token models trained with
     dropout) also scores the text N times with dropout active and adds
     ``nats_per_token_std`` and the other keys of :meth:`studio.uncertainty.MCScores.report`."""
@@ -225,6 +226,7 @@ def evaluate(
         best_of=best_of,
         top_p=top_p,
         pitch_temperature=pitch_temperature,
+        lockstep=lockstep,
         on_run=on_run,
     )
 

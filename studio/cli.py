@@ -495,6 +495,14 @@ def sample(
             "notes, rhythm untouched; 1: off).",
         ),
     ] = 1.0,
+    lockstep: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--lockstep/--no-lockstep",
+            help="Music: no note starts while an earlier one still sounds (a melody's way); default: as the "
+            "model's card says (its corpus measured: on for folk tunes, off for chorales).",
+        ),
+    ] = None,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
     piano_roll: Annotated[bool, typer.Option(help="Music: also write a piano-roll PNG beside --out.")] = False,
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
@@ -563,6 +571,7 @@ def sample(
         key=key,
         metre=metre,
         pitch_temperature=pitch_temp,
+        lockstep=lockstep,
         text=text,
         bias=bias,
         style=style,
@@ -653,6 +662,12 @@ def eval_command(
             help="Music: temperature of the choice among note-ons alone (as studio sample --pitch-temp).",
         ),
     ] = 1.0,
+    lockstep: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--lockstep/--no-lockstep", help="Music: as studio sample --lockstep (default: as the model's card says)."
+        ),
+    ] = None,
     mc_dropout: Annotated[
         int,
         typer.Option(
@@ -709,6 +724,7 @@ def eval_command(
             best_of=best_of,
             top_p=top_p,
             pitch_temperature=pitch_temp,
+            lockstep=lockstep,
             on_run=lambda done: progress.update(task, completed=done),
         )
     if json_out:

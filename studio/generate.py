@@ -33,7 +33,7 @@ from .sampling.rules import (
     plain_scores,
     row_generator,
 )
-from .sampling.settings import SampleSettings, command_line
+from .sampling.settings import CLI_FLAGS, SampleSettings, command_line
 from .step_draw import NOISE
 
 HISTORY_START = 1024  # tokens of history room at first (it doubles as tokens come)
@@ -77,10 +77,11 @@ def mean_logprob(sample: Sample) -> float:
 class Generation:
     def __init__(self, runtime: Runtime, domain, settings: SampleSettings):
         self.runtime, self.domain, self.settings = runtime, domain, settings
-        require(
-            settings.pitch_temperature == 1.0 or domain.pitched,
-            f"--pitch-temp shapes the notes of music models; leave it out for this {domain.name} model",
-        )
+        for option, unset in (("pitch_temperature", 1.0), ("lockstep", None)):
+            require(
+                getattr(settings, option) == unset or domain.pitched,
+                f"{CLI_FLAGS[option]} shapes the notes of music models; leave it out for this {domain.name} model",
+            )
         self.prime = list(domain.prime_ids(settings))
         if not self.prime:
             raise StudioError("nothing to start from: give a prime")

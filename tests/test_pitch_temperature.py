@@ -1,7 +1,7 @@
 """`--pitch-temp T`: the choice among note-ons alone sharpened (T < 1) or flattened, their
-share of the probability and every other event left as the model gave them; the same
-through the API, the CLI and the eval, bounds-checked, and refused where nothing has a
-pitch."""
+share of the probability and every other event left as the model gave them; and
+`--lockstep/--no-lockstep`, which overrides the card's measured lockstep.  The same through
+the API, the CLI and the eval, bounds-checked, and refused where nothing has a pitch."""
 
 from __future__ import annotations
 
@@ -71,12 +71,17 @@ def test_out_of_range_pitch_temperatures_are_one_line_errors(value):
 def test_text_models_refuse_it(tiny_bundle):
     with pytest.raises(StudioError, match="--pitch-temp shapes the notes of music models"):
         sample(str(tiny_bundle), prime="W", length=5, pitch_temperature=0.8)
+    with pytest.raises(StudioError, match="--lockstep shapes the notes of music models"):
+        sample(str(tiny_bundle), prime="W", length=5, lockstep=False)
 
 
 def test_the_recipe_spells_it():
     settings = SampleSettings(model="folk", bars=8, pitch_temperature=0.8, seed=3)
     assert "--pitch-temp 0.8" in command_line(settings)
     assert "--pitch-temp" not in command_line(settings.with_(pitch_temperature=1.0))
+    assert "lockstep" not in command_line(settings)  # as the card says
+    assert command_line(settings.with_(lockstep=True)).endswith("--lockstep")
+    assert command_line(settings.with_(lockstep=False)).endswith("--no-lockstep")
 
 
 @needs_folk
@@ -88,6 +93,33 @@ def test_the_music_domain_applies_it_only_when_sampling():
     assert "PitchTemperature" not in kinds(SampleSettings(pitch_temperature=0.8, greedy=True))
     assert "PitchTemperature" not in kinds(SampleSettings(pitch_temperature=0.8, num_beams=2))
     assert "PitchTemperature" not in kinds(SampleSettings())
+
+
+@needs_folk
+def test_the_card_sets_lockstep_and_the_setting_overrides_it():
+    from studio.music.grammar import NoteGrammar
+
+    domain = load(FOLK).domain
+    assert domain.lockstep  # O'Neill's tunes: measured, recorded in the card
+
+    def grammar(settings):
+        return next(rule for rule in domain.constraints(settings) if isinstance(rule, NoteGrammar))
+
+    assert grammar(SampleSettings()).lockstep
+    assert not grammar(SampleSettings(lockstep=False)).lockstep
+    assert grammar(SampleSettings(lockstep=True)).lockstep
+    common = dict(bars=8, num=6, seed=2, precision="fp32")
+    held = sample(str(FOLK), lockstep=False, **common)
+    over = [
+        sum(
+            other.start < note.start < other.end
+            for note in piece.output.piece.notes
+            for other in piece.output.piece.notes
+        )
+        for piece in sample(str(FOLK), **common)
+    ]
+    assert sum(over) == 0  # lockstep: no note starts over a held one
+    assert [s.tokens for s in held] != [s.tokens for s in sample(str(FOLK), **common)]
 
 
 @needs_folk
@@ -112,12 +144,12 @@ def test_the_cli_recipe_and_the_api_agree(studio_env, monkeypatch, tmp_path):
     for name, value in studio_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    args = ["sample", "--model", str(FOLK), "--bars", "3", "--seed", "4", "--pitch-temp", "0.7", "--json"]
-    result = CliRunner().invoke(app, args)
+    args = ["sample", "--model", str(FOLK), "--bars", "3", "--seed", "4", "--pitch-temp", "0.7", "--no-lockstep"]
+    result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     line = json.loads(result.output.strip().splitlines()[-1])
-    assert "--pitch-temp 0.7" in line["command"]
-    [api] = sample(str(FOLK), bars=3, seed=4, pitch_temperature=0.7)
+    assert "--pitch-temp 0.7" in line["command"] and "--no-lockstep" in line["command"]
+    [api] = sample(str(FOLK), bars=3, seed=4, pitch_temperature=0.7, lockstep=False)
     assert line["tokens"] == api.tokens
     bad = CliRunner().invoke(app, ["sample", "--model", str(FOLK), "--bars", "2", "--pitch-temp", "0"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
@@ -131,5 +163,8 @@ def test_the_eval_checks_it_first_and_records_it():
         evaluate(FOLK, corpus, samples=3, bars=2, pitch_temperature=0)
     with pytest.raises(StudioError, match="top-p must be in"):
         evaluate(FOLK, corpus, samples=3, bars=2, top_p=1.5)
-    report = evaluate(FOLK, corpus / "0000-the-supple-dancer.mid", samples=3, bars=2, pitch_temperature=0.8, top_p=0.95)
+    one = corpus / "0000-the-supple-dancer.mid"
+    report = evaluate(FOLK, one, samples=3, bars=2, pitch_temperature=0.8, top_p=0.95)
     assert report["pitch_temperature"] == 0.8 and report["top_p"] == 0.95 and report["samples"] == 3
+    assert report["lockstep"] is True  # as the card says
+    assert evaluate(FOLK, one, samples=3, bars=2, lockstep=False)["lockstep"] is False

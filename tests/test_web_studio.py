@@ -326,10 +326,14 @@ def test_compose_keeps_the_likeliest_of_its_candidates_as_the_cli_does(client, s
     assert (tmp_path / Path(midi).name).read_bytes() == Path(midi).read_bytes()
 
 
-def test_compose_pitch_temperature_is_in_the_recipe_and_gives_the_cli_piece(client, studio_server, tmp_path):
+def test_compose_pitch_temperature_and_lockstep_are_in_the_recipe_and_give_the_cli_piece(
+    client, studio_server, tmp_path
+):
     _, work = studio_server
-    _, recipe, midi, _, _ = client.predict(model=MUSIC, bars=2, seed=6, pitch_temp=0.7, api_name="/compose")
-    assert "--pitch-temp 0.7" in recipe
+    _, recipe, midi, _, _ = client.predict(
+        model=MUSIC, bars=2, seed=6, pitch_temp=0.7, lockstep="on", api_name="/compose"
+    )
+    assert "--pitch-temp 0.7" in recipe and "--lockstep" in recipe
     run_cli(recipe, work, tmp_path)
     assert (tmp_path / Path(midi).name).read_bytes() == Path(midi).read_bytes()
     with pytest.raises(AppError, match="pitch temperature must be above 0"):

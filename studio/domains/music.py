@@ -410,7 +410,8 @@ class MusicDomain(CategoricalDomain):
     def constraints(self, settings: Any) -> list:
         """The note grammar (:mod:`studio.music.grammar`): no note left hanging longer
         than the corpus's longest note, no more voices than the corpus's most, and (for a
-        corpus in ``lockstep``) no note started over a held one; bars of
+        corpus in ``lockstep``, or with ``settings.lockstep``; ``False`` turns it off) no
+        note started over a held one; bars of
         one length, the primer's metre when there is one, else ``settings.metre``'s
         after an optional pickup (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
@@ -427,7 +428,7 @@ class MusicDomain(CategoricalDomain):
                 self.codec,
                 self.max_note_ticks,
                 min(self.max_voices, self.usual_voices or PITCH_COUNT),
-                lockstep=self.lockstep,
+                lockstep=self.lockstep if settings.lockstep is None else settings.lockstep,
             ),
             BarGrid(self.codec, start=start, metre=metre, metres=metres),
         ]

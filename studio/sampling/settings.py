@@ -3,7 +3,7 @@
 Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
 ``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty``,
 ``max_new_tokens`` (``length`` here), ``seed``, ``stop`` strings.  Domain settings
-(music ``bars``/``tempo``/``key``/``metre``/``pitch_temperature``, handwriting
+(music ``bars``/``tempo``/``key``/``metre``/``pitch_temperature``/``lockstep``, handwriting
 ``text``/``bias``/``style``/``page_width``) live here too so one recipe describes any sample.
 """
 
@@ -62,6 +62,7 @@ class SampleSettings:
     key: str | None = None
     metre: str | None = None  # a time signature, "3/4": every bar that long
     pitch_temperature: float = 1.0  # the choice among note-ons alone (studio.music.shaping)
+    lockstep: bool | None = None  # no note-on over a held note (studio.music.grammar); None: as the card says
     # handwriting
     text: str | None = None
     bias: float = 1.0
@@ -164,6 +165,9 @@ class SampleSettings:
         return data
 
 
+# The flag that sets a boolean setting False, where its default is neither (None: the card's).
+NEGATED_FLAGS = {"lockstep": "--no-lockstep"}
+
 # How each setting is spelled on the command line, for recipes (`studio sample ...`).
 CLI_FLAGS = {
     "model": "--model",
@@ -192,6 +196,7 @@ CLI_FLAGS = {
     "key": "--key",
     "metre": "--metre",
     "pitch_temperature": "--pitch-temp",
+    "lockstep": "--lockstep",
     "text": "--text",
     "bias": "--bias",
     "style": "--style",
@@ -230,6 +235,8 @@ def command_line(settings: SampleSettings, out: str | None = None) -> str:
         if isinstance(value, bool):
             if value:
                 parts.append(flag)
+            elif name in NEGATED_FLAGS:
+                parts.append(NEGATED_FLAGS[name])
         elif isinstance(value, list):
             for item in value:
                 parts += [flag, shlex.quote(escape_stop(str(item)) if name == "stop" else str(item))]
