@@ -154,7 +154,7 @@ def evaluate(
     best_of: int = 1,
     top_p: float = 1.0,
     pitch_temperature: float = 1.0,
-    lockstep: bool | None = None,
+    lockstep: bool = False,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """Nats and bits per unit of a bundle on a corpus (file or folder), through

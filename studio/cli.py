@@ -496,13 +496,13 @@ def sample(
         ),
     ] = 1.0,
     lockstep: Annotated[
-        Optional[bool],
+        bool,
         typer.Option(
-            "--lockstep/--no-lockstep",
-            help="Music: no note starts while an earlier one still sounds (a melody's way); default: as the "
-            "model's card says (its corpus measured: on for folk tunes, off for chorales).",
+            "--lockstep",
+            help="Music: no note starts while an earlier one still sounds, as in a fiddle tune (the model "
+            "releases a held note first; notes struck together stay allowed).",
         ),
-    ] = None,
+    ] = False,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
     piano_roll: Annotated[bool, typer.Option(help="Music: also write a piano-roll PNG beside --out.")] = False,
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
@@ -662,12 +662,7 @@ def eval_command(
             help="Music: temperature of the choice among note-ons alone (as studio sample --pitch-temp).",
         ),
     ] = 1.0,
-    lockstep: Annotated[
-        Optional[bool],
-        typer.Option(
-            "--lockstep/--no-lockstep", help="Music: as studio sample --lockstep (default: as the model's card says)."
-        ),
-    ] = None,
+    lockstep: Annotated[bool, typer.Option("--lockstep", help="Music: as studio sample --lockstep.")] = False,
     mc_dropout: Annotated[
         int,
         typer.Option(

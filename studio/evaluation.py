@@ -74,13 +74,13 @@ def evaluate_model(
     best_of: int = 1,
     top_p: float = 1.0,
     pitch_temperature: float = 1.0,
-    lockstep: bool | None = None,
+    lockstep: bool = False,
     on_run: Callable[[int], None] | None = None,
 ) -> dict:
     """``on_run(done)`` is called as each generated set of the two-sample test is ready;
     ``best_of`` K > 1: each generated piece is the likeliest of K drawn for it
     (``studio sample --best-of``); ``top_p``, ``pitch_temperature`` and ``lockstep`` as
-    ``studio sample --top-p``, ``--pitch-temp`` and ``--lockstep``/``--no-lockstep``."""
+    ``studio sample --top-p``, ``--pitch-temp`` and ``--lockstep``."""
     held_out = held_out_of(runtime.bundle.card)
     score = head.score(runtime, domain, corpus, split, val_fraction, held_out)
     report: dict[str, Any] = {"model": runtime.bundle.name, "corpus": str(corpus), **score.to_json()}
@@ -125,7 +125,8 @@ def evaluate_model(
         report.update(top_p=top_p)
     if pitch_temperature != 1.0:
         report.update(pitch_temperature=pitch_temperature)
-    report.update(lockstep=getattr(domain, "lockstep", False) if lockstep is None else lockstep)
+    if lockstep:
+        report.update(lockstep=True)
     report.update(domain.sample_report(outputs, shown))
     if two_sample:
         more = []

@@ -77,7 +77,7 @@ def mean_logprob(sample: Sample) -> float:
 class Generation:
     def __init__(self, runtime: Runtime, domain, settings: SampleSettings):
         self.runtime, self.domain, self.settings = runtime, domain, settings
-        for option, unset in (("pitch_temperature", 1.0), ("lockstep", None)):
+        for option, unset in (("pitch_temperature", 1.0), ("lockstep", False)):
             require(
                 getattr(settings, option) == unset or domain.pitched,
                 f"{CLI_FLAGS[option]} shapes the notes of music models; leave it out for this {domain.name} model",

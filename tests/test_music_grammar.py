@@ -116,8 +116,10 @@ def test_lockstep_is_measured_on_the_corpus_and_carried_by_the_card() -> None:
     domain = MusicDomain.from_documents([Document("a", melody)])
     assert domain.lockstep and domain.to_config()["lockstep"] is True
     again = MusicDomain.from_config(domain.to_config())
-    grammar = again.constraints(SampleSettings())[0]
+    assert again.lockstep
+    grammar = again.constraints(SampleSettings(lockstep=True))[0]
     assert isinstance(grammar, NoteGrammar) and grammar.lockstep
+    assert not again.constraints(SampleSettings())[0].lockstep  # the rule is asked for, not the default
     voices = MusicDomain.from_documents([Document("a", melody), Document("b", overlapping)])
     assert not voices.lockstep and "lockstep" not in voices.to_config()
     # cards written before the measure existed sample as before

@@ -1,7 +1,7 @@
 """`--pitch-temp T`: the choice among note-ons alone sharpened (T < 1) or flattened, their
 share of the probability and every other event left as the model gave them; and
-`--lockstep/--no-lockstep`, which overrides the card's measured lockstep.  The same through
-the API, the CLI and the eval, bounds-checked, and refused where nothing has a pitch."""
+`--lockstep`: no note starts while an earlier one sounds.  The same through the API, the
+CLI and the eval, bounds-checked, and refused where nothing has a pitch."""
 
 from __future__ import annotations
 
@@ -72,16 +72,15 @@ def test_text_models_refuse_it(tiny_bundle):
     with pytest.raises(StudioError, match="--pitch-temp shapes the notes of music models"):
         sample(str(tiny_bundle), prime="W", length=5, pitch_temperature=0.8)
     with pytest.raises(StudioError, match="--lockstep shapes the notes of music models"):
-        sample(str(tiny_bundle), prime="W", length=5, lockstep=False)
+        sample(str(tiny_bundle), prime="W", length=5, lockstep=True)
 
 
 def test_the_recipe_spells_it():
     settings = SampleSettings(model="folk", bars=8, pitch_temperature=0.8, seed=3)
     assert "--pitch-temp 0.8" in command_line(settings)
     assert "--pitch-temp" not in command_line(settings.with_(pitch_temperature=1.0))
-    assert "lockstep" not in command_line(settings)  # as the card says
+    assert "lockstep" not in command_line(settings)
     assert command_line(settings.with_(lockstep=True)).endswith("--lockstep")
-    assert command_line(settings.with_(lockstep=False)).endswith("--no-lockstep")
 
 
 @needs_folk
@@ -96,30 +95,25 @@ def test_the_music_domain_applies_it_only_when_sampling():
 
 
 @needs_folk
-def test_the_card_sets_lockstep_and_the_setting_overrides_it():
+def test_lockstep_is_asked_for_and_then_no_note_starts_over_a_held_one():
     from studio.music.grammar import NoteGrammar
 
     domain = load(FOLK).domain
-    assert domain.lockstep  # O'Neill's tunes: measured, recorded in the card
+    assert domain.lockstep  # O'Neill's tunes are: measured, recorded in the card
 
     def grammar(settings):
         return next(rule for rule in domain.constraints(settings) if isinstance(rule, NoteGrammar))
 
-    assert grammar(SampleSettings()).lockstep
-    assert not grammar(SampleSettings(lockstep=False)).lockstep
-    assert grammar(SampleSettings(lockstep=True)).lockstep
-    common = dict(bars=8, num=6, seed=2, precision="fp32")
-    held = sample(str(FOLK), lockstep=False, **common)
-    over = [
-        sum(
-            other.start < note.start < other.end
-            for note in piece.output.piece.notes
-            for other in piece.output.piece.notes
-        )
-        for piece in sample(str(FOLK), **common)
-    ]
-    assert sum(over) == 0  # lockstep: no note starts over a held one
-    assert [s.tokens for s in held] != [s.tokens for s in sample(str(FOLK), **common)]
+    assert not grammar(SampleSettings()).lockstep and grammar(SampleSettings(lockstep=True)).lockstep
+
+    def overlaps(samples):
+        return [
+            sum(o.start < n.start < o.end for n in s.output.piece.notes for o in s.output.piece.notes) for s in samples
+        ]
+
+    common = dict(bars=8, num=8, seed=2, precision="fp32")
+    assert sum(overlaps(sample(str(FOLK), **common))) > 0  # the model alone leaves some note-offs out
+    assert sum(overlaps(sample(str(FOLK), lockstep=True, **common))) == 0
 
 
 @needs_folk
@@ -144,12 +138,12 @@ def test_the_cli_recipe_and_the_api_agree(studio_env, monkeypatch, tmp_path):
     for name, value in studio_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    args = ["sample", "--model", str(FOLK), "--bars", "3", "--seed", "4", "--pitch-temp", "0.7", "--no-lockstep"]
+    args = ["sample", "--model", str(FOLK), "--bars", "3", "--seed", "4", "--pitch-temp", "0.7", "--lockstep"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     line = json.loads(result.output.strip().splitlines()[-1])
-    assert "--pitch-temp 0.7" in line["command"] and "--no-lockstep" in line["command"]
-    [api] = sample(str(FOLK), bars=3, seed=4, pitch_temperature=0.7, lockstep=False)
+    assert "--pitch-temp 0.7" in line["command"] and "--lockstep" in line["command"]
+    [api] = sample(str(FOLK), bars=3, seed=4, pitch_temperature=0.7, lockstep=True)
     assert line["tokens"] == api.tokens
     bad = CliRunner().invoke(app, ["sample", "--model", str(FOLK), "--bars", "2", "--pitch-temp", "0"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
@@ -166,5 +160,5 @@ def test_the_eval_checks_it_first_and_records_it():
     one = corpus / "0000-the-supple-dancer.mid"
     report = evaluate(FOLK, one, samples=3, bars=2, pitch_temperature=0.8, top_p=0.95)
     assert report["pitch_temperature"] == 0.8 and report["top_p"] == 0.95 and report["samples"] == 3
-    assert report["lockstep"] is True  # as the card says
-    assert evaluate(FOLK, one, samples=3, bars=2, lockstep=False)["lockstep"] is False
+    assert "lockstep" not in report
+    assert evaluate(FOLK, one, samples=3, bars=2, lockstep=True)["lockstep"] is True

@@ -331,7 +331,7 @@ def test_compose_pitch_temperature_and_lockstep_are_in_the_recipe_and_give_the_c
 ):
     _, work = studio_server
     _, recipe, midi, _, _ = client.predict(
-        model=MUSIC, bars=2, seed=6, pitch_temp=0.7, lockstep="on", api_name="/compose"
+        model=MUSIC, bars=2, seed=6, pitch_temp=0.7, lockstep=True, api_name="/compose"
     )
     assert "--pitch-temp 0.7" in recipe and "--lockstep" in recipe
     run_cli(recipe, work, tmp_path)

@@ -50,7 +50,6 @@ KEYS = (
     + ["D dorian", "E phrygian", "F lydian", "G mixolydian", "A minor pentatonic", "C blues"]
 )
 ANY_METRE = "(model's choice)"
-LOCKSTEP_CHOICES = ("as the model's corpus", "on", "off")
 # what the music domains read: MIDI, MusicXML, ABC, Humdrum
 PRIMER_SUFFIXES = tuple(
     dict.fromkeys(suffix for cls in DOMAINS.values() if cls.medium is Medium.MUSIC for suffix in cls.suffixes)
@@ -87,15 +86,6 @@ def model_changed(model: str | None):
     return tempo, key, gr.Dropdown(choices=metre_choices(model), value=ANY_METRE)
 
 
-def lockstep_setting(choice: str | None) -> bool | None:
-    """The ``lockstep`` setting for the tab's choice (None: as the model's card says)."""
-    if choice in (None, "", LOCKSTEP_CHOICES[0]):
-        return None
-    if choice not in LOCKSTEP_CHOICES:
-        raise StudioError(f"one note at a time is one of {', '.join(LOCKSTEP_CHOICES)} (got {choice!r})")
-    return choice == LOCKSTEP_CHOICES[1]
-
-
 def make_compose(outputs: OutputFolders, batcher: Batcher):
     def compose(
         model: str,
@@ -109,7 +99,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
         metre: str = ANY_METRE,
         best_of: int = 1,
         pitch_temp: float = 1.0,
-        lockstep: str = LOCKSTEP_CHOICES[0],
+        lockstep: bool = False,
     ):
         """Compose one piece; returns (summary, recipe, midi, wav, piano roll png)."""
         model = require_model(model, "music")
@@ -136,7 +126,7 @@ def make_compose(outputs: OutputFolders, batcher: Batcher):
             num_beams=as_int(beams, "beams"),
             best_of=as_int(best_of, "candidates"),
             pitch_temperature=as_float(pitch_temp, "pitch temperature"),
-            lockstep=lockstep_setting(lockstep),
+            lockstep=bool(lockstep),
             seed=as_int(seed, "seed"),
             length=None,
         )
@@ -227,13 +217,11 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 info="Above 0, up to 10; 1 is off. Below 1 sharpens which note is played, not when "
                 "(folk: 0.85 with temperature 0.95).",
             )
-            lockstep = gr.Dropdown(
-                LOCKSTEP_CHOICES,
-                value=LOCKSTEP_CHOICES[0],
+            lockstep = gr.Checkbox(
+                False,
                 label="One note at a time",
                 elem_id="compose-lockstep",
-                info="On: no note starts while an earlier one still sounds, as in a fiddle tune. "
-                "As the model's corpus: on for folk, off for the chorales.",
+                info="No note starts while an earlier one still sounds, as in a fiddle tune.",
             )
             primer = gr.File(
                 label="Primer to continue (optional)",

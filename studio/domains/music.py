@@ -118,8 +118,8 @@ class MusicDomain(CategoricalDomain):
         self.usual_metres = tuple(int(m) for m in usual_metres) if usual_metres else None
         # and how its scores write them (6/8 rather than 3/4): the names samples are given
         self.usual_signatures = tuple((int(n), int(d)) for n, d in usual_signatures) if usual_signatures else None
-        # whether the corpus's notes end before the next one starts (melodies): the note
-        # grammar then holds samples to that (studio.music.grammar)
+        # whether the corpus's notes end before the next one starts (melodies); --lockstep
+        # holds samples to that (studio.music.grammar), which is not the default: see README
         self.lockstep = bool(lockstep)
         if any(m < 1 for m in self.usual_metres or ()) or any(
             n < 1 or d not in (1, 2, 4, 8, 16, 32) for n, d in self.usual_signatures or ()
@@ -409,9 +409,8 @@ class MusicDomain(CategoricalDomain):
 
     def constraints(self, settings: Any) -> list:
         """The note grammar (:mod:`studio.music.grammar`): no note left hanging longer
-        than the corpus's longest note, no more voices than the corpus's most, and (for a
-        corpus in ``lockstep``, or with ``settings.lockstep``; ``False`` turns it off) no
-        note started over a held one; bars of
+        than the corpus's longest note, no more voices than the corpus's most, and (with
+        ``settings.lockstep``) no note started over a held one; bars of
         one length, the primer's metre when there is one, else ``settings.metre``'s
         after an optional pickup (:class:`BarGrid`); with
         ``settings.bars``, no end of the piece before that many new bars
@@ -428,7 +427,7 @@ class MusicDomain(CategoricalDomain):
                 self.codec,
                 self.max_note_ticks,
                 min(self.max_voices, self.usual_voices or PITCH_COUNT),
-                lockstep=self.lockstep if settings.lockstep is None else settings.lockstep,
+                lockstep=settings.lockstep,
             ),
             BarGrid(self.codec, start=start, metre=metre, metres=metres),
         ]

@@ -21,7 +21,7 @@ class MixtureHead(Head):
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         require(settings.best_of == 1, "--best-of chooses among token samples (text, music); leave it out here")
         require(settings.pitch_temperature == 1.0, "--pitch-temp shapes the notes of music models; leave it out here")
-        require(settings.lockstep is None, "--lockstep shapes the notes of music models; leave it out here")
+        require(not settings.lockstep, "--lockstep shapes the notes of music models; leave it out here")
         yield Started("")
         output = draw_strokes(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])

@@ -11,10 +11,10 @@ musician would call a mistake:
 * any ``NOTE_ON`` once ``max_voices`` notes sound;
 * a ``SHIFT`` that would hold some note longer than ``max_note_ticks``; once a note has
   reached that length, only the note-offs of such notes stay allowed, so it ends now.
-* with ``lockstep`` (a corpus whose notes never start over a held note, as a melody's
-  do), any ``NOTE_ON`` while a note from an earlier instant still sounds: the model
-  releases it first, as the corpus always does.  Without it a melody model that forgets
-  a note-off writes a second voice the corpus never has.
+* with ``lockstep`` (``--lockstep``: for a corpus whose notes never start over a held
+  note, as a melody's do), any ``NOTE_ON`` while a note from an earlier instant still
+  sounds: the model releases it first, as the corpus always does.  Without it a melody
+  model that forgets a note-off writes a second voice the corpus never has.
 
 Both limits come from the training corpus (the longest note and the most simultaneous
 notes in it, recorded in the bundle's card), so the rule never forbids what the corpus

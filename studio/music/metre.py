@@ -97,7 +97,8 @@ class MetreStats:
         note starts find a note from an earlier instant still sounding, so every note
         ends before the next one starts (notes struck together may end together or
         apart).  O'Neill's melodies do: 1 start in 200,335 (their double stops start
-        together); Bach's chorales do not: a third of their starts are over a held voice."""
+        together); Bach's chorales do not: a third of their starts are over a held voice.
+        The card records it; ``--lockstep`` holds samples to it."""
         return self.starts > 0 and self.held_starts <= LOCKSTEP_SHARE * self.starts
 
     def usual_metres(self, longest: int) -> tuple[int, ...]:

@@ -62,7 +62,7 @@ class SampleSettings:
     key: str | None = None
     metre: str | None = None  # a time signature, "3/4": every bar that long
     pitch_temperature: float = 1.0  # the choice among note-ons alone (studio.music.shaping)
-    lockstep: bool | None = None  # no note-on over a held note (studio.music.grammar); None: as the card says
+    lockstep: bool = False  # no note-on while an earlier note sounds (studio.music.grammar)
     # handwriting
     text: str | None = None
     bias: float = 1.0
@@ -165,9 +165,6 @@ class SampleSettings:
         return data
 
 
-# The flag that sets a boolean setting False, where its default is neither (None: the card's).
-NEGATED_FLAGS = {"lockstep": "--no-lockstep"}
-
 # How each setting is spelled on the command line, for recipes (`studio sample ...`).
 CLI_FLAGS = {
     "model": "--model",
@@ -235,8 +232,6 @@ def command_line(settings: SampleSettings, out: str | None = None) -> str:
         if isinstance(value, bool):
             if value:
                 parts.append(flag)
-            elif name in NEGATED_FLAGS:
-                parts.append(NEGATED_FLAGS[name])
         elif isinstance(value, list):
             for item in value:
                 parts += [flag, shlex.quote(escape_stop(str(item)) if name == "stop" else str(item))]
