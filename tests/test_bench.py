@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -112,15 +111,18 @@ def test_shape_times_a_random_model_of_that_shape(tiny_bundle, tmp_path):
             shaped_bundle(like, bad, tmp_path)
 
 
-def test_paired_rates_take_the_ratio_within_each_pair():
-    """Load that slows both chunks of a pair alike leaves that pair's ratio as it was."""
+def test_paired_rates_take_the_ratio_within_each_pair(monkeypatch):
+    """Load that slows both chunks of a pair alike leaves that pair's ratio as it was; a
+    fake clock, so the figure is exact."""
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     loads = iter([1, 1] + [1, 1, 4, 4, 1, 1, 2, 2, 1, 1, 3, 3, 1, 1])  # warm-ups, then 7 pairs
 
     def work(cost: float) -> int:
-        time.sleep(0.004 * cost * next(loads))
+        clock[0] += cost * next(loads)
         return 10
 
     first, second = (lambda: work(1.0)), (lambda: work(2.0))
-    a, b, paired = timing.paired_rates(first, second, seconds=10.0, chunks=7)
-    assert a > b > 0
-    assert 1.6 < paired < 2.4  # the first work is twice as fast in every pair
+    a, b, paired = timing.paired_rates(first, second, seconds=100.0, chunks=7)
+    assert (a, b) == (10.0, 5.0)  # the medians of 10 / (1 * load) and 10 / (2 * load)
+    assert paired == 2.0  # the first work is twice as fast in every pair
