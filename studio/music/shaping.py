@@ -7,9 +7,10 @@ note-ons* alone.  At each step the note-ons keep, together, the probability the 
 gave them (so whether a note starts now, or time moves on, or a note ends, is the
 model's own call), and within that share each pitch's probability goes as ``p ** (1/T)``.
 
-Measured on the shipped ``folk`` model (README, "folk"), T = 0.8 narrows the pitch
-range its tunes wander over towards the corpus's while their durations stay as varied as
-the corpus's; a whole-distribution temperature of 0.9 narrows both.
+Measured on the shipped ``folk`` model (README, "folk"): with ``--temp 0.95 --pitch-temp
+0.85`` its tunes' pitch range is 18.1 semitones against the held-out tunes' 17.2, and
+duration entropy is not among what tells them apart; ``--temp 0.9`` alone leaves the range
+at 18.4 and lowers the duration entropy (effect −0.28).
 """
 
 from __future__ import annotations
