@@ -23,6 +23,24 @@ app = typer.Typer(
     help="Sequence Studio: train, export and sample recurrent models of text, code, music and handwriting.",
 )
 
+# music options `sample` and `eval` share
+PitchTempOption = Annotated[
+    float,
+    typer.Option(
+        "--pitch-temp",
+        help="Music: temperature of the choice among note-ons alone (below 1: fewer unlikely notes, rhythm "
+        "untouched; 1: off).",
+    ),
+]
+LockstepOption = Annotated[
+    bool,
+    typer.Option(
+        "--lockstep",
+        help="Music: no note starts while an earlier one still sounds, as in a fiddle tune (the model releases "
+        "a held note first; notes struck together stay allowed).",
+    ),
+]
+
 
 def fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -487,22 +505,8 @@ def sample(
             "default: the model's choice, or the primer's).",
         ),
     ] = None,
-    pitch_temp: Annotated[
-        float,
-        typer.Option(
-            "--pitch-temp",
-            help="Music: temperature of the choice among note-ons alone (below 1: fewer unlikely "
-            "notes, rhythm untouched; 1: off).",
-        ),
-    ] = 1.0,
-    lockstep: Annotated[
-        bool,
-        typer.Option(
-            "--lockstep",
-            help="Music: no note starts while an earlier one still sounds, as in a fiddle tune (the model "
-            "releases a held note first; notes struck together stay allowed).",
-        ),
-    ] = False,
+    pitch_temp: PitchTempOption = 1.0,
+    lockstep: LockstepOption = False,
     wav: Annotated[bool, typer.Option(help="Music: also write a WAV beside --out.")] = False,
     piano_roll: Annotated[bool, typer.Option(help="Music: also write a piano-roll PNG beside --out.")] = False,
     text: Annotated[Optional[str], typer.Option(help="Handwriting: the text to write.")] = None,
@@ -655,14 +659,8 @@ def eval_command(
     top_p: Annotated[
         float, typer.Option(help="Music: nucleus sampling of the generated pieces (as studio sample --top-p).")
     ] = 1.0,
-    pitch_temp: Annotated[
-        float,
-        typer.Option(
-            "--pitch-temp",
-            help="Music: temperature of the choice among note-ons alone (as studio sample --pitch-temp).",
-        ),
-    ] = 1.0,
-    lockstep: Annotated[bool, typer.Option("--lockstep", help="Music: as studio sample --lockstep.")] = False,
+    pitch_temp: PitchTempOption = 1.0,
+    lockstep: LockstepOption = False,
     mc_dropout: Annotated[
         int,
         typer.Option(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .engine import Engine, Job, StepRows
-from .errors import StudioError, require
+from .errors import StudioError
 from .numeric import softmax_weights, teacher_forced_nats
 from .runtime import Runtime
 from .sampling.beam import beam_search, selection_for
@@ -33,7 +33,7 @@ from .sampling.rules import (
     plain_scores,
     row_generator,
 )
-from .sampling.settings import CLI_FLAGS, SampleSettings, command_line
+from .sampling.settings import SampleSettings, command_line, require_pitched
 from .step_draw import NOISE
 
 HISTORY_START = 1024  # tokens of history room at first (it doubles as tokens come)
@@ -77,11 +77,7 @@ def mean_logprob(sample: Sample) -> float:
 class Generation:
     def __init__(self, runtime: Runtime, domain, settings: SampleSettings):
         self.runtime, self.domain, self.settings = runtime, domain, settings
-        for option, unset in (("pitch_temperature", 1.0), ("lockstep", False)):
-            require(
-                getattr(settings, option) == unset or domain.pitched,
-                f"{CLI_FLAGS[option]} shapes the notes of music models; leave it out for this {domain.name} model",
-            )
+        require_pitched(settings, domain)
         self.prime = list(domain.prime_ids(settings))
         if not self.prime:
             raise StudioError("nothing to start from: give a prime")

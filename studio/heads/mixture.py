@@ -10,7 +10,7 @@ from ..errors import require
 from ..generate import Sample
 from ..handwriting.evaluate import evaluate_strokes
 from ..handwriting.sample import generate as draw_strokes
-from ..sampling.settings import SampleSettings
+from ..sampling.settings import SampleSettings, require_pitched
 from .base import Event, Finished, Head, Score, Started
 
 
@@ -20,8 +20,7 @@ class MixtureHead(Head):
 
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         require(settings.best_of == 1, "--best-of chooses among token samples (text, music); leave it out here")
-        require(settings.pitch_temperature == 1.0, "--pitch-temp shapes the notes of music models; leave it out here")
-        require(not settings.lockstep, "--lockstep shapes the notes of music models; leave it out here")
+        require_pitched(settings, domain)
         yield Started("")
         output = draw_strokes(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from ..errors import require
 from ..generate import Sample
 from ..handwriting import latent
-from ..sampling.settings import SampleSettings
+from ..sampling.settings import SampleSettings, require_pitched
 from .base import Event, Finished, Head, Score, Started
 
 
@@ -19,8 +19,7 @@ class VrnnHead(Head):
 
     def generate(self, runtime: Any, domain: Any, settings: SampleSettings) -> Iterator[Event]:
         require(settings.best_of == 1, "--best-of chooses among token samples (text, music); leave it out here")
-        require(settings.pitch_temperature == 1.0, "--pitch-temp shapes the notes of music models; leave it out here")
-        require(not settings.lockstep, "--lockstep shapes the notes of music models; leave it out here")
+        require_pitched(settings, domain)
         yield Started("")
         output = latent.generate(domain, runtime, settings)
         yield Finished([Sample(output.text, [], float(output.logprob), settings, output)])

@@ -206,6 +206,21 @@ CLI_FLAGS = {
 }
 
 
+MUSIC_OPTIONS = (("pitch_temperature", 1.0), ("lockstep", False))  # (setting, its value when off)
+
+
+def require_pitched(settings: SampleSettings, domain) -> None:
+    """A one-line error when ``settings`` shape notes (``--pitch-temp``, ``--lockstep``)
+    and ``domain`` (a :class:`~studio.domains.Domain`) has none to shape."""
+    if domain.pitched:
+        return
+    for option, off in MUSIC_OPTIONS:
+        require(
+            getattr(settings, option) == off,
+            f"{CLI_FLAGS[option]} shapes the notes of music models; leave it out for this {domain.name} model",
+        )
+
+
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
 _ESCAPED = re.compile(r"\\([nt\\])")
 
