@@ -23,16 +23,20 @@ def _shifted(logits: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, boo
     logits = np.asarray(logits, dtype=np.float64)
     top = logits.max(axis, keepdims=True)
     # one row is the common case, and a float test costs far less than two numpy calls
-    finite = math.isfinite(top.item()) if top.size == 1 else bool(np.isfinite(top).all())
+    # (the sum is finite only when every max is; one that overflows asks the full test)
+    finite = math.isfinite(top.item() if top.size == 1 else top.sum()) or bool(np.isfinite(top).all())
     if not finite:
         top[~np.isfinite(top)] = 0.0
     return logits - top, top, finite
 
 
+_AS_IS = contextlib.nullcontext()  # reusable: entering it does nothing
+
+
 def _quiet(finite: bool):
     """Silence log(0) and inf - inf where a row has no finite logit (its result is nan or
     -inf by design); rows with a finite max cannot raise them, so they skip the cost."""
-    return contextlib.nullcontext() if finite else np.errstate(divide="ignore", invalid="ignore")
+    return _AS_IS if finite else np.errstate(divide="ignore", invalid="ignore")
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -304,4 +304,4 @@ class Runtime:
     @staticmethod
     def select(state: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
         """Reorder / repeat batch rows of every state tensor (axis 1 by convention)."""
-        return {k: np.ascontiguousarray(v[:, rows]) for k, v in state.items()}
+        return {k: v.take(rows, 1) for k, v in state.items()}  # a new C-ordered array each

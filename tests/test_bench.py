@@ -50,6 +50,9 @@ def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
     for precision in ("fp32", "int8"):  # a median of chunk-pair ratios: near the ratio of the medians
         ratio = report[f"ort_{precision}_tok_s"] / report[f"ort_{precision}_graph_only_tok_s"]
         assert 0.5 * ratio < report[f"loop_vs_graph_{precision}"] < 2 * ratio
+    for key, figure in (("int8_b64_vs_b1", "ort_int8_b64_tok_s"), ("beam8_vs_int8", "beam8_steps_s")):
+        ratio = report[figure] / report["ort_int8_tok_s"]  # paired with its own batch-1 chunks
+        assert 0.5 * ratio < report[key] < 2 * ratio, key
     assert report["serve_20_vs_1"] == round(report["serve_20_tok_s"] / report["serve_1_tok_s"], 2)
     if report["int8_batches"] == "one call":  # row-exact int8: the server batches it, the ceilings exist
         assert report["serve_precision"] == "int8"

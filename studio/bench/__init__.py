@@ -26,7 +26,9 @@ it less):
 * ``loop_vs_graph_{fp32,int8}``: loop ÷ bare graph, timed in alternating chunks; the
   median over the chunk pairs of each pair's ratio (both chunks of a pair see the same
   load), so it can differ slightly from the ratio of the two medians above;
-* ``int8_vs_fp32``, ``int8_b64_vs_b1``: the ratios of the figures above; ``int8_scheme``,
+* ``int8_b64_vs_b1``: batch 64 ÷ batch 1, int8, the same kind of median over chunk pairs
+  (batch-64 chunks alternating with batch-1 chunks);
+* ``int8_vs_fp32``: the ratio of the figures above; ``int8_scheme``,
   ``int8_variant``, ``int8_batches`` say which int8 graph was timed (``studio quantize``
   times every variant where it runs and keeps the fastest that holds quality, see
   :mod:`studio.quantize`; ``int8_variants_at_quantize`` are those figures), ``cpu_flags``
@@ -36,7 +38,9 @@ it less):
   concurrent streams of 300 tokens, each its own seed, the median of 9 runs
   (``serve_precision``: what the server runs, the bundle's row-exact int8 where it has
   one, else fp32); these streams do end at a separator;
-* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision);
+* ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision), and
+  ``beam8_vs_int8`` the median over chunk pairs of beam steps ÷ int8 batch-1 tokens
+  (beam chunks alternating with batch-1 chunks);
 * ``prefill_1000_ms``: priming with 1,000 tokens through the full-sequence call
   (``prefill_1000_step_ms``: the same through 1,000 step calls, for comparison);
 * ``reference_gemv_us``: a numpy matrix-vector product the size of one LSTM layer's

@@ -100,6 +100,25 @@ def loop_and_graph_rates(
     return paired_rates(loop, _graph_work(runtime, seconds), seconds)
 
 
+def rate_against_single(
+    runtime: Runtime,
+    domain,
+    settings: SampleSettings,
+    single: Runtime,
+    base: SampleSettings,
+    seconds: float,
+    per_step: Callable[[SampleSettings], int],
+) -> tuple[float, float]:
+    """(units/s of the sampling loop with ``settings`` on ``runtime``, the median over
+    alternating chunk pairs of that rate ÷ the batch-1 loop's with ``base`` on
+    ``single``): a batch or beam target's ratio, timed so that it holds on a busy
+    machine (:func:`~studio.bench.timing.paired_rates`)."""
+    work = _generation_work(runtime, domain, settings, seconds, per_step)
+    alone = _generation_work(single, domain, base, seconds, lambda s: s.num)
+    units, _, paired = paired_rates(work, alone, seconds)
+    return units, paired
+
+
 def prefill_ms(runtime: Runtime, prime_ids: np.ndarray, seconds: float) -> float:
     """Milliseconds to prime with ``prime_ids`` through one full-sequence call."""
     ids = prime_ids[None, :]
@@ -161,7 +180,13 @@ def precision_figures(
             figures["ort_fp32_iobinding_tok_s"] = tokens_per_second(base)
     for batch in BATCHES:
         say(f"onnxruntime {precision}, batch {batch}")
-        figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
+        if precision == "int8" and batch == 64:  # a target's ratio: alternating with batch 1
+            rate_64, paired = rate_against_single(
+                runtime, domain, base.with_(num=64), runtime, base, seconds, lambda s: s.num
+            )
+            figures["ort_int8_b64_tok_s"], figures["int8_b64_vs_b1"] = round(rate_64, 1), round(paired, 2)
+        else:
+            figures[f"ort_{precision}_b{batch}_tok_s"] = tokens_per_second(base.with_(num=batch))
     if not runtime.row_by_row:  # the graph alone at the batch widths the targets compare
         for batch in GRAPH_BATCHES:
             say(f"onnxruntime {precision}, step graph alone at batch {batch}")

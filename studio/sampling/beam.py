@@ -272,10 +272,14 @@ class _BestCandidates:
     def children(self, beams, shaped, position, max_length, rng):
         candidates = np.array([b.rank for b in beams])[:, None] + shaped  # (n, V)
         scores = self.candidate_scores(beams, candidates, rng)
-        flat = _best_first(scores.reshape(-1), 2 * self.num_beams)
-        flat = flat[np.isfinite(scores.reshape(-1)[flat])]
+        every = scores.reshape(-1)
+        flat = _best_first(every, 2 * self.num_beams)
+        keys = every[flat]
+        finite = np.isfinite(keys)
+        if not finite.all():
+            flat, keys = flat[finite], keys[finite]
         parents, tokens = np.divmod(flat, scores.shape[1])
-        return parents, tokens, scores.reshape(-1)[flat]
+        return parents, tokens, keys
 
     def counts_finished(self, order):
         # Hugging Face: a candidate that ends outside the best num_beams is dropped, so
@@ -486,7 +490,7 @@ def beam_search(
 
     Per step the search does O(beams * vocab) work whatever the length: tokens live
     in a tree of :class:`Node`, the committed prefix grows from the previous one (see
-    :func:`_grow_committed`), and every other test reads the hypothesis's trace."""
+    :meth:`_Committed.grow`), and every other test reads the hypothesis's trace."""
     require(max_length >= 1, f"length must be at least 1 (got {max_length})")
     if rng is None:
         rng = new_rng(seed)
@@ -554,10 +558,10 @@ def _best_first(scores: np.ndarray, count: int) -> np.ndarray:
         return np.argsort(-scores, kind="stable")
     negated = -scores
     bound = np.partition(negated, count - 1)[count - 1]
-    if np.isnan(bound):  # nan sorts last: leave such rows to the full sort
-        return np.argsort(negated, kind="stable")[:count]
-    pool = np.flatnonzero(negated <= bound)
-    return pool[np.argsort(negated[pool], kind="stable")][:count]
+    if bound != bound:  # nan sorts last: leave such rows to the full sort
+        return negated.argsort(kind="stable")[:count]
+    pool = (negated <= bound).nonzero()[0]
+    return pool[negated[pool].argsort(kind="stable")][:count]
 
 
 def new_rng(seed: int):
