@@ -53,7 +53,8 @@ def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
     for key, figure in (("int8_b64_vs_b1", "ort_int8_b64_tok_s"), ("beam8_vs_int8", "beam8_steps_s")):
         ratio = report[figure] / report["ort_int8_tok_s"]  # paired with its own batch-1 chunks
         assert 0.5 * ratio < report[key] < 2 * ratio, key
-    assert report["serve_20_vs_1"] == round(report["serve_20_tok_s"] / report["serve_1_tok_s"], 2)
+    ratio = report["serve_20_tok_s"] / report["serve_1_tok_s"]  # the median of each turn's ratio
+    assert 0.5 * ratio < report["serve_20_vs_1"] < 2 * ratio
     if report["int8_batches"] == "one call":  # row-exact int8: the server batches it, the ceilings exist
         assert report["serve_precision"] == "int8"
         graph = {b: report[f"ort_int8_b{b}_graph_only_tok_s"] for b in (8, 20, 64)}

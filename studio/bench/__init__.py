@@ -37,7 +37,8 @@ it less):
   server's batching path (:class:`studio.serve.Batcher`, in process) with 1 and with 20
   concurrent streams of 300 tokens, each its own seed, the median of 9 runs
   (``serve_precision``: what the server runs, the bundle's row-exact int8 where it has
-  one, else fp32); these streams do end at a separator;
+  one, else fp32); these streams do end at a separator.  ``serve_20_vs_1`` is the
+  median over the 9 turns (one run of each count) of each turn's ratio;
 * ``beam8_steps_s``: ``--beam 8`` search steps per second (default precision), and
   ``beam8_vs_int8`` the median over chunk pairs of beam steps ÷ int8 batch-1 tokens
   (beam chunks alternating with batch-1 chunks);

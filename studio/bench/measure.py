@@ -175,13 +175,12 @@ def _ratios(result: dict) -> dict:
     """The ratios issue 19 sets targets on, from this run's figures, and beside each batch
     target its ceiling: the same ratio for the bare step graph, with no sampling work on
     either side (what the CPU's batched kernels give; no loop can beat it)."""
-    # loop ÷ graph, int8 b64 ÷ b1 and beam8 ÷ int8 come with their rates: medians over
-    # chunk pairs timed alternately with their baseline (precision_figures, _measure)
+    # loop ÷ graph, int8 b64 ÷ b1, beam8 ÷ int8 and serve 20 ÷ 1 come with their rates:
+    # medians over chunk pairs or turns timed alternately with their baseline
+    # (precision_figures, _measure, serve_figures)
     ratios = {}
     if result.get("ort_fp32_tok_s"):
         ratios["int8_vs_fp32"] = round(result["ort_int8_tok_s"] / result["ort_fp32_tok_s"], 2)
-    if result.get("serve_1_tok_s"):
-        ratios["serve_20_vs_1"] = round(result["serve_20_tok_s"] / result["serve_1_tok_s"], 2)
     graph = {b: result.get(f"ort_int8_b{b}_graph_only_tok_s") for b in (8, 20, 64)}
     single = result.get("ort_int8_graph_only_tok_s")
     if single and all(graph.values()):

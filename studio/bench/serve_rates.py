@@ -18,11 +18,12 @@ SERVE_STREAMS = (1, 20)
 REPEATS = 9  # a one-stream run is about 30 ms: a median of 3 moved by a third between runs
 
 
-def serve_rates(model: Path, precision: str, prime: str) -> dict[int, float]:
-    """Tokens streamed per second of wall time for each count in ``SERVE_STREAMS``, from
+def serve_rates(model: Path, precision: str, prime: str) -> tuple[dict[int, float], float]:
+    """(tokens streamed per second of wall time for each count in ``SERVE_STREAMS``, from
     the moment that many requests are released together until the last one ends: the
-    median of ``REPEATS`` runs, the counts taking turns so that drifting load from other
-    jobs weighs on each alike."""
+    median of ``REPEATS`` runs; the median over the turns of 20 streams' rate ÷ one
+    stream's).  The counts take turns, so that drifting load from other jobs weighs on
+    each alike, and each turn's own ratio holds even when the rates drift between turns."""
     batcher = Batcher()
     try:
         warm = SampleSettings(model=str(model), precision=precision, prime=prime, length=20)
@@ -31,7 +32,9 @@ def serve_rates(model: Path, precision: str, prime: str) -> dict[int, float]:
         for run in range(REPEATS):
             for streams in SERVE_STREAMS:
                 rates[streams].append(_one_run(batcher, model, precision, prime, streams, run))
-        return {streams: statistics.median(values) for streams, values in rates.items()}
+        many, one = max(SERVE_STREAMS), min(SERVE_STREAMS)
+        paired = statistics.median(a / b for a, b in zip(rates[many], rates[one]))
+        return {streams: statistics.median(values) for streams, values in rates.items()}, paired
     finally:
         batcher.close()
 
@@ -59,8 +62,8 @@ def _one_run(batcher: Batcher, model: Path, precision: str, prime: str, streams:
 
 
 def serve_figures(model: Path, precision: str, prime: str) -> dict:
-    figures = {
-        f"serve_{streams}_tok_s": round(rate, 1) for streams, rate in serve_rates(model, precision, prime).items()
-    }
+    rates, paired = serve_rates(model, precision, prime)
+    figures = {f"serve_{streams}_tok_s": round(rate, 1) for streams, rate in rates.items()}
+    figures["serve_20_vs_1"] = round(paired, 2)
     figures["serve_precision"] = precision
     return figures
