@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import StudioError
+from .errors import StudioError, require
 
 app = typer.Typer(
     add_completion=False,
@@ -229,6 +229,7 @@ def train(
     """Train a model on a corpus (then export it to export/NAME): text by characters or
     words, music events, or pen strokes (a folder with words.txt trains text-conditioned
     handwriting, a stroke .npz unconditional doodles)."""
+    require(nproc >= 1, f"--nproc must be at least 1 (got {nproc})")
     if nproc > 1:
         return _torchrun(nproc, device or "cpu")
     from .config import TrainConfig

@@ -25,6 +25,37 @@ STATE_NAMES = {
 STATE_WIDTHS = {"last_input": 3}
 
 
+# The largest size each model option takes (from 1 up): far above what this studio's
+# models use, and small enough that a typo (--hidden-size 100000000) is one line here
+# rather than an allocation failure (400 GB of weights) or a build that never ends.
+MODEL_SIZE_LIMITS = {
+    "layers": 16,
+    "hidden_size": 8192,
+    "embedding_size": 8192,
+    "mixtures": 1000,
+    "window_gaussians": 1000,
+    "latent_size": 4096,
+    "feature_size": 8192,
+}
+
+
+def check_size(option: str, value: int) -> None:
+    """StudioError unless ``value`` is 1 to :data:`MODEL_SIZE_LIMITS` ``[option]``."""
+    top = MODEL_SIZE_LIMITS[option]
+    flag = "--" + option.replace("_", "-")
+    require(1 <= value <= top, f"{flag} must be 1 to {top:,} (got {value:,})")
+
+
+def check_model_options(options: dict) -> None:
+    """Refuse out-of-range model options (``studio train``'s --layers, --hidden-size ...)
+    before any corpus work: every size any head takes, then the token model's own rules
+    (cell, dropouts), which a stroke head's options meet as well."""
+    for option, value in options.items():
+        if option in MODEL_SIZE_LIMITS and value is not None:
+            check_size(option, int(value))
+    ModelConfig.from_dict({**{k: v for k, v in options.items() if v is not None}, "vocab_size": 2})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Embedding -> stacked recurrent cells -> linear head over ``vocab_size`` ids."""
@@ -42,9 +73,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         require(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)} (got {self.cell!r})")
-        require(self.layers >= 1, f"--layers must be at least 1 (got {self.layers})")
-        require(self.hidden_size >= 1, f"--hidden-size must be positive (got {self.hidden_size})")
-        require(self.embedding_size >= 1, f"--embedding-size must be positive (got {self.embedding_size})")
+        for option in ("layers", "hidden_size", "embedding_size"):
+            check_size(option, getattr(self, option))
         require(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1) (got {self.dropout})")
         require(
             0.0 <= self.recurrent_dropout < 1.0, f"--recurrent-dropout must be in [0, 1) (got {self.recurrent_dropout})"
@@ -85,6 +115,7 @@ class ModelConfig:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_LEARNING_RATE = 10.0  # past any optimiser's use; 1e308 overflowed inside AdamW
 
 
 @dataclass(frozen=True)
@@ -127,7 +158,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})")
         require(self.seq_len >= 2, f"--seq-len must be at least 2 (got {self.seq_len})")
-        require(self.learning_rate > 0, f"--lr must be positive (got {self.learning_rate})")
+        require(
+            0 < self.learning_rate <= MAX_LEARNING_RATE,
+            f"--lr must be above 0 and at most {MAX_LEARNING_RATE:g} (got {self.learning_rate})",
+        )
+        require(0 <= self.weight_decay <= 1, f"--weight-decay must be 0 to 1 (got {self.weight_decay})")
+        require(self.warmup_steps >= 0, f"--warmup-steps must be 0 or more (got {self.warmup_steps})")
+        require(self.patience >= 1, f"--patience must be at least 1 evaluation (got {self.patience})")
         require(self.clip > 0, f"--clip must be positive (got {self.clip})")
         require(0.0 <= self.ema < 1.0, f"--ema must be 0 (off) or a decay in (0, 1), e.g. 0.999 (got {self.ema})")
         require(

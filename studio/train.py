@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, check_model_options
 from .corpus import fingerprint
 from .devices import Distributed, InterruptFlag, lr_factor, resolve_device, rng_state, seed_everything, set_rng_state
 from .domains import Domain, domain_class, domain_from_config, guess_domain, read_documents
@@ -557,6 +557,7 @@ def train(
         config = train_config or TrainConfig()
         config = replace(config, device=config.device or "cpu")  # None: not given
         resolve_device(config.device)  # a wrong --device fails before the corpus is tokenised
+        check_model_options(model_overrides or {})  # and so does a model option out of range
         corpus_data = load_corpus(
             Path(corpus),
             domain_name,

@@ -199,6 +199,8 @@ def test_eval_and_models(tiny_bundle, tiny_corpus, studio_env):
         (["sample", "--beam", "0"], "beams"),
         (["sample", "--beam", "2", "--num", "3"], "--num"),
         (["sample", "--repetition-penalty", "-1"], "penalty"),
+        (["sample", "--temp", "1e308"], "temperature must be 0 (greedy) to 100"),
+        (["sample", "--beam", "2", "--length-penalty", "1e308"], "length penalty must be 0 (off) to 10"),
         (["sample", "--model", "no-such-model"], "not found"),
     ],
 )
@@ -209,6 +211,7 @@ def test_bad_sample_input(tiny_bundle, studio_env, args, message):
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""  # refused before any work: no partial output
 
 
 def test_bad_train_input(tmp_path, studio_env):
@@ -224,6 +227,31 @@ def test_bad_train_input(tmp_path, studio_env):
         assert result.returncode == 1 and message in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hidden-size", "100000000"], "--hidden-size must be 1 to 8,192 (got 100,000,000)"),
+        (["--layers", "100000"], "--layers must be 1 to 16"),
+        (["--lr", "1e308"], "--lr must be above 0 and at most 10"),
+        (["--weight-decay", "-1"], "--weight-decay must be 0 to 1"),
+        (["--nproc", "0"], "--nproc must be at least 1"),
+    ],
+)
+def test_train_options_out_of_range_are_refused_before_the_corpus_is_read(tmp_path, studio_env, args, message):
+    """Each used to end in a traceback (an allocation of 400 GB, AdamW's overflow, torch's
+    own check) or a build that never ended.  Now the option's error comes before the corpus
+    is tokenised (no token cache is written) and before a run folder is made."""
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 50)
+    result = studio(
+        "train", str(corpus), "--runs-dir", str(runs), "--cache-dir", str(cache), *args, env=studio_env, check=False
+    )
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not runs.exists() and not cache.exists()
 
 
 def test_damaged_bundle(tiny_bundle, tmp_path, studio_env):

@@ -55,6 +55,27 @@ def test_settings_refuse_what_makes_no_sense_anywhere():
             SampleSettings(**changes)
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"temperature": 1e308}, "temperature must be 0 (greedy) to 100 (got 1e+308)"),
+        ({"repetition_penalty": 1e308}, "repetition penalty must be above 0 and at most 100; 1.0 is off"),
+        ({"length_penalty": 1e308}, "length penalty must be 0 (off) to 10"),
+        ({"bias": 1e308}, "bias must be 0 to 100 (got 1e+308)"),
+        ({"stroke_width": 1e308}, "stroke width must be above 0 and at most 100 pixels (got 1e+308)"),
+    ],
+)
+def test_settings_refuse_values_past_where_the_numbers_overflow(changes, message):
+    """Each of these used to overflow: warnings and inf Gumbels (temperature), a
+    traceback (bias, length penalty), an SVG of nan size (stroke width)."""
+    with pytest.raises(StudioError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        SampleSettings(**changes)
+
+
+def test_settings_take_the_largest_values_they_allow():
+    SampleSettings(temperature=100, repetition_penalty=100, length_penalty=10, bias=100, stroke_width=100)
+
+
 TRAIN = TrainLimits(
     hidden_size=Bounds("hidden size", 16, 1024),
     layers=Bounds("layers", 1, 3),

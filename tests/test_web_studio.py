@@ -499,7 +499,7 @@ def test_every_output_has_a_name_and_the_ui_defaults_hold(client):
 
 
 OUT_OF_RANGE = [
-    ("/write", write_args(temperature=-3), "temperature must be 0 (greedy) or more (got -3.0)"),
+    ("/write", write_args(temperature=-3), "temperature must be 0 (greedy) to 100 (got -3.0)"),
     ("/write", write_args(top_p=0), "top-p must be in (0, 1] (got 0.0)"),
     ("/write", write_args(beams=0), "beams must be at least 1 (got 0)"),
     ("/write", write_args(beams=9), "beams must be 1 to 8 here (got 9)"),
@@ -511,7 +511,7 @@ OUT_OF_RANGE = [
     ("/compose", dict(model=MUSIC, beams=0), "beams must be at least 1 (got 0)"),
     ("/compose", dict(model=MUSIC, best_of=17), "candidates (best of) must be 1 to 16 here (got 17)"),
     ("/compose", dict(model=MUSIC, best_of=2, beams=2), "--best-of draws several samples and keeps the likeliest"),
-    ("/handwrite", dict(model=HAND, bias=-3), "bias must be 0 or more (got -3.0)"),
+    ("/handwrite", dict(model=HAND, bias=-3), "bias must be 0 to 100 (got -3.0)"),
     ("/handwrite", dict(model=HAND, text=""), "type the text to write"),
     ("/handwrite", dict(model=HAND, text="a" * 201), "at most 200 characters here (got 201)"),
     ("/inspect", dict(model=TEXT, text=CODE, cell=-1), "cell must be 0 to 31"),
@@ -906,7 +906,7 @@ def test_browser_errors_stay_beside_the_action_until_the_next_one(laptop_page):
     page.wait_for_function("document.querySelector('#write-recipe textarea')?.value.length > 0", timeout=60_000)
     number(page, "write-temperature", -3)
     page.click("#write-button")
-    assert "temperature must be 0 (greedy) or more (got -3.0)" in error_text(page, "write")
+    assert "temperature must be 0 (greedy) to 100 (got -3.0)" in error_text(page, "write")
     page.wait_for_timeout(12_000)  # longer than Gradio's toasts last
     assert page.locator("#write-error").is_visible()
     # nothing stale under the message: the last run's text and recipe are gone
@@ -950,7 +950,7 @@ def test_browser_refuses_out_of_range_numbers_in_every_tab(laptop_page, tmp_path
     choose(page, "handwrite-model", HAND)
     number(page, "handwrite-bias", -3)
     page.click("#handwrite-button")
-    assert "bias must be 0 or more (got -3.0)" in error_text(page, "handwrite")
+    assert "bias must be 0 to 100 (got -3.0)" in error_text(page, "handwrite")
     number(page, "handwrite-bias", 1.5)
     textbox(page, "handwrite-text").fill("")
     page.click("#handwrite-button")

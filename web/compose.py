@@ -193,7 +193,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
             )
             with gr.Row():
                 temperature = gr.Number(
-                    1.0, step=0.05, label="Temperature", elem_id="compose-temperature", info="0 or more; 0 is greedy."
+                    1.0, step=0.05, label="Temperature", elem_id="compose-temperature", info="0 (greedy) to 100."
                 )
                 beams = gr.Number(1, step=1, label="Beams", elem_id="compose-beams", info=f"1 to {LIMITS.max_beams}.")
                 seed = gr.Number(3, step=1, label="Seed", elem_id="compose-seed", info="0 or more.")

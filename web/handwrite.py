@@ -256,13 +256,13 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                     step=0.1,
                     label="Legibility (bias)",
                     elem_id="handwrite-bias",
-                    info="0 or more: 0 is wild, 3 and up is neat.",
+                    info="0 to 100: 0 is wild, 3 and up is neat.",
                 )
                 seed = gr.Number(1, step=1, label="Seed", elem_id="handwrite-seed", info="0 or more.")
                 dice = gr.Button("Random", scale=0, min_width=80)
             with gr.Row():
                 stroke_width = gr.Number(
-                    2.0, step=0.5, label="Stroke width", elem_id="handwrite-width", info="Above 0 (pixels)."
+                    2.0, step=0.5, label="Stroke width", elem_id="handwrite-width", info="Above 0, up to 100 pixels."
                 )
                 color = gr.ColorPicker("#1a1a2e", label="Ink colour")
             page_width = gr.Slider(

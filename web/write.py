@@ -249,7 +249,7 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
             error = error_box("write")
             with gr.Row():
                 temperature = gr.Number(
-                    0.8, step=0.05, label="Temperature", elem_id="write-temperature", info="0 or more; 0 is greedy."
+                    0.8, step=0.05, label="Temperature", elem_id="write-temperature", info="0 (greedy) to 100."
                 )
                 length = gr.Number(
                     300, step=1, label="Length (tokens)", elem_id="write-length", info=f"1 to {LIMITS.max_length:,}."
@@ -266,7 +266,11 @@ def build_tab(outputs: OutputFolders, batcher: Batcher) -> dict:
                 top_k = gr.Number(0, step=1, label="Top-k", info="0 is off.", elem_id="write-top-k")
                 top_p = gr.Number(1.0, step=0.01, label="Top-p", info="Above 0, up to 1 (off).", elem_id="write-top-p")
                 repetition_penalty = gr.Number(
-                    1.0, step=0.05, label="Repetition penalty", info="Above 0; 1 is off.", elem_id="write-repetition"
+                    1.0,
+                    step=0.05,
+                    label="Repetition penalty",
+                    info="Above 0, up to 100; 1 is off.",
+                    elem_id="write-repetition",
                 )
             with gr.Row():
                 seed = gr.Number(

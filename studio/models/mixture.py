@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..config import check_size
 from ..errors import require
 from ..handwriting import data as stroke_data
 from ..handwriting.mdn import HEAD_NAMES
@@ -147,12 +148,12 @@ class MixtureTrainable(Trainable):
         require(options.get("cell", "lstm") == "lstm", "stroke models are LSTMs: drop --cell")
         hidden_size, layers = int(options.get("hidden_size", 256)), int(options.get("layers", 2))
         mixtures = int(options.get("mixtures") or DEFAULT_MIXTURES)
-        require(hidden_size >= 1 and layers >= 1, "--hidden-size and --layers must be at least 1")
-        require(mixtures >= 1, f"--mixtures must be at least 1 (got {mixtures})")
+        for option, value in (("hidden_size", hidden_size), ("layers", layers), ("mixtures", mixtures)):
+            check_size(option, value)
         config = {"type": "mdn", "hidden_size": hidden_size, "layers": layers, "mixtures": mixtures}
         if domain.conditional:
             window = int(options.get("window_gaussians") or DEFAULT_WINDOW_GAUSSIANS)
-            require(window >= 1, f"--window-gaussians must be at least 1 (got {window})")
+            check_size("window_gaussians", window)
             config.update(
                 type="synthesis",
                 window_gaussians=window,

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..config import check_size
 from ..errors import require
 from ..handwriting import data as stroke_data
 from ..handwriting.mdn import HEAD_NAMES
@@ -106,8 +107,8 @@ class VrnnTrainable(MixtureTrainable):
             "feature_size": int(options.get("feature_size") or DEFAULT_FEATURES),
         }
         for option, value in config.items():
-            flag = "--" + option.replace("_", "-")
-            require(option == "type" or value >= 1, f"{flag} must be at least 1 (got {value})")
+            if option != "type":
+                check_size(option, value)
         return config
 
     def build_model(self, config: dict) -> torch.nn.Module:

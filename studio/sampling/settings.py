@@ -31,6 +31,15 @@ FLOAT_OPTIONS = (
     "stroke_width",
 )
 MAX_PITCH_TEMPERATURE = 10.0
+# Upper bounds for the float options that scale a number the draw computes with: far
+# past any use (temperature 100 is uniform noise already), and far below where those
+# numbers overflow (temperature 1e308 turned every Gumbel into inf; bias 1e308 crashed
+# the pen's mixture; length penalty 1e308 overflowed length ** penalty)
+MAX_TEMPERATURE = 100.0
+MAX_REPETITION_PENALTY = 100.0
+MAX_LENGTH_PENALTY = 10.0
+MAX_BIAS = 100.0
+MAX_STROKE_WIDTH = 100.0  # pixels
 
 
 @dataclass(frozen=True)
@@ -78,12 +87,16 @@ class SampleSettings:
         for name in FLOAT_OPTIONS:
             value = getattr(self, name)
             require(math.isfinite(value), f"{CLI_FLAGS[name]} must be a finite number (got {value})")
-        require(self.temperature >= 0, f"temperature must be 0 (greedy) or more (got {self.temperature})")
+        require(
+            0 <= self.temperature <= MAX_TEMPERATURE,
+            f"temperature must be 0 (greedy) to {MAX_TEMPERATURE:g} (got {self.temperature})",
+        )
         require(self.top_k >= 0, f"top-k must be 0 (off) or more (got {self.top_k})")
         require(0 < self.top_p <= 1, f"top-p must be in (0, 1] (got {self.top_p})")
         require(
-            self.repetition_penalty > 0,
-            f"repetition penalty must be positive; 1.0 is off (got {self.repetition_penalty})",
+            0 < self.repetition_penalty <= MAX_REPETITION_PENALTY,
+            f"repetition penalty must be above 0 and at most {MAX_REPETITION_PENALTY:g}; 1.0 is off "
+            f"(got {self.repetition_penalty})",
         )
         require(
             self.no_repeat_ngram_size >= 0,
@@ -92,8 +105,8 @@ class SampleSettings:
         require(self.num_beams >= 1, f"beams must be at least 1 (got {self.num_beams})")
         require(self.num_beams <= MAX_BEAMS, f"beams must be at most {MAX_BEAMS:,} (got {self.num_beams:,})")
         require(
-            self.length_penalty >= 0,
-            f"length penalty must be 0 (off) or more: scores are "
+            0 <= self.length_penalty <= MAX_LENGTH_PENALTY,
+            f"length penalty must be 0 (off) to {MAX_LENGTH_PENALTY:g}: scores are "
             f"divided by length ** penalty (got {self.length_penalty})",
         )
         require(self.length >= 1, f"length must be at least 1 (got {self.length})")
@@ -132,8 +145,11 @@ class SampleSettings:
             f"pitch temperature must be above 0 and at most {MAX_PITCH_TEMPERATURE:g}; 1 is off "
             f"(got {self.pitch_temperature})",
         )
-        require(self.bias >= 0, f"bias must be 0 or more (got {self.bias})")
-        require(self.stroke_width > 0, "stroke width must be positive")
+        require(0 <= self.bias <= MAX_BIAS, f"bias must be 0 to {MAX_BIAS:g} (got {self.bias})")
+        require(
+            0 < self.stroke_width <= MAX_STROKE_WIDTH,
+            f"stroke width must be above 0 and at most {MAX_STROKE_WIDTH:g} pixels (got {self.stroke_width})",
+        )
         require(
             self.page_width == 0 or 200 <= self.page_width <= 2400,
             f"page width must be 200 to 2400 pixels (got {self.page_width})",

@@ -310,10 +310,11 @@
     const fail = (message) => {
       throw new Error(message);
     };
-    if (!(s.temperature >= 0)) fail(`temperature must be 0 (greedy) or more (got ${s.temperature})`);
+    if (!(s.temperature >= 0 && s.temperature <= 100)) fail(`temperature must be 0 (greedy) to 100 (got ${s.temperature})`);
     if (!(Number.isInteger(s.top_k) && s.top_k >= 0)) fail(`top-k must be 0 (off) or more (got ${s.top_k})`);
     if (!(s.top_p > 0 && s.top_p <= 1)) fail(`top-p must be in (0, 1] (got ${s.top_p})`);
-    if (!(s.repetition_penalty > 0)) fail(`repetition penalty must be positive; 1.0 is off (got ${s.repetition_penalty})`);
+    if (!(s.repetition_penalty > 0 && s.repetition_penalty <= 100))
+      fail(`repetition penalty must be above 0 and at most 100; 1.0 is off (got ${s.repetition_penalty})`);
     if (!(Number.isInteger(s.no_repeat_ngram_size) && s.no_repeat_ngram_size >= 0))
       fail(`no-repeat-ngram size must be 0 (off) or more (got ${s.no_repeat_ngram_size})`);
     if (!(Number.isInteger(s.length) && s.length >= 1)) fail(`length must be at least 1 (got ${s.length})`);
