@@ -240,6 +240,25 @@ def test_exposed_without_credentials_refuses_to_start(tmp_path):
         assert message in result.stderr
 
 
+def test_a_port_that_cannot_be_served_is_one_line_before_the_app_is_built(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for flags, message in [
+            (("--port", str(port)), f"cannot serve on 127.0.0.1:{port} (Address already in use): pick another --port"),
+            (("--port", "99999999"), "--port must be 1 to 65535 (got 99999999)"),
+        ]:
+            result = subprocess.run(
+                [sys.executable, "-m", "studio", "web", *flags],
+                cwd=tmp_path,
+                env=server_env(tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 1 and result.stdout == ""
+            assert result.stderr == f"error: {message}\n", result.stderr
+
+
 def test_no_auth_warns_and_turns_training_off(tmp_path):
     work, _ = studio_folder(tmp_path)
     server, url = start_server(work, "--no-auth")

@@ -25,6 +25,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from studio.errors import StudioError, require
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 QUEUE_SIZE = 64  # requests waiting beyond this are turned away with "queue full"
 DEFAULT_CONCURRENCY = 2  # events without their own limit: the machine has few cores
@@ -147,7 +149,9 @@ def launch(
     from .serving import decide
     from .training import TrainingJobs
 
+    require(1 <= port <= 65535, f"--port must be 1 to 65535 (got {port})")
     exposure = decide(host, auth=auth, auth_file=auth_file, no_auth=no_auth, allow_training=allow_training)
+    _check_free(host, port)
     log_lines()
     if exposure.warning:
         print(exposure.warning, file=sys.stderr, flush=True)
@@ -177,6 +181,21 @@ def launch(
     )
 
 
+def _check_free(host: str, port: int) -> None:
+    """StudioError, before the app is built, when ``host:port`` cannot be served (taken by
+    another server, or a port this user may not bind)."""
+    import errno
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        reason = str(error.strerror or error).split(" (while attempting", 1)[0]  # create_server's tail
+        hint = "pick another --port" if error.errno == errno.EADDRINUSE else "check --host and --port"
+        raise StudioError(f"cannot serve on {host}:{port} ({reason}): {hint}") from None
+
+
 def log_lines() -> None:
     """The studio's own log lines (one per refused request, a trace per real fault) on
     stderr, each saying where it comes from."""
@@ -195,8 +214,6 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> None:
     """Loopback serving for development; `studio web` has the flags for other hosts."""
-    from studio.errors import StudioError
-
     parser = argparse.ArgumentParser(
         description="Serve the Sequence Studio web app (`studio web --help` for the serving flags)."
     )

@@ -42,10 +42,13 @@ ROWS = [
 ]
 
 
+MAX_SECONDS = 60.0  # per figure: the whole run takes about 20 times this
+
+
 def run_bench(model: str = "prose", json_out: bool = False, seconds: float = 3.0, shape: str | None = None) -> dict:
     """`studio bench`: measure, then print JSON or a table."""
-    if seconds <= 0:
-        raise StudioError(f"--seconds must be positive (got {seconds})")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise StudioError(f"--seconds must be above 0 and at most {MAX_SECONDS:g} (got {seconds})")
     progress = None if json_out else (lambda message: print(f"  {message} ...", file=sys.stderr))
     result = measure(model, seconds, progress=progress, shape=shape)
     if json_out:
