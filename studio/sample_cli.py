@@ -15,16 +15,42 @@ from .heads import Finished, Started, Token
 from .sampling.settings import SampleSettings
 
 
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def check_writable(path: Path, suffixes: tuple[str, ...] = ()) -> None:
+    """StudioError, before any sampling, unless a file can be written at ``path``: its
+    suffix one of ``suffixes`` (empty: any), not a folder, and its folder one this
+    process can create the temp file in (tried, then removed)."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise StudioError(f"cannot write {path.name}: this model's samples are saved as {', '.join(suffixes)}")
+    if path.is_dir():
+        raise StudioError(f"--out {path} is a folder: give a file name in it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise StudioError(f"folder {folder} does not exist: create it or choose another --out")
+    probe = _partial(path)
+    try:
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as error:
+        raise StudioError(f"cannot write in {folder} ({error.strerror}): choose another --out") from None
+
+
 def atomic_save(output, path: Path, **kwargs) -> Path:
     """``output.save`` to a temp file beside ``path``, renamed over it when complete, so a
     failure never leaves a partial file."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise StudioError(f"folder {path.parent} does not exist: create it or choose another --out")
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    check_writable(path)
+    tmp = _partial(path)
     try:
         output.save(tmp, **kwargs) if kwargs else output.save(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        raise StudioError(f"cannot write {path} ({error.strerror}): choose another --out") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -52,6 +78,10 @@ def run_sample(
         out = Path(f"{loaded.name}-seed{settings.seed}{domain.default_suffix}")
     if attention_plot is not None and not (domain.medium is Medium.INK and domain.conditional):
         raise StudioError("--attention-plot needs a text-conditioned handwriting model")
+    if out is not None:  # a file that cannot be written is refused before any sampling
+        check_writable(Path(out), domain.output_suffixes)
+    if attention_plot is not None:
+        check_writable(Path(attention_plot))
     stream = not json_lines and settings.num == 1 and domain.streams_text
     samples: list[Sample] = []
     for event in sample_iter(settings=settings):

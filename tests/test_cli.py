@@ -4,6 +4,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -227,6 +228,24 @@ def test_bad_train_input(tmp_path, studio_env):
         assert result.returncode == 1 and message in result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_an_out_file_that_cannot_be_written_is_refused_before_sampling(tiny_bundle, tmp_path, studio_env):
+    """Each used to stream the sample and then fail: a traceback for a folder or a place
+    no file can be made, a music file refused after the whole piece was composed."""
+    (tmp_path / "a-folder").mkdir()
+    for out, message in (
+        (tmp_path / "a-folder", "is a folder: give a file name in it"),
+        (tmp_path / "missing" / "x.txt", "folder " + str(tmp_path / "missing") + " does not exist"),
+        (Path("/proc/x.txt"), "cannot write in /proc (No such file or directory)"),
+    ):
+        result = studio("sample", "--model", "tiny", "--length", "20", "--out", str(out), env=studio_env, check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"]  # no partial file anywhere
+    result = studio("sample", "--model", "songs", "--out", str(tmp_path / "x.txt"), env=studio_env, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "cannot write x.txt: this model's samples are saved as .mid, .midi, .wav, .png" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,7 @@ class Domain(ABC):
     medium: ClassVar[Medium]
     suffixes: ClassVar[tuple[str, ...]] = ()  # file types that select this domain
     default_suffix: ClassVar[str | None] = None  # what `studio sample` writes when no --out is given
+    output_suffixes: ClassVar[tuple[str, ...]] = ()  # what a sample can be saved as (empty: any name)
     streams_text: ClassVar[bool] = False  # tokens can be printed as they come
     compares_samples: ClassVar[bool] = False  # `studio eval` also scores generated samples
     pitched: ClassVar[bool] = False  # its samples have pitches that --pitch-temp can shape

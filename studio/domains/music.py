@@ -25,6 +25,7 @@ from ..music.files import MIDI_SUFFIXES, SCORE_SUFFIXES, UnreadableMusic, read_p
 from ..music.grammar import InstantOrder, NoteGrammar, corpus_limits, events_per_instant
 from ..music.metre import MetreGrid, MetreStats, metre_stats, named_metres
 from ..music.metrics import METRICS, compare, scale_consistency
+from ..music.render import SUFFIXES as RENDERED_SUFFIXES
 from ..music.render import Rendered
 from ..music.scales import key_name, major_or_minor, parse_key, pitch_class_mask
 from ..music.shaping import PitchTemperature
@@ -81,6 +82,7 @@ class MusicDomain(CategoricalDomain):
     suffixes: ClassVar[tuple[str, ...]] = MIDI_SUFFIXES + SCORE_SUFFIXES
     medium: ClassVar[Medium] = Medium.MUSIC
     default_suffix: ClassVar[str | None] = ".mid"  # `studio sample` writes a MIDI file unasked
+    output_suffixes: ClassVar[tuple[str, ...]] = RENDERED_SUFFIXES
     compares_samples: ClassVar[bool] = True  # `studio eval` sets generated pieces beside the corpus
     pitched: ClassVar[bool] = True  # --pitch-temp shapes its note-ons
     unit_name: ClassVar[str] = "event"

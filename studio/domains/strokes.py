@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import StudioError
 from ..handwriting import data as stroke_data
+from ..handwriting.render import SUFFIXES as PAGE_SUFFIXES
 from .base import Document, Medium, MixtureDomain
 
 HERSHEY_SOURCE = "hershey"
@@ -45,6 +46,7 @@ class StrokesDomain(MixtureDomain):
     medium: ClassVar[Medium] = Medium.INK
     suffixes: ClassVar[tuple[str, ...]] = (".npz",)
     default_suffix: ClassVar[str | None] = ".svg"
+    output_suffixes: ClassVar[tuple[str, ...]] = PAGE_SUFFIXES
     unit_name: ClassVar[str] = "point"
     other_heads: ClassVar[tuple[str, ...]] = ("vrnn",)  # the variational RNN (unconditional corpora)
 

@@ -15,6 +15,8 @@ import numpy as np
 
 from studio.errors import StudioError
 
+SUFFIXES = (".svg", ".png", ".gif")  # what a page is saved as (by the file's suffix)
+
 MARGIN = 12.0  # pixels around the drawing
 PIXELS_PER_UNIT = 2.0  # raster scale for the Hershey unit (capital letters 21 units tall)
 MAX_PIXELS = 2400
@@ -241,7 +243,7 @@ class Rendered:
         """Write ``.svg``, ``.png`` or ``.gif`` (animated) by the file's suffix."""
         path = Path(path)
         suffix = path.suffix.lower()
-        if suffix not in (".svg", ".png", ".gif"):
+        if suffix not in SUFFIXES:
             raise StudioError(f"Cannot write {path.name}: handwriting is saved as .svg, .png or .gif.")
         if not path.parent.exists():
             raise StudioError(f"Folder {path.parent} does not exist.")
