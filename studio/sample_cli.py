@@ -13,39 +13,15 @@ from .errors import StudioError
 from .generate import Sample
 from .heads import Finished, Started, Token
 from .sampling.settings import SampleSettings
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def check_writable(path: Path, suffixes: tuple[str, ...] = ()) -> None:
-    """StudioError, before any sampling, unless a file can be written at ``path``: its
-    suffix one of ``suffixes`` (empty: any), not a folder, and its folder one this
-    process can create the temp file in (tried, then removed)."""
-    path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise StudioError(f"cannot write {path.name}: this model's samples are saved as {', '.join(suffixes)}")
-    if path.is_dir():
-        raise StudioError(f"--out {path} is a folder: give a file name in it")
-    folder = path.parent
-    if not folder.is_dir():
-        raise StudioError(f"folder {folder} does not exist: create it or choose another --out")
-    probe = _partial(path)
-    try:
-        with open(probe, "xb"):
-            pass
-        probe.unlink()
-    except OSError as error:
-        raise StudioError(f"cannot write in {folder} ({error.strerror}): choose another --out") from None
+from .writable import check_file, partial_name
 
 
 def atomic_save(output, path: Path, **kwargs) -> Path:
     """``output.save`` to a temp file beside ``path``, renamed over it when complete, so a
     failure never leaves a partial file."""
     path = Path(path)
-    check_writable(path)
-    tmp = _partial(path)
+    check_file(path, "--out")
+    tmp = partial_name(path)
     try:
         output.save(tmp, **kwargs) if kwargs else output.save(tmp)
         os.replace(tmp, path)
@@ -79,9 +55,9 @@ def run_sample(
     if attention_plot is not None and not (domain.medium is Medium.INK and domain.conditional):
         raise StudioError("--attention-plot needs a text-conditioned handwriting model")
     if out is not None:  # a file that cannot be written is refused before any sampling
-        check_writable(Path(out), domain.output_suffixes)
+        check_file(Path(out), "--out", domain.output_suffixes)
     if attention_plot is not None:
-        check_writable(Path(attention_plot))
+        check_file(Path(attention_plot), "--attention-plot")
     stream = not json_lines and settings.num == 1 and domain.streams_text
     samples: list[Sample] = []
     for event in sample_iter(settings=settings):

@@ -13,6 +13,7 @@ from .export import export_run
 from .runs import RunDir
 from .token_cache import CacheSettings
 from .train import train
+from .writable import check_folder
 
 EXPORT_ROOT = Path("export")
 
@@ -47,6 +48,9 @@ def run_training(
         if corpus is None or not Path(corpus).exists():
             raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
         run_dir = Path(runs_dir) / (name or Path(corpus).resolve().stem)
+        check_folder(run_dir, "--runs-dir")  # before the corpus is read, as the bundle's folder below
+    if export and int(os.environ.get("RANK", "0")) == 0:
+        check_folder(out or EXPORT_ROOT / run_dir.name, "--out")
     run = train(
         corpus,
         run_dir,
@@ -73,4 +77,5 @@ def export_any(run_dir: Path, out_dir: Path, **options: Any) -> Path:
     :func:`studio.export.export_run`'s (``quantize``, ``drop_fp32``, ``fp16_weights`` ...)."""
     if not RunDir(run_dir).path.joinpath("config.json").exists():
         raise StudioError(f"{run_dir} is not a training run (no config.json): train one with `studio train`")
+    check_folder(out_dir, "--out")
     return export_run(Path(run_dir), Path(out_dir), **options)

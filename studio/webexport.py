@@ -150,7 +150,10 @@ def export_web(model: str | Path, out: Path, *, force: bool = False) -> WebExpor
     vendor = vendor_files()
     out = Path(out).absolute()
     _check_target(out, force)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise StudioError(f"cannot write in {out.parent} ({error.strerror}): choose another --out") from None
     staging.chmod(0o755)  # mkdtemp makes it private; a web server must read the site
     try:
         what = "text" if kind == "text" else "pen-stroke"
@@ -186,6 +189,9 @@ def export_web(model: str | Path, out: Path, *, force: bool = False) -> WebExpor
         if out.exists():
             shutil.rmtree(out)  # empty, or an earlier export (checked above)
         staging.rename(out)
+    except OSError as error:  # the disk filled up, a file vanished ...: nothing is left behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StudioError(f"cannot write the site to {out} ({error.strerror}); nothing was written") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -273,6 +273,25 @@ def test_train_options_out_of_range_are_refused_before_the_corpus_is_read(tmp_pa
     assert not runs.exists() and not cache.exists()
 
 
+def test_train_refuses_run_and_bundle_folders_it_cannot_make_before_training(tmp_path, studio_env):
+    """A --runs-dir or --out that cannot be made used to end in a traceback: at the start
+    for the run folder, after the whole training run for the bundle's."""
+    corpus, a_file = tmp_path / "corpus.txt", tmp_path / "a-file"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 50)
+    a_file.write_text("not a folder")
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    for args, message in (
+        (["--runs-dir", str(a_file)], f"cannot make {a_file / 'corpus'}: {a_file} is a file"),
+        (["--runs-dir", "/proc/runs"], "cannot write in /proc (No such file or directory): choose another --runs-dir"),
+        ([*runs, "--out", str(a_file)], f"--out {a_file} is a file: give a folder"),
+        ([*runs, "--out", "/proc/bundle"], "cannot write in /proc (No such file or directory): choose another --out"),
+    ):
+        result = studio("train", str(corpus), "--max-steps", "2", *args, env=studio_env, check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "corpus.txt"]  # no run was started
+
+
 def test_damaged_bundle(tiny_bundle, tmp_path, studio_env):
     import shutil
 

@@ -166,6 +166,9 @@ def test_export_writes_a_manifest_and_refuses_to_overwrite(tmp_path):
     assert music.exit_code == 1 and "text models by characters" in music.output
     assert not (tmp_path / "songs").exists()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # nothing half written
+    nowhere = runner.invoke(app, ["export-web", "prose", "--out", "/proc/site"])  # no folder can be made there
+    assert nowhere.exit_code == 1 and "cannot write in /proc (No such file or directory)" in nowhere.output
+    assert len(nowhere.output.strip().splitlines()) == 1
 
 
 def test_export_without_the_fetched_runtime_says_how_to_fetch_it(tmp_path, monkeypatch):
