@@ -36,9 +36,9 @@
     if (!/^#[0-9a-f]{6}$/.test(color)) throw new Error(`color must be a hex colour like #1a1a2e (got ${color})`);
     return {
       text: card.domain.conditional ? $("text").value : null,
-      bias: number("bias", "bias", (v) => v >= 0, "0 or more"),
+      bias: number("bias", "bias", (v) => v >= 0 && v <= 100, "0 to 100"),
       seed: number("seed", "seed", (v) => Number.isSafeInteger(v) && v >= 0, "a whole number, 0 or more"),
-      width: number("width", "stroke width", (v) => v > 0, "positive"),
+      width: number("width", "stroke width", (v) => v > 0 && v <= 100, "above 0 and at most 100 pixels"),
       color,
       num: 1,
     };
