@@ -50,9 +50,9 @@ def test_bench_json_has_the_agreed_keys(tiny_bundle, monkeypatch):
     for precision in ("fp32", "int8"):  # a median of chunk-pair ratios: near the ratio of the medians
         ratio = report[f"ort_{precision}_tok_s"] / report[f"ort_{precision}_graph_only_tok_s"]
         assert 0.5 * ratio < report[f"loop_vs_graph_{precision}"] < 2 * ratio
-    for key, figure in (("int8_b64_vs_b1", "ort_int8_b64_tok_s"), ("beam8_vs_int8", "beam8_steps_s")):
-        ratio = report[figure] / report["ort_int8_tok_s"]  # paired with its own batch-1 chunks
-        assert 0.5 * ratio < report[key] < 2 * ratio, key
+    # paired with batch-1 chunks of their own, timed apart from ort_int8_tok_s (so no bound
+    # against it holds at 0.05 s a figure): the pairing itself is tested on a fake clock
+    assert report["int8_b64_vs_b1"] > 0 and report["beam8_vs_int8"] > 0
     ratio = report["serve_20_tok_s"] / report["serve_1_tok_s"]  # the median of each turn's ratio
     assert 0.5 * ratio < report["serve_20_vs_1"] < 2 * ratio
     if report["int8_batches"] == "one call":  # row-exact int8: the server batches it, the ceilings exist
@@ -130,3 +130,29 @@ def test_paired_rates_take_the_ratio_within_each_pair(monkeypatch):
     a, b, paired = timing.paired_rates(first, second, seconds=100.0, chunks=7)
     assert (a, b) == (10.0, 5.0)  # the medians of 10 / (1 * load) and 10 / (2 * load)
     assert paired == 2.0  # the first work is twice as fast in every pair
+
+
+def test_a_batch_or_beam_ratio_is_paired_with_batch_1_chunks_of_its_own(monkeypatch):
+    """``rate_against_single`` times the batch (or beam) loop on one runtime and the batch-1
+    loop with the base settings on the other, alternately, and gives the median of each
+    pair's ratio (a fake clock: beams cost 4 units a step against 1 for a token)."""
+    from studio.bench import runtime_rates
+
+    clock, calls = [0.0], []
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def fake_work(runtime, domain, settings, seconds, per_step):
+        def work() -> int:
+            calls.append((runtime, settings.num_beams))
+            clock[0] += 4.0 if settings.num_beams > 1 else 1.0
+            return per_step(settings) * 10
+
+        return work
+
+    monkeypatch.setattr(runtime_rates, "_generation_work", fake_work)
+    base = runtime_rates.SampleSettings(seed=0)
+    units, paired = runtime_rates.rate_against_single(
+        "beam runtime", None, base.with_(num_beams=8), "int8 runtime", base, 1.0, lambda s: 1
+    )
+    assert (units, paired) == (2.5, 0.25)  # 10 beam steps in 4 units; 10 tokens in 1
+    assert calls[:4] == [("beam runtime", 8), ("int8 runtime", 1)] * 2  # warm-ups, then alternating

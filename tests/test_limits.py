@@ -72,6 +72,36 @@ def test_settings_refuse_values_past_where_the_numbers_overflow(changes, message
         SampleSettings(**changes)
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"temperature": "hot"}, "temperature must be a number (got 'hot')"),
+        ({"length": "10"}, "length must be a whole number (got '10')"),
+        ({"length": 10.5}, "length must be a whole number (got 10.5)"),
+        ({"num": True}, "num must be a whole number (got True)"),
+        ({"top_k": 2.5}, "top_k must be a whole number (got 2.5)"),
+        ({"greedy": "yes"}, "greedy must be True or False (got 'yes')"),
+        ({"prime": 5}, "prime must be text (got 5)"),
+        ({"stop": ("a", 3)}, "stop must hold text"),
+        ({"temperature": 10**400}, "--temp must be a finite number (got inf)"),
+    ],
+)
+def test_settings_refuse_values_of_the_wrong_type_in_one_sentence(changes, message):
+    """From the Python API these used to end in a TypeError inside sampling (top_k 2.5:
+    "slice indices must be integers") or to be taken as they were (length 10.5, seed 1.5)."""
+    with pytest.raises(StudioError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        SampleSettings(**changes)
+
+
+def test_settings_take_whole_floats_as_ints_and_ints_as_floats():
+    settings = SampleSettings(length=300.0, num=2.0, temperature=1, bars=8.0)  # a form's numbers
+    assert (settings.length, settings.num, settings.bars) == (300, 2, 8)
+    assert all(type(value) is int for value in (settings.length, settings.num, settings.bars))
+    assert type(settings.temperature) is float and settings.temperature == 1.0
+    assert SampleSettings(**settings.to_dict()) == settings  # stop comes back as a list: taken as a tuple
+    assert SampleSettings(stop="\n\n").stop == ("\n\n",) and SampleSettings(stop=["a", "b"]).stop == ("a", "b")
+
+
 def test_settings_take_the_largest_values_they_allow():
     SampleSettings(temperature=100, repetition_penalty=100, length_penalty=10, bias=100, stroke_width=100)
 

@@ -10,6 +10,7 @@ Names follow Hugging Face's ``generate``: ``temperature``, ``top_k``, ``top_p``,
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -40,6 +41,15 @@ MAX_REPETITION_PENALTY = 100.0
 MAX_LENGTH_PENALTY = 10.0
 MAX_BIAS = 100.0
 MAX_STROKE_WIDTH = 100.0  # pixels
+
+
+def _float(value: numbers.Real) -> float:
+    """``float(value)``, with a number too large for a float (10 ** 400) as infinity (which
+    the range checks then refuse) instead of an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class SampleSettings:
     color: str = "#1a1a2e"
 
     def __post_init__(self) -> None:
+        self._take_types()
         for name in FLOAT_OPTIONS:
             value = getattr(self, name)
             require(math.isfinite(value), f"{CLI_FLAGS[name]} must be a finite number (got {value})")
@@ -157,6 +168,37 @@ class SampleSettings:
         require(self.precision in ("auto", "fp32", "int8"), "precision must be auto, fp32 or int8")
         require(all(self.stop), "stop strings must not be empty")
         require(0 <= self.seed <= MAX_SEED, f"seed must be 0 to {MAX_SEED} (got {self.seed})")
+
+    def _take_types(self) -> None:
+        """Values from the Python API or a form come as any Python type: a whole number
+        where one is due (an integral float, a form's 300.0, is taken as 300), a real
+        number where a float is, True or False for a switch, text for text; anything else
+        is one sentence naming the setting, never a TypeError deep inside sampling."""
+        for field in fields(self):
+            name, kind, value = field.name, field.type.replace(" | None", ""), getattr(self, field.name)
+            if value is None and field.type.endswith("| None"):
+                continue
+            if kind == "bool":
+                require(value in (True, False), f"{name} must be True or False (got {value!r})")
+                taken = bool(value)
+            elif kind == "int":
+                number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+                whole = number and (isinstance(value, numbers.Integral) or _float(value).is_integer())
+                require(whole, f"{name} must be a whole number (got {value!r})")
+                taken = int(value)
+            elif kind == "float":
+                real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+                require(real, f"{name} must be a number (got {value!r})")
+                taken = _float(value)
+            elif kind == "str":
+                require(isinstance(value, str), f"{name} must be text (got {value!r})")
+                continue
+            else:  # stop: text strings, kept as a tuple (one string is one stop string)
+                value = (value,) if isinstance(value, str) else value
+                texts = isinstance(value, (list, tuple)) and all(isinstance(stop, str) for stop in value)
+                require(texts, f"{name} must hold text (got {value!r})")
+                taken = tuple(value)
+            object.__setattr__(self, name, taken)
 
     @property
     def is_greedy(self) -> bool:
