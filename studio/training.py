@@ -48,9 +48,11 @@ def run_training(
         if corpus is None or not Path(corpus).exists():
             raise StudioError(f"corpus not found: {corpus} (give a file or a folder)")
         run_dir = Path(runs_dir) / (name or Path(corpus).resolve().stem)
-        check_folder(run_dir, "--runs-dir")  # before the corpus is read, as the bundle's folder below
-    if export and int(os.environ.get("RANK", "0")) == 0:
-        check_folder(out or EXPORT_ROOT / run_dir.name, "--out")
+    if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone writes, so it alone tries writing
+        if resume is None:
+            check_folder(run_dir, "--runs-dir")  # before the corpus is read, as the bundle's folder below
+        if export:
+            check_folder(out or EXPORT_ROOT / run_dir.name, "--out")
     run = train(
         corpus,
         run_dir,
