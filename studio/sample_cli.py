@@ -20,7 +20,8 @@ def atomic_save(output, path: Path, **kwargs) -> Path:
     """``output.save`` to a temp file beside ``path``, renamed over it when complete, so a
     failure never leaves a partial file."""
     path = Path(path)
-    check_file(path, "--out")
+    if path.parent and not path.parent.exists():  # the CLI checked --out before sampling (check_file)
+        raise StudioError(f"folder {path.parent} does not exist: create it or choose another --out")
     tmp = partial_name(path)
     try:
         output.save(tmp, **kwargs) if kwargs else output.save(tmp)

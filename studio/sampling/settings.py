@@ -174,9 +174,9 @@ class SampleSettings:
         where one is due (an integral float, a form's 300.0, is taken as 300), a real
         number where a float is, True or False for a switch, text for text; anything else
         is one sentence naming the setting, never a TypeError deep inside sampling."""
-        for field in fields(self):
-            name, kind, value = field.name, field.type.replace(" | None", ""), getattr(self, field.name)
-            if value is None and field.type.endswith("| None"):
+        for name, (kind, optional) in _FIELD_KINDS.items():
+            value = getattr(self, name)
+            if value is None and optional:
                 continue
             if kind == "bool":
                 require(value in (True, False), f"{name} must be True or False (got {value!r})")
@@ -222,6 +222,10 @@ class SampleSettings:
         data["stop"] = list(self.stop)
         return data
 
+
+# Each setting's type, read once from the annotations: (bool, int, float, str or the
+# stop strings' tuple; whether None is allowed)
+_FIELD_KINDS = {f.name: (f.type.replace(" | None", ""), f.type.endswith("| None")) for f in fields(SampleSettings)}
 
 # How each setting is spelled on the command line, for recipes (`studio sample ...`).
 CLI_FLAGS = {
